@@ -1,0 +1,27 @@
+from typing import List
+
+from kfp.dsl import Dataset, Input, Model, Output
+
+
+def plan_shards(config_json: str) -> List[int]:  # noqa: UP006 (KFP reads typing.List)
+    """The shard indices of the adapter bank, for the pipeline's ParallelFor fan-out."""
+    from padirec.config import config_from_json
+
+    return list(range(config_from_json(config_json).adapters.num_shards))
+
+
+def build_adapters(config_json: str, kfp_run_id: str, shard_index: int, data: Input[Dataset],
+                   backbone: Input[Model], bank: Output[Dataset]):
+    """Phase 2: one shard of the adapter bank (``padirec.adapters.stage``)."""
+    from padirec.adapters.stage import build_adapters_stage
+    from padirec.config import config_from_json
+    from padirec.progress import setup_logging
+    from padirec.tracking import step_tracker
+
+    setup_logging()
+    cfg = config_from_json(config_json)
+    with step_tracker(cfg, kfp_run_id, f"build_adapters_{shard_index}") as tracker:
+        summary = build_adapters_stage(data.path, backbone.path, bank.path, cfg.adapters, cfg.data.max_len,
+                                       cfg.seed, cfg.device, tracker, shard_index=shard_index,
+                                       num_shards=cfg.adapters.num_shards)
+    bank.metadata.update({k: v for k, v in summary.items() if isinstance(v, int | float | str)})

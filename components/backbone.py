@@ -1,0 +1,16 @@
+from kfp.dsl import Dataset, Input, Model, Output
+
+
+def train_backbone(config_json: str, kfp_run_id: str, data: Input[Dataset], backbone: Output[Model]):
+    """Phase 1: the sequential backbone trained with BCE (``padirec.backbones.stage``)."""
+    from padirec.backbones.stage import train_backbone_stage
+    from padirec.config import config_from_json
+    from padirec.progress import setup_logging
+    from padirec.tracking import step_tracker
+
+    setup_logging()
+    cfg = config_from_json(config_json)
+    with step_tracker(cfg, kfp_run_id, "train_backbone") as tracker:
+        metrics = train_backbone_stage(data.path, backbone.path, cfg.backbone, cfg.data.max_len,
+                                       cfg.seed, cfg.device, tracker)
+    backbone.metadata.update({"model": cfg.backbone.model, **{f"test_{k}": v for k, v in metrics["test"].items()}})

@@ -1,0 +1,3 @@
+from padirec.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""Configuration of the adapter bank (phase 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class AdapterConfig:
+    """Adapter bank: which tasks, how each adapter trains, how the bank is sharded.
+
+    ``candidates``: the list the diversity loss ranks: ``train`` = the positive and its
+    ``num_negatives`` negatives (the paper's training list); ``topk`` = that list plus the frozen
+    backbone's ``topk_candidates`` best unseen items, closer to the full-ranking top-10 that
+    alpha-NDCG@10 measures. An epoch is one pass over the training prefixes, capped at
+    ``steps_per_epoch`` mini-batches (0 = no cap).
+    """
+
+    bottleneck: int = 8
+    utilities: list[str] = field(default_factory=lambda: ["accuracy", "diversity"])
+    num_random_tasks: int = 89  # random draws on the simplex, on top of the evaluation grid
+    grid_size: int = 11  # w_acc in {0, 0.1, ..., 1}
+    hold_out_grid: bool = True  # keep the evaluation grid out of the generator's training set
+    checkpoints_per_task: int = 5
+    epochs: int = 30
+    steps_per_epoch: int = 0
+    lr: float = 1e-2
+    batch_size: int = 1024
+    alpha: float = 0.5  # alpha-DCG redundancy penalty
+    temperature: float = 0.1  # soft-rank temperature
+    num_negatives: int = 9
+    candidates: str = "train"  # which candidate list the diversity loss sees: train | topk
+    topk_candidates: int = 20
+    num_shards: int = 1

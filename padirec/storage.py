@@ -1,0 +1,93 @@
+"""Everything that talks to the object store (S3-compatible, through boto3).
+
+Endpoint and credentials come from the environment (``AWS_ENDPOINT_URL`` or
+``PADIREC_S3_ENDPOINT``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``; on a cluster these are
+mounted from a Kubernetes Secret). Nothing here logs a credential.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+from padirec.errors import PadirecError
+
+
+class StorageError(PadirecError):
+    """An object-store operation failed (the message names the URI)."""
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise StorageError(f"not an s3:// URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def client():
+    import boto3
+    from botocore.config import Config
+
+    endpoint = os.environ.get("PADIREC_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or None
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
+    )
+
+
+def download(uri: str, dest_dir: str | os.PathLike | None = None) -> Path:
+    """Fetch ``s3://bucket/key`` to a local file and return its path."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split_s3(uri)
+    dest_dir = Path(dest_dir or tempfile.mkdtemp(prefix="padirec-s3-"))
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / Path(key).name
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        client().download_file(bucket, key, str(tmp))
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchBucket",):
+            raise StorageError(f"{uri}: bucket {bucket!r} does not exist") from e
+        if code in ("404", "NoSuchKey", "NotFound"):
+            # S3 answers a HEAD on a missing bucket with a bare 404 too: tell the two apart.
+            try:
+                client().head_bucket(Bucket=bucket)
+            except ClientError:
+                raise StorageError(f"{uri}: bucket {bucket!r} does not exist") from e
+            raise StorageError(f"{uri}: no object {key!r} in bucket {bucket!r}") from e
+        raise StorageError(f"{uri}: download failed ({code or e})") from e
+    except BotoCoreError as e:
+        raise StorageError(f"{uri}: download failed ({e})") from e
+    os.replace(tmp, dest)
+    return dest
+
+
+def upload(path: str | os.PathLike, uri: str) -> None:
+    """Upload a local file (multipart above 8 MiB, as boto3's transfer manager does)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split_s3(uri)
+    try:
+        client().upload_file(str(path), bucket, key)
+    except (ClientError, BotoCoreError) as e:
+        raise StorageError(f"{uri}: upload failed ({e})") from e
+
+
+def localize(uri: str, dest_dir: str | os.PathLike | None = None) -> Path:
+    """A local path for ``uri``: s3:// is downloaded, a local path is checked to exist."""
+    if is_s3(uri):
+        return download(uri, dest_dir)
+    path = Path(uri)
+    if not path.exists():
+        raise PadirecError(f"file not found: {uri}")
+    return path

@@ -1,0 +1,20 @@
+"""Shared fixtures: small synthetic prepared data made once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def synthetic_prepared(tmp_path_factory):
+    """A prepared folder: 120 users, 60 items, 6 categories, planted next-item rule."""
+    from padirec.data.prepare import prepare_synthetic
+
+    out = tmp_path_factory.mktemp("synthetic_prepared")
+    prepare_synthetic(out, num_users=120, num_items=60, num_categories=6, seed=0)
+    return out

@@ -1,0 +1,62 @@
+"""Manifests: checksums verified on load, schema versions checked, writes atomic."""
+
+import json
+
+import pytest
+
+from padirec.artifacts import atomic_write, atomic_write_json, read_manifest, write_manifest
+from padirec.errors import ArtifactError
+
+
+def _artifact(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"x" * 100)
+    write_manifest(tmp_path, "thing", ["a.bin"], config={"k": 1}, stats={"n": 1})
+    return tmp_path
+
+
+def test_round_trip(tmp_path):
+    m = read_manifest(_artifact(tmp_path), kind="thing")
+    assert m["stats"] == {"n": 1} and m["files"]["a.bin"]["bytes"] == 100
+
+
+@pytest.mark.parametrize("damage", ["truncate", "tamper", "delete"])
+def test_damaged_file_is_rejected(tmp_path, damage):
+    d = _artifact(tmp_path)
+    if damage == "truncate":
+        (d / "a.bin").write_bytes(b"x" * 50)
+    elif damage == "tamper":
+        (d / "a.bin").write_bytes(b"y" * 100)
+    else:
+        (d / "a.bin").unlink()
+    with pytest.raises(ArtifactError, match="checksum mismatch|missing"):
+        read_manifest(d)
+
+
+def test_incompatible_schema_version(tmp_path):
+    d = _artifact(tmp_path)
+    m = json.loads((d / "manifest.json").read_text())
+    m["schema_version"] = 99
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="schema_version 99 is not supported"):
+        read_manifest(d)
+
+
+def test_wrong_kind_and_missing_manifest(tmp_path):
+    with pytest.raises(ArtifactError, match="expected a 'backbone' artifact"):
+        read_manifest(_artifact(tmp_path), kind="backbone")
+    with pytest.raises(ArtifactError, match="no manifest"):
+        read_manifest(tmp_path / "nothing")
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    atomic_write_json(tmp_path / "r.json", {"v": 1})
+
+    def crash(tmp):
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "r.json", crash)
+    assert json.loads((tmp_path / "r.json").read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

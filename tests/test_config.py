@@ -1,0 +1,47 @@
+"""Typed configuration: every shipped config loads; bad keys and types are named."""
+
+from pathlib import Path
+
+import pytest
+
+from padirec.config import Config, config_from_json, config_to_json, load_config
+from padirec.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_shipped_configs_load(name):
+    cfg = load_config(ROOT / "configs" / name)
+    assert isinstance(cfg, Config)
+
+
+def test_unknown_key_is_named(tmp_path):
+    (tmp_path / "c.yaml").write_text("backbone:\n  modle: sasrec\n")
+    with pytest.raises(ConfigError, match="unknown key.*'modle'.*BackboneConfig"):
+        load_config(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("seed: abc\n", "seed: expected an integer"),
+    ("backbone:\n  lr: fast\n", "backbone: lr: expected a number"),
+    ("data:\n  source: netflix\n", "data: source: 'netflix' is not one of"),
+    ("adapters:\n  utilities: accuracy\n", "adapters: utilities: expected a list"),
+    ("- 1\n- 2\n", "top level must be a mapping"),
+    ("seed: [\n", "not valid YAML"),
+])
+def test_wrong_types_are_named(tmp_path, text, needle):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=needle.replace("[", r"\[")):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_overrides_and_json_round_trip():
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", {"backbone.epochs": 1, "seed": 7})
+    assert cfg.backbone.epochs == 1 and cfg.seed == 7
+    assert config_from_json(config_to_json(cfg)) == cfg
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("no/such.yaml")
