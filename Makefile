@@ -10,7 +10,7 @@ IMAGE  ?= padirec:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(
 # Every install goes through the torch pin, so nothing can pull a CUDA build on a CPU machine.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help venv run test test-fast lint compile bench-backbones bench-adapters bench-generation clean
+.PHONY: help venv run test test-fast lint compile images bench-backbones bench-adapters bench-generation clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -37,6 +37,11 @@ lint: $(STAMP) ## ruff
 
 compile: $(STAMP) ## compile the pipeline to dist/padirec_pipeline.yaml (IMAGE=... to choose the image)
 	$(PY) -m padirec compile --out dist/padirec_pipeline.yaml --image $(IMAGE)
+
+images: ## build the CUDA and CPU images (needs a Docker engine), tagged <version>-<commit>
+	docker build -f images/Dockerfile -t $(IMAGE) .
+	docker build -f images/Dockerfile -t $(IMAGE)-cpu --build-arg BASE=python:3.11-slim \
+	  --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu .
 
 bench-backbones: $(STAMP) ## train the four backbones on MovieLens-100K and print the table
 	$(PY) benchmarks/bench_backbones.py

@@ -69,11 +69,14 @@ def _print_tracking(cfg) -> None:
 def cmd_compile(args: argparse.Namespace) -> int:
     from kfp import compiler
 
-    from pipelines.padirec_pipeline import build_pipeline
+    from pipelines.padirec_pipeline import ClusterOptions, build_pipeline
 
+    if args.image.endswith(":latest") or ":" not in args.image:
+        raise PadirecError(f"--image {args.image!r}: use an immutable tag (e.g. padirec:0.1.0-<commit>), never latest")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(args.image), str(out))
+    cluster = ClusterOptions(gpu_type=args.gpu_type, gpu_count=args.gpu_count)
+    compiler.Compiler().compile(build_pipeline(args.image, cluster), str(out))
     print(out)
     return 0
 
@@ -138,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("compile", help="compile the pipeline to KFP YAML")
     sp.add_argument("--out", default="dist/padirec_pipeline.yaml")
     sp.add_argument("--image", default="padirec:0.1.0", help="the project image every step runs on")
+    sp.add_argument("--gpu-type", default="nvidia.com/gpu", help="accelerator resource of the GPU steps")
+    sp.add_argument("--gpu-count", type=int, default=1, help="accelerators per GPU step; 0 for a CPU-only cluster")
     sp.set_defaults(func=cmd_compile)
 
     sp = sub.add_parser("data", help="run the data stage alone: source -> validated leave-one-out split")
