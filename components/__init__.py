@@ -14,6 +14,7 @@ from components.data import prepare_data
 from components.evaluate import compare_response_time, evaluate
 from components.finish import finish_run
 from components.generator import train_generator
+from components.register import register_and_promote
 
 FUNCTIONS = {
     "prepare_data": prepare_data,
@@ -23,6 +24,7 @@ FUNCTIONS = {
     "train_generator": train_generator,
     "evaluate": evaluate,
     "compare_response_time": compare_response_time,
+    "register_and_promote": register_and_promote,
     "finish_run": finish_run,
 }
 

@@ -1,14 +1,11 @@
-from typing import List
-
 from kfp.dsl import Dataset, Input, Model, Output
 
 
-def plan_shards(config_json: str) -> List[int]:  # noqa: UP006 (KFP reads typing.List)
+def plan_shards(config_json: str) -> list[int]:
     """The shard indices of the adapter bank, for the pipeline's ParallelFor fan-out."""
     from padirec.config import config_from_json
 
     return list(range(config_from_json(config_json).adapters.num_shards))
-
 
 def build_adapters(config_json: str, kfp_run_id: str, shard_index: int, data: Input[Dataset],
                    backbone: Input[Model], bank: Output[Dataset]):

@@ -1,9 +1,7 @@
-from typing import List
-
 from kfp.dsl import Dataset, Input, Model, Output
 
 
-def train_generator(config_json: str, kfp_run_id: str, banks: Input[List[Dataset]],  # noqa: UP006
+def train_generator(config_json: str, kfp_run_id: str, banks: Input[list[Dataset]],
                     bank: Output[Dataset], generator: Output[Model]):
     """Collect the adapter-bank shards, then phase 3: the DiT generator (``padirec.diffusion``)."""
     from padirec.adapters.stage import merge_adapter_banks

@@ -123,6 +123,65 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError as e:
+        raise PadirecError(f"--weights expects comma-separated numbers such as 0.3,0.7, got {text!r}") from e
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from padirec.diffusion.stage import generate_adapters
+
+    params = generate_adapters(args.generator, _weights(args.weights), seed=args.seed)
+    from safetensors.torch import save_file
+
+    from padirec.artifacts import atomic_write
+
+    atomic_write(args.out, lambda tmp: save_file({"params": params.detach().cpu().contiguous()}, tmp,
+                                                  metadata={"weights": args.weights}))
+    print(f"adapter for weights {args.weights}: {tuple(params.shape)} -> {args.out}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from padirec.recommend_cli import recommend_for_user
+
+    print(recommend_for_user(args.data, args.user, _weights(args.weights), system=args.system,
+                             model_uri=args.model_uri, k=args.k))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from padirec.tracking import resolve_tracking_uri
+    from padirec.tracking.registry import GateThresholds, promote
+
+    cfg = _load(args)
+    uri = resolve_tracking_uri(cfg.tracking.uri, Path(cfg.run_dir).resolve())
+    p = cfg.promotion
+    result = promote(uri, args.model or cfg.tracking.registered_model, str(args.version),
+                     GateThresholds(p.min_avg_hv, p.min_pearson_ra, p.min_pearson_rd))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from pipelines.remote import submit, with_tracking
+
+    cfg = with_tracking(_load(args), args.tracking_uri)
+    print(submit(cfg, args.host, args.package, args.experiment))
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from pipelines.remote import schedule, validate_cron, with_tracking
+
+    validate_cron(args.cron)
+    cfg = with_tracking(_load(args), args.tracking_uri)
+    print(schedule(cfg, args.host, args.cron, args.package, args.experiment))
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +227,41 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--shard-index", type=int, default=0)
     sp.add_argument("--num-shards", type=int, default=0, help="default from config")
     sp.set_defaults(func=cmd_adapters)
+
+    sp = sub.add_parser("generate", help="generate the adapter for new task weights with a trained generator")
+    sp.add_argument("--generator", required=True, help="generator folder")
+    sp.add_argument("--weights", required=True, help="task weights, comma-separated, e.g. 0.3,0.7 (accuracy,diversity)")
+    sp.add_argument("--out", default="adapter.safetensors")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=cmd_generate)
+
+    sp = sub.add_parser("recommend", help="a user's top-k (titles, categories) under task weights")
+    sp.add_argument("--data", required=True, help="prepared data folder (the user's history)")
+    sp.add_argument("--user", required=True, help="user id as in the source data")
+    sp.add_argument("--weights", required=True, help="task weights, e.g. 0.9,0.1")
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--system", help="a system folder (backbone + generator)")
+    src.add_argument("--model-uri", help="an MLflow model, e.g. models:/padirec-recommender@champion")
+    sp.add_argument("-k", type=int, default=10)
+    sp.set_defaults(func=cmd_recommend)
+
+    sp = sub.add_parser("promote", help="apply the quality gate to a registered version and move 'champion' if it earns it")
+    with_config(sp)
+    sp.add_argument("--version", required=True)
+    sp.add_argument("--model", help="registered model name (default from config)")
+    sp.set_defaults(func=cmd_promote)
+
+    for name, fn, text in (("submit", cmd_submit, "create a run on a Kubeflow Pipelines cluster"),
+                           ("schedule", cmd_schedule, "create a recurring run (KFP cron: 6 fields, seconds first)")):
+        sp = sub.add_parser(name, help=text)
+        with_config(sp)
+        sp.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
+        sp.add_argument("--package", default="dist/padirec_pipeline.yaml", help="compiled pipeline (make compile)")
+        sp.add_argument("--experiment", default="padirec")
+        sp.add_argument("--tracking-uri", help="MLflow server the cluster's steps log to")
+        if name == "schedule":
+            sp.add_argument("--cron", required=True, help="e.g. '0 0 3 * * *' = 03:00 daily (seconds first)")
+        sp.set_defaults(func=fn)
     return p
 
 

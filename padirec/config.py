@@ -34,6 +34,15 @@ class TrackingConfig:
 
 
 @dataclass
+class PromotionConfig:
+    """The quality gate a registered version must pass to take the ``champion`` alias."""
+
+    min_avg_hv: float = 0.2
+    min_pearson_ra: float = 0.5
+    min_pearson_rd: float = 0.5
+
+
+@dataclass
 class Config:
     name: str = "padirec"
     seed: int = 0
@@ -45,6 +54,7 @@ class Config:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -17,7 +17,7 @@ PIPELINE_NAME = "padirec"
 DEFAULT_IMAGE = "padirec:0.1.0"
 GPU_STEPS = ("train_backbone", "build_adapters", "train_generator", "evaluate", "compare_response_time")
 # Timing steps measure wall time: a cached result would report a stale machine's figures.
-UNCACHED_STEPS = ("compare_response_time", "finish_run", "evaluate")
+UNCACHED_STEPS = ("compare_response_time", "finish_run", "evaluate", "register_and_promote")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: ClusterOptions | None = 
                           backbone=backbone.outputs["backbone"], bank=generator.outputs["bank"],
                           generator=generator.outputs["generator"])
             timing = step("compare_response_time", **inputs)
-            step("evaluate", **inputs, timing=timing.outputs["timing"])
+            report = step("evaluate", **inputs, timing=timing.outputs["timing"])
+            step("register_and_promote", config_json=config_json, kfp_run_id=run_id, data=data.outputs["data"],
+                 backbone=backbone.outputs["backbone"], generator=generator.outputs["generator"],
+                 report=report.outputs["report"])
 
     return padirec_pipeline

@@ -108,3 +108,49 @@ def mlflow_server(workdir: Path, artifacts_destination: str | None = None, env: 
         yield uri
     finally:
         _stop(proc)
+
+
+@contextlib.contextmanager
+def recording_kfp_api() -> Iterator[tuple[str, list]]:
+    """A stand-in for the KFP API server on 127.0.0.1 that records each request and answers
+    like the server would for experiments, runs and recurring runs. Yields ``(host, log)``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    log: list = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802
+            log.append(("GET", self.path, None))
+            self._reply({})
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            log.append(("POST", self.path, body))
+            if self.path.endswith("/experiments"):
+                self._reply({"experiment_id": "exp-1", **body})
+            elif self.path.endswith("/recurringruns"):
+                self._reply({"recurring_run_id": "rr-1", **body})
+            elif self.path.endswith("/runs"):
+                self._reply({"run_id": "run-1", **body})
+            else:
+                self._reply({})
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", log
+    finally:
+        server.shutdown()

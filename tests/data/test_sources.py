@@ -3,7 +3,6 @@
 import gzip
 import json
 
-import pandas as pd
 import pytest
 
 from padirec.data.config import DataConfig

@@ -7,7 +7,7 @@ from kfp import compiler, components
 
 from pipelines.padirec_pipeline import build_pipeline
 
-STAGES = {"prepare-data", "train-backbone", "plan-shards", "build-adapters", "train-generator",
+STAGES = {"prepare-data", "train-backbone", "plan-shards", "build-adapters", "train-generator", "register-and-promote",
           "compare-response-time", "evaluate", "finish-run"}
 
 

@@ -247,3 +247,10 @@ def finish_pipeline_run(cfg: Any, kfp_run_id: str, state: str) -> str | None:
     tracker.set_tags({"kfp.state": state})
     tracker.end("FINISHED" if state == "SUCCEEDED" else "FAILED")
     return run_id
+
+
+def load_served_model(model_uri: str):
+    """The registered pyfunc model (``models:/padirec-recommender@champion``) as MLflow serves it."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(model_uri)

@@ -1,0 +1,135 @@
+"""The model registry: the trained system as a pyfunc model version, and its promotion.
+
+Promotion rule (idempotent, and safe when two promotions race): a version's gate result is
+written to its tags; the alias ``champion`` then goes to the best gate-passing version among
+those evaluated the same way (same data checksum and task grid) as the candidate. Every promoter
+computes the same answer, so re-running changes nothing and racing promoters agree. When the
+current champion was evaluated on other data the two cannot be compared: the candidate takes the
+alias if it passes the gate, and the reason says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("padirec")
+ALIAS = "champion"
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+
+
+@dataclass
+class GateThresholds:
+    min_avg_hv: float = 0.0
+    min_pearson_ra: float = 0.0
+    min_pearson_rd: float = 0.0
+
+
+def quality(report: dict[str, Any], method: str = "padirec") -> dict[str, float]:
+    """The figures a version is judged by, from a ``report.json``.
+
+    ``score`` is the mean over tasks of NDCG@10 x alpha-NDCG@10 (the raw hypervolume of each task's
+    point w.r.t. the origin): unlike Avg.HV it is not normalised across the methods of one report,
+    so two reports on the same data compare.
+    """
+    cells = report["methods"][method]
+    cells = cells.values() if isinstance(cells, dict) else cells
+    points = [(c["ndcg@10"], c["alpha_ndcg@10"]) for c in cells]
+    summary = report["summary"][method]
+    return {
+        "score": sum(a * d for a, d in points) / max(len(points), 1),
+        "avg_hv": _num(summary.get("avg_hv")),
+        "pearson_ra": _num(summary.get("pearson_ra")),
+        "pearson_rd": _num(summary.get("pearson_rd")),
+    }
+
+
+def evaluation_key(report: dict[str, Any], data_checksum: str) -> str:
+    import hashlib
+
+    tasks = json.dumps(report.get("tasks"), sort_keys=True)
+    return hashlib.sha256(f"{data_checksum}|{tasks}".encode()).hexdigest()[:16]
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def register_system(uri: str, run_id: str, system_dir: str | Path, model_name: str,
+                    tags: dict[str, Any]) -> str:
+    """Log the system folder as a pyfunc model in ``run_id`` and register it; returns the version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from padirec import __version__
+
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="recommender", python_model=str(PYFUNC_CODE), artifacts={"system": str(system_dir)},
+            pip_requirements=[f"padirec=={__version__}", "torch==2.13.0"],
+            registered_model_name=model_name,
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient(uri)
+    for k, v in tags.items():
+        client.set_model_version_tag(model_name, version, k, str(v))
+    return version
+
+
+def promote(uri: str, model_name: str, version: str, gate: GateThresholds) -> dict[str, str]:
+    """Apply the gate to ``version`` and move ``champion`` by the rule above. Returns
+    ``{"decision": "champion" | "rejected" | "kept", "champion": version, "reason": ...}``."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(uri)
+    mv = client.get_model_version(model_name, version)
+    q = {k: _num(mv.tags.get(f"quality.{k}")) for k in ("score", "avg_hv", "pearson_ra", "pearson_rd")}
+    failed = [f"{k} {q[k]:.4f} < {t}" for k, t in (("avg_hv", gate.min_avg_hv), ("pearson_ra", gate.min_pearson_ra),
+                                                    ("pearson_rd", gate.min_pearson_rd)) if not q[k] >= t]
+    client.set_model_version_tag(model_name, version, "gate", "failed" if failed else "passed")
+    if failed:
+        reason = "quality gate failed: " + "; ".join(failed)
+        client.set_model_version_tag(model_name, version, "promotion", reason)
+        return {"decision": "rejected", "champion": _champion(client, model_name) or "", "reason": reason}
+
+    key = mv.tags.get("evaluation_key", "")
+    peers = [v for v in client.search_model_versions(f"name = '{model_name}'")
+             if v.tags.get("gate") == "passed" and v.tags.get("evaluation_key", "") == key]
+    best = max(peers, key=lambda v: (_num(v.tags.get("quality.score")), int(v.version)))
+    current = _champion(client, model_name)
+    current_key = None
+    if current:
+        try:
+            current_key = client.get_model_version(model_name, current).tags.get("evaluation_key", "")
+        except MlflowException:
+            current_key = None
+    if current and current_key == key and current == best.version == version:
+        return {"decision": "champion", "champion": version, "reason": "already champion"}
+    if current_key not in (None, key):
+        reason = f"passed the gate; champion v{current} was evaluated on other data, so v{best.version} replaces it"
+    elif best.version == version:
+        reason = f"passed the gate and beats v{current} (score {q['score']:.5f})" if current else "passed the gate; first champion"
+    else:
+        reason = f"passed the gate but v{best.version} scores higher ({_num(best.tags.get('quality.score')):.5f} >= {q['score']:.5f})"
+    if current != best.version:
+        client.set_registered_model_alias(model_name, ALIAS, best.version)
+    client.set_model_version_tag(model_name, version, "promotion", reason)
+    log.info("promotion of %s v%s: %s", model_name, version, reason)
+    return {"decision": "champion" if best.version == version else "kept", "champion": best.version, "reason": reason}
+
+
+def _champion(client, model_name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model_name, ALIAS).version)
+    except MlflowException:
+        return None

@@ -1,0 +1,64 @@
+"""submit / schedule: the requests sent to the KFP API, and cron validation."""
+
+import json
+from pathlib import Path
+
+import pytest
+from kfp import compiler
+
+from padirec.config import load_config
+from padirec.errors import PadirecError
+from pipelines.padirec_pipeline import build_pipeline
+from pipelines.remote import recurring_run_request, schedule, submit, validate_cron
+from tests.servers import recording_kfp_api
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pkg") / "p.yaml"
+    compiler.Compiler().compile(build_pipeline("registry.example/padirec:0.1.0-abc"), str(path))
+    return path
+
+
+def _cfg():
+    return load_config(ROOT / "configs" / "ml100k.yaml", {"tracking.uri": "http://mlflow.padirec.svc:5000"})
+
+
+@pytest.mark.parametrize("expr,needle", [
+    ("0 3 * * *", "did you mean '0 0 3 \\* \\* \\*'"),
+    ("* * *", "must have 6 fields"),
+    ("*/5 0 3 * * *", "seconds field should be a number"),
+    ("0 0 3 * * $", "day-of-week field"),
+])
+def test_bad_cron(expr, needle):
+    with pytest.raises(PadirecError, match=needle):
+        validate_cron(expr)
+
+
+def test_cluster_needs_a_tracking_server(package):
+    cfg = load_config(ROOT / "configs" / "ml100k.yaml")
+    with pytest.raises(PadirecError, match="tracking URI must be a server"):
+        recurring_run_request(cfg, "0 0 3 * * *", package)
+
+
+def test_schedule_sends_a_recurring_run(package):
+    with recording_kfp_api() as (host, log):
+        assert schedule(_cfg(), host, "0 0 3 * * *", package) == "rr-1"
+    body = next(b for m, p, b in log if m == "POST" and p.endswith("/recurringruns"))
+    assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"
+    assert body["max_concurrency"] in (1, "1") and body["no_catchup"] is True
+    assert body["experiment_id"] == "exp-1"
+    config = json.loads(body["runtime_config"]["parameters"]["config_json"])
+    assert config["tracking"]["uri"] == "http://mlflow.padirec.svc:5000"
+    images = {e["container"]["image"] for e in body["pipeline_spec"]["deploymentSpec"]["executors"].values()}
+    assert images == {"registry.example/padirec:0.1.0-abc"}
+
+
+def test_submit_sends_a_run(package):
+    with recording_kfp_api() as (host, log):
+        assert submit(_cfg(), host, package) == "run-1"
+    body = next(b for m, p, b in log if m == "POST" and p.endswith("/runs"))
+    assert body["display_name"].startswith("ml100k-sasrec-")
+    assert "config_json" in body["runtime_config"]["parameters"]
