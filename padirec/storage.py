@@ -39,7 +39,8 @@ def client():
         "s3",
         endpoint_url=endpoint,
         region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"},
+                      connect_timeout=5, read_timeout=30),
     )
 
 
@@ -72,15 +73,19 @@ def download(uri: str, dest_dir: str | os.PathLike | None = None) -> Path:
     return dest
 
 
-def upload(path: str | os.PathLike, uri: str) -> None:
-    """Upload a local file (multipart above 8 MiB, as boto3's transfer manager does)."""
+def upload(path: str | os.PathLike, uri: str, part_size: int = 8 * 1024 * 1024) -> None:
+    """Upload a local file; above ``part_size`` as a multipart upload, whose object only appears
+    under ``uri`` once every part has arrived (a failed upload is aborted, leaving nothing).
+    Each request is retried with exponential backoff (botocore's standard mode) before failing."""
+    from boto3.s3.transfer import S3UploadFailedError, TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = split_s3(uri)
+    config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=4)
     try:
-        client().upload_file(str(path), bucket, key)
-    except (ClientError, BotoCoreError) as e:
-        raise StorageError(f"{uri}: upload failed ({e})") from e
+        client().upload_file(str(path), bucket, key, Config=config)
+    except (ClientError, BotoCoreError, S3UploadFailedError) as e:
+        raise StorageError(f"{uri}: upload failed after retries ({type(e).__name__}: {e})") from e
 
 
 def localize(uri: str, dest_dir: str | os.PathLike | None = None) -> Path:

@@ -53,8 +53,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def seaweedfs(workdir: Path) -> Iterator[dict]:
-    """``weed mini`` with S3 on a free port; yields ``{"endpoint", "key", "secret"}``."""
+def seaweedfs(workdir: Path, keep_data: bool = False) -> Iterator[dict]:
+    """``weed mini`` with S3 on a free port; yields ``{"endpoint", "key", "secret", "proc"}``.
+    ``keep_data`` leaves the data folder for a later server on the same ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "s3.json"
     config.write_text(json.dumps({"identities": [{
@@ -82,7 +83,8 @@ def seaweedfs(workdir: Path) -> Iterator[dict]:
         yield {"endpoint": endpoint, "key": S3_KEY, "secret": S3_SECRET, "proc": proc}
     finally:
         _stop(proc)
-        shutil.rmtree(workdir / "data", ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(workdir / "data", ignore_errors=True)
 
 
 @contextlib.contextmanager
