@@ -48,6 +48,7 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     run_dir: str = "runs"
+    cache: bool = True  # reuse finished stage outputs under <run_dir>/cache (local runs; KFP caches on a cluster)
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     adapters: AdapterConfig = field(default_factory=AdapterConfig)
@@ -58,6 +59,9 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def cache_root(self) -> Path | None:
+        return Path(self.run_dir) / "cache" if self.cache else None
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:

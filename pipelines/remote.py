@@ -35,7 +35,8 @@ def run_arguments(cfg: Config) -> dict[str, Any]:
     if not cfg.tracking.uri or cfg.tracking.uri.startswith("sqlite"):
         raise PadirecError("on a cluster the MLflow tracking URI must be a server: set tracking.uri "
                            "(e.g. http://mlflow.padirec.svc:5000) in the config or with --set")
-    return {"config_json": config_to_json(cfg)}
+    # Pods have no shared run folder: KFP's own cache replaces padirec's local one.
+    return {"config_json": config_to_json(dataclasses.replace(cfg, cache=False))}
 
 
 def recurring_run_request(cfg: Config, cron: str, package: str | Path, job_name: str | None = None,
