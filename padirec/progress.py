@@ -9,8 +9,12 @@ log = logging.getLogger("padirec")
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    """Progress lines of the ``padirec`` logger to stderr (only ours: KFP's runner logs its own)."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s padirec %(levelname)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.propagate = False
     log.setLevel(level)
 
 

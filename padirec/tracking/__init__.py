@@ -42,6 +42,23 @@ class NullTracker:
         pass
 
 
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD",
+              "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME")
+
+
+def redact(text: str) -> str:
+    """Remove credentials from a string before it is logged anywhere: the user:password part of
+    URLs, and the value of every secret environment variable that is set."""
+    import re
+
+    text = re.sub(r"(\w+://)[^/@\s:]+:[^/@\s]+@", r"\1***@", str(text))
+    for name in SECRET_ENV:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dict -> ``{"a.b": v}`` (MLflow params are flat)."""
     out: dict[str, Any] = {}
@@ -80,9 +97,9 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
             if r.status != 200:
-                raise TrackingError(f"MLflow tracking server at {uri} answered /health with {r.status}")
+                raise TrackingError(f"MLflow tracking server at {redact(uri)} answered /health with {r.status}")
     except (urllib.error.URLError, OSError) as e:
-        raise TrackingError(f"MLflow tracking server at {uri} is not reachable: {getattr(e, 'reason', e)}") from e
+        raise TrackingError(f"MLflow tracking server at {redact(uri)} is not reachable: {getattr(e, 'reason', e)}") from e
 
 
 class MlflowTracker:
@@ -133,7 +150,7 @@ class MlflowTracker:
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        items = [Param(k, redact(v)[:6000]) for k, v in flatten(params).items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 
@@ -157,7 +174,7 @@ class MlflowTracker:
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, str(v))
+            self.client.set_tag(self.run_id, k, redact(v))
 
     def log_dataset(self, data_dir: Path, manifest: dict[str, Any]) -> None:
         """Record the prepared training table as the run's input dataset (``mlflow.log_input``)."""

@@ -77,9 +77,11 @@ def register_system(uri: str, run_id: str, system_dir: str | Path, model_name: s
             registered_model_name=model_name,
         )
     version = str(info.registered_model_version)
+    from padirec.tracking import redact
+
     client = MlflowClient(uri)
     for k, v in tags.items():
-        client.set_model_version_tag(model_name, version, k, str(v))
+        client.set_model_version_tag(model_name, version, k, redact(v))
     return version
 
 
@@ -133,3 +135,15 @@ def _champion(client, model_name: str) -> str | None:
         return str(client.get_model_version_by_alias(model_name, ALIAS).version)
     except MlflowException:
         return None
+
+
+def save_pyfunc(system_dir: str | Path, path: str | Path) -> Path:
+    """The same pyfunc model as ``register_system``, saved to a local folder (no registry):
+    ``mlflow models serve -m PATH`` serves it."""
+    import mlflow
+
+    from padirec import __version__
+
+    mlflow.pyfunc.save_model(str(path), python_model=str(PYFUNC_CODE), artifacts={"system": str(system_dir)},
+                             pip_requirements=[f"padirec=={__version__}", "torch==2.13.0"])
+    return Path(path)
