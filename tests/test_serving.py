@@ -1,0 +1,116 @@
+"""The deployable recommender on a tiny trained system: ranking, the adapter cache, and every
+kind of bad request (example-based and property-based)."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from padirec.adapters.config import AdapterConfig
+from padirec.adapters.stage import build_adapters_stage
+from padirec.backbones.config import BackboneConfig
+from padirec.backbones.stage import train_backbone_stage
+from padirec.diffusion.config import GeneratorConfig
+from padirec.diffusion.stage import train_generator_stage
+from padirec.serving import Recommender, RequestError, build_system
+from padirec.tracking import NullTracker
+
+MAX_LEN = 8
+
+
+@pytest.fixture(scope="module")
+def system(synthetic_prepared, tmp_path_factory):
+    root = tmp_path_factory.mktemp("system")
+    train_backbone_stage(synthetic_prepared, root / "backbone", BackboneConfig(epochs=2, patience=1), MAX_LEN, 0, "cpu")
+    build_adapters_stage(synthetic_prepared, root / "backbone", root / "bank",
+                         AdapterConfig(num_random_tasks=4, checkpoints_per_task=1, epochs=2, steps_per_epoch=2),
+                         MAX_LEN, 0, "cpu", NullTracker())
+    train_generator_stage(root / "bank", root / "generator", GeneratorConfig(steps=20, timesteps=50, sampling_steps=5), 0, "cpu")
+    build_system(synthetic_prepared, root / "backbone", root / "generator", root / "system")
+    return root / "system"
+
+
+@pytest.fixture(scope="module")
+def rec(system):
+    return Recommender(system)
+
+
+def _known(rec, n=3):
+    return [s for s in rec.source_id[1:n + 1]]
+
+
+def test_ranks_unseen_items_with_titles_and_categories(rec):
+    history = _known(rec)
+    out = rec.recommend(history, [0.3, 0.7], k=5)
+    assert len(out["item_ids"]) == 5 and not set(history) & set(out["item_ids"])
+    assert out["scores"] == sorted(out["scores"], reverse=True)
+    assert all(t.startswith("Item") for t in out["titles"]) and all(out["categories"])
+
+
+def test_adapter_cached_per_task(rec):
+    a = rec.adapter((0.2, 0.8))
+    assert rec.adapter((0.2, 0.8)) is a
+    assert rec.adapter((0.8, 0.2)) is not a
+
+
+def test_batch_with_mixed_tasks_matches_single_requests(rec):
+    h = _known(rec)
+    reqs = [{"history": h, "weights": [0.1, 0.9]}, {"history": h[:2], "weights": [0.9, 0.1]}]
+    batch = rec.recommend_many(reqs)
+    assert batch[0]["item_ids"] == rec.recommend(h, [0.1, 0.9])["item_ids"]
+    assert batch[1]["item_ids"] == rec.recommend(h[:2], [0.9, 0.1])["item_ids"]
+
+
+@pytest.mark.parametrize("history,weights,needle", [
+    (["nope"], [0.5, 0.5], "unknown item id"),
+    ([], [0.5, 0.5], "non-empty"),
+    (None, [0.5, 0.5], "non-empty"),
+    ("i1", [0.5, 0.5], "non-empty list"),
+    ("LONG", [0.5, 0.5], "reads at most 8"),
+    ("OK", [0.5, 0.6], "simplex"),
+    ("OK", [-0.5, 1.5], "simplex"),
+    ("OK", [float("nan"), 1.0], "NaN"),
+    ("OK", [1.0], "shape"),
+    ("OK", "abc", "list of 2 numbers"),
+])
+def test_bad_requests(rec, history, weights, needle):
+    if history == "LONG":
+        history = list(rec.source_id[1:MAX_LEN + 2])
+    elif history == "OK":
+        history = _known(rec)
+    with pytest.raises(RequestError, match=needle):
+        rec.recommend(history, weights)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(history=st.lists(st.one_of(st.sampled_from([f"i{i}" for i in range(60)]), st.text(max_size=4)), max_size=12),
+       weights=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), max_size=3))
+def test_any_request_ranks_or_fails_clearly(rec, history, weights):
+    """Property: a request either gets 10 unseen items or a RequestError, never another exception."""
+    try:
+        out = rec.recommend(history, weights)
+    except RequestError:
+        return
+    assert len(out["item_ids"]) == 10 and not set(map(str, history)) & set(out["item_ids"])
+
+
+def test_recommend_cli(system, synthetic_prepared, capsys):
+    from padirec.cli import main
+
+    assert main(["recommend", "--data", str(synthetic_prepared), "--user", "u1", "--weights", "0.9,0.1",
+                 "--system", str(system), "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "user u1" in out and out.count("score") == 3
+    assert main(["recommend", "--data", str(synthetic_prepared), "--user", "nobody", "--weights", "0.9,0.1",
+                 "--system", str(system)]) == 2
+
+
+def test_system_is_verified(system, tmp_path):
+    import shutil
+
+    copy = tmp_path / "s"
+    shutil.copytree(system, copy)
+    (copy / "generator" / "generator.safetensors").write_bytes(b"truncated")
+    from padirec.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        Recommender(copy)
