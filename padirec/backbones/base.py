@@ -50,3 +50,13 @@ class Backbone(nn.Module):
     def score_items(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of given items: ``h (batch, dim)``, ``items (batch, n)`` -> ``(batch, n)``."""
         return (self.item_embedding(items) * h.unsqueeze(1)).sum(-1)
+
+
+def init_embeddings(*embeddings: nn.Embedding) -> None:
+    """Xavier-normal embeddings (as the original SASRec code), padding row zeroed: the default
+    N(0, 1) makes initial dot-product scores of 64-dim vectors far too large for BCE."""
+    for emb in embeddings:
+        nn.init.xavier_normal_(emb.weight)
+        if emb.padding_idx is not None:
+            with torch.no_grad():
+                emb.weight[emb.padding_idx].zero_()

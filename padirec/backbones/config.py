@@ -16,7 +16,7 @@ class BackboneConfig:
     num_heads: int = 1
     dropout: float = 0.2
     num_negatives: int = 9
-    batch_size: int = 256
+    batch_size: int = 64  # training windows per step (each holds up to train_stride targets)
     lr: float = 1e-3
     weight_decay: float = 0.0
     epochs: int = 200
@@ -24,3 +24,9 @@ class BackboneConfig:
     eval_every: int = 1
     max_time_interval: int = 256  # TiSASRec: relative intervals are clipped at this many units
     eval_batch_size: int = 1024  # users per full-ranking evaluation batch
+    # Targets per training window. 1 = one prefix per example, every history min(t, max_len)
+    # items (exact, the most compute). s > 1 predicts the last s positions of each window at
+    # once, about s times cheaper, histories max_len - s + 1 .. max_len items. 0 = max_len
+    # (non-overlapping windows, as the original SASRec training): the default, measured on
+    # MovieLens-100K to reach the quality bar at ~1/20 of the compute of stride 1.
+    train_stride: int = 0

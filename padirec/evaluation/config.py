@@ -10,7 +10,7 @@ class BaselinesConfig:
     """Settings of the compared methods (``padirec/baselines``)."""
 
     mmr_candidates: int = 100  # MMR re-ranks the backbone's top-N
-    cmr_epochs: int = 0  # 0 = the adapters' epochs (the same budget as one Retrain run)
+    cmr_epochs: int = 10  # passes over the training prefixes; 0 = the adapters' epochs (one Retrain's budget)
     cmr_tasks_per_batch: int = 8  # task draws sharing each mini-batch
     hypernetwork_steps: int = 2000
     hypernetwork_hidden: int = 256
@@ -19,6 +19,7 @@ class BaselinesConfig:
     deepprl_hidden: int = 64
     deepprl_context: int = 10  # last items whose categories form the context
     deepprl_lr: float = 1e-3
+    deepprl_diversity_loss: str = "l1"  # l1 (the paper's) | bce (soft labels)
     padirec_samples: int = 1  # generator samples averaged per task (1 = one sampling pass)
     retrain_from_bank: bool = True  # sweep: reuse the bank's adapter when it trained the exact task
 

@@ -3,6 +3,7 @@ server with a SQLite backend. Then: nested runs, the registered model version an
 ``champion`` alias, a prediction from ``models:/padirec-recommender@champion`` in a fresh process,
 ``mlflow models serve`` answering, and a worse second run that does not take the alias."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -111,7 +112,8 @@ def test_models_serve_answers(stack):
     log = stack["work"] / "serve.log"
     proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
                              "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, "MLFLOW_TRACKING_URI": stack["uri"]}, stdout=log.open("w"),
+                            env={**os.environ, "MLFLOW_TRACKING_URI": stack["uri"],  # uvicorn is in the venv's bin
+                                 "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}, stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 180
@@ -129,7 +131,8 @@ def test_models_serve_answers(stack):
         ranked = answer["predictions"][0]
         assert len(ranked["item_ids"]) == 10 and not {"i1", "i2", "i3"} & set(ranked["item_ids"])
     finally:
-        os.killpg(proc.pid, 15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
 
 

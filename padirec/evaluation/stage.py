@@ -1,0 +1,204 @@
+"""The ``evaluate`` and ``compare_response_time`` stages: folders in, a report folder out.
+
+Both read the prepared data, the frozen backbone, the adapter bank and the generator, compute
+the frozen features once, build the methods of ``cfg.evaluation.methods`` and write
+``report.json`` (schema in ``report.py``), ``report.md``, ``plots/*.png`` and a manifest of kind
+``report``. ``evaluate_stage`` runs the method x task sweep over the evaluation grid, the
+summary and the analyses, and merges the timings of ``response_time_stage`` (which runs first,
+times new tasks, and writes a report holding only ``response_time``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from padirec.adapters.adapter import Layout
+from padirec.adapters.features import Features, compute_features
+from padirec.adapters.tasks import grid
+from padirec.artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
+from padirec.backbones.checkpoint import backbone_sha256, load_backbone
+from padirec.baselines.bank import BankView, load_bank
+from padirec.baselines.registry import build_methods
+from padirec.config import Config
+from padirec.data.dataset import PreparedData, load_prepared
+from padirec.diffusion.generator import Generator
+from padirec.errors import ArtifactError, ConfigError
+from padirec.evaluation.analyses import case_study, robustness
+from padirec.evaluation.markdown import render_markdown
+from padirec.evaluation.plots import make_plots
+from padirec.evaluation.report import build_report, metric_name, validate_report
+from padirec.evaluation.response_time import compare_response_time, speedup
+from padirec.evaluation.summary import summarise
+from padirec.evaluation.sweep import SplitEvaluator, run_sweep
+from padirec.seeding import pick_device, seed_everything
+from padirec.tracking import NullTracker, Tracker
+
+log = logging.getLogger("padirec")
+
+REPORT_FILE = "report.json"
+MARKDOWN_FILE = "report.md"
+PLOT_DIR = "plots"
+
+
+@dataclass
+class StageInputs:
+    data: PreparedData
+    features: Features
+    bank: BankView
+    generator: Generator | None
+    layout: Layout
+    utilities: list[str]
+    backbone_name: str
+    versions: dict[str, str | None]
+
+
+def load_inputs(
+    data_dir: str | Path, backbone_dir: str | Path, bank_dir: str | Path, generator_dir: str | Path | None,
+    cfg: Config,
+) -> StageInputs:
+    """Read and cross-check every input folder, compute the frozen features once."""
+    device = pick_device(cfg.device)
+    utilities = list(cfg.adapters.utilities)
+    data = load_prepared(data_dir)
+    backbone = load_backbone(backbone_dir, device)
+    bank = load_bank(bank_dir, device)
+    if bank.utilities != utilities:
+        raise ConfigError(f"adapters.utilities {utilities} differ from the bank's {bank.utilities} ({bank_dir})")
+    backbone_sha = backbone_sha256(backbone_dir)
+    if bank.manifest.get("backbone_sha256") not in (None, backbone_sha):
+        raise ArtifactError(f"{bank_dir}: the adapter bank was trained on another backbone "
+                            f"({str(bank.manifest['backbone_sha256'])[:12]}..., not {backbone_sha[:12]}... in {backbone_dir})")
+    generator = None
+    if generator_dir and "padirec" in cfg.evaluation.methods:
+        generator = Generator.load(generator_dir, device)
+    features = compute_features(backbone, data, cfg.data.max_len, device)
+    versions = {
+        "data_sha256": data.manifest.get("data_checksum"),
+        "backbone_sha256": backbone_sha,
+        "bank_sha256": _file_sha(bank_dir, "adapters.safetensors"),
+        "generator_sha256": _file_sha(generator_dir, "generator.safetensors") if generator_dir else None,
+    }
+    name = read_manifest(backbone_dir, kind="backbone", verify=False)["config"].get("model", "")
+    return StageInputs(data, features, bank, generator, bank.layout, utilities, name, versions)
+
+
+def _file_sha(folder: str | Path, name: str) -> str | None:
+    files = read_manifest(folder, verify=False).get("files", {})
+    return files.get(name, {}).get("sha256")
+
+
+def write_report(out_dir: str | Path, report: dict[str, Any], cfg: Config) -> dict[str, Any]:
+    """Write report.json, report.md, the plots and the manifest into ``out_dir``."""
+    out_dir = Path(out_dir)
+    validate_report(report)
+    plots = make_plots(report, out_dir / PLOT_DIR)
+    atomic_write_json(out_dir / REPORT_FILE, report)
+    atomic_write_text(out_dir / MARKDOWN_FILE, render_markdown(report, plots, PLOT_DIR))
+    files = [REPORT_FILE, MARKDOWN_FILE] + [f"{PLOT_DIR}/{p}" for p in plots]
+    return write_manifest(out_dir, "report", files, cfg.to_dict(), versions=report["versions"])
+
+
+def _log_summary(tracker: Tracker, report: dict[str, Any]) -> None:
+    metrics: dict[str, float] = {}
+    for m, s in report["summary"].items():
+        for name in ("avg_hv", "front_hv", "pearson_ra", "pearson_rd"):
+            if s[name] is not None:
+                metrics[f"{m}/{name}"] = s[name]
+        for metric, rho in s["spearman"].items():
+            if rho is not None:
+                metrics[f"{m}/spearman_{metric_name(metric)}"] = rho
+    for m, r in (report.get("response_time") or {}).items():
+        metrics[f"{m}/response_median_s"] = r["median_s"]
+    ratio = speedup(report.get("response_time") or {})
+    if math.isfinite(ratio):
+        metrics["speedup_retrain_over_padirec"] = ratio
+    if metrics:
+        tracker.log_metrics(metrics)
+
+
+def read_timing(timing_dir: str | Path | None) -> dict[str, Any]:
+    """The ``response_time`` of the report in ``timing_dir`` (``{}`` when None)."""
+    if timing_dir is None:
+        return {}
+    read_manifest(timing_dir, kind="report")
+    timing = json.loads((Path(timing_dir) / REPORT_FILE).read_text())
+    validate_report(timing)
+    return timing["response_time"]
+
+
+def evaluate_stage(
+    data_dir: str | Path, backbone_dir: str | Path, bank_dir: str | Path, generator_dir: str | Path | None,
+    timing_dir: str | Path | None, out_dir: str | Path, cfg: Config, tracker: Tracker | None = None,
+) -> dict[str, Any]:
+    """Every method x every grid task on the test split -> the report folder. Returns the report.
+
+    ``timing_dir``: the output of ``response_time_stage`` (its timings join the report), or None.
+    """
+    tracker = tracker or NullTracker()
+    seed_everything(cfg.seed)
+    ev = cfg.evaluation
+    timings = read_timing(timing_dir)
+    inputs = load_inputs(data_dir, backbone_dir, bank_dir, generator_dir, cfg)
+    methods = build_methods(list(ev.methods), features=inputs.features, data=inputs.data, layout=inputs.layout,
+                            cfg=cfg, bank=inputs.bank, generator=inputs.generator)
+    tasks = grid(len(inputs.utilities), cfg.adapters.grid_size)
+    log.info("evaluate: %d methods x %d tasks, %d test users", len(methods), len(tasks),
+             inputs.features.test.h.shape[0])
+    sweep = run_sweep(methods, tasks, inputs.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed, tracker)
+    summary = summarise(sweep.metrics, tasks, inputs.utilities, ev.k)
+
+    analyses: dict[str, Any] = {
+        "fit_seconds": sweep.fit_seconds,
+        "sweep_seconds": sweep.seconds,
+    }
+    if ev.robustness_repeats > 0 and any(m in sweep.adapters for m in ("padirec", "hypernetwork", "retrain")):
+        evaluator = SplitEvaluator(inputs.features, "test", ev.k, ev.alpha)
+        analyses["robustness"] = robustness(sweep.adapters, inputs.features, inputs.layout, evaluator,
+                                            ev.robustness_noise, ev.robustness_repeats, cfg.seed)
+        analyses["robustness_noise_std"] = ev.robustness_noise
+    if "diversity" in inputs.utilities:
+        star = next((m for m in ("padirec", "retrain") if m in methods), next(iter(methods), None))
+        if star is not None:
+            analyses["case_study"] = case_study(methods[star], inputs.data, inputs.features, inputs.utilities,
+                                                ev.k, ev.case_study_user)
+    report = build_report(
+        k=ev.k, alpha=ev.alpha, utilities=inputs.utilities, tasks=tasks.tolist(), methods=sweep.metrics,
+        summary=summary, response_time=timings, analyses=analyses, config=cfg.to_dict(),
+        versions=inputs.versions, dataset=cfg.data.source, backbone=inputs.backbone_name,
+    )
+    write_report(out_dir, report, cfg)
+    _log_summary(tracker, report)
+    tracker.log_artifacts(str(out_dir), "report")
+    return report
+
+
+def response_time_stage(
+    data_dir: str | Path, backbone_dir: str | Path, bank_dir: str | Path, generator_dir: str | Path | None,
+    out_dir: str | Path, cfg: Config, tracker: Tracker | None = None,
+) -> dict[str, Any]:
+    """Time every method on new tasks -> a report folder holding only ``response_time`` (plus its
+    plot), which ``evaluate_stage`` merges through ``timing_dir``. Returns that report."""
+    tracker = tracker or NullTracker()
+    seed_everything(cfg.seed)
+    ev = cfg.evaluation
+    inputs = load_inputs(data_dir, backbone_dir, bank_dir, generator_dir, cfg)
+    methods = build_methods(list(ev.methods), features=inputs.features, data=inputs.data, layout=inputs.layout,
+                            cfg=cfg, bank=inputs.bank, generator=inputs.generator, retrain_from_bank=False)
+    seen = inputs.bank.weights.cpu().numpy().astype(np.float64)
+    timings = compare_response_time(methods, len(inputs.utilities), ev.response_time_repeats, cfg.seed, seen)
+    report = build_report(k=ev.k, alpha=ev.alpha, utilities=inputs.utilities, tasks=[], methods={}, summary={},
+                          response_time=timings, config=cfg.to_dict(), versions=inputs.versions,
+                          dataset=cfg.data.source, backbone=inputs.backbone_name)
+    ratio = speedup(timings)
+    log.info("response time: Retrain / PaDiRec = %s", f"{ratio:.1f}x" if math.isfinite(ratio) else "n/a")
+    write_report(out_dir, report, cfg)
+    _log_summary(tracker, report)
+    tracker.log_artifacts(str(out_dir), "response_time")
+    return report

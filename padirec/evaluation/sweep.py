@@ -1,0 +1,167 @@
+"""The method x task sweep: every method ranks every test user's full item set for every task.
+
+For each method: ``fit()`` once, then for each task ``prepare(w)`` and ``scores(prepared,
+split)``; the history is masked here (every item of the user's history except the target) and
+NDCG@k, HR@k and alpha-NDCG@k are computed with ``padirec.evaluation.metrics``, plus the NDCG@k
+gap between user groups (the fairness utility's metric) when the data has groups. The sweep
+does not know which method is which.
+
+The per-user ideal alpha-DCG depends only on which items can be ranked (the same for every
+method: history and padding masked), so it is computed once per split, not once per
+(method, task). Sampled evaluation (1 + 99 negatives, ``sampled=True``) exists only to compare
+with published sampled numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from padirec.adapters.features import Features
+from padirec.adapters.objectives import group_gap
+from padirec.baselines.base import Method
+from padirec.evaluation.metrics import (
+    alpha_ndcg_at_k,
+    evaluate_sampled,
+    evaluate_scores,
+    hr_at_k,
+    ideal_alpha_dcg,
+    mask_history,
+    ndcg_at_k,
+    sample_negatives,
+    target_rank,
+)
+from padirec.evaluation.report import metric_name
+from padirec.tracking import NullTracker, Tracker
+
+log = logging.getLogger("padirec")
+
+_USER_CHUNK = 1024
+
+
+class SplitEvaluator:
+    """Metrics of full-ranking scores for the held-out users of one split.
+
+    ``__call__(scores (U, num_items + 1))`` masks the history and returns
+    ``{"ndcg@k", "hr@k", "alpha_ndcg@k"[, "ndcg_gap@k"]}`` as floats.
+    """
+
+    def __init__(self, features: Features, split: str = "test", k: int = 10, alpha: float = 0.5,
+                 sampled: bool = False, seed: int = 0) -> None:
+        self.split_name = split
+        self.split = features.split(split)
+        self.cats = features.item_categories
+        self.k, self.alpha = k, alpha
+        s = self.split
+        n_users, n_items = s.h.shape[0], features.item_embedding.shape[0]
+        self.negatives = None
+        if sampled:
+            gen = torch.Generator().manual_seed(seed)
+            self.negatives = sample_negatives((n_users, n_items), s.mask_rows.cpu(), s.mask_cols.cpu(),
+                                              s.targets.cpu(), 99, gen).to(s.h.device)
+            return
+        self.rankable = torch.ones(n_users, n_items, dtype=torch.bool, device=s.h.device)
+        self.rankable[s.mask_rows, s.mask_cols] = False
+        self.rankable[:, 0] = False
+        self.ideal = torch.cat([
+            ideal_alpha_dcg(self.cats, k, alpha, self.rankable[i:i + _USER_CHUNK])
+            for i in range(0, n_users, _USER_CHUNK)
+        ]) if n_users else torch.zeros(0, dtype=torch.float64, device=s.h.device)
+        # alpha_ndcg_at_k without a mask divides by the single unmasked ideal; multiply it back
+        self.ideal_all = ideal_alpha_dcg(self.cats, k, alpha)[0]
+
+    @torch.no_grad()
+    def per_user(self, scores: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-user metrics ``{name: (U,)}`` of raw ``scores (U, num_items + 1)``."""
+        s, k = self.split, self.k
+        if scores.shape != (s.h.shape[0], self.cats.shape[0]):
+            raise ValueError(f"scores must be (users, num_items + 1) = {(s.h.shape[0], self.cats.shape[0])}, "
+                             f"got {tuple(scores.shape)}")
+        scores = mask_history(scores.to(s.h.device), s.mask_rows, s.mask_cols)
+        if self.negatives is not None:
+            out = evaluate_sampled(scores, s.targets, self.negatives, self.cats, k, self.alpha, per_user=True)
+        elif not torch.equal(torch.isfinite(scores), self.rankable):
+            # a method masked more items than the history: the ideal list must follow its candidates
+            out = evaluate_scores(scores, s.targets, self.cats, k, self.alpha, per_user=True)
+        else:
+            ranks = target_rank(scores, s.targets)
+            dcg = alpha_ndcg_at_k(scores.topk(k, dim=1).indices, self.cats, self.alpha) * self.ideal_all
+            out = {
+                f"ndcg@{k}": ndcg_at_k(ranks, k),
+                f"hr@{k}": hr_at_k(ranks, k),
+                f"alpha_ndcg@{k}": torch.where(self.ideal > 0, dcg / self.ideal.clamp_min(1e-300), torch.zeros_like(dcg)),
+            }
+        return out
+
+    def __call__(self, scores: torch.Tensor) -> dict[str, float]:
+        out = self.per_user(scores)
+        metrics = {name: float(v.mean()) if v.numel() else 0.0 for name, v in out.items()}
+        if self.split.groups is not None:
+            ndcg = out[f"ndcg@{self.k}"].to(torch.float64)
+            metrics[f"ndcg_gap@{self.k}"] = float(group_gap(ndcg[None, :], self.split.groups.to(ndcg.device))[0])
+        return metrics
+
+
+@dataclass
+class SweepResult:
+    tasks: np.ndarray  # (T, p)
+    metrics: dict[str, list[dict[str, float]]]  # method -> per task
+    adapters: dict[str, torch.Tensor] = field(default_factory=dict)  # adapter methods: (T, P)
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # whole sweep per method (fit excluded)
+
+
+def run_sweep(
+    methods: Mapping[str, Method],
+    tasks: Sequence[Sequence[float]] | np.ndarray,
+    features: Features,
+    split: str = "test",
+    k: int = 10,
+    alpha: float = 0.5,
+    sampled: bool = False,
+    seed: int = 0,
+    tracker: Tracker | None = None,
+) -> SweepResult:
+    """Fit every method once, then evaluate it on every task of ``tasks (T, p)``.
+
+    Logs ``<method>/<metric>`` with ``step`` = task index to the tracker, one log line per method.
+    """
+    tracker = tracker or NullTracker()
+    tasks = np.asarray(tasks, dtype=np.float64)
+    evaluator = SplitEvaluator(features, split, k, alpha, sampled, seed)
+    result = SweepResult(tasks=tasks, metrics={})
+    for key, method in methods.items():
+        start = time.perf_counter()
+        method.fit()
+        result.fit_seconds[key] = time.perf_counter() - start
+        start = time.perf_counter()
+        rows, adapters = [], []
+        for t, w in enumerate(tasks):
+            prepared = method.prepare(w)
+            metrics = evaluator(method.scores(prepared, split))
+            rows.append(metrics)
+            if method.produces_adapters:
+                adapters.append(torch.as_tensor(prepared).detach().reshape(-1).float().cpu())
+            tracker.log_metrics({f"{key}/{metric_name(m)}": v for m, v in metrics.items()}, step=t)
+        result.metrics[key] = rows
+        if adapters:
+            result.adapters[key] = torch.stack(adapters)
+        result.seconds[key] = time.perf_counter() - start
+        log.info("sweep: %s, %d tasks, %s (fit %.1fs, tasks %.1fs)", key, len(tasks),
+                 _span(rows, k), result.fit_seconds[key], result.seconds[key])
+    return result
+
+
+def _span(rows: list[dict[str, Any]], k: int) -> str:
+    parts = []
+    for name in (f"ndcg@{k}", f"alpha_ndcg@{k}"):
+        vals = [r[name] for r in rows if name in r]
+        if vals:
+            parts.append(f"{name} {min(vals):.4f}..{max(vals):.4f}")
+    return ", ".join(parts)

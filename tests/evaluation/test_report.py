@@ -1,0 +1,107 @@
+"""report.json: valid reports pass (also under the reference JSON Schema validator), invalid ones are
+rejected with the offending field named; NaN becomes null; markdown and plots render."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+
+from padirec.evaluation.markdown import render_markdown
+from padirec.evaluation.plots import make_plots
+from padirec.evaluation.report import (
+    REPORT_SCHEMA,
+    ReportError,
+    build_report,
+    jsonable,
+    metric_name,
+    validate_report,
+)
+
+
+def _report(**over):
+    tasks = [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
+    rows = [{"ndcg@10": 0.1 * (i + 1), "hr@10": 0.2 * (i + 1), "alpha_ndcg@10": 0.9 - 0.1 * i} for i in range(3)]
+    kwargs = dict(
+        k=10, alpha=0.5, utilities=["accuracy", "diversity"], tasks=tasks,
+        methods={"retrain": rows, "mmr": rows},
+        summary={m: {"avg_hv": 0.3, "front_hv": 0.5, "pearson_ra": 1.0, "pearson_rd": float("nan"),
+                     "spearman": {"ndcg@10": 1.0}} for m in ("retrain", "mmr")},
+        response_time={"retrain": {"median_s": 2.0, "p25_s": 1.9, "p75_s": 2.2, "repeats": 5},
+                       "padirec": {"median_s": 0.02, "p25_s": 0.019, "p75_s": 0.021, "repeats": 5}},
+        analyses={"robustness": {"retrain": {"ndcg_change_mean": 0.01, "ndcg_change_std": 0.0,
+                                             "alpha_ndcg_change_mean": 0.02, "alpha_ndcg_change_std": 0.01}}},
+        config={"seed": 0}, versions={"data_sha256": "ab" * 32, "generator_sha256": None},
+        dataset="synthetic", backbone="sasrec",
+    )
+    kwargs.update(over)
+    return build_report(**kwargs)
+
+
+def test_valid_report_passes_and_nan_is_null():
+    report = _report()
+    validate_report(report)
+    assert report["summary"]["mmr"]["pearson_rd"] is None
+    assert report["versions"]["padirec"]
+    json.dumps(report, allow_nan=False)  # strict JSON
+
+
+def test_schema_agrees_with_the_reference_validator():
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator.check_schema(REPORT_SCHEMA)
+    jsonschema.validate(_report(), REPORT_SCHEMA)
+    bad = _report()
+    del bad["methods"]["mmr"][1]["hr@10"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, REPORT_SCHEMA)
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda r: r.pop("summary"), "missing required field 'summary'"),
+    (lambda r: r["methods"]["mmr"][1].pop("hr@10"), "report.methods.mmr[1]: missing required field 'hr@10'"),
+    (lambda r: r["methods"].update(MMR=r["methods"]["mmr"]), "report.methods: key: 'MMR' is not one of"),
+    (lambda r: r["summary"]["retrain"].update(avg_hv="high"), "report.summary.retrain.avg_hv: expected number or null"),
+    (lambda r: r["methods"]["retrain"][0].update({"ndcg@10": float("nan")}), "report.methods.retrain[0].ndcg@10"),
+    (lambda r: r["response_time"]["retrain"].update(repeats=0), "report.response_time.retrain.repeats: 0 is below"),
+    (lambda r: r.update(schema_version=2), "report.schema_version: must be 1"),
+    (lambda r: r["tasks"].append([0.5, 0.4]), "report.tasks[3]: weights [0.5, 0.4] do not sum to 1"),
+    (lambda r: r["methods"]["mmr"].pop(), "report.methods.mmr: 2 results for 3 tasks"),
+    (lambda r: r["tasks"].__setitem__(0, [1.0]), "report.tasks[0]: needs at least 2 items"),
+])
+def test_invalid_reports_name_the_field(mutate, field):
+    report = copy.deepcopy(_report())
+    mutate(report)
+    with pytest.raises(ReportError) as e:
+        validate_report(report)
+    assert field in str(e.value)
+
+
+def test_build_report_rejects_bad_content():
+    with pytest.raises(ReportError, match="report.methods: key: 'soup2'"):
+        _report(methods={"soup2": []}, summary={})
+
+
+def test_jsonable_and_metric_names():
+    import numpy as np
+    import torch
+
+    assert jsonable({"a": np.float64("nan"), "b": torch.tensor([1.0, math.inf]), "c": (1, 2)}) == \
+        {"a": None, "b": [1.0, None], "c": [1, 2]}
+    assert metric_name("alpha_ndcg@10") == "alpha_ndcg_at_10"
+
+
+def test_markdown_and_plots(tmp_path):
+    report = _report()
+    plots = make_plots(report, tmp_path / "plots")
+    assert set(plots) == {"metrics_vs_wacc.png", "tradeoff.png", "response_time.png", "robustness.png"}
+    for p in plots:
+        assert (tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG"
+    text = render_markdown(report, plots)
+    assert "Retrain / PaDiRec: 100.0x" in text
+    assert "| mmr |" in text and "n/a" in text  # the NaN Pearson shows as n/a
+    assert "![tradeoff.png](plots/tradeoff.png)" in text
+    empty = _report(methods={}, summary={}, tasks=[], response_time={}, analyses={})
+    assert make_plots(empty, tmp_path / "empty") == []
+    assert "# PaDiRec evaluation report" in render_markdown(empty, [])

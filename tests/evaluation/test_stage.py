@@ -1,0 +1,117 @@
+"""End to end on the tiny synthetic setup: every method through the sweep, the evaluate stage and
+the response-time stage, and the evaluator against the shared metrics."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from padirec.adapters.adapter import apply_adapters
+from padirec.adapters.evaluate import evaluate_adapters
+from padirec.artifacts import read_manifest
+from padirec.baselines.registry import METHODS, build_methods
+from padirec.errors import ConfigError
+from padirec.evaluation.metrics import evaluate_scores, mask_history
+from padirec.evaluation.report import validate_report
+from padirec.evaluation.response_time import new_tasks, speedup
+from padirec.evaluation.stage import evaluate_stage, response_time_stage
+from padirec.evaluation.sweep import SplitEvaluator, run_sweep
+
+
+def test_evaluator_matches_the_shared_metrics(tiny):
+    f = tiny["features"]
+    ev = SplitEvaluator(f, "test", 10, 0.5)
+    scores = torch.randn(f.test.h.shape[0], f.num_items + 1, generator=torch.Generator().manual_seed(0))
+    ours = ev(scores)
+    ref = evaluate_scores(mask_history(scores, f.test.mask_rows, f.test.mask_cols), f.test.targets,
+                          f.item_categories, 10, 0.5)
+    for key, value in ref.items():
+        assert ours[key] == pytest.approx(value, abs=1e-12)
+    assert "ndcg_gap@10" in ours  # the synthetic users have a gender
+    # and the same numbers as the adapter bank's own evaluation for an adapter
+    bank = tiny["bank"]
+    params = bank.params[:1]
+    h = apply_adapters(f.test.h, params, bank.layout)[0]
+    theirs = evaluate_adapters(f, params, bank.layout, "test")
+    assert ev(h @ f.item_embedding.T)["alpha_ndcg@10"] == pytest.approx(float(theirs["alpha_ndcg@10"][0]))
+
+
+def test_sweep_runs_every_method(tiny):
+    cfg, f = tiny["cfg"], tiny["features"]
+    methods = build_methods(METHODS, features=f, data=tiny["data"], layout=tiny["bank"].layout, cfg=cfg,
+                            bank=tiny["bank"], generator=tiny["generator"])
+    tasks = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    result = run_sweep(methods, tasks, f, "test", 10, 0.5)
+    assert list(result.metrics) == METHODS
+    for m, rows in result.metrics.items():
+        assert len(rows) == 3
+        for r in rows:
+            assert 0 <= r["ndcg@10"] <= r["hr@10"] <= 1, m
+            assert 0 <= r["alpha_ndcg@10"] <= 1.0 + 1e-9, m
+    assert set(result.adapters) == {"padirec", "retrain", "soup", "cmr", "hypernetwork"}
+    assert methods["retrain"].reused == 3  # the grid tasks come from the bank
+    # Soup at the pure tasks is Retrain at the pure tasks
+    assert torch.equal(result.adapters["soup"][[0, 2]], result.adapters["retrain"][[0, 2]])
+    # MMR at w_acc = 1 is the bare backbone
+    bare = SplitEvaluator(f, "test")(f.test.h @ f.item_embedding.T)
+    assert result.metrics["mmr"][2]["ndcg@10"] == pytest.approx(bare["ndcg@10"])
+
+
+def test_unknown_method_is_a_config_error(tiny):
+    with pytest.raises(ConfigError, match="unknown method"):
+        build_methods(["padirec", "llm"], features=tiny["features"], data=tiny["data"],
+                      layout=tiny["bank"].layout, cfg=tiny["cfg"])
+
+
+def test_response_time_then_evaluate_stages(tiny, tmp_path):
+    cfg = copy.deepcopy(tiny["cfg"])
+    args = (tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"])
+    cfg.evaluation.methods = ["padirec", "retrain", "mmr"]
+    timing = response_time_stage(*args, tmp_path / "timing", cfg)
+    validate_report(timing)
+    rt = timing["response_time"]
+    assert set(rt) == {"padirec", "retrain", "mmr"} and all(r["repeats"] == 2 for r in rt.values())
+    assert speedup(rt) > 1.0  # sampling beats training even on tiny data
+
+    cfg.evaluation.methods = list(METHODS)
+    report = evaluate_stage(*args, tmp_path / "timing", tmp_path / "eval", cfg)
+    validate_report(report)
+    assert report["response_time"] == rt  # the timings join the report
+    assert len(report["tasks"]) == 3 and set(report["methods"]) == set(METHODS)
+    assert report["summary"]["retrain"]["pearson_ra"] in (None, pytest.approx(1.0))
+    assert set(report["analyses"]["robustness"]) == {"retrain", "padirec", "hypernetwork"}
+    assert len(report["analyses"]["case_study"]["lists"]["0.9"]) == 10
+    assert report["versions"]["backbone_sha256"] and report["versions"]["generator_sha256"]
+    manifest = read_manifest(tmp_path / "eval", kind="report")
+    assert "plots/tradeoff.png" in manifest["files"] and "plots/response_time.png" in manifest["files"]
+    assert json.loads((tmp_path / "eval" / "report.json").read_text()) == report
+    assert "Response time" in (tmp_path / "eval" / "report.md").read_text()
+    # no timing folder: an empty response_time
+    cfg.evaluation.methods = ["mmr"]
+    assert evaluate_stage(*args, None, tmp_path / "eval2", cfg)["response_time"] == {}
+
+
+def test_new_tasks_avoid_the_bank():
+    seen = new_tasks(3, 2, seed=0)
+    fresh = new_tasks(3, 2, seed=0, seen=seen)
+    assert np.abs(fresh[:, None] - seen[None]).max(-1).min() > 1e-3
+    assert np.allclose(fresh.sum(1), 1.0) and len(np.unique(fresh[:, 0])) == 3
+
+
+def test_bank_of_another_backbone_is_refused(tiny, tmp_path):
+    import shutil
+
+    from padirec.adapters.bank import load_bank, write_bank
+    from padirec.errors import ArtifactError
+
+    bank = load_bank(tiny["bank_dir"])
+    write_bank(tmp_path / "bank", bank.params, bank.tasks, bank.layout, bank.utilities, "f" * 64, {}, {}, {}, {})
+    shutil.copytree(tiny["backbone_dir"], tmp_path / "backbone")
+    cfg = copy.deepcopy(tiny["cfg"])
+    cfg.evaluation.methods = ["mmr"]
+    with pytest.raises(ArtifactError, match="another backbone"):
+        evaluate_stage(tiny["data_dir"], tmp_path / "backbone", tmp_path / "bank", None, None, tmp_path / "out", cfg)

@@ -1,0 +1,127 @@
+"""Avg.HV / front HV against pymoo and an exact inclusion-exclusion count; correlation NaN policy."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pytest
+from pymoo.indicators.hv import HV
+from scipy import stats
+
+from padirec.evaluation.summary import (
+    avg_hv,
+    front_hv,
+    normalise,
+    pareto_front,
+    pearson,
+    spearman,
+    summarise,
+)
+
+
+def exact_hv(points: np.ndarray) -> float:
+    """Volume of the union of boxes [0, x_i] by inclusion-exclusion (exact, small n only)."""
+    total = 0.0
+    for r in range(1, len(points) + 1):
+        for subset in itertools.combinations(range(len(points)), r):
+            total += (-1) ** (r + 1) * float(np.prod(points[list(subset)].min(0)))
+    return total
+
+
+def test_hand_case():
+    pts = np.array([[0.5, 0.5], [1.0, 0.2]])
+    assert front_hv(pts) == pytest.approx(0.25 + 0.5 * 0.2)
+    assert avg_hv(pts) == pytest.approx((0.25 + 0.2) / 2)
+    assert avg_hv(np.array([[0.5, 0.5, 0.5]])) == pytest.approx(0.125)
+    assert front_hv(np.array([[0.0, 1.0]])) == 0.0
+
+
+@pytest.mark.parametrize("p", [2, 3, 4])
+def test_random_inputs_match_pymoo_and_the_exact_volume(p):
+    rng = np.random.default_rng(p)
+    for _ in range(5):
+        pts = rng.random((7, p))
+        ref = HV(ref_point=np.zeros(p))(-pts)
+        assert front_hv(pts) == pytest.approx(ref, rel=1e-9)
+        assert front_hv(pts) == pytest.approx(exact_hv(pts), rel=1e-9)
+        assert avg_hv(pts) == pytest.approx(np.prod(pts, axis=1).mean(), rel=1e-9)
+
+
+def test_nan_points_are_dropped():
+    pts = np.array([[0.5, 0.5], [np.nan, 0.9]])
+    assert front_hv(pts) == pytest.approx(0.25)
+    assert avg_hv(pts) == pytest.approx(0.25)
+    assert math.isnan(avg_hv(np.full((2, 2), np.nan))) and math.isnan(front_hv(np.full((2, 2), np.nan)))
+
+
+def test_normalise_over_all_methods_directions_and_constant_objectives():
+    out = normalise({"a": np.array([[0.1, 5.0, 0.2]]), "b": np.array([[0.3, 5.0, 0.0]])}, [True, True, False])
+    assert out["a"].tolist() == [[0.0, 1.0, 0.0]]  # constant objective -> 1; gap 0.2 is the worst
+    assert out["b"].tolist() == [[1.0, 1.0, 1.0]]
+
+
+def test_correlations_match_scipy():
+    rng = np.random.default_rng(0)
+    x, y = rng.random(11), rng.random(11)
+    assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y).statistic)
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert pearson(x, 2 * x + 1) == pytest.approx(1.0)
+    assert spearman(x, -x**3) == pytest.approx(-1.0)
+
+
+def test_constant_or_short_series_give_nan_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(pearson([1.0, 1.0, 1.0], [0.1, 0.2, 0.3]))
+        assert math.isnan(spearman([0.1, 0.2, 0.3], [2.0, 2.0, 2.0]))
+        assert math.isnan(pearson([0.1], [0.2]))
+        assert math.isnan(pearson([0.1, np.nan, 0.3], [0.2, 0.5, np.nan]))  # one finite pair left
+        assert pearson([0.1, np.nan, 0.3, 0.4], [0.2, 0.5, 0.6, 0.9]) == pytest.approx(
+            stats.pearsonr([0.1, 0.3, 0.4], [0.2, 0.6, 0.9]).statistic)
+    with pytest.raises(ValueError, match="different lengths"):
+        pearson([1, 2], [1, 2, 3])
+
+
+def _rows(ndcg, alpha):
+    return [{"ndcg@10": a, "hr@10": 2 * a, "alpha_ndcg@10": b} for a, b in zip(ndcg, alpha, strict=True)]
+
+
+def test_summarise():
+    tasks = np.array([[w, 1 - w] for w in (0.0, 0.5, 1.0)])
+    results = {
+        "retrain": _rows([0.1, 0.2, 0.3], [0.9, 0.8, 0.7]),
+        "padirec": _rows([0.12, 0.18, 0.31], [0.88, 0.81, 0.69]),
+        "cmr": _rows([0.2, 0.2, 0.2], [0.8, 0.8, 0.8]),  # ignores the weights
+    }
+    s = summarise(results, tasks, ["accuracy", "diversity"])
+    assert s["retrain"]["pearson_ra"] == pytest.approx(1.0)
+    assert s["padirec"]["pearson_rd"] > 0.9
+    assert math.isnan(s["cmr"]["pearson_ra"]) and math.isnan(s["cmr"]["spearman"]["ndcg@10"])
+    assert s["retrain"]["spearman"]["ndcg@10"] == pytest.approx(1.0)
+    assert s["retrain"]["spearman"]["alpha_ndcg@10"] == pytest.approx(-1.0)
+    # normalised over all methods: ndcg 0.1..0.31, alpha 0.69..0.9
+    cmr_point = np.array([(0.2 - 0.1) / 0.21, (0.8 - 0.69) / 0.21])
+    assert s["cmr"]["avg_hv"] == pytest.approx(np.prod(cmr_point))
+    assert s["cmr"]["front_hv"] == pytest.approx(np.prod(cmr_point))
+    no_ref = summarise({"cmr": results["cmr"]}, tasks, ["accuracy", "diversity"])
+    assert math.isnan(no_ref["cmr"]["pearson_ra"])
+    with pytest.raises(ValueError, match="task results"):
+        summarise({"cmr": results["cmr"][:2]}, tasks, ["accuracy", "diversity"])
+
+
+def test_three_utilities_use_the_fairness_gap_minimised():
+    tasks = np.array([[0.5, 0.25, 0.25], [0.2, 0.2, 0.6]])
+    rows = [{"ndcg@10": 0.2, "hr@10": 0.3, "alpha_ndcg@10": 0.5, "ndcg_gap@10": 0.05},
+            {"ndcg@10": 0.1, "hr@10": 0.2, "alpha_ndcg@10": 0.6, "ndcg_gap@10": 0.01}]
+    s = summarise({"retrain": rows}, tasks, ["accuracy", "diversity", "fairness"])
+    # points (1, 0, 0) and (0, 1, 1): each task's HV is 0, the front's too (no box has volume)
+    assert s["retrain"]["avg_hv"] == 0.0 and s["retrain"]["front_hv"] == 0.0
+    assert s["retrain"]["spearman"]["ndcg_gap@10"] == pytest.approx(1.0)
+
+
+def test_pareto_front():
+    pts = np.array([[0.1, 0.9], [0.5, 0.5], [0.4, 0.4], [0.9, 0.1], [np.nan, 1.0]])
+    assert pareto_front(pts).tolist() == [0, 1, 3]

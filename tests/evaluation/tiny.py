@@ -1,0 +1,111 @@
+"""A tiny end-to-end setup for the evaluation and baseline tests, built in seconds.
+
+Synthetic prepared data (the session fixture ``synthetic_prepared``), a 16-dim SASRec trained
+briefly, its frozen features, a small adapter bank written to the ``adapter_bank`` contract of
+``docs/internals.md`` and a tiny generator trained on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from padirec.adapters.adapter import layout
+from padirec.adapters.bank import write_bank
+from padirec.adapters.config import AdapterConfig
+from padirec.adapters.features import compute_features, training_prefixes
+from padirec.adapters.tasks import sample_tasks
+from padirec.adapters.train import train_bank
+from padirec.backbones.checkpoint import backbone_sha256, load_backbone, save_backbone
+from padirec.backbones.config import BackboneConfig
+from padirec.backbones.registry import build_backbone
+from padirec.config import Config
+from padirec.data.dataset import load_prepared
+from padirec.diffusion.config import GeneratorConfig
+from padirec.diffusion.generator import train_generator
+
+MAX_LEN = 10
+
+
+def tiny_config() -> Config:
+    cfg = Config(seed=0, device="cpu")
+    cfg.data.source = "synthetic"
+    cfg.data.max_len = MAX_LEN
+    cfg.adapters = AdapterConfig(epochs=2, steps_per_epoch=4, checkpoints_per_task=2, batch_size=256,
+                                 grid_size=3, num_random_tasks=4)
+    cfg.generator = GeneratorConfig(size="tiny", steps=40, batch_size=32, timesteps=50, sampling_steps=5,
+                                    warmup_steps=5, log_every=20)
+    b = cfg.evaluation.baselines
+    b.hypernetwork_steps, b.cmr_epochs, b.deepprl_epochs, b.mmr_candidates = 100, 1, 1, 20
+    cfg.evaluation.response_time_repeats = 2
+    cfg.evaluation.robustness_repeats = 1
+    return cfg
+
+
+def fit_tiny_sasrec(data, epochs: int = 4, seed: int = 0):
+    """A 16-dim one-layer SASRec trained briefly with BCE (1 positive + 1 negative)."""
+    torch.manual_seed(seed)
+    model = build_backbone("sasrec", data.num_items, BackboneConfig(dim=16, num_layers=1, dropout=0.0), MAX_LEN)
+    pre = training_prefixes(data, MAX_LEN)
+    seqs, times, targets = (torch.as_tensor(pre[k]) for k in ("seqs", "times", "targets"))
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(seqs), generator=g)
+        for s in range(0, len(seqs), 128):
+            i = perm[s:s + 128]
+            h = model.represent(seqs[i], times[i])
+            neg = torch.randint(1, data.num_items + 1, (len(i), 1), generator=g)
+            loss = -(F.logsigmoid(model.score_items(h, targets[i, None])) + F.logsigmoid(-model.score_items(h, neg))).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def train_small_bank(out: Path, features, cfg: Config, backbone_dir: Path) -> Path:
+    """Train a small bank (grid held out + random tasks) and write it to the internals contract."""
+    ac = cfg.adapters
+    weights, held_out = sample_tasks(len(ac.utilities), ac.grid_size, ac.num_random_tasks, ac.hold_out_grid, cfg.seed)
+    ckpts = train_bank(features, weights, ac, cfg.seed).checkpoints  # (T, K, P)
+    t, k, p = ckpts.shape
+    rows = pd.DataFrame({
+        "row": np.arange(t * k), "task_id": np.repeat(np.arange(t), k), "checkpoint": np.tile(np.arange(k), t),
+        "held_out": np.repeat(held_out, k), "w": [list(weights[i]) for i in np.repeat(np.arange(t), k)],
+        "shard": 0,
+    })
+    write_bank(out, ckpts.reshape(t * k, p), rows, layout(features.dim, ac.bottleneck), list(ac.utilities),
+               backbone_sha256(backbone_dir), config={}, stats={}, held_out={"grid": True},
+               shard={"index": 0, "count": 1})
+    return out
+
+
+def build_tiny(root: Path, data_dir: Path) -> dict:
+    """Every stage input for the evaluation, under ``root``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only contend on a busy shared CPU
+    try:
+        return _build_tiny(root, data_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build_tiny(root: Path, data_dir: Path) -> dict:
+    cfg = tiny_config()
+    data = load_prepared(data_dir)
+    backbone_dir = root / "backbone"
+    save_backbone(fit_tiny_sasrec(data), backbone_dir)
+    features = compute_features(load_backbone(backbone_dir), data, MAX_LEN)
+    bank_dir = train_small_bank(root / "bank", features, cfg, backbone_dir)
+    from padirec.baselines.bank import load_bank
+
+    bank = load_bank(bank_dir)
+    gen = train_generator(bank.params, bank.weights, bank.layout, cfg.generator, seed=0,
+                          held_out_mask=torch.as_tensor(bank.held_out), utilities=bank.utilities)
+    gen.save(root / "generator")
+    return {"cfg": cfg, "data": data, "data_dir": data_dir, "backbone_dir": backbone_dir, "features": features,
+            "bank_dir": bank_dir, "bank": bank, "generator_dir": root / "generator", "generator": gen}
