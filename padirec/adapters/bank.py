@@ -1,0 +1,109 @@
+"""The ``adapter_bank`` artifact: write, read and merge (see docs/internals.md).
+
+``adapters.safetensors``: tensor ``params (N, P)`` float32, one flattened adapter per row.
+``tasks.parquet``: ``row``, ``task_id``, ``checkpoint``, ``held_out``, ``w`` (list of p floats),
+``shard`` and per-row validation metrics (``valid_ndcg@10``, ``valid_alpha_ndcg@10``, ...).
+The manifest (kind ``adapter_bank``) carries ``layout``, ``utilities``, ``backbone_sha256``,
+``held_out`` (how held-out tasks were chosen) and ``shard``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from padirec.adapters.adapter import Layout, num_params
+from padirec.artifacts import atomic_write, read_manifest, write_manifest
+from padirec.errors import ArtifactError
+
+KIND = "adapter_bank"
+PARAMS = "adapters.safetensors"
+TASKS = "tasks.parquet"
+
+
+@dataclass
+class AdapterBank:
+    params: torch.Tensor  # (N, P) float32
+    tasks: pd.DataFrame  # one row per params row, ordered by ``row``
+    layout: Layout
+    utilities: list[str]
+    manifest: dict[str, Any]
+
+    @property
+    def weights(self) -> np.ndarray:
+        """``(N, p)`` task weights of each row."""
+        return np.stack(self.tasks["w"].to_numpy()).astype(np.float64)
+
+
+def write_bank(out_dir: str | os.PathLike, params: torch.Tensor, tasks: pd.DataFrame, lay: Layout,
+               utilities: list[str], backbone_sha256: str, config: dict[str, Any],
+               stats: dict[str, Any], held_out: dict[str, Any], shard: dict[str, int]) -> dict[str, Any]:
+    """Write the three files atomically; returns the manifest."""
+    out_dir = Path(out_dir)
+    if params.shape != (len(tasks), num_params(lay)):
+        raise ValueError(f"params {tuple(params.shape)} do not match {len(tasks)} task rows x "
+                         f"{num_params(lay)} parameters")
+    tensor = params.detach().to("cpu", torch.float32).contiguous()
+    atomic_write(out_dir / PARAMS, lambda tmp: save_file({"params": tensor}, tmp))
+    atomic_write(out_dir / TASKS, lambda tmp: tasks.to_parquet(tmp, index=False))
+    return write_manifest(out_dir, KIND, [PARAMS, TASKS], config, stats, layout=lay,
+                          utilities=list(utilities), backbone_sha256=backbone_sha256,
+                          held_out=held_out, shard=shard)
+
+
+def load_bank(in_dir: str | os.PathLike) -> AdapterBank:
+    """Read an adapter bank (checksums verified) and check its files agree with each other."""
+    in_dir = Path(in_dir)
+    manifest = read_manifest(in_dir, kind=KIND)
+    for key in ("layout", "utilities", "backbone_sha256"):
+        if key not in manifest:
+            raise ArtifactError(f"{in_dir}: adapter_bank manifest lacks {key!r}")
+    tensors = load_file(str(in_dir / PARAMS))
+    if "params" not in tensors:
+        raise ArtifactError(f"{in_dir / PARAMS}: no tensor 'params' (found {sorted(tensors)})")
+    params = tensors["params"]
+    tasks = pd.read_parquet(in_dir / TASKS).sort_values("row", kind="stable").reset_index(drop=True)
+    lay = manifest["layout"]
+    if params.dim() != 2 or params.shape != (len(tasks), num_params(lay)):
+        raise ArtifactError(f"{in_dir}: params {tuple(params.shape)} do not match {len(tasks)} task rows "
+                            f"x {num_params(lay)} parameters of the layout")
+    if not np.array_equal(tasks["row"].to_numpy(), np.arange(len(tasks))):
+        raise ArtifactError(f"{in_dir / TASKS}: column 'row' must be 0..{len(tasks) - 1}")
+    return AdapterBank(params, tasks, lay, list(manifest["utilities"]), manifest)
+
+
+def merge_banks(shard_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Collect the shards of one bank into ``out_dir``, rows ordered by (task_id, checkpoint).
+
+    Every shard must share layout, utilities, backbone and config, and the shard indices must be
+    exactly ``0..num_shards-1``.
+    """
+    if not shard_dirs:
+        raise ValueError("merge_adapter_banks needs at least one shard folder")
+    banks = [load_bank(d) for d in shard_dirs]
+    first = banks[0].manifest
+    for d, b in zip(shard_dirs, banks, strict=True):
+        for key in ("layout", "utilities", "backbone_sha256", "config", "held_out"):
+            if b.manifest.get(key) != first.get(key):
+                raise ArtifactError(f"{d}: {key} differs from {shard_dirs[0]}; shards of different banks")
+    num_shards = first["shard"]["num_shards"]
+    indices = sorted(b.manifest["shard"]["index"] for b in banks)
+    if indices != list(range(num_shards)) or any(b.manifest["shard"]["num_shards"] != num_shards for b in banks):
+        raise ArtifactError(f"expected shards 0..{num_shards - 1} exactly once, got indices {indices}")
+    tasks = pd.concat([b.tasks.assign(_src=i) for i, b in enumerate(banks)], ignore_index=True)
+    order = np.lexsort((tasks["checkpoint"].to_numpy(), tasks["task_id"].to_numpy()))
+    params = torch.cat([b.params for b in banks])[torch.as_tensor(order)]
+    tasks = tasks.iloc[order].drop(columns="_src").reset_index(drop=True)
+    tasks["row"] = np.arange(len(tasks))
+    stats = {"num_rows": len(tasks), "num_tasks": int(tasks["task_id"].nunique()),
+             "train_seconds": float(sum(b.manifest["stats"].get("train_seconds", 0.0) for b in banks))}
+    return write_bank(out_dir, params, tasks, first["layout"], first["utilities"], first["backbone_sha256"],
+                      first["config"], stats, first["held_out"], {"index": 0, "num_shards": 1,
+                                                                  "merged_from": num_shards})
