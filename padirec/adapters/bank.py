@@ -69,7 +69,11 @@ def load_bank(in_dir: str | os.PathLike) -> AdapterBank:
     if "params" not in tensors:
         raise ArtifactError(f"{in_dir / PARAMS}: no tensor 'params' (found {sorted(tensors)})")
     params = tensors["params"]
-    tasks = pd.read_parquet(in_dir / TASKS).sort_values("row", kind="stable").reset_index(drop=True)
+    tasks = pd.read_parquet(in_dir / TASKS)
+    missing = {"row", "task_id", "held_out", "w"} - set(tasks.columns)
+    if missing:
+        raise ArtifactError(f"{in_dir / TASKS}: missing column(s) {sorted(missing)}")
+    tasks = tasks.sort_values("row", kind="stable").reset_index(drop=True)
     lay = manifest["layout"]
     if params.dim() != 2 or params.shape != (len(tasks), num_params(lay)):
         raise ArtifactError(f"{in_dir}: params {tuple(params.shape)} do not match {len(tasks)} task rows "

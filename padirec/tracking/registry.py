@@ -92,6 +92,7 @@ def promote(uri: str, model_name: str, version: str, gate: GateThresholds) -> di
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient(uri)
+    version = str(version)
     mv = client.get_model_version(model_name, version)
     q = {k: _num(mv.tags.get(f"quality.{k}")) for k in ("score", "avg_hv", "pearson_ra", "pearson_rd")}
     failed = [f"{k} {q[k]:.4f} < {t}" for k, t in (("avg_hv", gate.min_avg_hv), ("pearson_ra", gate.min_pearson_ra),
@@ -106,6 +107,7 @@ def promote(uri: str, model_name: str, version: str, gate: GateThresholds) -> di
     peers = [v for v in client.search_model_versions(f"name = '{model_name}'")
              if v.tags.get("gate") == "passed" and v.tags.get("evaluation_key", "") == key]
     best = max(peers, key=lambda v: (_num(v.tags.get("quality.score")), int(v.version)))
+    best_version = str(best.version)  # MLflow hands versions back as int or str depending on the call
     current = _champion(client, model_name)
     current_key = None
     if current:
@@ -113,19 +115,19 @@ def promote(uri: str, model_name: str, version: str, gate: GateThresholds) -> di
             current_key = client.get_model_version(model_name, current).tags.get("evaluation_key", "")
         except MlflowException:
             current_key = None
-    if current and current_key == key and current == best.version == version:
+    if current and current_key == key and current == best_version == version:
         return {"decision": "champion", "champion": version, "reason": "already champion"}
     if current_key not in (None, key):
-        reason = f"passed the gate; champion v{current} was evaluated on other data, so v{best.version} replaces it"
-    elif best.version == version:
+        reason = f"passed the gate; champion v{current} was evaluated on other data, so v{best_version} replaces it"
+    elif best_version == version:
         reason = f"passed the gate and beats v{current} (score {q['score']:.5f})" if current else "passed the gate; first champion"
     else:
-        reason = f"passed the gate but v{best.version} scores higher ({_num(best.tags.get('quality.score')):.5f} >= {q['score']:.5f})"
-    if current != best.version:
-        client.set_registered_model_alias(model_name, ALIAS, best.version)
+        reason = f"passed the gate but v{best_version} scores higher ({_num(best.tags.get('quality.score')):.5f} >= {q['score']:.5f})"
+    if current != best_version:
+        client.set_registered_model_alias(model_name, ALIAS, best_version)
     client.set_model_version_tag(model_name, version, "promotion", reason)
     log.info("promotion of %s v%s: %s", model_name, version, reason)
-    return {"decision": "champion" if best.version == version else "kept", "champion": best.version, "reason": reason}
+    return {"decision": "champion" if best_version == version else "kept", "champion": best_version, "reason": reason}
 
 
 def _champion(client, model_name: str) -> str | None:

@@ -1,0 +1,116 @@
+"""Stage ``train_generator``: adapter bank in, trained parameter generator out (SPEC 5).
+
+Reads the ``adapter_bank`` artifact (docs/internals.md), trains on the rows with
+``held_out == False``, measures how close generated adapters come to the bank's rows for the
+held-out tasks (unseen ``w``), and writes the ``generator`` artifact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from padirec.diffusion.config import GeneratorConfig
+from padirec.diffusion.generator import Generator, train_generator
+from padirec.diffusion.tokenizer import Layout
+from padirec.progress import log
+from padirec.seeding import pick_device
+from padirec.tracking import NullTracker, Tracker, flatten
+
+
+@dataclass
+class AdapterBank:
+    params: torch.Tensor  # (N, P) float32, row i = tasks.row == i
+    w: torch.Tensor  # (N, p)
+    held_out: torch.Tensor  # (N,) bool
+    task_id: torch.Tensor  # (N,) long
+    layout: Layout
+    utilities: list[str]
+
+
+def load_bank(bank_dir: str | Path) -> AdapterBank:
+    """The adapter bank as tensors (read and checked by ``padirec.adapters.bank.load_bank``)."""
+    from padirec.adapters.bank import load_bank as read_bank
+
+    bank = read_bank(bank_dir)
+    return AdapterBank(
+        params=bank.params.float(),
+        w=torch.as_tensor(bank.weights, dtype=torch.float32),
+        held_out=torch.tensor(bank.tasks["held_out"].astype(bool).to_numpy()),
+        task_id=torch.tensor(bank.tasks["task_id"].to_numpy().astype("int64")),
+        layout=bank.layout,
+        utilities=bank.utilities,
+    )
+
+
+def heldout_fidelity(generator: Generator, bank: AdapterBank, seed: int = 0,
+                     **sample_kwargs: Any) -> dict[str, float]:
+    """Relative L2 ``||theta_gen - theta_ref|| / ||theta_ref||`` on the held-out tasks.
+
+    One sample per held-out task, compared with the mean of that task's checkpoints (``rel_l2``)
+    and with its nearest checkpoint (``rel_l2_nearest``). ``rel_l2_train_mean`` is the same error
+    for the mean adapter of the training rows: the floor a generator that ignores ``w`` reaches.
+    Means over tasks. Empty dict when nothing is held out.
+    """
+    mask = bank.held_out
+    if not bool(mask.any()):
+        return {}
+    tasks = torch.unique(bank.task_id[mask])
+    refs, nearest_rows, ws = [], [], []
+    for task in tasks.tolist():
+        rows = bank.params[bank.task_id == task]
+        refs.append(rows.mean(0))
+        nearest_rows.append(rows)
+        ws.append(bank.w[bank.task_id == task][0])
+    ref = torch.stack(refs)
+    gen = generator.sample(torch.stack(ws), seed=seed, **sample_kwargs).cpu()
+    train_mean = bank.params[~mask].mean(0)
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a - b).norm(dim=-1) / b.norm(dim=-1).clamp_min(1e-12)
+
+    nearest = torch.stack([rel(g, rows).min() for g, rows in zip(gen, nearest_rows, strict=True)])
+    return {
+        "heldout_tasks": float(len(tasks)),
+        "rel_l2": float(rel(gen, ref).mean()),
+        "rel_l2_nearest": float(nearest.mean()),
+        "rel_l2_train_mean": float(rel(train_mean.expand_as(ref), ref).mean()),
+    }
+
+
+def train_generator_stage(bank_dir: str | Path, out_dir: str | Path, cfg: GeneratorConfig,
+                          seed: int = 0, device: str = "auto",
+                          tracker: Tracker | None = None) -> dict[str, Any]:
+    """Train the generator on a bank's training rows, save it to ``out_dir``, return figures:
+    ``final_loss``, ``train_seconds``, ``num_train_rows`` and the held-out ``rel_l2`` figures."""
+    tracker = tracker or NullTracker()
+    bank = load_bank(bank_dir)
+    dev = pick_device(device)
+    tracker.log_params(flatten({"generator": dataclasses.asdict(cfg)}))
+    log.info("train_generator: bank %s, %d rows (%d held out), p = %d", bank_dir, len(bank.params),
+             int(bank.held_out.sum()), bank.w.shape[1])
+    generator = train_generator(bank.params, bank.w, bank.layout, cfg, seed=seed, device=dev,
+                                tracker=tracker, held_out_mask=bank.held_out,
+                                utilities=bank.utilities)
+    summary = dict(generator.stats)
+    summary.update({f"heldout_{k}" if not k.startswith("heldout") else k: v
+                    for k, v in heldout_fidelity(generator, bank, seed=seed).items()})
+    generator.stats = summary
+    generator.save(out_dir)
+    tracker.log_metrics({k: float(v) for k, v in summary.items()})
+    tracker.log_artifacts(out_dir, "generator")
+    log.info("train_generator: %s", ", ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+    return summary
+
+
+def generate_adapters(generator: Generator | str | Path, weights: Any, seed: int = 0,
+                      device: str = "auto", **sample_kwargs: Any) -> torch.Tensor:
+    """Adapter parameters ``(n, P)`` for task weights ``(n, p)`` or ``(p,)`` from a generator
+    (or a saved generator's folder); ``sample_kwargs`` as ``Generator.sample``."""
+    if not isinstance(generator, Generator):
+        generator = Generator.load(generator, pick_device(device))
+    return generator.sample(weights, seed=seed, **sample_kwargs)
