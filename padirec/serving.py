@@ -124,7 +124,7 @@ class Recommender:
             if weights in self._cache:
                 self._cache.move_to_end(weights)
                 return self._cache[weights]
-        params = self.generator.sample(list(weights), n=1, seed=self.seed)
+        params = self.generator.adapters(list(weights), seed=self.seed)
         with self._lock:
             self._cache[weights] = params
             while len(self._cache) > self._cache_size:

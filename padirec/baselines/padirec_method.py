@@ -14,14 +14,13 @@ from padirec.diffusion.generator import Generator
 
 
 class PaDiRec(AdapterMethod):
-    """``prepare(w)`` = one guided sampling pass of the generator; ``num_samples > 1`` averages
-    several samples (off by default: one pass is the method's response time)."""
+    """``prepare(w)`` = one guided, batched sampling pass of the generator: the mean of the
+    generator's ``samples_per_task`` samples (``Generator.adapters``)."""
 
     key = "padirec"
 
     def __init__(
-        self, features: Features, utilities: list[str], layout: Layout, generator: Generator,
-        num_samples: int = 1, seed: int = 0,
+        self, features: Features, utilities: list[str], layout: Layout, generator: Generator, seed: int = 0,
     ) -> None:
         super().__init__(features, utilities, layout)
         if generator.layout != layout:
@@ -29,7 +28,6 @@ class PaDiRec(AdapterMethod):
         if list(generator.utilities) != list(utilities):
             raise ValueError(f"the generator's utilities {generator.utilities} differ from {utilities}")
         self.generator = generator
-        self.num_samples = num_samples
         self.seed = seed
 
     @torch.no_grad()
@@ -37,5 +35,4 @@ class PaDiRec(AdapterMethod):
         w = self.task(w)
         # noise fixed by (seed, task): results do not depend on the order tasks arrive in
         seed = (self.seed * 1_000_003 + zlib.crc32(np.round(w.cpu().numpy(), 6).tobytes())) % 2**31
-        params = self.generator.sample(w.cpu(), n=self.num_samples, seed=seed)
-        return params.mean(0).to(self.device)
+        return self.generator.adapters(w.cpu(), seed=seed)[0].to(self.device)

@@ -51,7 +51,7 @@ def build_methods(
         if name == "padirec":
             if generator is None:
                 raise ConfigError("method 'padirec' needs a trained generator (generator_dir)")
-            out[name] = PaDiRec(features, utilities, layout, generator, b.padirec_samples, cfg.seed)
+            out[name] = PaDiRec(features, utilities, layout, generator, cfg.seed)
         elif name == "retrain":
             out[name] = retrain
         elif name == "soup":

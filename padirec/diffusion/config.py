@@ -32,6 +32,7 @@ class GeneratorConfig:
     guidance_scale: float = 0.5  # gamma in [0, 1]
     # sampling
     sampler: str = "ddim"  # ddpm | ddim
+    samples_per_task: int = 8  # adapters for a task = the mean of this many samples (one batched pass)
     sampling_steps: int = 25  # DDIM steps (DDPM always runs all `timesteps` unless told otherwise)
     # optimisation (AdamW, linear warm-up then cosine decay, EMA of weights for sampling)
     steps: int = 2000  # optimiser steps (diffusion models train by steps, not epochs)

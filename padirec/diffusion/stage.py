@@ -109,8 +109,8 @@ def train_generator_stage(bank_dir: str | Path, out_dir: str | Path, cfg: Genera
 
 def generate_adapters(generator: Generator | str | Path, weights: Any, seed: int = 0,
                       device: str = "auto", **sample_kwargs: Any) -> torch.Tensor:
-    """Adapter parameters ``(n, P)`` for task weights ``(n, p)`` or ``(p,)`` from a generator
-    (or a saved generator's folder); ``sample_kwargs`` as ``Generator.sample``."""
+    """The served adapters ``(n, P)`` for task weights ``(n, p)`` or ``(p,)`` from a generator
+    (or a saved generator's folder): ``Generator.adapters``; ``sample_kwargs`` as ``Generator.sample``."""
     if not isinstance(generator, Generator):
         generator = Generator.load(generator, pick_device(device))
-    return generator.sample(weights, seed=seed, **sample_kwargs)
+    return generator.adapters(weights, seed=seed, **sample_kwargs)

@@ -20,7 +20,6 @@ class BaselinesConfig:
     deepprl_context: int = 10  # last items whose categories form the context
     deepprl_lr: float = 1e-3
     deepprl_diversity_loss: str = "l1"  # l1 (the paper's) | bce (soft labels)
-    padirec_samples: int = 1  # generator samples averaged per task (1 = one sampling pass)
     retrain_from_bank: bool = True  # sweep: reuse the bank's adapter when it trained the exact task
 
 
