@@ -10,7 +10,7 @@ IMAGE  ?= padirec:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(
 # Every install goes through the torch pin, so nothing can pull a CUDA build on a CPU machine.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help venv run test test-fast lint compile images bench-backbones bench-adapters bench-generation clean
+.PHONY: help venv run test test-fast lint compile images bench-backbones bench-adapters bench-generation bench-conditioning bench-serving clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -43,14 +43,26 @@ images: ## build the CUDA and CPU images (needs a Docker engine), tagged <versio
 	docker build -f images/Dockerfile -t $(IMAGE)-cpu --build-arg BASE=python:3.11-slim \
 	  --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu .
 
-bench-backbones: $(STAMP) ## train the four backbones on MovieLens-100K and print the table
-	$(PY) benchmarks/bench_backbones.py
+# Benchmarks read the newest run folder (`make run` first): its prepared data, backbone and bank.
+LAST_RUN      = $(shell ls -d runs/*-*/ 2>/dev/null | tail -1)
+LAST_DATA     = $(firstword $(wildcard $(LAST_RUN)*/prepare-data/data))
+LAST_BACKBONE = $(firstword $(wildcard $(LAST_RUN)*/train-backbone/backbone))
+
+bench-backbones: $(STAMP) ## train the four backbones on MovieLens-100K (the last run's data) and print the table
+	$(PY) benchmarks/bench_backbones.py --data $(LAST_DATA)
 
 bench-adapters: $(STAMP) ## batched vs sequential adapter training, and the default bank's wall time
-	$(PY) benchmarks/bench_adapters.py
+	$(PY) benchmarks/bench_adapters.py --data $(LAST_DATA) --backbone $(LAST_BACKBONE)
 
-bench-generation: $(STAMP) ## generation latency (DDPM, DDIM) and the ratio to retraining
-	$(PY) benchmarks/bench_generation.py
+
+bench-generation: $(STAMP) ## generation latency (DDPM, DDIM) and the ratio to Retrain, on the last run's bank
+	$(PY) benchmarks/bench_generation.py $(if $(LAST_RUN),--run $(LAST_RUN))
+
+bench-conditioning: $(STAMP) ## the five DiT conditioning strategies (paper RQ3) on the last run
+	$(PY) benchmarks/conditioning.py --run $(LAST_RUN) --out $(LAST_RUN)conditioning.json
+
+bench-serving: $(STAMP) ## 2,000 requests from 8 clients to mlflow models serve on 127.0.0.1
+	$(PY) benchmarks/bench_serving.py --system $(firstword $(wildcard $(LAST_RUN)*/register-and-promote/system))
 
 clean: ## remove build outputs (keeps .venv and runs/)
 	rm -rf dist build .pytest_cache .ruff_cache

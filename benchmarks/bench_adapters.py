@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--backbone", default="")
     ap.add_argument("--max-len", type=int, default=20)
-    ap.add_argument("--compare-tasks", type=int, default=20, help="N for batched vs sequential")
+    ap.add_argument("--compare-tasks", type=int, default=100, help="N for batched vs sequential (the default bank's tasks)")
     ap.add_argument("--compare-epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--skip-bank", action="store_true")

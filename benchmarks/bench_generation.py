@@ -57,10 +57,14 @@ def main() -> None:
     ap.add_argument("--ddpm-repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)  # the dev box is shared: 2 oversubscribe
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--run", help="a `padirec run` folder: use its bank and time Retrain on its data and backbone")
+    ap.add_argument("--retrain-repeats", type=int, default=3)
     args = ap.parse_args()
     setup_logging()
     torch.set_num_threads(args.threads)
 
+    if args.run and not args.bank:
+        args.bank = str(sorted(Path(args.run).glob("**/train-generator/bank/manifest.json"))[-1].parent)
     bank = load_bank(args.bank) if args.bank else synthetic_bank()
     cfg = GeneratorConfig(steps=args.train_steps, size=args.size, conditioning=args.conditioning,
                           log_every=max(1, args.train_steps // 10))
@@ -84,6 +88,9 @@ def main() -> None:
         print(f"{sampler:<8} {shown:>6} {repeats:>8} {statistics.median(times):>10.1f} "
               f"{q1:>6.1f}-{q3:<7.1f}")
 
+    if args.run:
+        retrain_ratio(Path(args.run), gen, args)
+
     print("\nheld-out fidelity: relative L2 to the bank (mean over unseen tasks)")
     print(f"{'sampler':<8} {'steps':>6} {'guidance':>8} {'vs task mean':>13} {'vs nearest':>11} "
           f"{'bank mean (floor)':>18}")
@@ -97,6 +104,42 @@ def main() -> None:
             shown = steps if steps is not None else cfg.timesteps
             print(f"{sampler:<8} {shown:>6} {guidance:>8.2f} {fid['rel_l2']:>13.4f} "
                   f"{fid['rel_l2_nearest']:>11.4f} {fid['rel_l2_train_mean']:>18.4f}")
+
+
+def retrain_ratio(run: Path, gen, args) -> None:
+    """Retrain (an adapter trained from scratch to its convergence budget) versus the served
+    generation path, for one new task, in this process."""
+    from padirec.adapters.features import compute_features
+    from padirec.adapters.train import train_adapter
+    from padirec.backbones import load_backbone
+    from padirec.config import config_from_json
+    from padirec.data.dataset import load_prepared
+
+    cfg = config_from_json((run / "config.json").read_text())
+    data = load_prepared(sorted(run.glob("**/prepare-data/data/manifest.json"))[-1].parent)
+    backbone = load_backbone(sorted(run.glob("**/train-backbone/backbone/manifest.json"))[-1].parent)
+    features = compute_features(backbone, data, cfg.data.max_len, "cpu")
+    w = torch.tensor([0.37, 0.63])  # not in the bank: a new task
+    retrain = []
+    for r in range(args.retrain_repeats):
+        t = time.perf_counter()
+        train_adapter(features, w, cfg.adapters, seed=r)
+        retrain.append(time.perf_counter() - t)
+    served = {}
+    for sampler, steps in (("ddim", None), ("ddpm", None)):
+        times = []
+        for r in range(args.ddpm_repeats if sampler == "ddpm" else args.repeats):
+            t = time.perf_counter()
+            gen.adapters(w, seed=r, sampler=sampler, steps=steps)
+            times.append(time.perf_counter() - t)
+        served[sampler] = statistics.median(times)
+    med = statistics.median(retrain)
+    n = gen.cfg.samples_per_task
+    print(f"\nnew task w = {w.tolist()}: Retrain median {med:.2f} s over {len(retrain)} repeats "
+          f"({min(retrain):.2f}-{max(retrain):.2f}); served adapter = mean of {n} samples in one pass")
+    for sampler, sec in served.items():
+        steps = gen.cfg.sampling_steps if sampler == "ddim" else gen.cfg.timesteps
+        print(f"  {sampler} {steps:>4} steps: {1000 * sec:8.1f} ms  -> Retrain / PaDiRec = {med / sec:8.1f}x")
 
 
 if __name__ == "__main__":

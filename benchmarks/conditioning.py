@@ -1,0 +1,87 @@
+"""Conditioning strategies of the DiT (paper RQ3) on a finished pipeline run.
+
+For each strategy (pre, pre_post, per_layer, cross_attn, adaln_zero) trains a generator on the
+run's adapter bank with the run's generator settings, generates the adapters of the evaluation
+grid (held out of training), and reports NDCG@10 / alpha-NDCG@10 on the test split, Pearson r-a /
+r-d against Retrain and Avg.HV / front HV normalised over the strategies and Retrain, plus the
+training time. Prints a table; writes it as JSON beside ``--out``.
+
+    python benchmarks/conditioning.py --run runs/<name>-<time>
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STRATEGIES = ["pre", "pre_post", "per_layer", "cross_attn", "adaln_zero"]
+
+
+def find(run: Path, pattern: str) -> Path:
+    found = sorted(run.glob(pattern))
+    if not found:
+        raise SystemExit(f"{run}: nothing matches {pattern}")
+    return found[-1].parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, help="a run folder of `padirec run`")
+    ap.add_argument("--strategies", nargs="+", default=STRATEGIES)
+    ap.add_argument("--out", default="conditioning.json")
+    args = ap.parse_args()
+
+    from padirec.adapters.evaluate import evaluate_adapters
+    from padirec.adapters.features import compute_features
+    from padirec.backbones import load_backbone
+    from padirec.config import config_from_json
+    from padirec.data.dataset import load_prepared
+    from padirec.diffusion.generator import train_generator
+    from padirec.diffusion.stage import load_bank
+    from padirec.evaluation.summary import summarise
+    from padirec.progress import setup_logging
+
+    setup_logging()
+    run = Path(args.run)
+    cfg = config_from_json((run / "config.json").read_text())
+    report = json.loads((find(run, "**/report/report.json") / "report.json").read_text())
+    tasks = np.asarray(report["tasks"], dtype=np.float64)
+    data = load_prepared(find(run, "**/prepare-data/data/manifest.json"))
+    backbone = load_backbone(find(run, "**/train-backbone/backbone/manifest.json"))
+    bank = load_bank(find(run, "**/train-generator/bank/manifest.json"))
+    features = compute_features(backbone, data, cfg.data.max_len, "cpu")
+
+    results = {"retrain": report["methods"]["retrain"]}
+    seconds = {}
+    for strategy in args.strategies:
+        gcfg = dataclasses.replace(cfg.generator, conditioning=strategy)
+        t = time.perf_counter()
+        gen = train_generator(bank.params, bank.w, bank.layout, gcfg, seed=cfg.seed, held_out_mask=bank.held_out,
+                              utilities=bank.utilities)
+        seconds[strategy] = time.perf_counter() - t
+        params = gen.adapters(torch.as_tensor(tasks, dtype=torch.float32), seed=cfg.seed)
+        m = evaluate_adapters(features, params, bank.layout, "test", cfg.evaluation.k, cfg.evaluation.alpha)
+        results[strategy] = [{key: float(np.asarray(v)[i]) for key, v in m.items()} for i in range(len(tasks))]
+    summary = summarise(results, tasks, bank.utilities, cfg.evaluation.k)
+
+    print(f"\nconditioning strategies on {cfg.data.source} / {cfg.backbone.model}, {len(tasks)} held-out grid tasks, "
+          f"{gcfg.steps} steps each (Avg.HV normalised over the strategies and Retrain)")
+    print(f"{'strategy':<12}{'Avg.HV':>8}{'front HV':>10}{'r-a':>8}{'r-d':>8}{'NDCG@10':>17}{'aNDCG@10':>17}{'train s':>9}")
+    for name in ["retrain", *args.strategies]:
+        s = summary[name]
+        a = [c["ndcg@10"] for c in results[name]]
+        d = [c["alpha_ndcg@10"] for c in results[name]]
+        print(f"{name:<12}{s['avg_hv']:>8.4f}{s['front_hv']:>10.4f}{s['pearson_ra']:>8.3f}{s['pearson_rd']:>8.3f}"
+              f"{min(a):>8.4f}..{max(a):.4f}{min(d):>8.4f}..{max(d):.4f}{seconds.get(name, float('nan')):>9.1f}")
+    Path(args.out).write_text(json.dumps({"summary": summary, "results": results, "train_seconds": seconds},
+                                         indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
