@@ -17,4 +17,5 @@ def train_backbone(config_json: str, kfp_run_id: str, data: Input[Dataset], back
         key = cache_key("train_backbone", [dataclasses.asdict(cfg.backbone), cfg.data.max_len, cfg.seed], [data.path])
         metrics = run_cached(cfg.cache_root(), "train_backbone", key, backbone.path, lambda: train_backbone_stage(
             data.path, backbone.path, cfg.backbone, cfg.data.max_len, cfg.seed, cfg.device, tracker))
-    backbone.metadata.update({"model": cfg.backbone.model, **{f"test_{k}": v for k, v in metrics["test"].items()}})
+    backbone.metadata.update({"model": cfg.backbone.model, "cache": metrics.get("cache", "off"),
+                              **{f"test_{k}": v for k, v in metrics["test"].items()}})

@@ -60,6 +60,29 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def validate(self) -> Config:
+        """Check every name against what exists, so a typo fails at load time, not after an hour
+        of training. Returns ``self``."""
+        from padirec.adapters.objectives import UTILITIES
+        from padirec.backbones.registry import BACKBONES
+        from padirec.baselines.registry import METHODS
+        from padirec.diffusion.dit import CONDITIONINGS, DIT_SIZES
+        from padirec.diffusion.schedulers import SCHEDULERS
+
+        checks = [
+            ("backbone.model", [self.backbone.model], BACKBONES),
+            ("adapters.utilities", self.adapters.utilities, UTILITIES),
+            ("evaluation.methods", self.evaluation.methods, METHODS),
+            ("generator.conditioning", [self.generator.conditioning], CONDITIONINGS),
+            ("generator.size", [self.generator.size], DIT_SIZES),
+            ("generator.sampler", [self.generator.sampler], SCHEDULERS),
+        ]
+        for key, names, valid in checks:
+            unknown = [n for n in names if n not in valid]
+            if unknown:
+                raise ConfigError(f"{key}: unknown {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+        return self
+
     def cache_root(self) -> Path | None:
         return Path(self.run_dir) / "cache" if self.cache else None
 
@@ -77,11 +100,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
-    return from_dict(Config, raw, where=str(path))
+    return from_dict(Config, raw, where=str(path)).validate()
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    return from_dict(Config, raw, where="config")
+    return from_dict(Config, raw, where="config").validate()
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:

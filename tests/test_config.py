@@ -36,6 +36,18 @@ def test_wrong_types_are_named(tmp_path, text, needle):
         load_config(tmp_path / "c.yaml")
 
 
+@pytest.mark.parametrize("key,value,needle", [
+    ("backbone.model", "bert4rec", "backbone.model: unknown 'bert4rec'; valid: sasrec"),
+    ("evaluation.methods", ["padirec", "llm"], "evaluation.methods: unknown 'llm'"),
+    ("adapters.utilities", ["accuracy", "novelty"], "adapters.utilities: unknown 'novelty'"),
+    ("generator.conditioning", "film", "generator.conditioning: unknown 'film'"),
+    ("generator.sampler", "euler", "generator.sampler: unknown 'euler'"),
+])
+def test_unknown_names_fail_at_load_time(key, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(ROOT / "configs" / "smoke.yaml", {key: value})
+
+
 def test_overrides_and_json_round_trip():
     cfg = load_config(ROOT / "configs" / "smoke.yaml", {"backbone.epochs": 1, "seed": 7})
     assert cfg.backbone.epochs == 1 and cfg.seed == 7
