@@ -76,6 +76,17 @@ def seen_pairs(features: Features, users: torch.Tensor) -> tuple[torch.Tensor, t
     return rows, keys[idx] % stride
 
 
+def candidate_lists(features: Features, idx: torch.Tensor, num_negatives: int, gen: torch.Generator,
+                    topk: torch.Tensor | None = None) -> torch.Tensor:
+    """The candidate list of each training prefix in a mini-batch, ``(B, L)``: the positive first,
+    then ``num_negatives`` fresh negatives, then (``topk`` from ``backbone_topk``) the backbone's
+    top items. Shared by the adapters and every baseline trained on the same loss."""
+    cands = [features.train_target[idx, None], sample_negatives(features, features.train_user[idx], num_negatives, gen)]
+    if topk is not None:
+        cands.append(topk[idx])
+    return torch.cat(cands, dim=1)
+
+
 @torch.no_grad()
 def backbone_topk(features: Features, n: int) -> torch.Tensor:
     """``(M, n)`` the frozen backbone's top items for each training prefix, excluding padding and
@@ -136,10 +147,7 @@ def train_bank(features: Features, weights: np.ndarray, cfg: AdapterConfig, seed
         for step in range(steps):
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             users = features.train_user[idx]
-            cands = [features.train_target[idx, None], sample_negatives(features, users, cfg.num_negatives, gen)]
-            if topk is not None:
-                cands.append(topk[idx])
-            cands = torch.cat(cands, dim=1)  # (B, L)
+            cands = candidate_lists(features, idx, cfg.num_negatives, gen, topk)  # (B, L)
             h = apply_adapters(features.train_h[idx], params, lay)  # (N, B, d)
             scores = torch.einsum("nbd,bld->nbl", h, features.item_embedding[cands])
             batch = CandidateBatch(

@@ -23,7 +23,7 @@ from padirec.adapters.adapter import Layout, apply_adapters, init_params
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.adapters.objectives import CandidateBatch, get_utilities, task_losses
-from padirec.adapters.train import backbone_topk, sample_negatives
+from padirec.adapters.train import backbone_topk, candidate_lists
 from padirec.baselines.base import AdapterMethod
 
 log = logging.getLogger("padirec")
@@ -96,10 +96,7 @@ class CMR(AdapterMethod):
             for step in range(steps):
                 idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                 users = f.train_user[idx]
-                cands = [f.train_target[idx, None], sample_negatives(f, users, cfg.num_negatives, gen)]
-                if topk is not None:
-                    cands.append(topk[idx])
-                cands = torch.cat(cands, dim=1)  # (B, L)
+                cands = candidate_lists(f, idx, cfg.num_negatives, gen, topk)  # (B, L)
                 w = uniform_simplex(self.tasks_per_batch, len(utilities), gen).to(self.device)  # (n, p)
                 h = apply_adapters(f.train_h[idx], model(w), self.layout)  # (n, B, d)
                 batch = CandidateBatch(

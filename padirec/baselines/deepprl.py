@@ -32,7 +32,7 @@ from torch import nn
 
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features, training_prefixes
-from padirec.adapters.train import sample_negatives
+from padirec.adapters.train import candidate_lists
 from padirec.baselines.base import Method
 from padirec.data.dataset import PreparedData
 
@@ -161,8 +161,8 @@ class DeepPRL(Method):
             total = 0.0
             for step in range(steps):
                 idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                users, ctx = f.train_user[idx], self.context["train"][idx]
-                cands = torch.cat([f.train_target[idx, None], sample_negatives(f, users, cfg.num_negatives, gen)], 1)
+                ctx = self.context["train"][idx]
+                cands = candidate_lists(f, idx, cfg.num_negatives, gen)  # (B, 1 + negatives)
                 logits = model(self._user(f.train_h[idx], ctx), self.item_features[cands])  # (2, B, L)
                 relevant = torch.zeros_like(logits[0])
                 relevant[:, 0] = 1.0
