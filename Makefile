@@ -44,7 +44,7 @@ images: ## build the CUDA and CPU images (needs a Docker engine), tagged <versio
 	  --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu .
 
 # Benchmarks read the newest run folder (`make run` first): its prepared data, backbone and bank.
-LAST_RUN      = $(shell ls -d runs/*-*/ 2>/dev/null | tail -1)
+LAST_RUN      = $(shell ls -td runs/*-*/ 2>/dev/null | head -1)
 LAST_DATA     = $(firstword $(wildcard $(LAST_RUN)*/prepare-data/data))
 LAST_BACKBONE = $(firstword $(wildcard $(LAST_RUN)*/train-backbone/backbone))
 

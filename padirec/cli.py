@@ -131,13 +131,12 @@ def _weights(text: str) -> list[float]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from padirec.diffusion.stage import generate_adapters
-
-    params = generate_adapters(args.generator, _weights(args.weights), seed=args.seed)
     from safetensors.torch import save_file
 
     from padirec.artifacts import atomic_write
+    from padirec.diffusion.stage import generate_adapters
 
+    params = generate_adapters(args.generator, _weights(args.weights), seed=args.seed)
     atomic_write(args.out, lambda tmp: save_file({"params": params.detach().cpu().contiguous()}, tmp,
                                                   metadata={"weights": args.weights}))
     print(f"adapter for weights {args.weights}: {tuple(params.shape)} -> {args.out}")

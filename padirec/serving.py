@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from padirec.artifacts import read_manifest, write_manifest
+from padirec.artifacts import atomic_write, read_manifest, write_manifest
 from padirec.errors import PadirecError, TaskWeightsError
 
 CATALOGUE = "catalogue.parquet"
@@ -51,8 +51,6 @@ def build_system(data_dir: str | Path, backbone_dir: str | Path, generator_dir: 
     names = data_manifest.get("category_names") or []
     catalogue = items.merge(id_map, on="item_id").sort_values("item_id")
     catalogue["category_names"] = [[names[c] if c < len(names) else str(c) for c in cats] for cats in catalogue["categories"]]
-    from padirec.artifacts import atomic_write
-
     atomic_write(out_dir / CATALOGUE, lambda tmp: catalogue[["item_id", "source_id", "title", "category_names"]]
                  .to_parquet(tmp, index=False))
     files = [CATALOGUE] + [str(p.relative_to(out_dir)) for p in sorted(out_dir.glob("*/*")) if p.is_file()]

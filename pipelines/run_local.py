@@ -30,9 +30,9 @@ def run_local(cfg: Config) -> Path:
                               tracking=dataclasses.replace(cfg.tracking, uri=uri))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_folder),
                raise_on_error=True)
+    (run_folder / "config.json").write_text(config_to_json(cfg))  # first: a failed run still says what it ran
     log.info("running pipeline %s locally; artifacts under %s", cfg.name, run_folder)
     build_pipeline(DEFAULT_IMAGE)(config_json=config_to_json(cfg))
-    (run_folder / "config.json").write_text(config_to_json(cfg))
     return run_folder
 
 
