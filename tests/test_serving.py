@@ -1,6 +1,8 @@
 """The deployable recommender on a tiny trained system: ranking, the adapter cache, and every
 kind of bad request (example-based and property-based)."""
 
+import math
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -114,3 +116,18 @@ def test_system_is_verified(system, tmp_path):
 
     with pytest.raises(ArtifactError, match="checksum mismatch"):
         Recommender(copy)
+
+
+def test_generate_cli_writes_the_served_adapter(system, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from padirec.cli import main
+    from padirec.diffusion.generator import Generator
+
+    out = tmp_path / "adapter.safetensors"
+    assert main(["generate", "--generator", str(system / "generator"), "--weights", "0.3,0.7", "--out", str(out)]) == 0
+    params = load_file(str(out))["params"]
+    gen = Generator.load(system / "generator")
+    assert params.shape == (1, sum(math.prod(t["shape"]) for t in gen.layout))
+    assert main(["generate", "--generator", str(system / "generator"), "--weights", "0.3,0.8", "--out", str(out)]) == 2
+    assert "simplex" in capsys.readouterr().err
