@@ -57,3 +57,13 @@ def test_overrides_and_json_round_trip():
 def test_missing_file():
     with pytest.raises(ConfigError, match="not found"):
         load_config("no/such.yaml")
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("{not json", "config_json is not valid JSON"),
+    ('{"seed": "x"}', "seed: expected an integer"),
+    ('{"backbone": {"model": "nope"}}', "backbone.model: unknown 'nope'"),
+])
+def test_bad_pipeline_parameter(text, needle):
+    with pytest.raises(ConfigError, match=needle):
+        config_from_json(text)
