@@ -10,14 +10,16 @@ IMAGE  ?= padirec:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(
 # Every install goes through the torch pin, so nothing can pull a CUDA build on a CPU machine.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help venv run test test-fast lint compile images bench-backbones bench-adapters bench-generation bench-conditioning bench-serving clean
+.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements.lock constraints.txt
+# torch on its own (its CPU and CUDA builds are different files), then the hashed locks.
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements.lock -r requirements-dev.lock
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -38,10 +40,16 @@ lint: $(STAMP) ## ruff
 compile: $(STAMP) ## compile the pipeline to dist/padirec_pipeline.yaml (IMAGE=... to choose the image)
 	$(PY) -m padirec compile --out dist/padirec_pipeline.yaml --image $(IMAGE)
 
-images: ## build the CUDA and CPU images (needs a Docker engine), tagged <version>-<commit>
-	docker build -f images/Dockerfile -t $(IMAGE) .
-	docker build -f images/Dockerfile -t $(IMAGE)-cpu --build-arg BASE=python:3.11-slim \
-	  --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu .
+images: ## build the CUDA and CPU images (needs a Docker engine; see images/build.sh for BASE, PIP_* and TORCH_WHEELS), tagged <version>-<commit>
+	images/build.sh cuda $(IMAGE)
+	images/build.sh cpu $(IMAGE)-cpu
+
+deploy-image: ## set the image of the production overlay: make deploy-image IMAGE=registry.example.com/padirec:<version>-<commit>
+	$(PY) manifests/set_image.py $(IMAGE)
+
+lock: ## re-resolve requirements.lock and requirements-dev.lock (with hashes) from the .in files; needs uv
+	uv pip compile --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --quiet requirements.in -o requirements.lock
+	uv pip compile --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --quiet requirements-dev.in -c requirements.lock -o requirements-dev.lock
 
 # Benchmarks read the newest run folder (`make run` first): its prepared data, backbone and bank.
 LAST_RUN      = $(shell ls -td runs/*-*/ 2>/dev/null | head -1)

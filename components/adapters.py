@@ -7,7 +7,7 @@ def plan_shards(config_json: str) -> list[int]:
 
     return list(range(config_from_json(config_json).adapters.num_shards))
 
-def build_adapters(config_json: str, kfp_run_id: str, shard_index: int, data: Input[Dataset],
+def build_adapters(config_json: str, shard_index: int, data: Input[Dataset],
                    backbone: Input[Model], bank: Output[Dataset]):
     """Phase 2: one shard of the adapter bank (``padirec.adapters.stage``)."""
     import dataclasses
@@ -20,7 +20,7 @@ def build_adapters(config_json: str, kfp_run_id: str, shard_index: int, data: In
 
     setup_logging()
     cfg = config_from_json(config_json)
-    with step_tracker(cfg, kfp_run_id, f"build_adapters_{shard_index}") as tracker:
+    with step_tracker(cfg, f"build_adapters_{shard_index}") as tracker:
         settings = [dataclasses.asdict(cfg.adapters), cfg.data.max_len, cfg.seed, shard_index]
         key = cache_key("build_adapters", settings, [data.path, backbone.path])
         summary = run_cached(cfg.cache_root(), "build_adapters", key, bank.path, lambda: build_adapters_stage(

@@ -1,7 +1,7 @@
 from kfp.dsl import Dataset, Input, Model, Output
 
 
-def train_backbone(config_json: str, kfp_run_id: str, data: Input[Dataset], backbone: Output[Model]):
+def train_backbone(config_json: str, data: Input[Dataset], backbone: Output[Model]):
     """Phase 1: the sequential backbone trained with BCE (``padirec.backbones.stage``)."""
     import dataclasses
 
@@ -13,7 +13,7 @@ def train_backbone(config_json: str, kfp_run_id: str, data: Input[Dataset], back
 
     setup_logging()
     cfg = config_from_json(config_json)
-    with step_tracker(cfg, kfp_run_id, "train_backbone") as tracker:
+    with step_tracker(cfg, "train_backbone") as tracker:
         key = cache_key("train_backbone", [dataclasses.asdict(cfg.backbone), cfg.data.max_len, cfg.seed], [data.path])
         metrics = run_cached(cfg.cache_root(), "train_backbone", key, backbone.path, lambda: train_backbone_stage(
             data.path, backbone.path, cfg.backbone, cfg.data.max_len, cfg.seed, cfg.device, tracker))

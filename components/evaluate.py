@@ -1,7 +1,7 @@
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 
-def evaluate(config_json: str, kfp_run_id: str, data: Input[Dataset], backbone: Input[Model],
+def evaluate(config_json: str, data: Input[Dataset], backbone: Input[Model],
              bank: Input[Dataset], generator: Input[Model], timing: Input[Artifact],
              report: Output[Artifact]):
     """Every method x every task of the grid (+ the response times) -> report.json, report.md, plots."""
@@ -12,11 +12,11 @@ def evaluate(config_json: str, kfp_run_id: str, data: Input[Dataset], backbone: 
 
     setup_logging()
     cfg = config_from_json(config_json)
-    with step_tracker(cfg, kfp_run_id, "evaluate") as tracker:
+    with step_tracker(cfg, "evaluate") as tracker:
         evaluate_stage(data.path, backbone.path, bank.path, generator.path, timing.path, report.path, cfg, tracker)
 
 
-def compare_response_time(config_json: str, kfp_run_id: str, data: Input[Dataset], backbone: Input[Model],
+def compare_response_time(config_json: str, data: Input[Dataset], backbone: Input[Model],
                           bank: Input[Dataset], generator: Input[Model], timing: Output[Artifact]):
     """Wall time from new weights to a model serving them, per method."""
     from padirec.config import config_from_json
@@ -26,5 +26,5 @@ def compare_response_time(config_json: str, kfp_run_id: str, data: Input[Dataset
 
     setup_logging()
     cfg = config_from_json(config_json)
-    with step_tracker(cfg, kfp_run_id, "compare_response_time") as tracker:
+    with step_tracker(cfg, "compare_response_time") as tracker:
         response_time_stage(data.path, backbone.path, bank.path, generator.path, timing.path, cfg, tracker)

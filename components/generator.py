@@ -1,7 +1,7 @@
 from kfp.dsl import Dataset, Input, Model, Output
 
 
-def train_generator(config_json: str, kfp_run_id: str, banks: Input[list[Dataset]],
+def train_generator(config_json: str, banks: Input[list[Dataset]],
                     bank: Output[Dataset], generator: Output[Model]):
     """Collect the adapter-bank shards, then phase 3: the DiT generator (``padirec.diffusion``)."""
     import dataclasses
@@ -15,7 +15,7 @@ def train_generator(config_json: str, kfp_run_id: str, banks: Input[list[Dataset
 
     setup_logging()
     cfg = config_from_json(config_json)
-    with step_tracker(cfg, kfp_run_id, "train_generator") as tracker:
+    with step_tracker(cfg, "train_generator") as tracker:
         merge_adapter_banks([b.path for b in banks], bank.path)
         key = cache_key("train_generator", [dataclasses.asdict(cfg.generator), cfg.seed], [bank.path])
         summary = run_cached(cfg.cache_root(), "train_generator", key, generator.path, lambda: train_generator_stage(

@@ -168,7 +168,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from pipelines.remote import submit, with_tracking
 
     cfg = with_tracking(_load(args), args.tracking_uri)
-    print(submit(cfg, args.host, args.package, args.experiment))
+    print(submit(cfg, args.host, args.package, args.experiment, args.data_version))
     return 0
 
 
@@ -257,7 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
         sp.add_argument("--package", default="dist/padirec_pipeline.yaml", help="compiled pipeline (make compile)")
         sp.add_argument("--experiment", default="padirec")
-        sp.add_argument("--tracking-uri", help="MLflow server the cluster's steps log to")
+        sp.add_argument("--tracking-uri", help="MLflow server the cluster's steps log to "
+                        "(default: MLFLOW_TRACKING_URI of the padirec-env ConfigMap)")
+        if name == "submit":
+            sp.add_argument("--data-version", default="", help="the source data's snapshot (a date, a partition); "
+                            "default: the submission time, so the data is read afresh")
         if name == "schedule":
             sp.add_argument("--cron", required=True, help="e.g. '0 0 3 * * *' = 03:00 daily (seconds first)")
         sp.set_defaults(func=fn)

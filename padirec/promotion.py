@@ -9,7 +9,7 @@ from typing import Any
 
 from padirec.artifacts import read_manifest
 from padirec.serving import build_system
-from padirec.tracking import MlflowTracker, Tracker
+from padirec.tracking import MlflowTracker, Tracker, kfp_run_id
 from padirec.tracking.registry import (
     GateThresholds,
     evaluation_key,
@@ -25,19 +25,14 @@ def register_and_promote_stage(data_dir: str | Path, backbone_dir: str | Path, g
                                report_dir: str | Path, system_dir: str | Path, cfg: Any,
                                tracker: Tracker) -> dict[str, Any]:
     """``cfg`` is the whole ``padirec.config.Config``. Without MLflow tracking only the system
-    folder is written."""
-    report = json.loads((Path(report_dir) / "report.json").read_text())
-    data_manifest = read_manifest(data_dir, kind="prepared_data")
-    q = quality(report)
-    build_system(data_dir, backbone_dir, generator_dir, system_dir, summary=q)
-    if not isinstance(tracker, MlflowTracker):
-        log.info("tracking is off: system written to %s, not registered", system_dir)
+    folder is written.
+
+    Safe to retry: a second attempt in the same pipeline run (``PADIREC_KFP_RUN_ID``) finds the
+    version the first registered, even when the first died before promoting, and promotes it.
+    """
+    version, q = register_stage(data_dir, backbone_dir, generator_dir, report_dir, system_dir, cfg, tracker)
+    if version is None:
         return {"registered": False, **q}
-    checksum = data_manifest.get("data_checksum", "")
-    tags = {"data_checksum": checksum, "evaluation_key": evaluation_key(report, checksum),
-            "backbone": cfg.backbone.model, "dataset": cfg.data.source, "config": json.dumps(cfg.to_dict(), sort_keys=True)[:5000],
-            **{f"quality.{k}": v for k, v in q.items()}}
-    version = register_system(tracker.uri, tracker.run_id, system_dir, cfg.tracking.registered_model, tags)
     p = cfg.promotion
     result = promote(tracker.uri, cfg.tracking.registered_model, version,
                      GateThresholds(p.min_avg_hv, p.min_pearson_ra, p.min_pearson_rd))
@@ -45,3 +40,24 @@ def register_and_promote_stage(data_dir: str | Path, backbone_dir: str | Path, g
                       "promotion": result["decision"]})
     log.info("registered %s v%s: %s (%s)", cfg.tracking.registered_model, version, result["decision"], result["reason"])
     return {"registered": True, "version": version, **result, **q}
+
+
+def register_stage(data_dir: str | Path, backbone_dir: str | Path, generator_dir: str | Path,
+                   report_dir: str | Path, system_dir: str | Path, cfg: Any,
+                   tracker: Tracker) -> tuple[str | None, dict[str, float]]:
+    """The first half of the stage: write the system folder and register it (reusing this pipeline
+    run's version if an earlier attempt made it). Returns ``(version or None, quality)``."""
+    report = json.loads((Path(report_dir) / "report.json").read_text())
+    data_manifest = read_manifest(data_dir, kind="prepared_data")
+    q = quality(report)
+    build_system(data_dir, backbone_dir, generator_dir, system_dir, summary=q)
+    if not isinstance(tracker, MlflowTracker):
+        log.info("tracking is off: system written to %s, not registered", system_dir)
+        return None, q
+    checksum = data_manifest.get("data_checksum", "")
+    tags = {"data_checksum": checksum, "evaluation_key": evaluation_key(report, checksum),
+            "backbone": cfg.backbone.model, "dataset": cfg.data.source, "config": json.dumps(cfg.to_dict(), sort_keys=True)[:5000],
+            **{f"quality.{k}": v for k, v in q.items()}}
+    version = register_system(tracker.uri, tracker.run_id, system_dir, cfg.tracking.registered_model, tags,
+                              tracker.kfp_run_id or kfp_run_id())
+    return version, q

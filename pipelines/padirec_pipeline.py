@@ -5,19 +5,35 @@ project image, a compile-time parameter) and the cluster's resources on each ste
 config travels as one JSON parameter, so each step is hermetic and KFP's cache key changes with
 any setting, the inputs or the image. The exit handler closes the parent MLflow run whatever
 happens.
+
+What a step needs from the cluster reaches it as environment variables set by the compiled
+pipeline's Kubernetes settings (kfp-kubernetes), read in the namespace where the run executes
+(``manifests/runs/``): the settings ConfigMap, the S3 and MLflow Secrets, and the KFP run id from
+the pod's ``pipeline/runid`` label. The run id is deliberately not a component input: KFP's cache
+key hashes the inputs, and a per-run value would make every step a cache miss.
 """
 
 from dataclasses import dataclass
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 import components
+from padirec.tracking import KFP_RUN_ID_ENV
 
 PIPELINE_NAME = "padirec"
 DEFAULT_IMAGE = "padirec:0.1.0"
 GPU_STEPS = ("train_backbone", "build_adapters", "train_generator", "evaluate", "compare_response_time")
 # Timing steps measure wall time: a cached result would report a stale machine's figures.
 UNCACHED_STEPS = ("compare_response_time", "finish_run", "evaluate", "register_and_promote")
+
+# The environment of every step, by source (names of the objects in manifests/runs/).
+SETTINGS_CONFIG_MAP = "padirec-env"
+SETTINGS_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "PADIREC_S3_ENDPOINT", "AWS_DEFAULT_REGION")
+S3_SECRET = "padirec-s3"
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+MLFLOW_SECRET = "padirec-mlflow"  # optional: a tracking server without authentication needs none
+MLFLOW_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+RUN_ID_FIELD = "metadata.labels['pipeline/runid']"
 
 
 @dataclass(frozen=True)
@@ -32,9 +48,31 @@ class ClusterOptions:
     retry_backoff: str = "60s"
 
 
+def step_environment() -> dict[str, tuple[str, str]]:
+    """Every variable a step gets, as ``{env name: (kind, source)}`` with kind ``configmap``,
+    ``secret``, ``optional-secret`` or ``field``: what the compiled YAML passes, and what a local
+    container run must pass the same way."""
+    env = {k: ("configmap", SETTINGS_CONFIG_MAP) for k in SETTINGS_KEYS}
+    env.update({k: ("secret", S3_SECRET) for k in S3_KEYS})
+    env.update({k: ("optional-secret", MLFLOW_SECRET) for k in MLFLOW_KEYS})
+    env[KFP_RUN_ID_ENV] = ("field", RUN_ID_FIELD)
+    return env
+
+
+def _with_environment(task):
+    kubernetes.use_config_map_as_env(task, SETTINGS_CONFIG_MAP, {k: k for k in SETTINGS_KEYS})
+    kubernetes.use_secret_as_env(task, S3_SECRET, {k: k for k in S3_KEYS})
+    kubernetes.use_secret_as_env(task, MLFLOW_SECRET, {k: k for k in MLFLOW_KEYS}, optional=True)
+    kubernetes.use_field_path_as_env(task, KFP_RUN_ID_ENV, RUN_ID_FIELD)
+    return task
+
+
 def _configure(task, name: str, cluster: ClusterOptions):
     task.set_caching_options(name not in UNCACHED_STEPS)
-    if name in ("plan_shards", "finish_run"):
+    if name == "plan_shards":  # pure function of the config: no tracking, no data
+        return task
+    _with_environment(task)
+    if name == "finish_run":
         return task
     task.set_cpu_request(cluster.cpu).set_memory_request(cluster.memory)
     task.set_retry(num_retries=cluster.retries, backoff_duration=cluster.retry_backoff, backoff_factor=2.0)
@@ -51,23 +89,24 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: ClusterOptions | None = 
         return _configure(comps[name](**kwargs), name, cluster).set_display_name(name.replace("_", " "))
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Controllable multi-objective recommendation by parameter diffusion")
-    def padirec_pipeline(config_json: str):
-        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-        with dsl.ExitHandler(step("finish_run", config_json=config_json, kfp_run_id=run_id), name="tracked-run"):
-            data = step("prepare_data", config_json=config_json, kfp_run_id=run_id)
-            backbone = step("train_backbone", config_json=config_json, kfp_run_id=run_id, data=data.outputs["data"])
+    def padirec_pipeline(config_json: str, data_version: str = ""):
+        """``data_version`` names the snapshot of the source data (a date, a partition): it is an
+        input of the cached ``prepare_data``, so a new version is never served from the cache.
+        ``padirec schedule`` sets it to the run's scheduled time."""
+        with dsl.ExitHandler(step("finish_run", config_json=config_json), name="tracked-run"):
+            data = step("prepare_data", config_json=config_json, data_version=data_version)
+            backbone = step("train_backbone", config_json=config_json, data=data.outputs["data"])
             shards = step("plan_shards", config_json=config_json)
             with dsl.ParallelFor(shards.output, name="adapter-shards") as shard_index:
-                shard = step("build_adapters", config_json=config_json, kfp_run_id=run_id, shard_index=shard_index,
+                shard = step("build_adapters", config_json=config_json, shard_index=shard_index,
                              data=data.outputs["data"], backbone=backbone.outputs["backbone"])
-            generator = step("train_generator", config_json=config_json, kfp_run_id=run_id,
-                             banks=dsl.Collected(shard.outputs["bank"]))
-            inputs = dict(config_json=config_json, kfp_run_id=run_id, data=data.outputs["data"],
+            generator = step("train_generator", config_json=config_json, banks=dsl.Collected(shard.outputs["bank"]))
+            inputs = dict(config_json=config_json, data=data.outputs["data"],
                           backbone=backbone.outputs["backbone"], bank=generator.outputs["bank"],
                           generator=generator.outputs["generator"])
             timing = step("compare_response_time", **inputs)
             report = step("evaluate", **inputs, timing=timing.outputs["timing"])
-            step("register_and_promote", config_json=config_json, kfp_run_id=run_id, data=data.outputs["data"],
+            step("register_and_promote", config_json=config_json, data=data.outputs["data"],
                  backbone=backbone.outputs["backbone"], generator=generator.outputs["generator"],
                  report=report.outputs["report"])
 

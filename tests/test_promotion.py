@@ -1,12 +1,25 @@
 """Promotion through the quality gate, against a real MLflow server: the gate, beating the
-champion, idempotence, and two promotions racing."""
+champion, idempotence, two promotions racing; and registration under KFP retries (one version per
+pipeline run, even when an attempt died between registering and promoting)."""
 
+import dataclasses
+import json
 import threading
 
 import pytest
 from mlflow import MlflowClient
 
-from padirec.tracking.registry import GateThresholds, promote, quality
+from padirec.artifacts import write_manifest
+from padirec.config import Config, TrackingConfig
+from padirec.promotion import register_and_promote_stage, register_stage
+from padirec.tracking import KFP_RUN_ID_ENV, step_tracker
+from padirec.tracking.registry import (
+    CHECKSUM_TAG,
+    GateThresholds,
+    promote,
+    quality,
+    register_system,
+)
 from tests.servers import mlflow_server
 
 MODEL = "padirec-recommender"
@@ -95,3 +108,88 @@ def test_quality_from_a_report():
               "summary": {"padirec": {"avg_hv": 0.6, "pearson_ra": 0.9, "pearson_rd": None}}}
     q = quality(report)
     assert q["score"] == pytest.approx((0.05 + 0.08) / 2) and q["avg_hv"] == 0.6 and q["pearson_rd"] != q["pearson_rd"]
+
+
+# ---------------------------------------------------------------- registration under retries
+
+def _run(uri, experiment="registration"):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name(experiment)
+    return c.create_run(exp.experiment_id if exp else c.create_experiment(experiment)).info.run_id
+
+
+def _system(path, content="v1"):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "weights.bin").write_text(content)
+    return path
+
+
+def _versions(client):
+    return sorted(int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'"))
+
+
+def test_register_system_reuses_the_version_of_the_same_pipeline_run(uri, client, tmp_path):
+    client.delete_registered_model(MODEL)  # the first registration creates the registered model
+    run_id = _run(uri)
+    system = _system(tmp_path / "system")
+    v = register_system(uri, run_id, system, MODEL, {"quality.score": 0.1}, "kfp-a")
+    assert register_system(uri, _run(uri), system, MODEL, {"quality.score": 0.1}, "kfp-a") == v  # the retry
+    assert _versions(client) == [int(v)]
+    mv = client.get_model_version(MODEL, v)
+    assert mv.tags["kfp.run_id"] == "kfp-a" and mv.tags["quality.score"] == "0.1" and mv.run_id == run_id
+    assert len(mv.tags[CHECKSUM_TAG]) == 64
+    assert client.get_run(run_id).info.status == "RUNNING"  # the step's run is the step's to end
+    # another pipeline run, or other files in the same one, is another model
+    assert register_system(uri, _run(uri), system, MODEL, {}, "kfp-b") != v
+    assert register_system(uri, _run(uri), _system(tmp_path / "system", "v2"), MODEL, {}, "kfp-a") != v
+    assert len(_versions(client)) == 3
+
+
+@pytest.fixture
+def stage_inputs(tmp_path, synthetic_prepared):
+    """What the stage reads: prepared data, a backbone and a generator folder, a report."""
+    folders = {}
+    for kind in ("backbone", "generator"):
+        folders[kind] = tmp_path / kind
+        (folders[kind] / "weights.bin").parent.mkdir()
+        (folders[kind] / "weights.bin").write_bytes(kind.encode())
+        write_manifest(folders[kind], kind, ["weights.bin"], config={})
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.json").write_text(json.dumps({
+        "tasks": [[0.5, 0.5]], "methods": {"padirec": [{"ndcg@10": 0.3, "alpha_ndcg@10": 0.4}]},
+        "summary": {"padirec": {"avg_hv": 0.6, "pearson_ra": 0.9, "pearson_rd": 0.8}}}))
+    return dict(data_dir=synthetic_prepared, backbone_dir=folders["backbone"],
+                generator_dir=folders["generator"], report_dir=report)
+
+
+def test_retried_register_and_promote_makes_one_version_promoted_once(uri, client, tmp_path, stage_inputs,
+                                                                    monkeypatch):
+    monkeypatch.setenv(KFP_RUN_ID_ENV, "kfp-retried")
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    cfg = dataclasses.replace(Config(), tracking=TrackingConfig(uri=uri, experiment="registration"))
+
+    # attempt 1 registers, then its pod dies before promoting
+    with pytest.raises(RuntimeError), step_tracker(cfg, "register_and_promote") as t:
+        first, _ = register_stage(**stage_inputs, system_dir=tmp_path / "system-1", cfg=cfg, tracker=t)
+        raise RuntimeError("pod evicted between registration and promotion")
+    assert not client.get_registered_model(MODEL).aliases
+
+    # attempt 2 (a new pod, a new output folder) finds that version and promotes it
+    with step_tracker(cfg, "register_and_promote") as t:
+        second = register_and_promote_stage(**stage_inputs, system_dir=tmp_path / "system-2", cfg=cfg, tracker=t)
+    assert second["version"] == first and second["decision"] == "champion"
+    assert second["reason"] == "passed the gate; first champion"
+
+    # attempt 3 (it died after promoting, before KFP saw it succeed) changes nothing
+    with step_tracker(cfg, "register_and_promote") as t:
+        third = register_and_promote_stage(**stage_inputs, system_dir=tmp_path / "system-3", cfg=cfg, tracker=t)
+    assert third["version"] == first and third["reason"] == "already champion"
+
+    assert _versions(client) == [int(first)]
+    assert client.get_model_version_by_alias(MODEL, "champion").version == first
+    assert client.get_model_version(MODEL, first).tags["kfp.run_id"] == "kfp-retried"
+    runs = client.search_runs([client.get_experiment_by_name("registration").experiment_id],
+                              filter_string="tags.`kfp.run_id` = 'kfp-retried' and tags.`padirec.step` = 'register_and_promote'")
+    assert sorted((r.data.tags["padirec.attempt"], r.info.status) for r in runs) == [
+        ("1", "FAILED"), ("2", "FINISHED"), ("3", "FINISHED")]

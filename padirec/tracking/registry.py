@@ -6,6 +6,9 @@ those evaluated the same way (same data checksum and task grid) as the candidate
 computes the same answer, so re-running changes nothing and racing promoters agree. When the
 current champion was evaluated on other data the two cannot be compared: the candidate takes the
 alias if it passes the gate, and the reason says so.
+
+Registration is idempotent per pipeline run: a KFP retry of the registering step reuses the
+version that its earlier attempt created (``register_system``), then promotes it by the rule above.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 log = logging.getLogger("padirec")
 ALIAS = "champion"
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+CHECKSUM_TAG = "padirec.system_checksum"
 
 
 @dataclass
@@ -62,27 +66,72 @@ def _num(v: Any) -> float:
 
 
 def register_system(uri: str, run_id: str, system_dir: str | Path, model_name: str,
-                    tags: dict[str, Any]) -> str:
-    """Log the system folder as a pyfunc model in ``run_id`` and register it; returns the version."""
+                    tags: dict[str, Any], kfp_run_id: str) -> str:
+    """Log the system folder as a pyfunc model in ``run_id`` and register it; returns the version.
+
+    Safe under KFP retries: a version made by this pipeline run (tag ``kfp.run_id``) from the
+    same files (tag ``padirec.system_checksum``) is reused, so a retried step makes no second
+    version. The version is created with all its tags in one call, so no version exists without
+    the tags that find it again. (Two attempts running at once could still both create one; KFP
+    runs the attempts of a task one after the other.)
+    """
     import mlflow
     from mlflow import MlflowClient
 
     from padirec import __version__
-
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="recommender", python_model=str(PYFUNC_CODE), artifacts={"system": str(system_dir)},
-            pip_requirements=[f"padirec=={__version__}", "torch==2.13.0"],
-            registered_model_name=model_name,
-        )
-    version = str(info.registered_model_version)
     from padirec.tracking import redact
 
     client = MlflowClient(uri)
-    for k, v in tags.items():
-        client.set_model_version_tag(model_name, version, k, redact(v))
-    return version
+    _ensure_registered_model(client, model_name)
+    checksum = system_checksum(system_dir)
+    existing = find_version(client, model_name, kfp_run_id, checksum)
+    if existing is not None:
+        log.info("%s v%s was registered by an earlier attempt of pipeline run %s: reusing it",
+                 model_name, existing, kfp_run_id)
+        return existing
+    # Model.log with run_id, not pyfunc.log_model inside ``with mlflow.start_run(run_id)``: leaving
+    # that block would end the step's run. Model.log reads the global tracking URI.
+    import mlflow.pyfunc
+    from mlflow.models import Model
+
+    mlflow.set_tracking_uri(uri)
+    info = Model.log(
+        artifact_path=None, name="recommender", flavor=mlflow.pyfunc, run_id=run_id, python_model=str(PYFUNC_CODE),
+        artifacts={"system": str(system_dir)}, pip_requirements=[f"padirec=={__version__}", "torch==2.13.0"],
+    )
+    all_tags = {**{k: redact(v) for k, v in tags.items()}, "kfp.run_id": kfp_run_id, CHECKSUM_TAG: checksum}
+    mv = client.create_model_version(model_name, source=info.model_uri, run_id=run_id, tags=all_tags,
+                                     model_id=info.model_id)
+    return str(mv.version)
+
+
+def system_checksum(system_dir: str | Path) -> str:
+    """sha256 over every file of the folder (relative name and content): the same files give the
+    same checksum wherever and whenever they were written."""
+    import hashlib
+
+    from padirec.artifacts import sha256_file
+
+    root = Path(system_dir)
+    lines = [f"{p.relative_to(root).as_posix()}:{sha256_file(p)}" for p in sorted(root.rglob("*")) if p.is_file()]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def find_version(client, model_name: str, kfp_run_id: str, checksum: str) -> str | None:
+    """The version that pipeline run ``kfp_run_id`` registered from files with ``checksum``, if any."""
+    found = [v for v in client.search_model_versions(f"name = '{model_name}' and tags.`kfp.run_id` = '{kfp_run_id}'")
+             if v.tags.get(CHECKSUM_TAG) == checksum]
+    return str(min(int(v.version) for v in found)) if found else None
+
+
+def _ensure_registered_model(client, model_name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(model_name)
+    except MlflowException as e:  # exists already, or another registration created it just now
+        if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
 
 
 def promote(uri: str, model_name: str, version: str, gate: GateThresholds) -> dict[str, str]:

@@ -20,7 +20,7 @@ def _config(tmp_path):
 def test_python_func_writes_the_prepared_folder_and_tracks(tmp_path):
     comp = components.build("padirec:test")["prepare_data"]
     out = dsl.Dataset(uri=str(tmp_path / "data"))
-    comp.python_func(config_json=_config(tmp_path), kfp_run_id="unit", data=out)
+    comp.python_func(config_json=_config(tmp_path), data_version="v1", data=out)
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
     assert manifest["kind"] == "prepared_data" and out.metadata["num_users"] == manifest["stats"]["num_users"]
     from mlflow import MlflowClient
@@ -35,6 +35,6 @@ def test_python_func_writes_the_prepared_folder_and_tracks(tmp_path):
 def test_component_through_local_runner(tmp_path):
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     comp = components.build("padirec:test")["prepare_data"]
-    task = comp(config_json=_config(tmp_path), kfp_run_id="local")
+    task = comp(config_json=_config(tmp_path), data_version="v1")
     manifest = json.loads((Path(task.outputs["data"].path) / "manifest.json").read_text())
     assert manifest["stats"]["num_users"] > 0

@@ -22,12 +22,12 @@ def _cfg(tmp_path, uri):
 def test_tracking_down_names_the_uri_and_keeps_outputs(tmp_path):
     comps = components.build("padirec:test")
     data = dsl.Dataset(uri=str(tmp_path / "data"))
-    comps["prepare_data"].python_func(config_json=config_to_json(_cfg(tmp_path, "none")), kfp_run_id="r", data=data)
+    comps["prepare_data"].python_func(config_json=config_to_json(_cfg(tmp_path, "none")), data_version="", data=data)
     before = {p.name: p.read_bytes() for p in (tmp_path / "data").iterdir()}
 
     dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(PadirecError, match=f"MLflow tracking server at {dead} is not reachable"):
-        comps["prepare_data"].python_func(config_json=config_to_json(_cfg(tmp_path, dead)), kfp_run_id="r", data=data)
+        comps["prepare_data"].python_func(config_json=config_to_json(_cfg(tmp_path, dead)), data_version="", data=data)
     assert {p.name: p.read_bytes() for p in (tmp_path / "data").iterdir()} == before
 
 
@@ -35,14 +35,14 @@ def test_rerun_reuses_the_finished_backbone(tmp_path):
     comps = components.build("padirec:test")
     cfg = config_to_json(_cfg(tmp_path, "none"))
     data = dsl.Dataset(uri=str(tmp_path / "data"))
-    comps["prepare_data"].python_func(config_json=cfg, kfp_run_id="r1", data=data)
+    comps["prepare_data"].python_func(config_json=cfg, data_version="", data=data)
     first = dsl.Model(uri=str(tmp_path / "b1"))
-    comps["train_backbone"].python_func(config_json=cfg, kfp_run_id="r1", data=data, backbone=first)
+    comps["train_backbone"].python_func(config_json=cfg, data=data, backbone=first)
     # the run failed later; the re-run's data step writes the same folder again ...
     data2 = dsl.Dataset(uri=str(tmp_path / "data2"))
-    comps["prepare_data"].python_func(config_json=cfg, kfp_run_id="r2", data=data2)
+    comps["prepare_data"].python_func(config_json=cfg, data_version="", data=data2)
     second = dsl.Model(uri=str(tmp_path / "b2"))
-    comps["train_backbone"].python_func(config_json=cfg, kfp_run_id="r2", data=data2, backbone=second)
+    comps["train_backbone"].python_func(config_json=cfg, data=data2, backbone=second)
     # ... so the backbone is reused, byte for byte, instead of retrained
     assert first.metadata["cache"] == "miss" and second.metadata["cache"] == "hit"
     assert (tmp_path / "b2" / "backbone.safetensors").read_bytes() == (tmp_path / "b1" / "backbone.safetensors").read_bytes()
@@ -50,6 +50,6 @@ def test_rerun_reuses_the_finished_backbone(tmp_path):
     cfg3 = config_to_json(load_config(ROOT / "configs" / "smoke.yaml", {
         "tracking.uri": "none", "run_dir": str(tmp_path / "runs"), "backbone.epochs": 1, "backbone.lr": 0.002}))
     third = dsl.Model(uri=str(tmp_path / "b3"))
-    comps["train_backbone"].python_func(config_json=cfg3, kfp_run_id="r3", data=data2, backbone=third)
+    comps["train_backbone"].python_func(config_json=cfg3, data=data2, backbone=third)
     assert third.metadata["cache"] == "miss"
     assert len(list((tmp_path / "runs" / "cache" / "train_backbone").iterdir())) == 2

@@ -1,34 +1,33 @@
-"""Each kustomize overlay renders (kubectl kustomize) to the objects padirec needs, hardened."""
+"""Each kustomization renders (kubectl kustomize) to the objects padirec needs, hardened and wired:
+the services in `padirec` (base, overlays), what runs read in their own namespace (runs), the
+external-database option, and Secret templates without values."""
 
 import re
 import shutil
-import subprocess
-from pathlib import Path
 
 import kfp
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2] / "manifests"
+from tests.manifests.kube import MANIFESTS, container, objects, with_external_db
+
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with kustomize) is not installed")
+SERVICE_HOST = "mlflow.padirec.svc.cluster.local"
 
 
-def render(overlay: str) -> list[dict]:
-    out = subprocess.run(["kubectl", "kustomize", str(ROOT / overlay)], check=True, capture_output=True, text=True).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+def env_of(c: dict) -> dict:
+    return {e["name"]: e for e in c["env"]}
 
 
 @pytest.mark.parametrize("overlay", ["base", "overlays/dev", "overlays/production"])
 def test_overlay_objects(overlay):
-    objs = {(o["kind"], o["metadata"]["name"]): o for o in render(overlay)}
+    objs = objects(overlay)
     for key in [("Deployment", "mlflow"), ("Service", "mlflow"), ("Job", "mlflow-db-migrate"),
-                ("StatefulSet", "object-store"), ("Service", "object-store"), ("ConfigMap", "kfp-launcher"),
-                ("ConfigMap", "padirec-env"), ("Namespace", "padirec")]:
+                ("StatefulSet", "postgres"), ("Service", "postgres"),
+                ("StatefulSet", "object-store"), ("Service", "object-store"), ("Namespace", "padirec")]:
         assert key in objs, f"{overlay}: {key} missing"
+    assert {o["metadata"].get("namespace", "padirec") for o in objs.values()} == {"padirec"}
     assert not [k for k in objs if k[0] == "Secret"], "secrets are created out of band, never rendered"
-    mlflow = objs[("Deployment", "mlflow")]["spec"]["template"]["spec"]["containers"][0]
-    assert mlflow["readinessProbe"]["httpGet"]["path"] == "/health"
-    assert any(e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "padirec-mlflow-db" for e in mlflow["env"])
+    assert not [k for k in objs if k[1] in ("kfp-launcher", "padirec-env")], "these belong to runs/"
     for o in objs.values():
         spec = o.get("spec", {}).get("template", {}).get("spec")
         if not spec:
@@ -37,23 +36,77 @@ def test_overlay_objects(overlay):
         for c in spec["containers"]:
             assert c["securityContext"]["readOnlyRootFilesystem"] is True
             assert not c["image"].endswith(":latest") and ":" in c["image"], c["image"]
-    launcher = objs[("ConfigMap", "kfp-launcher")]["data"]
-    assert launcher["defaultPipelineRoot"].startswith("s3://")
-    assert "secretRef" in launcher["providers"]
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/production"])
+def test_mlflow_allowed_hosts_and_probes(overlay):
+    mlflow = container(objects(overlay)[("Deployment", "mlflow")])
+    env = env_of(mlflow)
+    hosts = [h.strip() for h in env["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"].split(",")]
+    for name in ["mlflow", "mlflow.padirec", "mlflow.padirec.svc", SERVICE_HOST]:
+        assert name in hosts and f"{name}:5000" in hosts, name
+    assert "*" not in hosts
+    for probe in (mlflow["readinessProbe"], mlflow["livenessProbe"]):
+        get = probe["httpGet"]
+        assert get["path"].startswith("/api/"), "/health answers any Host: it cannot catch a wrong list"
+        assert {"name": "Host", "value": SERVICE_HOST} in get["httpHeaders"]
+        assert SERVICE_HOST in hosts
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/dev", "overlays/production"])
+def test_database_wired_to_in_cluster_postgres(overlay):
+    objs = objects(overlay)
+    pg = container(objs[("StatefulSet", "postgres")])
+    assert env_of(pg)["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "padirec-postgres", "key": "password"}
+    assert all(p["exec"]["command"][0] == "pg_isready" for p in (pg["readinessProbe"], pg["livenessProbe"]))
+    for c in (container(objs[("Deployment", "mlflow")]), container(objs[("Job", "mlflow-db-migrate")])):
+        env = env_of(c)
+        assert env["PGHOST"]["value"] == "postgres.padirec.svc.cluster.local"
+        assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "padirec-postgres", "key": "password"}
+        assert env["MLFLOW_BACKEND_STORE_URI"]["value"].startswith("postgresql+psycopg://")
+        assert "PASSWORD" not in " ".join(c["command"] + c.get("args", [])).replace("$MLFLOW_BACKEND_STORE_URI", "")
+
+
+def test_external_db_component_replaces_postgres(tmp_path):
+    objs = objects("overlays/external-db", root=with_external_db(tmp_path))
+    assert ("StatefulSet", "postgres") not in objs and ("Service", "postgres") not in objs
+    for c in (container(objs[("Deployment", "mlflow")]), container(objs[("Job", "mlflow-db-migrate")])):
+        env = env_of(c)
+        assert env["MLFLOW_BACKEND_STORE_URI"] == {"name": "MLFLOW_BACKEND_STORE_URI", "valueFrom": {
+            "secretKeyRef": {"name": "padirec-mlflow-db", "key": "uri"}}}
+        assert not [n for n in env if n.startswith("PG")], "libpq would take leftover PG* as defaults"
 
 
 def test_production_scales_mlflow():
-    objs = {(o["kind"], o["metadata"]["name"]): o for o in render("overlays/production")}
+    objs = objects("overlays/production")
     assert objs[("Deployment", "mlflow")]["spec"]["replicas"] == 2
 
 
+def test_runs_kustomization_for_the_runs_namespace():
+    objs = objects("runs")
+    assert set(objs) == {("ConfigMap", "kfp-launcher"), ("ConfigMap", "padirec-env")}
+    assert {o["metadata"]["namespace"] for o in objs.values()} == {"kubeflow"}
+    settings = objs[("ConfigMap", "padirec-env")]["data"]
+    assert set(settings) == {"MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "PADIREC_S3_ENDPOINT", "AWS_DEFAULT_REGION"}
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "PADIREC_S3_ENDPOINT"):
+        assert re.fullmatch(r"http://[a-z-]+\.padirec\.svc\.cluster\.local:\d+", settings[key]), settings[key]
+    assert settings["MLFLOW_TRACKING_URI"] == f"http://{SERVICE_HOST}:5000"
+    launcher = objs[("ConfigMap", "kfp-launcher")]["data"]
+    assert launcher["defaultPipelineRoot"].startswith("s3://")
+    assert "secretName: padirec-s3" in launcher["providers"]
+
+
 def test_kfp_install_pinned_to_the_sdk_version():
-    text = (ROOT / "kfp" / "kustomization.yaml").read_text()
+    text = (MANIFESTS / "kfp" / "kustomization.yaml").read_text()
     refs = set(re.findall(r"\?ref=([\w.]+)", text))
     assert refs == {kfp.__version__}
 
 
 def test_secret_templates_hold_no_values():
-    for f in (ROOT / "secrets").glob("*.example"):
-        for value in re.findall(r'=(.+)$|"(?:accessKey|secretKey)": "([^"]*)"', f.read_text(), re.M):
-            assert not any(value), f"{f.name} holds a value"
+    examples = {f.name: f.read_text() for f in (MANIFESTS / "secrets").glob("*.example")}
+    assert {"s3.env.example", "s3.json.example", "mlflow.env.example"} <= set(examples)
+    for name, text in examples.items():
+        for value in re.findall(r'=(.+)$|"(?:accessKey|secretKey)": "([^"]*)"', text, re.M):
+            assert not any(value), f"{name} holds a value"
+    assert re.findall(r"^(\w+)=", examples["mlflow.env.example"], re.M) == ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"]
+    assert re.findall(r"^(\w+)=", examples["s3.env.example"], re.M) == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]

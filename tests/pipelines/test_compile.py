@@ -5,7 +5,13 @@ from pathlib import Path
 import yaml
 from kfp import compiler, components
 
-from pipelines.padirec_pipeline import build_pipeline
+from pipelines.padirec_pipeline import build_pipeline, step_environment
+
+
+def _load(path: Path) -> tuple[dict, dict]:
+    """The compiled file: the pipeline spec, then the Kubernetes platform spec (a second document)."""
+    spec, platform = yaml.safe_load_all(path.read_text())
+    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 STAGES = {"prepare-data", "train-backbone", "plan-shards", "build-adapters", "train-generator", "register-and-promote",
           "compare-response-time", "evaluate", "finish-run"}
@@ -16,7 +22,7 @@ def test_compile_and_load_back(tmp_path):
     compiler.Compiler().compile(build_pipeline("registry.example/padirec:0.1.0-abc"), str(path))
     loaded = components.load_component_from_file(str(path))
     assert loaded.name == "padirec"
-    spec = yaml.safe_load(path.read_text())
+    spec, _ = _load(path)
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {"registry.example/padirec:0.1.0-abc"}
     assert STAGES <= {name.removeprefix("comp-") for name in spec["components"]}
@@ -42,7 +48,7 @@ def test_cluster_resources_retries_and_caching(tmp_path):
 
     path = tmp_path / "p.yaml"
     compiler.Compiler().compile(build_pipeline("padirec:1-x", ClusterOptions(gpu_type="nvidia.com/gpu", gpu_count=2)), str(path))
-    spec = yaml.safe_load(path.read_text())
+    spec, _ = _load(path)
     for gpu_step in ("train-backbone", "build-adapters", "train-generator", "evaluate"):
         accel = _executor_of(spec, gpu_step)["resources"]["accelerator"]
         assert accel["resourceCount"] == "2" and accel["resourceType"] == "nvidia.com/gpu"
@@ -67,3 +73,41 @@ def test_latest_tag_is_refused():
     from padirec.cli import main
 
     assert main(["compile", "--out", "/tmp/never.yaml", "--image", "padirec:latest"]) == 2
+
+
+def test_no_cached_step_takes_the_run_id(tmp_path):
+    """KFP's cache key hashes a task's inputs: a per-run value among them means the cache never hits."""
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(build_pipeline("padirec:1-x"), str(path))
+    text = path.read_text()
+    assert "pipeline_job_uuid" not in text and "pipeline_job_name" not in text and "kfp_run_id" not in text
+    spec, _ = _load(path)
+    for comp in spec["components"].values():
+        for task in comp.get("dag", {}).get("tasks", {}).values():
+            if task.get("cachingOptions", {}).get("enableCache"):
+                assert "{{$" not in yaml.safe_dump(task.get("inputs", {})), task["taskInfo"]["name"]
+    # the data version is an input of the cached data step: a new snapshot is a cache miss
+    assert "data_version" in spec["root"]["inputDefinitions"]["parameters"]
+    prepare = spec["root"]["dag"]["tasks"]["exit-handler-1"]
+    data_task = spec["components"][prepare["componentRef"]["name"]]["dag"]["tasks"]["prepare-data"]
+    assert data_task["inputs"]["parameters"]["data_version"]["componentInputParameter"].endswith("data_version")
+
+
+def test_every_step_gets_the_cluster_environment(tmp_path):
+    """Settings, S3 and MLflow credentials and the run id reach each step as the manifests provide them."""
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(build_pipeline("padirec:1-x"), str(path))
+    spec, executors = _load(path)
+    steps = set(spec["deploymentSpec"]["executors"]) - {"exec-plan-shards"}
+    assert steps <= set(executors)
+    for name in steps:
+        got = {}
+        for kind, key in (("configMapAsEnv", "configMapName"), ("secretAsEnv", "secretName")):
+            for source in executors[name].get(kind, []):
+                optional = "optional-" if source.get("optional") else ""
+                label = "configmap" if kind == "configMapAsEnv" else f"{optional}secret"
+                got.update({e["envVar"]: (label, source[key]) for e in source["keyToEnv"]})
+        got.update({f["name"]: ("field", f["fieldPath"]) for f in executors[name].get("fieldPathAsEnv", [])})
+        assert got == step_environment(), name
+    assert step_environment()["AWS_SECRET_ACCESS_KEY"] == ("secret", "padirec-s3")
+    assert step_environment()["PADIREC_KFP_RUN_ID"] == ("field", "metadata.labels['pipeline/runid']")

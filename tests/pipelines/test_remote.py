@@ -38,9 +38,12 @@ def test_bad_cron(expr, needle):
 
 
 def test_cluster_needs_a_tracking_server(package):
-    cfg = load_config(ROOT / "configs" / "ml100k.yaml")
+    cfg = load_config(ROOT / "configs" / "ml100k.yaml", {"tracking.uri": "sqlite:///runs/mlflow.db"})
     with pytest.raises(PadirecError, match="tracking URI must be a server"):
         recurring_run_request(cfg, "0 0 3 * * *", package)
+    # an empty URI is left to the padirec-env ConfigMap's MLFLOW_TRACKING_URI
+    params = recurring_run_request(load_config(ROOT / "configs" / "ml100k.yaml"), "0 0 3 * * *", package)["params"]
+    assert json.loads(params["config_json"])["tracking"]["uri"] == ""
 
 
 def test_schedule_sends_a_recurring_run(package):
@@ -52,7 +55,12 @@ def test_schedule_sends_a_recurring_run(package):
     assert body["experiment_id"] == "exp-1"
     config = json.loads(body["runtime_config"]["parameters"]["config_json"])
     assert config["tracking"]["uri"] == "http://mlflow.padirec.svc:5000"
-    images = {e["container"]["image"] for e in body["pipeline_spec"]["deploymentSpec"]["executors"].values()}
+    # every scheduled run reads its own data snapshot: the cached data step sees a new input
+    assert body["runtime_config"]["parameters"]["data_version"] == "[[ScheduledTime]]"
+    # with Kubernetes settings the client sends both documents: the pipeline and the platform spec
+    spec, platform = body["pipeline_spec"]["pipeline_spec"], body["pipeline_spec"]["platform_spec"]
+    assert "padirec-s3" in json.dumps(platform)
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"registry.example/padirec:0.1.0-abc"}
 
 
@@ -62,3 +70,4 @@ def test_submit_sends_a_run(package):
     body = next(b for m, p, b in log if m == "POST" and p.endswith("/runs"))
     assert body["display_name"].startswith("ml100k-sasrec-")
     assert "config_json" in body["runtime_config"]["parameters"]
+    assert body["runtime_config"]["parameters"]["data_version"].isdigit()  # the submission time

@@ -1,0 +1,275 @@
+"""Pipeline runs in MLflow: a run per step, grouped under one parent per KFP pipeline run.
+
+The mode is chosen from the environment each time a step starts (``plugin_run_id``):
+
+* **KFP's MLflow plugin (KEP-12862)**, detected by a non-empty ``MLFLOW_RUN_ID``. KFP's API server
+  has made the parent run; KFP's driver has made this task's nested run and set
+  ``MLFLOW_TRACKING_URI``, ``MLFLOW_EXPERIMENT_ID`` and ``MLFLOW_RUN_ID`` on the container; KFP's
+  launcher ends the nested run, and the API server ends the parent and closes nested runs left
+  open. padirec then creates no run: it logs into ``MLFLOW_RUN_ID`` on ``MLFLOW_TRACKING_URI``,
+  tags it, never ends it on success and marks it FAILED when the step raises.
+* **Otherwise** (local runs, KFP without the plugin) padirec makes the parent run itself, found by
+  its ``kfp.run_id`` tag or created, and a nested run per step, and ends both.
+
+The KFP run id comes from ``PADIREC_KFP_RUN_ID``, not from a component input: KFP's cache key
+hashes the inputs, and a per-run value made every step a cache miss.
+
+A step that dies must not stay RUNNING. SIGTERM (pod deleted, evicted, timed out) raises
+``StepTerminated`` inside the step, so the run ends FAILED. SIGKILL (OOM) cannot be caught: the
+next attempt of the same step, and the exit handler (``finish_pipeline_run``), mark such runs FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from padirec.tracking.core import (
+    MlflowTracker,
+    NullTracker,
+    Tracker,
+    TrackingError,
+    _version,
+    check_reachable,
+    redact,
+    resolve_tracking_uri,
+)
+
+log = logging.getLogger("padirec")
+
+KFP_RUN_ID_ENV = "PADIREC_KFP_RUN_ID"
+PLUGIN_RUN_ENV = "MLFLOW_RUN_ID"
+PIPELINE_ROLE = "pipeline"
+DEAD_RUN = "step ended without closing its run (killed?)"
+# Ids and step names go into MLflow filter strings between quotes: no quote, backslash or control
+# character (a config's name is part of a local run's id, so anything else is allowed).
+_ID = re.compile(r"[^'\"`\\\x00-\x1f]{1,250}")
+_ID_RULE = "at most 250 characters, none of ' \" ` \\ or control characters"
+
+
+def kfp_run_id() -> str:
+    """The KFP run id of this pipeline run, from ``PADIREC_KFP_RUN_ID``."""
+    value = os.environ.get(KFP_RUN_ID_ENV, "").strip()
+    if not value:
+        raise TrackingError(f"{KFP_RUN_ID_ENV} is not set: on a cluster the compiled pipeline sets it from "
+                            "the pod label pipeline/runid, and locally the runner sets it")
+    if not _ID.fullmatch(value):
+        raise TrackingError(f"{KFP_RUN_ID_ENV}={value!r} cannot be used as a run id ({_ID_RULE})")
+    return value
+
+
+def plugin_run_id() -> str | None:
+    """The nested run that KFP's MLflow plugin made for this task (``MLFLOW_RUN_ID``), else None."""
+    return os.environ.get(PLUGIN_RUN_ENV, "").strip() or None
+
+
+def package_path() -> str:
+    """The folder of the imported ``padirec`` package: shows which installed copy ran a step."""
+    import padirec
+
+    return os.path.dirname(padirec.__file__)
+
+
+class StepTerminated(SystemExit):
+    """SIGTERM arrived during a step. A ``SystemExit`` (code 143, as a default SIGTERM death) so
+    that the process exits quietly and no ``except Exception`` in a stage swallows it."""
+
+
+def pipeline_run_id(uri: str, experiment: str, kfp_run_id: str, run_name: str = "padirec") -> str:
+    """The parent MLflow run of one pipeline run (without the plugin), found by its ``kfp.run_id``
+    tag or created.
+
+    KFP's exit handler cannot depend on other tasks, so the parent run cannot be passed from a
+    first step to the last: every step (and the exit handler) finds it by the KFP run id.
+    """
+    from mlflow import MlflowClient
+
+    check_reachable(uri)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None:
+        found = client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`kfp.run_id` = '{_quoted(kfp_run_id)}' and tags.`padirec.role` = '{PIPELINE_ROLE}'",
+            max_results=1,
+        )
+        if found:
+            return found[0].info.run_id
+    parent = MlflowTracker.start(uri, experiment, run_name,
+                                 tags={"kfp.run_id": kfp_run_id, "padirec.role": PIPELINE_ROLE})
+    return parent.run_id
+
+
+@contextmanager
+def step_tracker(cfg: Any, step: str) -> Iterator[Tracker]:
+    """The MLflow run of one pipeline step (see the module docstring for the two modes).
+
+    ``cfg`` is a ``padirec.config.Config``; ``tracking.uri = "none"`` disables tracking, and only
+    then is ``PADIREC_KFP_RUN_ID`` not needed. The run is tagged ``padirec.step``, ``kfp.run_id``
+    and ``padirec.package_path``. It ends FINISHED (own runs only), or FAILED when the step raises
+    or gets SIGTERM; a run of an earlier attempt of the same step left RUNNING is marked FAILED.
+    """
+    if cfg.tracking.uri == "none":
+        yield NullTracker()
+        return
+    kfp_id = kfp_run_id()
+    tags = {"kfp.run_id": kfp_id, "padirec.step": _quoted(step), "padirec.package_path": package_path()}
+    plugin = plugin_run_id()
+    if plugin:
+        tracker = _open_plugin_run(_plugin_uri(cfg), plugin, tags)
+    else:
+        tracker = _open_step_run(resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir), cfg, kfp_id, step, tags)
+    tracker.kfp_run_id = kfp_id
+    with _sigterm_raises() as guard:
+        try:
+            yield tracker
+        except BaseException as e:
+            guard.disarm()  # a second SIGTERM must not interrupt marking the run FAILED
+            _mark_failed(tracker, e)
+            raise
+        guard.disarm()
+        if not plugin:  # the plugin's launcher ends its own run
+            tracker.end("FINISHED")
+
+
+def finish_pipeline_run(cfg: Any, state: str) -> str | None:
+    """The exit handler's work; returns the parent run's id (None when tracking is off).
+
+    Without the plugin: every run of this pipeline run still RUNNING (a step killed by SIGKILL or
+    OOM) is marked FAILED with the tag ``padirec.failure``, then the parent is tagged ``kfp.state``
+    and ended FINISHED (``state == "SUCCEEDED"``) or FAILED. With the plugin, the parent belongs to
+    KFP's API server, which ends it and closes open nested runs: it only gets the ``kfp.state`` tag.
+    """
+    if cfg.tracking.uri == "none":
+        return None
+    from mlflow import MlflowClient
+
+    kfp_id = kfp_run_id()
+    plugin = plugin_run_id()
+    if plugin:
+        uri = _plugin_uri(cfg)
+        check_reachable(uri)
+        client = MlflowClient(tracking_uri=uri)
+        parent = client.get_run(plugin).data.tags.get("mlflow.parentRunId") or plugin
+        client.set_tag(parent, "kfp.state", state)
+        return parent
+    uri = resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir)
+    run_id = pipeline_run_id(uri, cfg.tracking.experiment, kfp_id, cfg.name)
+    tracker = MlflowTracker(uri, run_id, kfp_id)
+    exp_id = tracker.client.get_run(run_id).info.experiment_id
+    dead = [r for r in _search(tracker.client, exp_id, f"tags.`kfp.run_id` = '{kfp_id}' and attributes.status = 'RUNNING'")
+            if r.info.run_id != run_id]
+    _close_dead(tracker.client, dead)
+    tracker.set_tags({"kfp.state": state})
+    tracker.end("FINISHED" if state == "SUCCEEDED" else "FAILED")
+    return run_id
+
+
+# ---------------------------------------------------------------- helpers
+
+def _plugin_uri(cfg: Any) -> str:
+    # The plugin's run lives on the plugin's server: its MLFLOW_TRACKING_URI wins over the config.
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env_uri and cfg.tracking.uri and cfg.tracking.uri != env_uri:
+        log.warning("KFP's MLflow plugin is on: tracking to its server %s, not to the configured %s",
+                    redact(env_uri), redact(cfg.tracking.uri))
+    return env_uri or resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir)
+
+
+def _open_plugin_run(uri: str, run_id: str, tags: dict[str, str]) -> MlflowTracker:
+    from mlflow.exceptions import MlflowException
+
+    check_reachable(uri)
+    tracker = MlflowTracker(uri, run_id)
+    try:
+        tracker.client.get_run(run_id)
+    except MlflowException as e:
+        raise TrackingError(f"{PLUGIN_RUN_ENV}={run_id} (set by KFP's MLflow plugin) is not a run on "
+                            f"{redact(uri)}: {e.message}") from e
+    tracker.set_tags({**tags, "padirec.version": _version()})
+    return tracker
+
+
+def _open_step_run(uri: str, cfg: Any, kfp_id: str, step: str, tags: dict[str, str]) -> MlflowTracker:
+    experiment = cfg.tracking.experiment
+    parent = pipeline_run_id(uri, experiment, kfp_id, cfg.name)
+    tracker = MlflowTracker(uri, parent)
+    exp_id = tracker.client.get_run(parent).info.experiment_id
+    # A retry: close the earlier attempt if it was killed before it could close its run.
+    earlier = _search(tracker.client, exp_id, f"tags.`kfp.run_id` = '{kfp_id}' and tags.`padirec.step` = '{step}'")
+    _close_dead(tracker.client, [r for r in earlier if r.info.status == "RUNNING"])
+    return MlflowTracker.start(uri, experiment, step, parent_run_id=parent,
+                               tags={**tags, "padirec.attempt": str(len(earlier) + 1)})
+
+
+def _search(client: Any, exp_id: str, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([exp_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _close_dead(client: Any, runs: list) -> None:
+    for run in runs:
+        log.warning("MLflow run %s (%s) was left RUNNING: marking it FAILED", run.info.run_id, run.info.run_name)
+        client.set_tag(run.info.run_id, "padirec.failure", DEAD_RUN)
+        client.set_terminated(run.info.run_id, status="FAILED")
+
+
+def _mark_failed(tracker: MlflowTracker, error: BaseException) -> None:
+    reason = ("SIGTERM (pod deleted, evicted or timed out)" if isinstance(error, StepTerminated)
+              else f"{type(error).__name__}: {error}")
+    try:
+        tracker.set_tags({"padirec.failure": reason[:1000]})
+        tracker.end("FAILED")
+    except Exception as e:  # the step's own error is the one to report
+        log.warning("could not mark MLflow run %s FAILED: %s", tracker.run_id, redact(str(e)))
+
+
+def _quoted(value: str) -> str:
+    if not _ID.fullmatch(value):
+        raise TrackingError(f"{value!r} cannot be used as a step name or run id ({_ID_RULE})")
+    return value
+
+
+class _Guard:
+    armed = True
+    pending = False
+
+    def disarm(self) -> None:
+        self.armed = False
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[_Guard]:
+    """While armed, SIGTERM raises ``StepTerminated``; once disarmed (the run is being closed) it
+    is held and delivered again after the previous handler is back. Main thread only: Python runs
+    signal handlers there and refuses to install them anywhere else."""
+    guard = _Guard()
+    if threading.current_thread() is not threading.main_thread():
+        yield guard
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if guard.armed:
+            guard.armed = False
+            raise StepTerminated(128 + signum)
+        guard.pending = True
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield guard
+    finally:
+        # None: a handler not installed from Python; the default is the closest we can restore.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        if guard.pending:
+            signal.raise_signal(signal.SIGTERM)
