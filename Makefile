@@ -15,11 +15,11 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-# torch on its own (its CPU and CUDA builds are different files), then the hashed locks.
+# The hashed locks, then torch on its own (its CPU and CUDA builds are different files).
 $(STAMP): pyproject.toml requirements.lock requirements-dev.lock constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet --require-hashes -r requirements.lock -r requirements-dev.lock
+	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -20,6 +20,7 @@ def test_runtime_lock_is_hashed_and_holds_no_dev_tools():
     assert pins and all(f"{name}=={version} \\" in text for name, version in pins.items())  # each pin has hashes
     assert text.count("--hash=sha256:") >= len(pins)
     assert not set(DEV_TOOLS) & set(pins) and "torch" not in pins  # torch: its own step, CUDA or CPU
+    assert {"sympy", "networkx", "jinja2", "filelock", "fsspec"} <= set(pins)  # but its dependencies are pinned
     assert {"psycopg", "psycopg-binary", "kfp-kubernetes", "mlflow", "kfp"} <= set(pins)
     assert set(DEV_TOOLS) <= set(_pins("requirements-dev.lock"))
     # the two locks agree wherever they overlap
