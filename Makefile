@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml requirements.lock requirements-dev.lock constraints.txt
 venv: $(STAMP) ## create or refresh .venv from the pinned requirements
 
 run: $(STAMP) ## run the whole pipeline locally on the default config (MovieLens-100K)
-	$(PY) -m padirec run --config $(CONFIG)
+	$(PY) -m pipelines run --config $(CONFIG)
 
 test: $(STAMP) ## run the test suite
 	$(PY) -m pytest -q
@@ -38,7 +38,7 @@ lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check padirec components pipelines tests benchmarks
 
 compile: $(STAMP) ## compile the pipeline to dist/padirec_pipeline.yaml (IMAGE=... to choose the image)
-	$(PY) -m padirec compile --out dist/padirec_pipeline.yaml --image $(IMAGE)
+	$(PY) -m pipelines compile --out dist/padirec_pipeline.yaml --image $(IMAGE)
 
 images: ## build the CUDA and CPU images (needs a Docker engine; see images/build.sh for BASE, PIP_* and TORCH_WHEELS), tagged <version>-<commit>
 	images/build.sh cuda $(IMAGE)

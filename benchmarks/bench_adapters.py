@@ -16,15 +16,15 @@ import time
 import numpy as np
 import torch
 
-from padirec.adapters.adapter import layout
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.evaluate import evaluate_adapters
 from padirec.adapters.features import compute_features
-from padirec.adapters.tasks import sample_tasks
 from padirec.adapters.train import train_adapter, train_bank
 from padirec.backbones.checkpoint import load_backbone
 from padirec.backbones.config import BackboneConfig
 from padirec.backbones.registry import build_backbone
+from padirec.core.layout import adapter_layout
+from padirec.core.tasks import sample_tasks
 from padirec.data.dataset import load_prepared
 from padirec.progress import setup_logging
 
@@ -80,7 +80,7 @@ def main() -> None:
         t = time.perf_counter()
         bank = train_bank(feats, weights, cfg, args.seed)
         t_train = time.perf_counter() - t
-        lay = layout(feats.dim, cfg.bottleneck)
+        lay = adapter_layout(feats.dim, cfg.bottleneck)
         flat = bank.checkpoints.reshape(-1, bank.checkpoints.shape[-1])
         t = time.perf_counter()
         metrics = evaluate_adapters(feats, flat, lay, "valid")

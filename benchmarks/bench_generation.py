@@ -21,27 +21,27 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from padirec.adapters.bank import load_bank  # noqa: E402
 from padirec.diffusion.config import GeneratorConfig  # noqa: E402
-from padirec.diffusion.generator import train_generator  # noqa: E402
-from padirec.diffusion.stage import AdapterBank, heldout_fidelity, load_bank  # noqa: E402
-from padirec.diffusion.synthetic_bank import make_synthetic_bank  # noqa: E402
+from padirec.diffusion.stage import heldout_fidelity  # noqa: E402
+from padirec.diffusion.synthetic_bank import SyntheticBank, make_synthetic_bank  # noqa: E402
+from padirec.diffusion.train import train_generator  # noqa: E402
 from padirec.progress import setup_logging  # noqa: E402
 
 
-def synthetic_bank() -> AdapterBank:
-    b = make_synthetic_bank(num_tasks=100, checkpoints=5, seed=0)
-    return AdapterBank(b.params, b.w, b.held_out, b.task_id, b.layout, ["accuracy", "diversity"])
+def synthetic_bank() -> SyntheticBank:
+    return make_synthetic_bank(num_tasks=100, checkpoints=5, seed=0)
 
 
 def time_one_task(generator, sampler: str, steps: int | None, repeats: int,
                   guidance: float | None) -> list[float]:
     p = generator.num_conditions
     w = torch.tensor([0.37, 0.63]) if p == 2 else torch.full((p,), 1 / p)  # a w no bank row has
-    generator.sample(w, seed=0, sampler=sampler, steps=steps, guidance_scale=guidance)  # warm-up
+    generator.sample(w, seed=0, sampler=sampler, num_inference_steps=steps, guidance_scale=guidance)  # warm-up
     times = []
     for r in range(repeats):
         t0 = time.perf_counter()
-        generator.sample(w, seed=r, sampler=sampler, steps=steps, guidance_scale=guidance)
+        generator.sample(w, seed=r, sampler=sampler, num_inference_steps=steps, guidance_scale=guidance)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -49,7 +49,7 @@ def time_one_task(generator, sampler: str, steps: int | None, repeats: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bank", help="an adapter_bank artifact folder (default: synthetic)")
-    ap.add_argument("--train-steps", type=int, default=GeneratorConfig.steps)
+    ap.add_argument("--train-steps", type=int, default=GeneratorConfig.train_steps)
     ap.add_argument("--size", default=GeneratorConfig.size)
     ap.add_argument("--conditioning", default=GeneratorConfig.conditioning)
     ap.add_argument("--ddim-steps", type=int, nargs="+", default=[10, 25, 50])
@@ -66,16 +66,17 @@ def main() -> None:
     if args.run and not args.bank:
         args.bank = str(sorted(Path(args.run).glob("**/train-generator/bank/manifest.json"))[-1].parent)
     bank = load_bank(args.bank) if args.bank else synthetic_bank()
-    cfg = GeneratorConfig(steps=args.train_steps, size=args.size, conditioning=args.conditioning,
+    cfg = GeneratorConfig(train_steps=args.train_steps, size=args.size, conditioning=args.conditioning,
                           log_every=max(1, args.train_steps // 10))
-    gen = train_generator(bank.params, bank.w, bank.layout, cfg, seed=args.seed,
-                          held_out_mask=bank.held_out, utilities=bank.utilities)
+    utilities = getattr(bank, "utilities", ["accuracy", "diversity"])  # the synthetic bank's are these
+    gen = train_generator(bank.params, bank.weights, bank.layout, cfg, seed=args.seed,
+                          held_out_mask=torch.as_tensor(bank.held_out), utilities=utilities)
 
     print(f"\nbank: {args.bank or 'synthetic (100 tasks x 5 checkpoints)'}, "
           f"{len(bank.params)} rows x {bank.params.shape[1]} params, "
           f"{int(bank.held_out.sum())} held out; torch threads {args.threads}")
     print(f"generator: DiT-{cfg.size} {cfg.conditioning}, {gen.stats['num_tokens']} tokens, "
-          f"{cfg.steps} steps in {gen.stats['train_seconds']:.1f} s, final loss "
+          f"{cfg.train_steps} steps in {gen.stats['train_seconds']:.1f} s, final loss "
           f"{gen.stats['final_loss']:.4f}")
 
     print(f"\nlatency of one new task (guidance {cfg.guidance_scale}: cond + uncond in one batch)")
@@ -84,7 +85,7 @@ def main() -> None:
     for sampler, steps, repeats in rows:
         times = [1000 * t for t in time_one_task(gen, sampler, steps, repeats, None)]
         q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
-        shown = steps if steps is not None else cfg.timesteps
+        shown = steps if steps is not None else cfg.num_train_timesteps
         print(f"{sampler:<8} {shown:>6} {repeats:>8} {statistics.median(times):>10.1f} "
               f"{q1:>6.1f}-{q3:<7.1f}")
 
@@ -96,12 +97,12 @@ def main() -> None:
           f"{'bank mean (floor)':>18}")
     for sampler, steps in [("ddpm", None)] + [("ddim", s) for s in args.ddim_steps]:
         for guidance in (0.0, cfg.guidance_scale):
-            fid = heldout_fidelity(gen, bank, seed=args.seed, sampler=sampler, steps=steps,
+            fid = heldout_fidelity(gen, bank, seed=args.seed, sampler=sampler, num_inference_steps=steps,
                                    guidance_scale=guidance)
             if not fid:
                 print("(no held-out tasks in this bank)")
                 return
-            shown = steps if steps is not None else cfg.timesteps
+            shown = steps if steps is not None else cfg.num_train_timesteps
             print(f"{sampler:<8} {shown:>6} {guidance:>8.2f} {fid['rel_l2']:>13.4f} "
                   f"{fid['rel_l2_nearest']:>11.4f} {fid['rel_l2_train_mean']:>18.4f}")
 
@@ -130,7 +131,7 @@ def retrain_ratio(run: Path, gen, args) -> None:
         times = []
         for r in range(args.ddpm_repeats if sampler == "ddpm" else args.repeats):
             t = time.perf_counter()
-            gen.adapters(w, seed=r, sampler=sampler, steps=steps)
+            gen.adapters(w, seed=r, sampler=sampler, num_inference_steps=steps)
             times.append(time.perf_counter() - t)
         served[sampler] = statistics.median(times)
     med = statistics.median(retrain)
@@ -138,7 +139,7 @@ def retrain_ratio(run: Path, gen, args) -> None:
     print(f"\nnew task w = {w.tolist()}: Retrain median {med:.2f} s over {len(retrain)} repeats "
           f"({min(retrain):.2f}-{max(retrain):.2f}); served adapter = mean of {n} samples in one pass")
     for sampler, sec in served.items():
-        steps = gen.cfg.sampling_steps if sampler == "ddim" else gen.cfg.timesteps
+        steps = gen.cfg.num_inference_steps if sampler == "ddim" else gen.cfg.num_train_timesteps
         print(f"  {sampler} {steps:>4} steps: {1000 * sec:8.1f} ms  -> Retrain / PaDiRec = {med / sec:8.1f}x")
 
 

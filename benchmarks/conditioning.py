@@ -37,13 +37,13 @@ def main() -> None:
     ap.add_argument("--out", default="conditioning.json")
     args = ap.parse_args()
 
+    from padirec.adapters.bank import load_bank
     from padirec.adapters.evaluate import evaluate_adapters
     from padirec.adapters.features import compute_features
     from padirec.backbones import load_backbone
     from padirec.config import config_from_json
     from padirec.data.dataset import load_prepared
-    from padirec.diffusion.generator import train_generator
-    from padirec.diffusion.stage import load_bank
+    from padirec.diffusion.train import train_generator
     from padirec.evaluation.summary import summarise
     from padirec.progress import setup_logging
 
@@ -62,8 +62,8 @@ def main() -> None:
     for strategy in args.strategies:
         gcfg = dataclasses.replace(cfg.generator, conditioning=strategy)
         t = time.perf_counter()
-        gen = train_generator(bank.params, bank.w, bank.layout, gcfg, seed=cfg.seed, held_out_mask=bank.held_out,
-                              utilities=bank.utilities)
+        gen = train_generator(bank.params, bank.weights, bank.layout, gcfg, seed=cfg.seed,
+                              held_out_mask=torch.as_tensor(bank.held_out), utilities=bank.utilities)
         seconds[strategy] = time.perf_counter() - t
         params = gen.adapters(torch.as_tensor(tasks, dtype=torch.float32), seed=cfg.seed)
         m = evaluate_adapters(features, params, bank.layout, "test", cfg.evaluation.k, cfg.evaluation.alpha)
@@ -71,7 +71,7 @@ def main() -> None:
     summary = summarise(results, tasks, bank.utilities, cfg.evaluation.k)
 
     print(f"\nconditioning strategies on {cfg.data.source} / {cfg.backbone.model}, {len(tasks)} held-out grid tasks, "
-          f"{gcfg.steps} steps each (Avg.HV normalised over the strategies and Retrain)")
+          f"{gcfg.train_steps} steps each (Avg.HV normalised over the strategies and Retrain)")
     print(f"{'strategy':<12}{'Avg.HV':>8}{'front HV':>10}{'r-a':>8}{'r-d':>8}{'NDCG@10':>17}{'aNDCG@10':>17}{'train s':>9}")
     for name in ["retrain", *args.strategies]:
         s = summary[name]

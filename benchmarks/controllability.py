@@ -19,13 +19,13 @@ import time
 import numpy as np
 from scipy.stats import spearmanr
 
-from padirec.adapters.adapter import layout
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.evaluate import evaluate_adapters
 from padirec.adapters.features import compute_features
-from padirec.adapters.tasks import grid
 from padirec.adapters.train import train_bank
 from padirec.backbones.checkpoint import load_backbone
+from padirec.core.layout import adapter_layout
+from padirec.core.tasks import grid
 from padirec.data.dataset import load_prepared
 from padirec.progress import setup_logging
 
@@ -63,7 +63,7 @@ def main() -> None:
     if args.topk_candidates:
         base = dataclasses.replace(base, topk_candidates=args.topk_candidates)
     weights = grid(2, base.grid_size)
-    lay = layout(feats.dim, base.bottleneck)
+    lay = adapter_layout(feats.dim, base.bottleneck)
     bare = evaluate_adapters(feats, None, lay, args.split)
     print(f"backbone alone ({args.split}): NDCG@10 {bare['ndcg@10'][0]:.4f}  "
           f"alpha-NDCG@10 {bare['alpha_ndcg@10'][0]:.4f}")

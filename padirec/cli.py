@@ -1,14 +1,26 @@
-"""The ``padirec`` command. ``padirec <command> --help`` documents each command."""
+"""The library's ``padirec`` commands (``python -m padirec``): data, backbone, adapters, generate,
+recommend, promote. ``padirec <command> --help`` documents each command.
+
+The pipeline commands (``run``, ``compile``, ``submit``, ``schedule``) live with the pipeline
+(``pipelines/cli.py``), which extends this parser (``build_parser(add_pipeline_commands)``): the
+library never imports kfp. Each command imports its stage when it runs, so ``--help`` and the
+light commands start without loading torch (the stages) or mlflow.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from padirec.artifacts import atomic_write
+from padirec.core.typed_config import yaml_load
 from padirec.errors import PadirecError
+from padirec.progress import setup_logging
 
 log = logging.getLogger("padirec")
 DEFAULT_CONFIG = "configs/ml100k.yaml"
@@ -16,74 +28,31 @@ DEFAULT_CONFIG = "configs/ml100k.yaml"
 
 def _overrides(pairs: list[str]) -> dict:
     """``--set backbone.epochs=3`` -> ``{"backbone.epochs": 3}`` (values parsed as YAML)."""
-    import yaml
-
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise PadirecError(f"--set expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
-        out[key] = yaml.safe_load(value)
+        out[key] = yaml_load(value)
     return out
 
 
-def _load(args: argparse.Namespace):
-    from padirec.config import load_config
+def load_config_from_args(args: argparse.Namespace):
+    """The config of ``--config`` with the ``--set`` overrides."""
+    from padirec.config import load_config  # the config reads every stage's registry: torch
 
     return load_config(args.config, _overrides(getattr(args, "set", [])))
 
 
+def add_config_arguments(sp: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--set``, for every command that reads a config."""
+    sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. backbone.epochs=3")
+
+
 # ---------------------------------------------------------------- commands
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.run_local import find_output, run_local
-
-    cfg = _load(args)
-    run_folder = run_local(cfg)
-    data_manifest = find_output(run_folder, "**/prepare-data/data/manifest.json") or find_output(run_folder, "**/data/manifest.json")
-    if data_manifest:
-        stats = json.loads(data_manifest.read_text())["stats"]
-        print(f"data ({cfg.data.source}, after filtering): {stats['num_users']} users, {stats['num_items']} items, "
-              f"{stats['num_interactions']} interactions, {stats['num_categories']} categories")
-    _print_tracking(cfg)
-    print(f"run folder: {run_folder}")
-    report = find_output(run_folder, "**/report/report.json")
-    if report:
-        md = report.with_name("report.md")
-        print(f"human report: {md}")
-        print(report)
-    return 0
-
-
-def _print_tracking(cfg) -> None:
-    from padirec.tracking import resolve_tracking_uri
-
-    if cfg.tracking.uri == "none":
-        return
-    uri = resolve_tracking_uri(cfg.tracking.uri, Path(cfg.run_dir).resolve())
-    print(f"MLflow: experiment {cfg.tracking.experiment!r} at {uri}")
-    if uri.startswith("sqlite:///"):
-        print(f"  open the UI with: .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
-
-
-def cmd_compile(args: argparse.Namespace) -> int:
-    from kfp import compiler
-
-    from pipelines.padirec_pipeline import ClusterOptions, build_pipeline
-
-    if args.image.endswith(":latest") or ":" not in args.image:
-        raise PadirecError(f"--image {args.image!r}: use an immutable tag (e.g. padirec:0.1.0-<commit>), never latest")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cluster = ClusterOptions(gpu_type=args.gpu_type, gpu_count=args.gpu_count)
-    compiler.Compiler().compile(build_pipeline(args.image, cluster), str(out))
-    print(out)
-    return 0
-
-
 def cmd_data(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from padirec.config import Config
     from padirec.data.stage import run_data_stage
 
@@ -94,18 +63,16 @@ def cmd_data(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(
             cfg.data, source="tables", interactions=args.interactions, items=args.items, users=args.users or ""))
     else:
-        cfg = _load(args)
-    manifest = run_data_stage(cfg.data, args.out)
+        cfg = load_config_from_args(args)
+    manifest = run_data_stage(cfg.data, args.out, eval_k=cfg.evaluation.k)
     print(json.dumps(manifest["stats"], indent=2))
     return 0
 
 
 def cmd_backbone(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from padirec.backbones.stage import train_backbone_stage
 
-    cfg = _load(args)
+    cfg = load_config_from_args(args)
     bcfg = dataclasses.replace(cfg.backbone, model=args.model or cfg.backbone.model)
     metrics = train_backbone_stage(args.data, args.out, bcfg, cfg.data.max_len, cfg.seed, cfg.device, None)
     print(json.dumps(metrics, indent=2))
@@ -115,7 +82,7 @@ def cmd_backbone(args: argparse.Namespace) -> int:
 def cmd_adapters(args: argparse.Namespace) -> int:
     from padirec.adapters.stage import build_adapters_stage
 
-    cfg = _load(args)
+    cfg = load_config_from_args(args)
     summary = build_adapters_stage(args.data, args.backbone, args.out, cfg.adapters, cfg.data.max_len, cfg.seed,
                                    cfg.device, None, shard_index=args.shard_index,
                                    num_shards=args.num_shards or cfg.adapters.num_shards)
@@ -133,7 +100,6 @@ def _weights(text: str) -> list[float]:
 def cmd_generate(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
-    from padirec.artifacts import atomic_write
     from padirec.diffusion.stage import generate_adapters
 
     params = generate_adapters(args.generator, _weights(args.weights), seed=args.seed)
@@ -153,55 +119,27 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from padirec.tracking import resolve_tracking_uri
-    from padirec.tracking.registry import GateThresholds, promote
+    from padirec.tracking.champion import GateThresholds, promote
 
-    cfg = _load(args)
+    cfg = load_config_from_args(args)
     uri = resolve_tracking_uri(cfg.tracking.uri, Path(cfg.run_dir).resolve())
     p = cfg.promotion
     result = promote(uri, args.model or cfg.tracking.registered_model, str(args.version),
-                     GateThresholds(p.min_avg_hv, p.min_pearson_ra, p.min_pearson_rd))
+                     GateThresholds(p.min_avg_hv, p.min_pearson_ra, p.min_pearson_rd),
+                     allow_other_data=args.allow_other_data or p.allow_other_data, on_failing_champion=p.on_failing_champion)
     print(json.dumps(result, indent=2))
-    return 0
-
-
-def cmd_submit(args: argparse.Namespace) -> int:
-    from pipelines.remote import submit, with_tracking
-
-    cfg = with_tracking(_load(args), args.tracking_uri)
-    print(submit(cfg, args.host, args.package, args.experiment, args.data_version))
-    return 0
-
-
-def cmd_schedule(args: argparse.Namespace) -> int:
-    from pipelines.remote import schedule, validate_cron, with_tracking
-
-    validate_cron(args.cron)
-    cfg = with_tracking(_load(args), args.tracking_uri)
-    print(schedule(cfg, args.host, args.cron, args.package, args.experiment))
     return 0
 
 
 # ---------------------------------------------------------------- parser
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="padirec", description=__doc__.splitlines()[0] if __doc__ else "")
+def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> argparse.ArgumentParser:
+    """The parser of the library's commands; each of ``extensions`` adds more sub-commands
+    (``pipelines.cli.add_pipeline_commands``)."""
+    p = argparse.ArgumentParser(prog="padirec", description="Controllable recommendation by parameter diffusion.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def with_config(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})")
-        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. backbone.epochs=3")
-
-    sp = sub.add_parser("run", help="run the whole pipeline locally (KFP local runner) and print where the report is")
-    with_config(sp)
-    sp.set_defaults(func=cmd_run)
-
-    sp = sub.add_parser("compile", help="compile the pipeline to KFP YAML")
-    sp.add_argument("--out", default="dist/padirec_pipeline.yaml")
-    sp.add_argument("--image", default="padirec:0.1.0", help="the project image every step runs on")
-    sp.add_argument("--gpu-type", default="nvidia.com/gpu", help="accelerator resource of the GPU steps")
-    sp.add_argument("--gpu-count", type=int, default=1, help="accelerators per GPU step; 0 for a CPU-only cluster")
-    sp.set_defaults(func=cmd_compile)
+    with_config = add_config_arguments
 
     sp = sub.add_parser("data", help="run the data stage alone: source -> validated leave-one-out split")
     with_config(sp)
@@ -248,30 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sp)
     sp.add_argument("--version", required=True)
     sp.add_argument("--model", help="registered model name (default from config)")
+    sp.add_argument("--allow-other-data", action="store_true", help="let a version evaluated on other data (data checksum, task grid) replace the champion")
     sp.set_defaults(func=cmd_promote)
 
-    for name, fn, text in (("submit", cmd_submit, "create a run on a Kubeflow Pipelines cluster"),
-                           ("schedule", cmd_schedule, "create a recurring run (KFP cron: 6 fields, seconds first)")):
-        sp = sub.add_parser(name, help=text)
-        with_config(sp)
-        sp.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
-        sp.add_argument("--package", default="dist/padirec_pipeline.yaml", help="compiled pipeline (make compile)")
-        sp.add_argument("--experiment", default="padirec")
-        sp.add_argument("--tracking-uri", help="MLflow server the cluster's steps log to "
-                        "(default: MLFLOW_TRACKING_URI of the padirec-env ConfigMap)")
-        if name == "submit":
-            sp.add_argument("--data-version", default="", help="the source data's snapshot (a date, a partition); "
-                            "default: the submission time, so the data is read afresh")
-        if name == "schedule":
-            sp.add_argument("--cron", required=True, help="e.g. '0 0 3 * * *' = 03:00 daily (seconds first)")
-        sp.set_defaults(func=fn)
+    for extend in extensions:
+        extend(sub)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from padirec.progress import setup_logging
-
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run one command (``parser``: default the library's)."""
+    args = (parser or build_parser()).parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(args)

@@ -1,27 +1,62 @@
 """Typed configuration, loaded from ``configs/*.yaml``.
 
-Each stage owns its section's dataclass (``padirec/<stage>/config.py``); this module composes
-them and loads YAML strictly: an unknown key or a value of the wrong type is an error that names
-the key, so a typo never silently falls back to a default.
+Each stage below owns its section's dataclass (``padirec/<stage>/config.py``; each method its
+own, under ``methods.<key>``); this module composes them, defines the sections of the evaluation,
+tracking and promotion, and loads YAML strictly (``padirec.core.typed_config``): an unknown key,
+a value of the wrong type or an unknown name is an error that names the key, so a typo never
+silently falls back to a default. It sits above the methods (it reads their registry) and below
+the evaluation, which reads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from padirec.adapters.config import AdapterConfig
+from padirec.adapters.config import CANDIDATE_LISTS, AdapterConfig
 from padirec.backbones.config import BackboneConfig
+from padirec.backbones.registry import BACKBONES
+from padirec.config_checks import check as check_ranges
+from padirec.core.typed_config import from_dict, yaml_load
+from padirec.core.utilities import UTILITIES
 from padirec.data.config import DataConfig
 from padirec.diffusion.config import GeneratorConfig
+from padirec.diffusion.denoiser import LOSS_WEIGHTINGS, PREDICTIONS
+from padirec.diffusion.dit import CONDITIONINGS, DIT_SIZES
+from padirec.diffusion.schedulers import SCHEDULERS
+from padirec.diffusion.tokenizer import NORMALIZATION_MODES
 from padirec.errors import ConfigError
-from padirec.evaluation.config import EvaluationConfig
+from padirec.methods.registry import METHODS, default_settings
+
+
+@dataclass
+class EvaluationConfig:
+    """The method x task sweep, the response-time comparison and the analyses."""
+
+    k: int = 10  # the cutoff of every metric (ndcg@k, alpha_ndcg@k, ndcg_gap@k)
+    alpha: float = 0.5  # alpha-NDCG's redundancy penalty
+    methods: list[str] = field(default_factory=lambda: list(METHODS))  # which methods run, in order
+    sampled: bool = False  # 1 + 99 negatives instead of full ranking (for comparison only)
+    response_time_repeats: int = 5
+    robustness_noise: float = 0.05
+    robustness_repeats: int = 5
+    case_study_user: int = 0  # 0 = pick automatically
+
+
+def method_settings(raw: Any, where: str) -> dict[str, Any]:
+    """The ``methods`` section: ``{key: that method's settings}`` for every registered method, read
+    with the method's own dataclass (``config_class``); a method not mentioned gets its defaults."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of method -> settings, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown method(s) {', '.join(map(repr, unknown))}; valid: {', '.join(METHODS)}")
+    return {key: from_dict(cls.config_class, raw.get(key) or {}, f"{where}.{key}") for key, cls in METHODS.items()}
 
 
 @dataclass
@@ -40,6 +75,11 @@ class PromotionConfig:
     min_avg_hv: float = 0.2
     min_pearson_ra: float = 0.5
     min_pearson_rd: float = 0.5
+    # a champion that fails the gate (re-checked at every promotion): keep the alias, keep it and
+    # tag the version ``champion_status``, or clear the alias
+    on_failing_champion: Literal["keep", "flag", "clear"] = "flag"
+    # let a version evaluated on other data (data checksum, task grid) replace the champion
+    allow_other_data: bool = False
 
 
 @dataclass
@@ -54,6 +94,8 @@ class Config:
     adapters: AdapterConfig = field(default_factory=AdapterConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    # each method's settings, by key (its own dataclass: ``padirec/methods/<key>.py``)
+    methods: dict[str, Any] = field(default_factory=default_settings, metadata={"from_dict": method_settings})
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
@@ -63,12 +105,6 @@ class Config:
     def validate(self) -> Config:
         """Check every name against what exists, so a typo fails at load time, not after an hour
         of training. Returns ``self``."""
-        from padirec.adapters.objectives import UTILITIES
-        from padirec.backbones.registry import BACKBONES
-        from padirec.baselines.registry import METHODS
-        from padirec.diffusion.dit import CONDITIONINGS, DIT_SIZES
-        from padirec.diffusion.schedulers import SCHEDULERS
-
         checks = [
             ("backbone.model", [self.backbone.model], BACKBONES),
             ("adapters.utilities", self.adapters.utilities, UTILITIES),
@@ -76,11 +112,16 @@ class Config:
             ("generator.conditioning", [self.generator.conditioning], CONDITIONINGS),
             ("generator.size", [self.generator.size], DIT_SIZES),
             ("generator.sampler", [self.generator.sampler], SCHEDULERS),
+            ("generator.prediction", [self.generator.prediction], PREDICTIONS),
+            ("generator.loss_weighting", [self.generator.loss_weighting], LOSS_WEIGHTINGS),
+            ("generator.normalization", [self.generator.normalization], NORMALIZATION_MODES),
+            ("adapters.candidates", [self.adapters.candidates], CANDIDATE_LISTS),
         ]
         for key, names, valid in checks:
             unknown = [n for n in names if n not in valid]
             if unknown:
                 raise ConfigError(f"{key}: unknown {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+        check_ranges(self)
         return self
 
     def cache_root(self) -> Path | None:
@@ -92,8 +133,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
+    if not path.is_file():
+        raise ConfigError(f"config {path} is a folder, not a YAML file")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
@@ -114,79 +157,13 @@ def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     d[last] = value
 
 
-def from_dict(cls: type, raw: dict[str, Any], where: str) -> Any:
-    """Build dataclass ``cls`` from ``raw``, checking keys and types recursively."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)} in {cls.__name__}; "
-                          f"valid keys: {', '.join(sorted(fields))}")
-    kwargs = {name: _coerce(hints[name], value, f"{where}: {name}") for name, value in raw.items()}
-    return cls(**kwargs)
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(a, value, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} ({value!r})")
-        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)] if args else value
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return value
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
-
-
 def config_to_json(cfg: Config) -> str:
     """The whole config as one JSON string: the pipeline's parameter, so every step is hermetic
     and KFP's cache key changes whenever any setting does."""
-    import json
-
     return json.dumps(cfg.to_dict(), sort_keys=True)
 
 
 def config_from_json(text: str) -> Config:
-    import json
-
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as e:

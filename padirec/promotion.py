@@ -1,4 +1,9 @@
-"""The last pipeline step: bundle the trained system, register it, and promote it if it earns it."""
+"""The last pipeline step: bundle the trained system, register it, and promote it if it earns it.
+
+Nothing undefined is registered: when a figure the gate reads (Avg.HV, Pearson r-a, r-d, the
+score) is undefined, the gate fails before registration and the reason says why. Synthetic data
+never registers under the production model name.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from padirec.artifacts import read_manifest
+from padirec.finite import finite_metadata
 from padirec.serving import build_system
 from padirec.tracking import MlflowTracker, Tracker, kfp_run_id
+from padirec.tracking.champion import promote
 from padirec.tracking.registry import (
+    PRODUCTION_MODEL,
     GateThresholds,
+    PromotionError,
     evaluation_key,
-    promote,
     quality,
     register_system,
+    undefined_figures,
 )
 
 log = logging.getLogger("padirec")
@@ -25,39 +34,62 @@ def register_and_promote_stage(data_dir: str | Path, backbone_dir: str | Path, g
                                report_dir: str | Path, system_dir: str | Path, cfg: Any,
                                tracker: Tracker) -> dict[str, Any]:
     """``cfg`` is the whole ``padirec.config.Config``. Without MLflow tracking only the system
-    folder is written.
+    folder is written. Returns what the step records (no NaN: ``finite_metadata``).
 
     Safe to retry: a second attempt in the same pipeline run (``PADIREC_KFP_RUN_ID``) finds the
     version the first registered, even when the first died before promoting, and promotes it.
     """
-    version, q = register_stage(data_dir, backbone_dir, generator_dir, report_dir, system_dir, cfg, tracker)
+    version, q, undefined = register_stage(data_dir, backbone_dir, generator_dir, report_dir, system_dir, cfg, tracker)
     if version is None:
-        return {"registered": False, **q}
+        if undefined:
+            reason = "quality gate failed before registration: " + "; ".join(f"{k} undefined ({v})" for k, v in undefined.items())
+            log.warning("not registered: %s", reason)
+            tracker.set_tags({"promotion": "rejected", "promotion.reason": reason})
+            return finite_metadata({"registered": False, "decision": "rejected", "reason": reason, **q}, undefined)
+        return finite_metadata({"registered": False, **q})
     p = cfg.promotion
-    result = promote(tracker.uri, cfg.tracking.registered_model, version,
-                     GateThresholds(p.min_avg_hv, p.min_pearson_ra, p.min_pearson_rd))
+    result = promote(tracker.uri, cfg.tracking.registered_model, version, gate(cfg),
+                     allow_other_data=p.allow_other_data, on_failing_champion=p.on_failing_champion)
     tracker.set_tags({"registered_model": cfg.tracking.registered_model, "model_version": version,
                       "promotion": result["decision"]})
     log.info("registered %s v%s: %s (%s)", cfg.tracking.registered_model, version, result["decision"], result["reason"])
-    return {"registered": True, "version": version, **result, **q}
+    return finite_metadata({"registered": True, "version": version, **result, **q})
+
+
+def gate(cfg: Any) -> GateThresholds:
+    p = cfg.promotion
+    return GateThresholds(p.min_avg_hv, p.min_pearson_ra, p.min_pearson_rd)
 
 
 def register_stage(data_dir: str | Path, backbone_dir: str | Path, generator_dir: str | Path,
                    report_dir: str | Path, system_dir: str | Path, cfg: Any,
-                   tracker: Tracker) -> tuple[str | None, dict[str, float]]:
+                   tracker: Tracker) -> tuple[str | None, dict[str, float], dict[str, str]]:
     """The first half of the stage: write the system folder and register it (reusing this pipeline
-    run's version if an earlier attempt made it). Returns ``(version or None, quality)``."""
+    run's version if an earlier attempt made it). Returns ``(version or None, quality, {undefined
+    figure: why})``; nothing is registered when a figure is undefined."""
     report = json.loads((Path(report_dir) / "report.json").read_text())
     data_manifest = read_manifest(data_dir, kind="prepared_data")
     q = quality(report)
-    build_system(data_dir, backbone_dir, generator_dir, system_dir, summary=q)
+    undefined = undefined_figures(report, q)
+    build_system(data_dir, backbone_dir, generator_dir, system_dir, summary=finite_metadata(q))
     if not isinstance(tracker, MlflowTracker):
         log.info("tracking is off: system written to %s, not registered", system_dir)
-        return None, q
+        return None, q, undefined
+    check_model_name(cfg)
+    if undefined:
+        return None, q, undefined
     checksum = data_manifest.get("data_checksum", "")
     tags = {"data_checksum": checksum, "evaluation_key": evaluation_key(report, checksum),
             "backbone": cfg.backbone.model, "dataset": cfg.data.source, "config": json.dumps(cfg.to_dict(), sort_keys=True)[:5000],
             **{f"quality.{k}": v for k, v in q.items()}}
     version = register_system(tracker.uri, tracker.run_id, system_dir, cfg.tracking.registered_model, tags,
                               tracker.kfp_run_id or kfp_run_id())
-    return version, q
+    return version, q, {}
+
+
+def check_model_name(cfg: Any) -> None:
+    """Synthetic data (the smoke and test configurations) never registers under the production
+    model name, whose ``champion`` is what is served."""
+    if cfg.data.source == "synthetic" and cfg.tracking.registered_model == PRODUCTION_MODEL:
+        raise PromotionError(f"tracking.registered_model: {PRODUCTION_MODEL!r} is the production model; a run on "
+                             "synthetic data registers under its own name (configs/smoke.yaml: padirec-smoke)")

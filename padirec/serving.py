@@ -4,16 +4,25 @@ A *system* folder bundles what ranking needs: the frozen backbone, the generator
 catalogue (source ids, titles, category names). ``Recommender`` serves it: a request's weights are
 turned into an adapter by the generator (cached per task, so a platform switching between a few
 tasks pays the generation once per task), the adapter transforms the user representation, and
-every item is scored; the history is masked.
+every item is scored; the history and the padding item are never listed.
 
-Requests are validated strictly (``RequestError``): unknown item ids, an empty history, a
-history longer than the model's maximum length, weights off the simplex.
+Requests are validated strictly (``RequestError``, whose message starts with the field): unknown
+item ids, an empty history, a history longer than the model's maximum length, weights off the
+simplex, ``k`` outside 1..(items the request can rank), bad timestamps, and more distinct weight
+vectors in one request than ``max_tasks`` (``PADIREC_SERVING_MAX_TASKS``, default 32: generation
+is the expensive part, so this cap bounds the work of one request). A ``deadline`` is checked
+between tasks, so a request whose client has given up stops computing (``RequestTimeout``).
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import numbers
+import os
 import shutil
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -23,13 +32,34 @@ import pandas as pd
 import torch
 
 from padirec.artifacts import atomic_write, read_manifest, write_manifest
-from padirec.errors import PadirecError, TaskWeightsError
+from padirec.errors import ConfigError, PadirecError, TaskWeightsError
 
+log = logging.getLogger("padirec")
 CATALOGUE = "catalogue.parquet"
+DEFAULT_K = 10
+MAX_TASKS_ENV = "PADIREC_SERVING_MAX_TASKS"
+# One generation costs 0.1-0.35 s on 2 CPU cores (MovieLens-100K), so 32 new tasks fit well
+# inside MLflow's default 60 s request timeout.
+DEFAULT_MAX_TASKS = 32
+MAX_TIMESTAMP = 2**62  # fits the backbone's int64 time tensor with room for differences
 
 
 class RequestError(PadirecError):
     """A serving request is invalid (the message names the field and the problem)."""
+
+
+class RequestTimeout(PadirecError):
+    """A request ran past its deadline and was stopped between tasks."""
+
+
+def model_signature():
+    """The pyfunc signature: no input schema (histories hold source ids of any type, checked by
+    ``Recommender``), and a params schema with ``k``: without a params schema MLflow drops
+    ``params`` before ``predict`` ("Ignoring provided params")."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    return ModelSignature(inputs=None, params=ParamSchema([ParamSpec("k", "long", DEFAULT_K)]))
 
 
 def build_system(data_dir: str | Path, backbone_dir: str | Path, generator_dir: str | Path,
@@ -58,16 +88,31 @@ def build_system(data_dir: str | Path, backbone_dir: str | Path, generator_dir: 
                           data_checksum=data_manifest.get("data_checksum", ""))
 
 
+def max_tasks_setting() -> int:
+    """``PADIREC_SERVING_MAX_TASKS`` or the default; a bad value fails when the model loads."""
+    raw = os.environ.get(MAX_TASKS_ENV, "")
+    if not raw:
+        return DEFAULT_MAX_TASKS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_TASKS_ENV}={raw!r}: expected a whole number >= 1")
+    return value
+
+
 class Recommender:
     """Serve a system folder. Thread-safe: the adapter cache is guarded by a lock."""
 
     def __init__(self, system_dir: str | Path, device: str = "cpu", cache_size: int = 256,
-                 sampling_seed: int = 0) -> None:
+                 sampling_seed: int = 0, max_tasks: int | None = None) -> None:
         from padirec.backbones import load_backbone
         from padirec.diffusion.generator import Generator
 
         system_dir = Path(system_dir)
         self.manifest = read_manifest(system_dir, kind="system")
+        self.data_checksum = str(self.manifest.get("data_checksum", ""))
         self.device = torch.device(device)
         self.backbone = load_backbone(system_dir / "backbone", self.device)
         self.generator = Generator.load(system_dir / "generator", self.device)
@@ -84,6 +129,7 @@ class Recommender:
         self.max_len = int(self.backbone.max_len)
         self.utilities = list(self.generator.utilities)
         self.seed = sampling_seed
+        self.max_tasks = max_tasks if max_tasks is not None else max_tasks_setting()
         self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -91,28 +137,54 @@ class Recommender:
     # ---------------------------------------------------------------- validation
 
     def check_weights(self, weights: Any) -> tuple[float, ...]:
+        from padirec.core.tasks import validate_weights
+
         try:
             w = [float(x) for x in weights]
         except (TypeError, ValueError) as e:
-            raise RequestError(f"weights must be a list of {len(self.utilities)} numbers ({', '.join(self.utilities)}), got {weights!r}") from e
+            raise RequestError(f"weights must be a list of {len(self.utilities)} numbers ({', '.join(self.utilities)}), got {_short(weights)}") from e
         try:
-            from padirec.diffusion.generator import check_task_weights
-
-            check_task_weights(w, len(self.utilities))
+            w = validate_weights(w, len(self.utilities)).tolist()
         except TaskWeightsError as e:
-            raise RequestError(f"weights: {e} (utilities: {', '.join(self.utilities)})") from e
-        return tuple(round(x, 6) for x in w)
+            raise RequestError(f"weights: {_short(str(e), 300, quote=False)} (utilities: {', '.join(self.utilities)})") from e
+        # Rounded only to merge float noise in the cache key: 12 decimals keep the sum within the
+        # weights' tolerance for any p (6 decimals made (1/3, 1/3, 1/3) sum to 0.999999).
+        return tuple(round(x, 12) for x in w)
 
     def check_history(self, history: Any) -> list[int]:
-        if history is None or isinstance(history, str) or not hasattr(history, "__len__") or len(history) == 0:
+        if history is None or isinstance(history, str | bytes | dict) or not hasattr(history, "__len__") or len(history) == 0:
             raise RequestError("history must be a non-empty list of item ids")
         if len(history) > self.max_len:
             raise RequestError(f"history has {len(history)} items; this model reads at most {self.max_len} "
                                "(send the most recent ones)")
         unknown = [h for h in history if str(h) not in self.internal]
         if unknown:
-            raise RequestError(f"history has unknown item id(s) {unknown[:5]} ({len(unknown)} in all)")
+            raise RequestError(f"history has unknown item id(s) {_short(unknown[:5])} ({len(unknown)} in all)")
         return [self.internal[str(h)] for h in history]
+
+    def check_k(self, k: Any, items: list[int]) -> int:
+        """1 <= k <= the items this request can rank: the catalogue minus the history (which is
+        never listed, nor is the padding item)."""
+        whole = isinstance(k, numbers.Integral) or (isinstance(k, float) and k.is_integer())
+        if isinstance(k, bool) or not whole:
+            raise RequestError(f"k must be a whole number, got {_short(k)}")
+        rankable = self.backbone.num_items - len(set(items))
+        if not 1 <= int(k) <= rankable:
+            raise RequestError(f"k must be between 1 and {rankable} (the {self.backbone.num_items} catalogue items "
+                               f"minus the {len(set(items))} in the history), got {int(k)}")
+        return int(k)
+
+    @staticmethod
+    def check_timestamps(ts: Any, n: int) -> list[int]:
+        try:
+            values = [float(t) for t in ts]
+        except (TypeError, ValueError) as e:
+            raise RequestError(f"timestamps must be a list of numbers (seconds), one per history item, got {_short(ts)}") from e
+        if len(values) != n:
+            raise RequestError(f"timestamps has {len(values)} values for {n} history items")
+        if not all(math.isfinite(v) and 0 <= v < MAX_TIMESTAMP for v in values):
+            raise RequestError(f"timestamps must be finite, non-negative seconds, got {_short(ts)}")
+        return [int(v) for v in values]
 
     # ---------------------------------------------------------------- ranking
 
@@ -129,46 +201,68 @@ class Recommender:
                 self._cache.popitem(last=False)
         return params
 
+    def _parse(self, r: int, req: Any, k: Any, many: bool) -> tuple[list[int], tuple[float, ...], int, list[int] | None]:
+        where = f"record {r}: " if many else ""
+        try:
+            if not isinstance(req, dict):
+                raise RequestError("expected an object with history and weights")
+            items = self.check_history(req.get("history"))
+            task = self.check_weights(req.get("weights"))
+            kk = self.check_k(req["k"] if req.get("k") is not None else k, items)
+            ts = req.get("timestamps")
+            times = self.check_timestamps(ts, len(items)) if ts is not None else None
+        except RequestError as e:
+            raise RequestError(f"{where}{e}") from None
+        return items, task, kk, times
+
     @torch.inference_mode()
-    def recommend_many(self, requests: list[dict[str, Any]], k: int = 10) -> list[dict[str, list]]:
+    def recommend_many(self, requests: list[dict[str, Any]], k: Any = DEFAULT_K,
+                       deadline: float | None = None) -> list[dict[str, list]]:
         """``requests``: dicts with ``history`` (source item ids, oldest first), ``weights`` and
-        optional ``timestamps`` and ``k``. Returns per request ``item_ids``, ``scores``,
-        ``titles``, ``categories`` (best first)."""
+        optional ``timestamps`` and ``k`` (else the ``k`` argument). ``deadline``: a
+        ``time.monotonic()`` instant after which the work stops. Returns per request
+        ``item_ids``, ``scores``, ``titles``, ``categories`` (best first)."""
         from padirec.adapters.adapter import apply_adapters
 
         if not requests:
             return []
+        parsed = [self._parse(r, req, k, len(requests) > 1) for r, req in enumerate(requests)]
+        tasks = [p[1] for p in parsed]
+        distinct = list(dict.fromkeys(tasks))
+        if len(distinct) > self.max_tasks:
+            raise RequestError(f"weights: this request has {len(distinct)} distinct weight vectors; at most "
+                               f"{self.max_tasks} are allowed per request ({MAX_TASKS_ENV}): split it")
         seqs = torch.zeros(len(requests), self.max_len, dtype=torch.long)
         times = torch.zeros(len(requests), self.max_len, dtype=torch.long)
-        tasks = []
-        for r, req in enumerate(requests):
-            if not isinstance(req, dict):
-                raise RequestError(f"request {r}: expected an object with history and weights")
-            items = self.check_history(req.get("history"))
-            tasks.append(self.check_weights(req.get("weights")))
+        for r, (items, _, _, ts) in enumerate(parsed):
             seqs[r, self.max_len - len(items):] = torch.tensor(items)
-            ts = req.get("timestamps")
             if ts is not None:
-                if len(ts) != len(items):
-                    raise RequestError(f"request {r}: timestamps has {len(ts)} values for {len(items)} history items")
-                times[r, self.max_len - len(items):] = torch.tensor([int(t) for t in ts])
+                times[r, self.max_len - len(items):] = torch.tensor(ts)
         h = self.backbone.represent(seqs.to(self.device), times.to(self.device))
         out: list[dict[str, list]] = [{} for _ in requests]
-        for task in set(tasks):
+        for done, task in enumerate(distinct):
+            if deadline is not None and time.monotonic() > deadline:
+                log.warning("request stopped at its deadline after %d of %d tasks", done, len(distinct))
+                raise RequestTimeout(f"the request ran past its time limit and was stopped after {done} of "
+                                     f"{len(distinct)} distinct weight vectors")
             rows = [i for i, t in enumerate(tasks) if t == task]
             adapted = apply_adapters(h[rows], self.adapter(task), self.generator.layout)[0]
             scores = self.backbone.score_all(adapted)
             scores[:, 0] = -torch.inf
             for j, r in enumerate(rows):
                 scores[j, seqs[r][seqs[r] > 0]] = -torch.inf
-            for j, r in enumerate(rows):
-                kk = int(requests[r].get("k", k))
-                top = torch.topk(scores[j], min(kk, self.backbone.num_items))
+                top = torch.topk(scores[j], parsed[r][2])
                 ids = top.indices.cpu().numpy()
                 out[r] = {"item_ids": [str(s) for s in self.source_id[ids]], "scores": top.values.cpu().tolist(),
                           "titles": [str(t) for t in self.title[ids]],
                           "categories": [self.categories[i] for i in ids]}
         return out
 
-    def recommend(self, history: list, weights: list[float], k: int = 10, timestamps: list | None = None) -> dict[str, list]:
+    def recommend(self, history: list, weights: list[float], k: Any = DEFAULT_K, timestamps: list | None = None) -> dict[str, list]:
         return self.recommend_many([{"history": history, "weights": weights, "k": k, "timestamps": timestamps}])[0]
+
+
+def _short(value: Any, limit: int = 80, quote: bool = True) -> str:
+    """A request value in an error message, cut so a 10,000-item field cannot flood the reply."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,6 +1,7 @@
 """The local stage cache: a hit needs the same stage, settings and inputs; entries are verified."""
 
 import json
+from pathlib import Path
 
 from padirec.artifacts import write_manifest
 from padirec.cache import cache_key, run_cached
@@ -54,3 +55,49 @@ def test_disabled_cache_always_runs(tmp_path):
     run_cached(None, "s", "k", tmp_path / "o", _stage(calls)(tmp_path / "o"))
     run_cached(None, "s", "k", tmp_path / "o", _stage(calls)(tmp_path / "o"))
     assert len(calls) == 2
+
+
+def test_unreadable_entry_is_a_miss_and_is_recomputed(tmp_path):
+    # a run killed mid-write, a disk error or a hand edit: each is a miss, never an error
+    src = _input(tmp_path, b"a")
+    key = cache_key("s", {}, [src])
+    entry = tmp_path / "cache" / "s" / key
+    damage = {
+        "garbage": lambda: (entry / "stage_result.json").write_bytes(b"\x00\xff{not json"),
+        "truncated": lambda: (entry / "stage_result.json").write_text('{"seconds": 1.'),
+        "not an object": lambda: (entry / "stage_result.json").write_text("[1, 2]"),
+        "missing": lambda: (entry / "stage_result.json").unlink(),
+        "no manifest": lambda: (entry / "manifest.json").unlink(),
+    }
+    calls = []
+    run_cached(tmp_path / "cache", "s", key, tmp_path / "o0", _stage(calls)(tmp_path / "o0"))
+    for i, (what, spoil) in enumerate(damage.items(), start=1):
+        spoil()
+        out = tmp_path / f"o{i}"
+        assert run_cached(tmp_path / "cache", "s", key, out, _stage(calls)(out))["cache"] == "miss", what
+        assert len(calls) == i + 1 and (out / "y.bin").read_bytes() == b"result"
+        # the recomputed result is stored again, whole, and serves the next run
+        assert json.loads((entry / "stage_result.json").read_text()) == {"seconds": 1.0}
+    again = run_cached(tmp_path / "cache", "s", key, tmp_path / "o9", _stage(calls)(tmp_path / "o9"))
+    assert again["cache"] == "hit" and len(calls) == len(damage) + 1
+    assert [p.name for p in (tmp_path / "cache" / "s").iterdir()] == [key]  # no temporary folder left
+
+
+def test_a_changed_source_file_is_a_miss(tmp_path, monkeypatch):
+    """The key holds the package's source: after a code change, nothing made by the old code is reused."""
+    import shutil
+
+    import padirec
+    from padirec import cache
+
+    copy = tmp_path / "padirec"
+    shutil.copytree(Path(padirec.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "manifest.json").write_text('{"kind": "x", "files": {}}')
+    monkeypatch.setattr(cache, "code_version", lambda: cache.source_hash(copy))
+    before = cache_key("s", {"lr": 1}, [src])
+    assert cache_key("s", {"lr": 1}, [src]) == before  # stable while nothing changes
+    stage = copy / "backbones" / "train.py"
+    stage.write_text(stage.read_text() + "\n# a one-line change\n")
+    assert cache_key("s", {"lr": 1}, [src]) != before

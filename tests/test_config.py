@@ -42,6 +42,18 @@ def test_wrong_types_are_named(tmp_path, text, needle):
     ("adapters.utilities", ["accuracy", "novelty"], "adapters.utilities: unknown 'novelty'"),
     ("generator.conditioning", "film", "generator.conditioning: unknown 'film'"),
     ("generator.sampler", "euler", "generator.sampler: unknown 'euler'"),
+    ("generator.prediction", "v", "generator.prediction: unknown 'v'"),
+    ("generator.loss_weighting", "snr", "generator.loss_weighting: unknown 'snr'"),
+    ("generator.normalization", "global", "generator.normalization: unknown 'global'"),
+    ("adapters.candidates", "all", "adapters.candidates: unknown 'all'"),
+    ("methods.deepprl.diversity_loss", "mse", "methods.deepprl: diversity_loss: 'mse' is not one of"),
+    ("methods.llm.epochs", 1, "methods: unknown method.*'llm'"),
+    ("methods.cmr.epoch", 1, "methods.cmr: unknown key.*'epoch'.*CMRConfig"),
+    ("generator.timesteps", 50, "unknown key.*'timesteps'.*num_train_timesteps"),
+    ("generator.size", "huge", "generator.size: unknown 'huge'"),
+    ("data.source", "ml-20m", "data: source: 'ml-20m' is not one of"),
+    ("device", "tpu", "device: 'tpu' is not"),
+    ("promotion.on_failing_champion", "delete", "promotion: on_failing_champion: 'delete' is not one of"),
 ])
 def test_unknown_names_fail_at_load_time(key, value, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -49,9 +61,18 @@ def test_unknown_names_fail_at_load_time(key, value, needle):
 
 
 def test_overrides_and_json_round_trip():
-    cfg = load_config(ROOT / "configs" / "smoke.yaml", {"backbone.epochs": 1, "seed": 7})
-    assert cfg.backbone.epochs == 1 and cfg.seed == 7
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", {"backbone.epochs": 1, "seed": 7, "methods.cmr.epochs": 2})
+    assert cfg.backbone.epochs == 1 and cfg.seed == 7 and cfg.methods["cmr"].epochs == 2
+    assert cfg.methods["hypernetwork"].steps == 100  # from smoke.yaml
     assert config_from_json(config_to_json(cfg)) == cfg
+
+
+def test_every_registered_method_has_its_section_and_runs_by_default():
+    from padirec.methods.registry import METHODS
+
+    cfg = Config()
+    assert list(cfg.methods) == list(METHODS) == cfg.evaluation.methods
+    assert all(isinstance(cfg.methods[k], cls.config_class) for k, cls in METHODS.items())
 
 
 def test_missing_file():

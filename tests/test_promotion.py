@@ -1,6 +1,7 @@
 """Promotion through the quality gate, against a real MLflow server: the gate, beating the
-champion, idempotence, two promotions racing; and registration under KFP retries (one version per
-pipeline run, even when an attempt died between registering and promoting)."""
+champion, idempotence, two promotions racing, a champion evaluated on other data; and registration
+under KFP retries (one version per pipeline run, even when an attempt died between registering and
+promoting). Registry safety (policies, incomplete versions, errors): tests/reliability/."""
 
 import dataclasses
 import json
@@ -13,16 +14,16 @@ from padirec.artifacts import write_manifest
 from padirec.config import Config, TrackingConfig
 from padirec.promotion import register_and_promote_stage, register_stage
 from padirec.tracking import KFP_RUN_ID_ENV, step_tracker
+from padirec.tracking.champion import promote
 from padirec.tracking.registry import (
     CHECKSUM_TAG,
     GateThresholds,
-    promote,
     quality,
     register_system,
 )
 from tests.servers import mlflow_server
 
-MODEL = "padirec-recommender"
+MODEL = "padirec-test"
 GATE = GateThresholds(min_avg_hv=0.2, min_pearson_ra=0.5, min_pearson_rd=0.5)
 
 
@@ -32,10 +33,15 @@ def uri(tmp_path_factory):
         yield u
 
 
-def _version(client, score, avg_hv=0.5, ra=0.9, rd=0.9, key="eval-a"):
-    mv = client.create_model_version(MODEL, source="s3://padirec-mlflow/models/test", tags={
-        "quality.score": score, "quality.avg_hv": avg_hv, "quality.pearson_ra": ra, "quality.pearson_rd": rd,
-        "evaluation_key": key})
+def complete_tags(score=0.1, avg_hv=0.5, ra=0.9, rd=0.9, key="eval-a"):
+    """Every tag registration writes (``REQUIRED_TAGS``)."""
+    return {"quality.score": score, "quality.avg_hv": avg_hv, "quality.pearson_ra": ra, "quality.pearson_rd": rd,
+            "evaluation_key": key, "data_checksum": f"data-{key}", CHECKSUM_TAG: "c" * 64, "kfp.run_id": "kfp-test"}
+
+
+def _version(client, score, avg_hv=0.5, ra=0.9, rd=0.9, key="eval-a", model=MODEL):
+    mv = client.create_model_version(model, source="s3://padirec-mlflow/models/test",
+                                     tags=complete_tags(score, avg_hv, ra, rd, key))
     return str(mv.version)
 
 
@@ -76,12 +82,18 @@ def test_better_takes_over_worse_does_not(uri, client):
     assert client.get_model_version_by_alias(MODEL, "champion").version == v3
 
 
-def test_champion_on_other_data_is_replaced_with_a_reason(uri, client):
+def test_champion_on_other_data_moves_only_when_allowed(uri, client):
     v1 = _version(client, 0.30, key="old-data")
     promote(uri, MODEL, v1, GATE)
     v2 = _version(client, 0.05, key="new-data")
-    r = promote(uri, MODEL, v2, GATE)
-    assert r["decision"] == "champion" and "evaluated on other data" in r["reason"]
+    r = promote(uri, MODEL, v2, GateThresholds(0.0, -1.0, -1.0))  # even with a lowered gate
+    assert r["decision"] == "kept" and r["champion"] == v1
+    assert "evaluated on other data" in r["reason"] and "--allow-other-data" in r["reason"]
+    assert client.get_model_version_by_alias(MODEL, "champion").version == v1
+    assert promote(uri, MODEL, v2, GATE) == r  # idempotent
+    allowed = promote(uri, MODEL, v2, GATE, allow_other_data=True)
+    assert allowed["decision"] == "champion" and "--allow-other-data replaces it" in allowed["reason"]
+    assert client.get_model_version_by_alias(MODEL, "champion").version == v2
 
 
 def test_racing_promotions_end_with_the_better_version(uri, client):
@@ -108,6 +120,8 @@ def test_quality_from_a_report():
               "summary": {"padirec": {"avg_hv": 0.6, "pearson_ra": 0.9, "pearson_rd": None}}}
     q = quality(report)
     assert q["score"] == pytest.approx((0.05 + 0.08) / 2) and q["avg_hv"] == 0.6 and q["pearson_rd"] != q["pearson_rd"]
+    report["methods"]["padirec"][0]["ndcg@10"] = None  # a null figure in the report is undefined, not a crash
+    assert quality(report)["score"] != quality(report)["score"]
 
 
 # ---------------------------------------------------------------- registration under retries
@@ -132,16 +146,17 @@ def test_register_system_reuses_the_version_of_the_same_pipeline_run(uri, client
     client.delete_registered_model(MODEL)  # the first registration creates the registered model
     run_id = _run(uri)
     system = _system(tmp_path / "system")
-    v = register_system(uri, run_id, system, MODEL, {"quality.score": 0.1}, "kfp-a")
-    assert register_system(uri, _run(uri), system, MODEL, {"quality.score": 0.1}, "kfp-a") == v  # the retry
+    tags = {k: v for k, v in complete_tags().items() if k not in ("kfp.run_id", CHECKSUM_TAG)}
+    v = register_system(uri, run_id, system, MODEL, tags, "kfp-a")
+    assert register_system(uri, _run(uri), system, MODEL, tags, "kfp-a") == v  # the retry
     assert _versions(client) == [int(v)]
     mv = client.get_model_version(MODEL, v)
     assert mv.tags["kfp.run_id"] == "kfp-a" and mv.tags["quality.score"] == "0.1" and mv.run_id == run_id
     assert len(mv.tags[CHECKSUM_TAG]) == 64
     assert client.get_run(run_id).info.status == "RUNNING"  # the step's run is the step's to end
     # another pipeline run, or other files in the same one, is another model
-    assert register_system(uri, _run(uri), system, MODEL, {}, "kfp-b") != v
-    assert register_system(uri, _run(uri), _system(tmp_path / "system", "v2"), MODEL, {}, "kfp-a") != v
+    assert register_system(uri, _run(uri), system, MODEL, tags, "kfp-b") != v
+    assert register_system(uri, _run(uri), _system(tmp_path / "system", "v2"), MODEL, tags, "kfp-a") != v
     assert len(_versions(client)) == 3
 
 
@@ -167,11 +182,12 @@ def test_retried_register_and_promote_makes_one_version_promoted_once(uri, clien
                                                                     monkeypatch):
     monkeypatch.setenv(KFP_RUN_ID_ENV, "kfp-retried")
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    cfg = dataclasses.replace(Config(), tracking=TrackingConfig(uri=uri, experiment="registration"))
+    cfg = dataclasses.replace(Config(), tracking=TrackingConfig(uri=uri, experiment="registration",
+                                                                registered_model=MODEL))
 
     # attempt 1 registers, then its pod dies before promoting
     with pytest.raises(RuntimeError), step_tracker(cfg, "register_and_promote") as t:
-        first, _ = register_stage(**stage_inputs, system_dir=tmp_path / "system-1", cfg=cfg, tracker=t)
+        first, _, _ = register_stage(**stage_inputs, system_dir=tmp_path / "system-1", cfg=cfg, tracker=t)
         raise RuntimeError("pod evicted between registration and promotion")
     assert not client.get_registered_model(MODEL).aliases
 

@@ -1,5 +1,6 @@
 """The deployable recommender on a tiny trained system: ranking, the adapter cache, and every
-kind of bad request (example-based and property-based)."""
+kind of bad request (example-based and property-based). The pyfunc model, ``k``, the task cap,
+deadlines and ``padirec recommend`` are in ``tests/serving/``."""
 
 import math
 
@@ -7,28 +8,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from padirec.adapters.config import AdapterConfig
-from padirec.adapters.stage import build_adapters_stage
-from padirec.backbones.config import BackboneConfig
-from padirec.backbones.stage import train_backbone_stage
-from padirec.diffusion.config import GeneratorConfig
-from padirec.diffusion.stage import train_generator_stage
-from padirec.serving import Recommender, RequestError, build_system
-from padirec.tracking import NullTracker
-
-MAX_LEN = 8
+from padirec.serving import Recommender, RequestError
+from tests.serving.tiny import MAX_LEN, tiny_system
 
 
 @pytest.fixture(scope="module")
 def system(synthetic_prepared, tmp_path_factory):
-    root = tmp_path_factory.mktemp("system")
-    train_backbone_stage(synthetic_prepared, root / "backbone", BackboneConfig(epochs=2, patience=1), MAX_LEN, 0, "cpu")
-    build_adapters_stage(synthetic_prepared, root / "backbone", root / "bank",
-                         AdapterConfig(num_random_tasks=4, checkpoints_per_task=1, epochs=2, steps_per_epoch=2),
-                         MAX_LEN, 0, "cpu", NullTracker())
-    train_generator_stage(root / "bank", root / "generator", GeneratorConfig(steps=20, timesteps=50, sampling_steps=5), 0, "cpu")
-    build_system(synthetic_prepared, root / "backbone", root / "generator", root / "system")
-    return root / "system"
+    return tiny_system(synthetic_prepared, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +55,7 @@ def test_batch_with_mixed_tasks_matches_single_requests(rec):
     ("i1", [0.5, 0.5], "non-empty list"),
     ("LONG", [0.5, 0.5], "reads at most 8"),
     ("OK", [0.5, 0.6], "simplex"),
-    ("OK", [-0.5, 1.5], "simplex"),
+    ("OK", [-0.5, 1.5], "non-negative"),
     ("OK", [float("nan"), 1.0], "NaN"),
     ("OK", [1.0], "shape"),
     ("OK", "abc", "list of 2 numbers"),

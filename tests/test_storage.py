@@ -21,6 +21,7 @@ def s3_env(monkeypatch):
     return use
 
 
+@pytest.mark.slow  # a real SeaweedFS and 12 MiB each way
 def test_multipart_round_trip(tmp_path, s3_env):
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(12 * MiB))

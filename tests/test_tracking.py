@@ -153,3 +153,17 @@ def test_real_tracking_server(tmp_path):
 
     with mlflow_server(tmp_path / "mlflow") as uri:
         _exercise(uri)
+
+
+def test_runs_never_carry_the_tracking_username(tmp_path, monkeypatch):
+    # MLflow's default for mlflow.user is MLFLOW_TRACKING_USERNAME, a credential
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "uSerMarker99")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pAssMarker99")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(RuntimeError), step_tracker(_cfg(uri), "prepare_data") as t:
+        t.set_tags({"note": "token pAssMarker99 in a tag"})
+        raise RuntimeError("could not reach http://uSerMarker99:pAssMarker99@host/")
+    [run] = [r for r in _runs(uri) if r.info.run_name == "prepare_data"]
+    text = repr(run.data.tags) + repr(run.data.params)
+    assert "Marker99" not in text and run.data.tags["mlflow.user"] != "uSerMarker99"
+    assert run.data.tags["padirec.failure"] == "RuntimeError: could not reach http://***@host/"

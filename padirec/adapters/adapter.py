@@ -1,10 +1,8 @@
 """The residual adapter ``h' = h + W2 relu(W1 h + b1) + b2`` and its flat parameter layout.
 
 An adapter is a bottleneck ``dim -> bottleneck -> dim`` on the frozen backbone's user
-representation (64 -> 8 -> 64: 1,096 parameters). Every method that produces adapters (the
-adapter bank, Retrain, Soup, the hypernetworks, the diffusion generator) hands over flat vectors
-``(P,)``; ``layout`` fixes the order so one vector means the same thing everywhere:
-``W1 (bottleneck, dim)``, ``b1 (bottleneck,)``, ``W2 (dim, bottleneck)``, ``b2 (dim,)``.
+representation (64 -> 8 -> 64: 1,096 parameters), handed over as a flat vector ``(P,)`` in the
+order of ``padirec.core.layout`` (``W1``, ``b1``, ``W2``, ``b2``).
 
 Initialisation: ``W1`` Kaiming-uniform (as ``nn.Linear``), ``b1 = 0`` and ``W2 = b2 = 0``, so
 an untrained adapter is exactly the identity and training starts from the backbone's own
@@ -24,59 +22,7 @@ import math
 import torch
 from torch import nn
 
-Layout = list[dict]  # [{"name": str, "shape": [int, ...]}, ...]
-
-
-def layout(dim: int, bottleneck: int) -> Layout:
-    """The flattening order of one adapter's tensors."""
-    if dim < 1 or bottleneck < 1:
-        raise ValueError(f"dim and bottleneck must be positive, got dim={dim}, bottleneck={bottleneck}")
-    return [
-        {"name": "W1", "shape": [bottleneck, dim]},
-        {"name": "b1", "shape": [bottleneck]},
-        {"name": "W2", "shape": [dim, bottleneck]},
-        {"name": "b2", "shape": [dim]},
-    ]
-
-
-def num_params(lay: Layout) -> int:
-    """``P``, the length of one flat adapter vector."""
-    return sum(math.prod(t["shape"]) for t in lay)
-
-
-def dims(lay: Layout) -> tuple[int, int]:
-    """``(dim, bottleneck)`` of a layout (checks it is an adapter layout)."""
-    names = [t["name"] for t in lay]
-    if names != ["W1", "b1", "W2", "b2"]:
-        raise ValueError(f"not an adapter layout: tensors {names}, expected W1, b1, W2, b2")
-    bottleneck, dim = lay[0]["shape"]
-    return dim, bottleneck
-
-
-def flatten(tensors: dict[str, torch.Tensor], lay: Layout) -> torch.Tensor:
-    """Named tensors (optionally with leading batch dims ``(..., *shape)``) -> ``(..., P)``."""
-    parts = []
-    for t in lay:
-        x = tensors[t["name"]]
-        shape = tuple(t["shape"])
-        if tuple(x.shape[x.dim() - len(shape):]) != shape:
-            raise ValueError(f"{t['name']}: expected trailing shape {shape}, got {tuple(x.shape)}")
-        parts.append(x.reshape(*x.shape[: x.dim() - len(shape)], -1))
-    return torch.cat(parts, dim=-1)
-
-
-def unflatten(params: torch.Tensor, lay: Layout) -> dict[str, torch.Tensor]:
-    """``(..., P)`` -> named views ``(..., *shape)`` (no copy)."""
-    p = num_params(lay)
-    if params.shape[-1] != p:
-        raise ValueError(f"adapter params have {params.shape[-1]} values per row, layout needs {p}")
-    out, start = {}, 0
-    lead = params.shape[:-1]
-    for t in lay:
-        n = math.prod(t["shape"])
-        out[t["name"]] = params[..., start:start + n].reshape(*lead, *t["shape"])
-        start += n
-    return out
+from padirec.core.layout import Layout, dims, flatten, unflatten
 
 
 def init_params(lay: Layout, generator: torch.Generator | None = None) -> torch.Tensor:

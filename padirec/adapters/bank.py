@@ -1,16 +1,19 @@
-"""The ``adapter_bank`` artifact: write, read and merge (see docs/internals.md).
+"""The ``adapter_bank`` artifact: the one ``AdapterBank`` type, its one reader, writer and merge.
 
 ``adapters.safetensors``: tensor ``params (N, P)`` float32, one flattened adapter per row.
-``tasks.parquet``: ``row``, ``task_id``, ``checkpoint``, ``held_out``, ``w`` (list of p floats),
-``shard`` and per-row validation metrics (``valid_ndcg@10``, ``valid_alpha_ndcg@10``, ...).
+``tasks.parquet``: ``row``, ``task_id``, ``checkpoint``, ``held_out``, ``w`` (the task weights,
+list of p floats), ``shard`` and per-row validation metrics (``valid_ndcg@10``, ...).
 The manifest (kind ``adapter_bank``) carries ``layout``, ``utilities``, ``backbone_sha256``,
-``held_out`` (how held-out tasks were chosen) and ``shard``.
+``held_out`` (how held-out tasks were chosen) and ``shard``. Every consumer (the generator's
+training, the methods, the evaluation) reads it with ``load_bank`` (contract in
+``docs/internals.md``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,8 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from padirec.adapters.adapter import Layout, num_params
 from padirec.artifacts import atomic_write, read_manifest, write_manifest
+from padirec.core.layout import Layout, num_params
 from padirec.errors import ArtifactError
 
 KIND = "adapter_bank"
@@ -30,16 +33,51 @@ TASKS = "tasks.parquet"
 
 @dataclass
 class AdapterBank:
-    params: torch.Tensor  # (N, P) float32
-    tasks: pd.DataFrame  # one row per params row, ordered by ``row``
+    """The bank as tensors, one row per trained adapter checkpoint, plus lookups by task."""
+
+    params: torch.Tensor  # (N, P) float32, one flat adapter per row
+    weights: torch.Tensor  # (N, p) float64, the task weights of each row
+    task_id: np.ndarray  # (N,) int64
+    checkpoint: np.ndarray  # (N,) int64, larger = later in training
+    held_out: np.ndarray  # (N,) bool: kept out of the generator's (and hypernetwork's) training set
+    tasks: pd.DataFrame  # tasks.parquet, ordered by ``row`` (metrics, shard)
     layout: Layout
     utilities: list[str]
-    manifest: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def weights(self) -> np.ndarray:
-        """``(N, p)`` task weights of each row."""
-        return np.stack(self.tasks["w"].to_numpy()).astype(np.float64)
+    def to(self, device: torch.device | str) -> AdapterBank:
+        """The same bank with ``params`` and ``weights`` on ``device``."""
+        return dataclasses.replace(self, params=self.params.to(device), weights=self.weights.to(device))
+
+    def last_checkpoints(self) -> np.ndarray:
+        """Row index of the last checkpoint of every task, ``(T,)`` in order of first appearance."""
+        rows: dict[int, int] = {}
+        for i, (t, c) in enumerate(zip(self.task_id.tolist(), self.checkpoint.tolist(), strict=True)):
+            if t not in rows or c >= self.checkpoint[rows[t]]:
+                rows[t] = i
+        return np.array(list(rows.values()), dtype=np.int64)
+
+    def find(self, weights: Any, tol: float = 1e-6) -> int | None:
+        """Row of the last checkpoint of the task equal to ``weights (p,)`` (within ``tol``), or None."""
+        w = torch.as_tensor(np.asarray(weights, dtype=np.float64)).reshape(1, -1)
+        rows = self.last_checkpoints()
+        if not len(rows):
+            return None
+        dist = (self.weights[rows].cpu() - w).abs().max(1).values
+        best = int(dist.argmin())
+        return int(rows[best]) if float(dist[best]) <= tol else None
+
+    def vertices(self) -> torch.Tensor | None:
+        """Adapters of the pure tasks ``(p, P)`` (row j: ``w = e_j``), or None if any is missing."""
+        p = self.weights.shape[1]
+        found = [self.find(np.eye(p)[j]) for j in range(p)]
+        if any(r is None for r in found):
+            return None
+        return self.params[found]
+
+    def training_rows(self) -> np.ndarray:
+        """Rows not held out (what the generator trains on)."""
+        return np.flatnonzero(~self.held_out)
 
 
 def write_bank(out_dir: str | os.PathLike, params: torch.Tensor, tasks: pd.DataFrame, lay: Layout,
@@ -58,8 +96,9 @@ def write_bank(out_dir: str | os.PathLike, params: torch.Tensor, tasks: pd.DataF
                           held_out=held_out, shard=shard)
 
 
-def load_bank(in_dir: str | os.PathLike) -> AdapterBank:
-    """Read an adapter bank (checksums verified) and check its files agree with each other."""
+def load_bank(in_dir: str | os.PathLike, device: torch.device | str = "cpu") -> AdapterBank:
+    """Read an adapter bank (checksums verified), check its files agree with each other, and put
+    ``params`` and ``weights`` on ``device``."""
     in_dir = Path(in_dir)
     manifest = read_manifest(in_dir, kind=KIND)
     for key in ("layout", "utilities", "backbone_sha256"):
@@ -70,7 +109,7 @@ def load_bank(in_dir: str | os.PathLike) -> AdapterBank:
         raise ArtifactError(f"{in_dir / PARAMS}: no tensor 'params' (found {sorted(tensors)})")
     params = tensors["params"]
     tasks = pd.read_parquet(in_dir / TASKS)
-    missing = {"row", "task_id", "held_out", "w"} - set(tasks.columns)
+    missing = {"row", "task_id", "checkpoint", "held_out", "w"} - set(tasks.columns)
     if missing:
         raise ArtifactError(f"{in_dir / TASKS}: missing column(s) {sorted(missing)}")
     tasks = tasks.sort_values("row", kind="stable").reset_index(drop=True)
@@ -80,7 +119,14 @@ def load_bank(in_dir: str | os.PathLike) -> AdapterBank:
                             f"x {num_params(lay)} parameters of the layout")
     if not np.array_equal(tasks["row"].to_numpy(), np.arange(len(tasks))):
         raise ArtifactError(f"{in_dir / TASKS}: column 'row' must be 0..{len(tasks) - 1}")
-    return AdapterBank(params, tasks, lay, list(manifest["utilities"]), manifest)
+    weights = torch.as_tensor(np.stack(tasks["w"].to_numpy()).astype(np.float64)) if len(tasks) \
+        else torch.zeros(0, len(manifest["utilities"]), dtype=torch.float64)
+    return AdapterBank(
+        params=params.float().to(device), weights=weights.to(device),
+        task_id=tasks["task_id"].to_numpy(np.int64), checkpoint=tasks["checkpoint"].to_numpy(np.int64),
+        held_out=tasks["held_out"].to_numpy(bool), tasks=tasks, layout=lay,
+        utilities=list(manifest["utilities"]), manifest=manifest,
+    )
 
 
 def merge_banks(shard_dirs: list[str | os.PathLike], out_dir: str | os.PathLike) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+CANDIDATE_LISTS = ("train", "topk")  # the choices of ``AdapterConfig.candidates``
+
 
 @dataclass
 class AdapterConfig:

@@ -1,7 +1,7 @@
 """Full-ranking evaluation of many adapters over one split, with the shared metrics.
 
 For each adapter: ``h' = adapter(h)`` for every held-out user, scores over the whole item set,
-history and padding masked to ``-inf`` (as ``padirec.evaluation.metrics.mask_history`` does), then NDCG@k, HR@k, alpha-NDCG@k
+history and padding masked to ``-inf`` (as ``padirec.core.metrics.mask_history`` does), then NDCG@k, HR@k, alpha-NDCG@k
 and, when the data has user groups, the NDCG@k gap between groups (the fairness utility's
 metric). The per-user ideal alpha-DCG depends only on which items are rankable, the same for
 every adapter, so it is computed once per split instead of once per adapter; adapters are
@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from padirec.adapters.adapter import Layout, apply_adapters
+from padirec.adapters.adapter import apply_adapters
 from padirec.adapters.features import Features
 from padirec.adapters.objectives import group_gap
-from padirec.evaluation.metrics import (
+from padirec.core.layout import Layout
+from padirec.core.metrics import (
     alpha_ndcg_at_k,
     hr_at_k,
     ideal_alpha_dcg,

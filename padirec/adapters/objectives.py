@@ -2,8 +2,9 @@
 
 Each utility is a differentiable loss over a batch of candidate lists scored by ``N`` adapters
 at once, returning one value per adapter ``(N,)``; a task ``w`` on the simplex over the chosen
-utilities trains on ``sum_j w_j loss_j`` (paper Eq. 4/7). Utilities are looked up by name in
-``UTILITIES``; nothing here assumes two of them.
+utilities trains on ``sum_j w_j loss_j`` (paper Eq. 4/7). Losses are looked up by name in
+``LOSSES`` (the names and the metric of each utility: ``padirec.core.utilities``); nothing here
+assumes two of them.
 
 Candidate lists are ``(B, L)`` item ids: column 0 is the positive (the next item), columns
 ``1..k`` the ``k`` sampled negatives (the "train" list of the paper), and optionally further
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from padirec.core.utilities import UTILITIES
 
 
 @dataclass
@@ -201,30 +204,32 @@ def _fairness(b: CandidateBatch) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Utility:
-    """A utility: its training loss and the evaluation metric that measures it."""
+    """A utility as training sees it: its name and its loss (its metric and what the data must
+    provide: ``padirec.core.utilities.UTILITIES``)."""
 
     name: str
     loss: Callable[[CandidateBatch], torch.Tensor]  # -> (N,)
-    metric: str  # key in evaluation results, e.g. "ndcg@10"
-    higher_is_better: bool
-    needs: str = ""  # what the data must provide: "categories" | "groups" | ""
+
+    @property
+    def needs(self) -> str:
+        return UTILITIES[self.name].needs
 
 
-UTILITIES: dict[str, Utility] = {
-    "accuracy": Utility("accuracy", _accuracy, "ndcg@10", True),
-    "diversity": Utility("diversity", _diversity, "alpha_ndcg@10", True, needs="categories"),
-    "fairness": Utility("fairness", _fairness, "ndcg_gap@10", False, needs="groups"),
+LOSSES: dict[str, Callable[[CandidateBatch], torch.Tensor]] = {
+    "accuracy": _accuracy,
+    "diversity": _diversity,
+    "fairness": _fairness,
 }
 
 
 def get_utilities(names: list[str]) -> list[Utility]:
     """Look up utilities by name; an unknown or repeated name is an error that lists the valid ones."""
-    unknown = [n for n in names if n not in UTILITIES]
+    unknown = [n for n in names if n not in UTILITIES or n not in LOSSES]
     if unknown:
         raise ValueError(f"unknown utility {unknown[0]!r}; valid: {', '.join(UTILITIES)}")
     if len(set(names)) != len(names) or not names:
         raise ValueError(f"utilities must be a non-empty list of distinct names, got {names}")
-    return [UTILITIES[n] for n in names]
+    return [Utility(n, LOSSES[n]) for n in names]
 
 
 def task_losses(batch: CandidateBatch, utilities: list[Utility]) -> torch.Tensor:

@@ -17,19 +17,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from padirec.adapters.adapter import layout
 from padirec.adapters.bank import merge_banks, write_bank
-from padirec.adapters.config import AdapterConfig
+from padirec.adapters.config import CANDIDATE_LISTS, AdapterConfig
 from padirec.adapters.evaluate import evaluate_adapters
 from padirec.adapters.features import compute_features
 from padirec.adapters.objectives import get_utilities
-from padirec.adapters.tasks import sample_tasks, shard_tasks
 from padirec.adapters.train import train_bank
 from padirec.backbones.checkpoint import backbone_sha256, load_backbone
+from padirec.core.layout import adapter_layout
+from padirec.core.tasks import sample_tasks, shard_tasks
+from padirec.core.tracker import NullTracker, Tracker, flatten
 from padirec.data.dataset import PreparedData, load_prepared
 from padirec.errors import ConfigError, DataValidationError
 from padirec.seeding import pick_device, seed_everything
-from padirec.tracking import NullTracker, Tracker, flatten
 
 log = logging.getLogger("padirec")
 
@@ -75,7 +75,7 @@ def build_adapters_stage(
         utilities = get_utilities(cfg.utilities)
     except ValueError as e:
         raise ConfigError(f"adapters.utilities: {e}") from e
-    if cfg.candidates not in ("train", "topk"):
+    if cfg.candidates not in CANDIDATE_LISTS:
         raise ConfigError(f"adapters.candidates must be 'train' or 'topk', got {cfg.candidates!r}")
     tracker = tracker or NullTracker()
     seed_everything(seed)
@@ -98,7 +98,7 @@ def build_adapters_stage(
         tracker.log_metrics({"adapters_train_loss_mean": float(losses.mean())}, step=epoch)
 
     n, k, p = result.checkpoints.shape
-    lay = layout(features.dim, cfg.bottleneck)
+    lay = adapter_layout(features.dim, cfg.bottleneck)
     flat = result.checkpoints.reshape(n * k, p)
     valid = evaluate_adapters(features, flat, lay, "valid", alpha=cfg.alpha)
     final = evaluate_adapters(features, result.checkpoints[:, -1], lay, "test", alpha=cfg.alpha)

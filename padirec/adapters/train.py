@@ -23,11 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from padirec.adapters.adapter import apply_adapters, init_params, layout
+from padirec.adapters.adapter import apply_adapters, init_params
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.adapters.objectives import CandidateBatch, get_utilities, task_losses
-from padirec.adapters.tasks import validate_weights
+from padirec.core.layout import adapter_layout
+from padirec.core.tasks import validate_weights
 
 log = logging.getLogger("padirec")
 
@@ -109,7 +110,8 @@ def backbone_topk(features: Features, n: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _diversity_columns(cfg: AdapterConfig) -> slice:
+def diversity_columns(cfg: AdapterConfig) -> slice:
+    """Which candidate columns the diversity loss ranks (``cfg.candidates``, see ``AdapterConfig``)."""
     if cfg.candidates == "train":
         return slice(0, 1 + cfg.num_negatives)
     if cfg.candidates == "topk":
@@ -128,13 +130,13 @@ def train_bank(features: Features, weights: np.ndarray, cfg: AdapterConfig, seed
     if not 1 <= k_ckpt <= cfg.epochs:
         raise ValueError(f"checkpoints_per_task must be in [1, epochs={cfg.epochs}], got {k_ckpt}")
     device = features.train_h.device
-    lay = layout(features.dim, cfg.bottleneck)
+    lay = adapter_layout(features.dim, cfg.bottleneck)
     gen = torch.Generator().manual_seed(seed)
     params = init_params(lay, gen).to(device).repeat(len(w), 1).requires_grad_(True)
     opt = torch.optim.Adam([params], lr=cfg.lr)
     w_t = torch.as_tensor(w, dtype=torch.float32, device=device)
 
-    div_cols = _diversity_columns(cfg)
+    div_cols = diversity_columns(cfg)
     topk = backbone_topk(features, cfg.topk_candidates) if cfg.candidates == "topk" else None
     m = features.train_h.shape[0]
     steps = min(-(-m // cfg.batch_size), cfg.steps_per_epoch or m)
@@ -174,8 +176,8 @@ def train_bank(features: Features, weights: np.ndarray, cfg: AdapterConfig, seed
     )
 
 
-def train_adapter(features: Features, w: np.ndarray, cfg: AdapterConfig, seed: int) -> torch.Tensor:
-    """Retrain: one adapter for one task ``w (p,)`` from scratch to the convergence criterion
-    (``cfg.epochs`` epochs). Returns ``(P,)``; equals the bank's last checkpoint for ``w``."""
+def train_adapter(features: Features, weights: np.ndarray, cfg: AdapterConfig, seed: int) -> torch.Tensor:
+    """Retrain: one adapter for one task's weights ``(p,)`` from scratch to the convergence criterion
+    (``cfg.epochs`` epochs). Returns ``(P,)``; equals the bank's last checkpoint for that task."""
     one = AdapterConfig(**{**cfg.__dict__, "checkpoints_per_task": 1})
-    return train_bank(features, np.asarray(w)[None, :], one, seed).checkpoints[0, -1]
+    return train_bank(features, np.asarray(weights)[None, :], one, seed).checkpoints[0, -1]

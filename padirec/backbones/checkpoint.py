@@ -18,6 +18,7 @@ from padirec.artifacts import atomic_write, read_manifest, sha256_file, write_ma
 from padirec.backbones.base import Backbone
 from padirec.backbones.config import BackboneConfig
 from padirec.backbones.registry import build_backbone
+from padirec.core.typed_config import from_dict
 from padirec.errors import ArtifactError
 
 WEIGHTS = "backbone.safetensors"
@@ -47,8 +48,6 @@ def save_backbone(
 
 def load_backbone(in_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Backbone:
     """Rebuild the backbone saved in ``in_dir`` (checksums verified), in eval mode on ``device``."""
-    from padirec.config import from_dict  # the composed config module imports every stage
-
     in_dir = Path(in_dir)
     manifest = read_manifest(in_dir, kind="backbone")
     config = manifest["config"]

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from padirec.backbones.base import Backbone
 from padirec.backbones.config import BackboneConfig
+from padirec.core.metrics import evaluate_scores, mask_history
+from padirec.core.tracker import NullTracker, Tracker
 from padirec.data.dataset import PreparedData
-from padirec.evaluation.metrics import evaluate_scores, mask_history
-from padirec.tracking import NullTracker, Tracker
 
 log = logging.getLogger("padirec")
 
@@ -43,10 +43,6 @@ class TrainingWindows:
 
     def __len__(self) -> int:
         return len(self.users)
-
-    @property
-    def num_targets(self) -> int:
-        return int((self.targets != 0).sum())
 
 
 def training_windows(data: PreparedData, max_len: int, stride: int = 0) -> TrainingWindows:

@@ -58,7 +58,8 @@ def load_ml100k(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.Data
     """Raw tables: interactions (user_id, item_id, timestamp in source row order), items
     (item_id, categories = genre names, title), users (user_id, gender)."""
     folder = Path(folder) if folder else ensure_ml100k()
-    inter = pd.read_csv(folder / "ml-100k.inter", sep="\t", dtype=str)
+    # keep_default_na=False: only an empty cell is missing, an id such as "NA" is an id
+    inter = pd.read_csv(folder / "ml-100k.inter", sep="\t", dtype=str, keep_default_na=False, na_values=[""])
     inter.columns = [c.split(":")[0] for c in inter.columns]
     interactions = inter[["user_id", "item_id", "timestamp"]].copy()
 
@@ -71,7 +72,7 @@ def load_ml100k(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.Data
         "categories": [g.split() for g in item["class"]],
         "title": item["movie_title"],
     })
-    user = pd.read_csv(folder / "ml-100k.user", sep="\t", dtype=str)
+    user = pd.read_csv(folder / "ml-100k.user", sep="\t", dtype=str, keep_default_na=False, na_values=[""])
     user.columns = [c.split(":")[0] for c in user.columns]
     users = user[["user_id", "gender"]].copy()
     return interactions, items, users

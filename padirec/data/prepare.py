@@ -4,6 +4,14 @@ raw tables -> validated -> duplicates dropped -> time-ordered per user (ties bro
 order) -> users with fewer than ``min_interactions`` dropped -> contiguous ids (0 = padding) ->
 per user: last interaction = test, second to last = validation, the rest = train -> validated ->
 written (Parquet + manifest). Nothing is written unless every check passes.
+
+Timestamps may be numbers (seconds), datetimes (naive ones are read as UTC, timezone-aware ones
+converted) or ISO-8601 strings; all become whole seconds since 1970-01-01 UTC.
+
+Data that cannot train is refused here, not later in the backbone: after filtering there must be
+at least ``min_users`` users (2: one user gives no spread to evaluate) and ``min_items`` items
+(at least 2 always; by default ``MIN_ITEMS`` = 10, the @10 of the backbone's metrics; the pipeline
+passes ``max(10, evaluation.k)`` so that every top-k list can be filled).
 """
 
 from __future__ import annotations
@@ -18,16 +26,19 @@ import numpy as np
 import pandas as pd
 
 from padirec.artifacts import atomic_write, atomic_write_json, write_manifest
+from padirec.core.tracker import NullTracker, Tracker
 from padirec.data import validation as gxv
 from padirec.data.config import DataConfig
 from padirec.errors import DataValidationError
-from padirec.tracking import NullTracker, Tracker
 
 log = logging.getLogger("padirec")
 
 FILES = ["train.parquet", "valid.parquet", "test.parquet", "items.parquet",
          "id_map_users.parquet", "id_map_items.parquet", "validation.json"]
 GENDER_GROUP = {"M": 0, "F": 1}
+MIN_USERS = 2
+MIN_ITEMS = 10  # the backbone reports NDCG/HR@10, so a ranking must have 10 items to fill
+EPOCH = pd.Timestamp(0, tz="UTC")
 
 
 def prepare(
@@ -38,16 +49,26 @@ def prepare(
     cfg: DataConfig,
     tracker: Tracker | None = None,
     min_category_coverage: float = 0.5,
+    min_users: int = MIN_USERS,
+    min_items: int = MIN_ITEMS,
 ) -> dict[str, Any]:
-    """Validate, preprocess, split and write the prepared folder. Returns the manifest."""
-    tracker = tracker or NullTracker()
-    reports: list[dict] = []
+    """Validate, preprocess, split and write the prepared folder. Returns the manifest.
 
+    The validation results and their Data Docs go to ``tracker`` (``data/``), on failure too
+    (``padirec.data.validation.Validation``)."""
+    tracker = tracker or NullTracker()
+    with gxv.Validation(tracker) as checks:
+        return _prepare(checks, interactions, items, users, out_dir, cfg, tracker, min_category_coverage,
+                        min_users, min_items)
+
+
+def _prepare(checks: gxv.Validation, interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None,
+             out_dir: str | Path, cfg: DataConfig, tracker: Tracker, min_category_coverage: float,
+             min_users: int, min_items: int) -> dict[str, Any]:
     # 1. the raw tables
-    _check(reports, interactions, "raw_interactions_columns",
-           [gxv._gxe().ExpectColumnToExist(column=c) for c in ("user_id", "item_id", "timestamp")])
-    _check(reports, items, "raw_items_columns",
-           [gxv._gxe().ExpectColumnToExist(column=c) for c in ("item_id", "categories")])
+    checks.check(interactions, "raw_interactions_columns",
+                 [gxv._gxe().ExpectColumnToExist(column=c) for c in ("user_id", "item_id", "timestamp")])
+    checks.check(items, "raw_items_columns", [gxv._gxe().ExpectColumnToExist(column=c) for c in ("item_id", "categories")])
     inter = pd.DataFrame({
         "user_id": _ids(interactions["user_id"]),
         "item_id": _ids(interactions["item_id"]),
@@ -57,10 +78,10 @@ def prepare(
     items["item_id"] = _ids(items["item_id"])
     items["categories"] = [list(c) if isinstance(c, list | tuple | np.ndarray) else [] for c in items["categories"]]
     items["num_categories"] = [len(c) for c in items["categories"]]
-    _check(reports, items.drop(columns=["categories"]), "raw_items", gxv.raw_items_suite(min_category_coverage))
+    checks.check(items.drop(columns=["categories"]), "raw_items", gxv.raw_items_suite(min_category_coverage))
     known = items["item_id"].dropna().unique().tolist()
     shown = interactions.assign(timestamp=interactions["timestamp"])  # offending rows as the user wrote them
-    _check(reports, inter, "raw_interactions", gxv.raw_interactions_suite(known), shown=shown)
+    checks.check(inter, "raw_interactions", gxv.raw_interactions_suite(known), shown=shown)
 
     # 2. duplicates, order, filter
     inter["source_row"] = np.arange(len(inter))
@@ -79,6 +100,7 @@ def prepare(
             f"no user has at least {cfg.min_interactions} interactions (the most any user has is "
             f"{int(counts.max()) if len(counts) else 0}); nothing to split"
         )
+    _check_trainable(kept, cfg.min_interactions, min_users, min_items)
 
     # 3. contiguous ids (sorted source ids, so the mapping is stable across runs)
     user_ids = _natural_sorted(kept["user_id"].unique())
@@ -107,12 +129,12 @@ def prepare(
 
     # 5. the prepared tables
     for name, df, one in (("train", train, False), ("valid", valid, True), ("test", test, True)):
-        _check(reports, df, f"prepared_{name}", gxv.prepared_interactions_suite(num_users, num_items, one))
+        checks.check(df, f"prepared_{name}", gxv.prepared_interactions_suite(num_users, num_items, one))
     cat_bounds = items_out.assign(
         min_category=[min(c) if c else None for c in items_out["categories"]],
         max_category=[max(c) if c else None for c in items_out["categories"]],
     ).drop(columns=["categories"])
-    _check(reports, cat_bounds, "prepared_items", gxv.prepared_items_suite(num_items, num_cats))
+    checks.check(cat_bounds, "prepared_items", gxv.prepared_items_suite(num_items, num_cats))
 
     users_out = _users_table(users, user_map)
 
@@ -126,7 +148,7 @@ def prepare(
         tables["users"] = users_out
     for name, df in tables.items():
         atomic_write(out_dir / f"{name}.parquet", lambda tmp, d=df: d.to_parquet(tmp, index=False))
-    atomic_write_json(out_dir / "validation.json", {"success": True, "suites": reports})
+    atomic_write_json(out_dir / "validation.json", checks.report())
 
     lengths = kept.groupby("user_id").size().to_numpy()
     stats = {
@@ -139,9 +161,10 @@ def prepare(
         "sequence_length": {q: float(np.quantile(lengths, p)) for q, p in
                             (("min", 0), ("p25", .25), ("p50", .5), ("p75", .75), ("p90", .9), ("max", 1))},
     }
-    files = [f"{n}.parquet" for n in tables] + ["validation.json"]
+    files = [f"{n}.parquet" for n in tables]
+    # the data's checksum: the tables only (validation.json holds run times and ids)
     digest = hashlib.sha256("".join(sorted(_sha(out_dir / f) for f in files)).encode()).hexdigest()
-    manifest = write_manifest(out_dir, "prepared_data", files, config=asdict(cfg), stats=stats,
+    manifest = write_manifest(out_dir, "prepared_data", files + ["validation.json"], config=asdict(cfg), stats=stats,
                               category_names=category_names, data_checksum=digest)
     log.info("prepared %d users, %d items, %d interactions, %d categories -> %s",
              num_users, num_items, len(kept), num_cats, out_dir)
@@ -159,25 +182,45 @@ def prepare_synthetic(out_dir: str | Path, cfg: DataConfig | None = None, **kwar
 
 # ---------------------------------------------------------------- helpers
 
-def _check(reports: list, df: pd.DataFrame, name: str, suite: list, shown: pd.DataFrame | None = None) -> None:
-    result = gxv.validate(df, name, suite)
-    reports.append({"table": name, "success": result["success"],
-                    "failures": gxv.failures(result, shown if shown is not None else df)})
-    gxv.raise_on_failure(result, shown if shown is not None else df)
-
-
 def _ids(col: pd.Series) -> pd.Series:
     """Ids as strings (CSV and Parquet disagree on types); nulls stay null."""
     out = col.astype("string").str.strip()
     return out.where(out.notna() & (out != ""), None).astype(object)
 
 
+def _check_trainable(kept: pd.DataFrame, min_interactions: int, min_users: int, min_items: int) -> None:
+    users, items = int(kept["user_id"].nunique()), int(kept["item_id"].nunique())
+    after = f"after dropping users with fewer than {min_interactions} interactions (data.min_interactions)"
+    if users < min_users:
+        raise DataValidationError(f"interactions: only {users} user(s) left {after}; training and evaluation "
+                                  f"need at least {min_users}")
+    need = max(2, min_items)
+    if items < need:
+        raise DataValidationError(f"interactions: only {items} distinct item_id(s) left {after}; ranking needs at "
+                                  f"least {need} items (top-{min_items} lists: the backbone's @10 metrics and "
+                                  "evaluation.k)")
+
+
 def _seconds(col: pd.Series) -> pd.Series:
-    """Timestamps as numbers of seconds; datetimes are converted; anything else becomes NaN
-    (and then fails the not-null expectation, which names the rows)."""
+    """Timestamps as seconds since the epoch (float64). Numbers stay; datetimes and ISO-8601
+    strings are converted (naive = UTC), floored to whole seconds; anything else becomes NaN and
+    then fails the not-null expectation, which names the rows."""
     if pd.api.types.is_datetime64_any_dtype(col):
-        return (col.astype("datetime64[ns]").astype("int64") // 10**9).astype("float64")
-    return pd.to_numeric(col, errors="coerce").astype("float64")
+        return _epoch_seconds(pd.to_datetime(col, utc=True))  # utc=True: tz-aware and naive alike
+    if pd.api.types.is_numeric_dtype(col):
+        return col.astype("float64")
+    out = pd.to_numeric(col, errors="coerce").astype("float64")
+    rest = out.isna() & col.notna()
+    if rest.any():
+        try:
+            out[rest] = _epoch_seconds(pd.to_datetime(col[rest], utc=True, errors="coerce", format="ISO8601"))
+        except (TypeError, ValueError, OverflowError):
+            pass  # values no parser reads (lists, mixed objects) stay NaN and are named by the check
+    return out
+
+
+def _epoch_seconds(dates: pd.Series) -> pd.Series:
+    return ((dates - EPOCH) // pd.Timedelta(seconds=1)).astype("float64")
 
 
 def _natural_sorted(values: np.ndarray) -> list:

@@ -159,7 +159,10 @@ def read_table(uri: str, what: str) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         elif suffix in (".csv", ".csv.gz", ".txt", ".tsv"):
-            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype={"user_id": str, "item_id": str})
+            # Only an empty cell is missing: pandas' default NA words ("NA", "null", "None", "nan",
+            # ...) are legal ids and titles. Ids are read as text so "007" stays "007".
+            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype={"user_id": str, "item_id": str},
+                             keep_default_na=False, na_values=[""])
         else:
             raise DataValidationError(f"{what} table {uri}: unknown format {suffix!r} (use .csv or .parquet)")
     except pd.errors.EmptyDataError as e:

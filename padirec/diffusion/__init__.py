@@ -2,7 +2,7 @@
 
 ``tokenizer`` (normalise + tokenise adapter rows), ``dit`` (the denoiser), ``denoiser`` (what the
 DiT predicts, the loss weighting), ``schedulers`` (DDPM, DDIM), ``sampling`` (classifier-free
-guidance, the reverse loop), ``generator`` (training, sampling, storage), ``stage`` (the
-``train_generator`` pipeline step). Import those modules directly: ``padirec.config`` imports
-this package for ``GeneratorConfig``, so it stays import-free.
+guidance, the reverse loop), ``generator`` (sampling, storage), ``train`` (its training, paper
+Alg. 1), ``stage`` (the ``train_generator`` pipeline step), ``synthetic_bank`` (a bank with a
+known answer, for tests and benchmarks).
 """

@@ -23,8 +23,8 @@ class GeneratorConfig:
     # within a CPU budget (samples worse than the bank mean); x0/min_snr did.
     prediction: str = "x0"
     loss_weighting: str = "min_snr"
-    # the forward process (linear beta schedule, paper Eq. 8)
-    timesteps: int = 500
+    # the forward process (linear beta schedule, paper Eq. 8): T, the number of noise levels
+    num_train_timesteps: int = 500
     beta_start: float = 1e-4
     beta_end: float = 2e-2
     # classifier-free guidance (paper Alg. 1/2)
@@ -33,9 +33,9 @@ class GeneratorConfig:
     # sampling
     sampler: str = "ddim"  # ddpm | ddim
     samples_per_task: int = 8  # adapters for a task = the mean of this many samples (one batched pass)
-    sampling_steps: int = 25  # DDIM steps (DDPM always runs all `timesteps` unless told otherwise)
+    num_inference_steps: int = 25  # DDIM steps (DDPM runs all num_train_timesteps unless told otherwise)
     # optimisation (AdamW, linear warm-up then cosine decay, EMA of weights for sampling)
-    steps: int = 2000  # optimiser steps (diffusion models train by steps, not epochs)
+    train_steps: int = 2000  # optimiser steps (diffusion models train by steps, not epochs)
     batch_size: int = 64
     lr: float = 3e-3
     warmup_steps: int = 100
@@ -43,3 +43,7 @@ class GeneratorConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.995
     log_every: int = 100  # loss to the tracker (and one progress line) every this many steps
+
+
+# Names of earlier versions, so generators saved before the renaming still load.
+RENAMED = {"timesteps": "num_train_timesteps", "sampling_steps": "num_inference_steps", "steps": "train_steps"}

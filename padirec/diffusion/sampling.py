@@ -32,13 +32,13 @@ def guided_noise(model: nn.Module, x: torch.Tensor, t: torch.Tensor, w: torch.Te
 
 @torch.inference_mode()
 def sample_tokens(model: nn.Module, scheduler: Scheduler, w: torch.Tensor, num_tokens: int,
-                  token_size: int, guidance_scale: float, steps: int | None = None,
+                  token_size: int, guidance_scale: float, num_inference_steps: int | None = None,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Denoise Gaussian noise into normalised tokens ``(batch, T, token_size)`` for ``w (batch, p)``.
 
-    ``steps``: number of sampler steps (``None`` = all training timesteps).
+    ``num_inference_steps``: number of sampler steps (``None`` = all training timesteps).
     """
-    scheduler.set_timesteps(steps)
+    scheduler.set_timesteps(num_inference_steps)
     x = randn_like(w.new_empty(w.shape[0], num_tokens, token_size), generator)
     for t in scheduler.timesteps.tolist():
         t_batch = torch.full((w.shape[0],), t, dtype=torch.long, device=w.device)

@@ -8,43 +8,18 @@ held-out tasks (unseen ``w``), and writes the ``generator`` artifact.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from padirec.adapters.bank import AdapterBank, load_bank
+from padirec.core.tracker import NullTracker, Tracker, flatten
 from padirec.diffusion.config import GeneratorConfig
-from padirec.diffusion.generator import Generator, train_generator
-from padirec.diffusion.tokenizer import Layout
+from padirec.diffusion.generator import Generator
+from padirec.diffusion.train import train_generator
 from padirec.progress import log
 from padirec.seeding import pick_device
-from padirec.tracking import NullTracker, Tracker, flatten
-
-
-@dataclass
-class AdapterBank:
-    params: torch.Tensor  # (N, P) float32, row i = tasks.row == i
-    w: torch.Tensor  # (N, p)
-    held_out: torch.Tensor  # (N,) bool
-    task_id: torch.Tensor  # (N,) long
-    layout: Layout
-    utilities: list[str]
-
-
-def load_bank(bank_dir: str | Path) -> AdapterBank:
-    """The adapter bank as tensors (read and checked by ``padirec.adapters.bank.load_bank``)."""
-    from padirec.adapters.bank import load_bank as read_bank
-
-    bank = read_bank(bank_dir)
-    return AdapterBank(
-        params=bank.params.float(),
-        w=torch.as_tensor(bank.weights, dtype=torch.float32),
-        held_out=torch.tensor(bank.tasks["held_out"].astype(bool).to_numpy()),
-        task_id=torch.tensor(bank.tasks["task_id"].to_numpy().astype("int64")),
-        layout=bank.layout,
-        utilities=bank.utilities,
-    )
 
 
 def heldout_fidelity(generator: Generator, bank: AdapterBank, seed: int = 0,
@@ -54,21 +29,24 @@ def heldout_fidelity(generator: Generator, bank: AdapterBank, seed: int = 0,
     One sample per held-out task, compared with the mean of that task's checkpoints (``rel_l2``)
     and with its nearest checkpoint (``rel_l2_nearest``). ``rel_l2_train_mean`` is the same error
     for the mean adapter of the training rows: the floor a generator that ignores ``w`` reaches.
-    Means over tasks. Empty dict when nothing is held out.
+    Means over tasks. Empty dict when nothing is held out. ``bank``: an ``AdapterBank`` (or the
+    synthetic bank of the tests and benchmarks: ``params``, ``weights``, ``held_out``, ``task_id``).
     """
-    mask = bank.held_out
+    mask = torch.as_tensor(bank.held_out, dtype=torch.bool)
     if not bool(mask.any()):
         return {}
-    tasks = torch.unique(bank.task_id[mask])
+    task_id = torch.as_tensor(bank.task_id)
+    params = bank.params.cpu()
+    tasks = torch.unique(task_id[mask])
     refs, nearest_rows, ws = [], [], []
     for task in tasks.tolist():
-        rows = bank.params[bank.task_id == task]
+        rows = params[task_id == task]
         refs.append(rows.mean(0))
         nearest_rows.append(rows)
-        ws.append(bank.w[bank.task_id == task][0])
+        ws.append(bank.weights[task_id == task][0].cpu())
     ref = torch.stack(refs)
     gen = generator.sample(torch.stack(ws), seed=seed, **sample_kwargs).cpu()
-    train_mean = bank.params[~mask].mean(0)
+    train_mean = params[~mask].mean(0)
 
     def rel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a - b).norm(dim=-1) / b.norm(dim=-1).clamp_min(1e-12)
@@ -92,9 +70,9 @@ def train_generator_stage(bank_dir: str | Path, out_dir: str | Path, cfg: Genera
     dev = pick_device(device)
     tracker.log_params(flatten({"generator": dataclasses.asdict(cfg)}))
     log.info("train_generator: bank %s, %d rows (%d held out), p = %d", bank_dir, len(bank.params),
-             int(bank.held_out.sum()), bank.w.shape[1])
-    generator = train_generator(bank.params, bank.w, bank.layout, cfg, seed=seed, device=dev,
-                                tracker=tracker, held_out_mask=bank.held_out,
+             int(bank.held_out.sum()), bank.weights.shape[1])
+    generator = train_generator(bank.params, bank.weights, bank.layout, cfg, seed=seed, device=dev,
+                                tracker=tracker, held_out_mask=torch.as_tensor(bank.held_out),
                                 utilities=bank.utilities)
     summary = dict(generator.stats)
     summary.update({f"heldout_{k}" if not k.startswith("heldout") else k: v

@@ -13,20 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from padirec.diffusion.tokenizer import Layout, layout_sizes
+from padirec.core.layout import Layout, adapter_layout, layout_sizes
 
-DEFAULT_LAYOUT: Layout = [
-    {"name": "W1", "shape": [8, 64]},
-    {"name": "b1", "shape": [8]},
-    {"name": "W2", "shape": [64, 8]},
-    {"name": "b2", "shape": [64]},
-]
+DEFAULT_LAYOUT: Layout = adapter_layout(64, 8)
 
 
 @dataclass
 class SyntheticBank:
     params: torch.Tensor  # (N, P)
-    w: torch.Tensor  # (N, p)
+    weights: torch.Tensor  # (N, p) task weights of each row
     held_out: torch.Tensor  # (N,) bool: the evaluation grid
     task_id: torch.Tensor  # (N,) long
     layout: Layout

@@ -11,47 +11,15 @@ chunk of a tensor is zero-padded). Both are exactly invertible up to float error
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from padirec.core.layout import Layout, check_width, layout_sizes, num_params
 from padirec.errors import ArtifactError, ConfigError
 
-Layout = list[dict[str, Any]]  # [{"name": "W1", "shape": [8, 64]}, ...] in flattening order
-
 NORMALIZATION_MODES = ("tensor", "element")
-
-
-def layout_sizes(layout: Layout) -> list[int]:
-    """Number of values of each layout tensor, in flattening order."""
-    try:
-        return [math.prod(int(s) for s in entry["shape"]) for entry in layout]
-    except (KeyError, TypeError, ValueError) as e:
-        raise ArtifactError(f"adapter layout must be a list of {{'name', 'shape'}}, got {layout!r}") from e
-
-
-def num_params(layout: Layout) -> int:
-    return sum(layout_sizes(layout))
-
-
-def params_to_tensors(params: torch.Tensor, layout: Layout) -> dict[str, torch.Tensor]:
-    """One flattened adapter ``(P,)`` -> ``{name: tensor of its layout shape}`` (views)."""
-    _check_width(params, layout)
-    out, start = {}, 0
-    for entry, size in zip(layout, layout_sizes(layout), strict=True):
-        out[entry["name"]] = params[start:start + size].view(*entry["shape"])
-        start += size
-    return out
-
-
-def _check_width(params: torch.Tensor, layout: Layout) -> None:
-    p = num_params(layout)
-    if params.shape[-1] != p:
-        names = ", ".join(f"{e['name']}{tuple(e['shape'])}" for e in layout)
-        raise ArtifactError(f"adapter params have {params.shape[-1]} values per row but the layout "
-                            f"[{names}] needs {p}")
 
 
 @dataclass
@@ -68,7 +36,7 @@ class ParamNormalizer:
         """Statistics of ``params (N, P)``. Constant coordinates get a tiny std floor, not 0."""
         if mode not in NORMALIZATION_MODES:
             raise ConfigError(f"generator.normalization: {mode!r} is not one of {NORMALIZATION_MODES}")
-        _check_width(params, layout)
+        check_width(params, layout)
         if params.ndim != 2 or params.shape[0] < 1:
             raise ArtifactError(f"adapter params must be (N, P) with N >= 1, got {tuple(params.shape)}")
         x = params.detach().double()
@@ -91,7 +59,7 @@ class ParamNormalizer:
 
     def normalize(self, params: torch.Tensor) -> torch.Tensor:
         """``(N, P)`` raw -> ``(N, P)`` z-scored."""
-        _check_width(params, self.layout)
+        check_width(params, self.layout)
         return (params - self.mean.to(params)) / self.std.to(params)
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
@@ -138,7 +106,7 @@ class ParamTokenizer:
 
     def encode(self, params: torch.Tensor) -> torch.Tensor:
         """``(N, P)`` -> ``(N, T, token_size)``, padding zero."""
-        _check_width(params, self.layout)
+        check_width(params, self.layout)
         buf = params.new_zeros(params.shape[0], self.num_tokens * self.token_size)
         buf[:, self.slots.to(params.device)] = params
         return buf.view(params.shape[0], self.num_tokens, self.token_size)

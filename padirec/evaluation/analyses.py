@@ -1,10 +1,10 @@
 """Analyses beyond the sweep: robustness of generated adapters (paper RQ1) and a case study.
 
 Robustness: the same Gaussian noise (absolute standard deviation ``noise``, one draw per task
-and repeat, shared by every method) is added to the adapters of Retrain, PaDiRec and the
-Hypernetwork; the mean absolute change of NDCG@k and alpha-NDCG@k over tasks and repeats
+and repeat, shared by every method) is added to the adapters of the methods that declare
+``robustness`` (Retrain, PaDiRec and the Hypernetwork); the mean absolute change of NDCG@k and alpha-NDCG@k over tasks and repeats
 measures how flat the solution is (the paper's "stable" vs "sharp" solutions). Similarity to
-Retrain's adapter is the inverse Euclidean distance ``1 / (1 + ||theta - theta_retrain||)``
+the reference method's (Retrain's) adapter is the inverse Euclidean distance ``1 / (1 + ||theta - theta_ref||)``
 (1 = identical; the ``1 +`` keeps Retrain's own value finite).
 
 Case study: one user's top-k at ``w_acc = 0.1`` and ``0.9`` (the rest of the weight on
@@ -19,14 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from padirec.adapters.adapter import Layout
 from padirec.adapters.features import Features
-from padirec.baselines.base import Method, adapted_scores
+from padirec.core.layout import Layout
+from padirec.core.metrics import mask_history
 from padirec.data.dataset import PreparedData
-from padirec.evaluation.metrics import mask_history
 from padirec.evaluation.sweep import SplitEvaluator
-
-ROBUSTNESS_METHODS = ("retrain", "padirec", "hypernetwork")
+from padirec.methods.base import Method, adapted_scores
+from padirec.methods.registry import METHODS, method_with_role
 
 
 def robustness(
@@ -37,11 +36,15 @@ def robustness(
     noise: float = 0.05,
     repeats: int = 5,
     seed: int = 0,
-    methods: tuple[str, ...] = ROBUSTNESS_METHODS,
+    methods: tuple[str, ...] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Per method (those of ``methods`` present in ``adapters {method: (T, P)}``):
-    ``ndcg_change``/``alpha_ndcg_change`` mean and std of the absolute metric change under noise,
-    and ``inverse_distance`` mean/std to Retrain's adapters (absent without Retrain)."""
+    """Per method (those of ``methods`` present in ``adapters {method: (T, P)}``; default: the
+    registered methods that declare ``robustness``): ``ndcg_change``/``alpha_ndcg_change`` mean
+    and std of the absolute metric change under noise, and ``inverse_distance`` mean/std to the
+    reference method's adapters (absent without it)."""
+    if methods is None:
+        methods = tuple(key for key, cls in METHODS.items() if cls.robustness)
+    reference = method_with_role("reference")
     if noise <= 0 or repeats < 1:
         raise ValueError(f"robustness needs noise > 0 and repeats >= 1, got {noise}, {repeats}")
     present = [m for m in methods if m in adapters]
@@ -69,8 +72,8 @@ def robustness(
             "ndcg_change_mean": float(np.mean(d_acc)), "ndcg_change_std": float(np.std(d_acc)),
             "alpha_ndcg_change_mean": float(np.mean(d_div)), "alpha_ndcg_change_std": float(np.std(d_div)),
         }
-        if "retrain" in adapters:
-            inv = 1.0 / (1.0 + (params - adapters["retrain"].float()).norm(dim=1))
+        if reference in adapters:
+            inv = 1.0 / (1.0 + (params - adapters[reference].float()).norm(dim=1))
             out[m]["inverse_distance_mean"] = float(inv.mean())
             out[m]["inverse_distance_std"] = float(inv.std(unbiased=False))
     return out

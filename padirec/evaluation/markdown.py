@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from padirec.methods.registry import METHODS, method_with_role
+
 
 def _fmt(v: Any, digits: int = 4) -> str:
     if v is None:
@@ -32,7 +34,7 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
     if report["summary"]:
         lines += ["## Summary", "",
                   "Avg.HV / front HV on objectives normalised over all methods and tasks; Pearson "
-                  "against Retrain; Spearman of each metric with w_acc (n/a = undefined, e.g. a "
+                  "against the reference method (Retrain); Spearman of each metric with w_acc (n/a = undefined, e.g. a "
                   "constant series).", ""]
         spear = sorted({m for s in report["summary"].values() for m in s["spearman"]})
         header = ["method", "Avg.HV", "front HV", "Pearson r-a", "Pearson r-d"] + [f"Spearman {m}" for m in spear]
@@ -56,8 +58,10 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
         rows = [[m, r["median_s"], r["p25_s"], r["p75_s"], r["repeats"], r.get("fit_s"), r.get("serve_s")]
                 for m, r in rt.items()]
         lines += _table(["method", "median s", "p25 s", "p75 s", "repeats", "one-off fit s", "serve s"], rows)
-        if "retrain" in rt and "padirec" in rt and rt["padirec"]["median_s"] > 0:
-            lines += [f"**Retrain / PaDiRec: {rt['retrain']['median_s'] / rt['padirec']['median_s']:.1f}x**", ""]
+        slow, fast = method_with_role("reference", rt), method_with_role("proposed", rt)
+        if slow and fast and rt[fast]["median_s"] > 0:
+            name = {key: METHODS[key].__name__ for key in (slow, fast)}
+            lines += [f"**{name[slow]} / {name[fast]}: {rt[slow]['median_s'] / rt[fast]['median_s']:.1f}x**", ""]
 
     analyses = report.get("analyses") or {}
     rob = analyses.get("robustness") or {}

@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from padirec.artifacts import atomic_write  # noqa: E402
-from padirec.evaluation.summary import normalise, objective_metrics, objective_points, pareto_front  # noqa: E402
+from padirec.core.utilities import utility_metrics  # noqa: E402
+from padirec.evaluation.summary import normalise, objective_points, pareto_front  # noqa: E402
 
 
 def _save(fig: Any, path: Path) -> str:
@@ -59,7 +60,7 @@ def plot_tradeoff(report: dict[str, Any], path: Path) -> str | None:
     if not report["methods"] or "diversity" not in utilities:
         return None
     k = report["k"]
-    objectives = objective_metrics(utilities, k)
+    objectives = utility_metrics(utilities, k)
     norm = normalise(objective_points(report["methods"], utilities, k), [mx for _, mx in objectives])
     ia, idv = utilities.index("accuracy"), utilities.index("diversity")
     fig, ax = plt.subplots(figsize=(5.2, 4.4))

@@ -1,6 +1,6 @@
 """``report.json``: the versioned, documented result of the evaluation (schema + validator).
 
-Schema version 1 (``REPORT_SCHEMA`` is the JSON Schema, draft 2020-12 subset)::
+Schema version 1 (``report_schema(k)`` is the JSON Schema, draft 2020-12)::
 
     schema_version  1
     created_utc     ISO 8601 time the report was written
@@ -8,10 +8,11 @@ Schema version 1 (``REPORT_SCHEMA`` is the JSON Schema, draft 2020-12 subset)::
     dataset         data source name; backbone: backbone model name
     utilities       ["accuracy", "diversity"(, "fairness")]: the order of each task's weights
     tasks           [[w_1, ..., w_p], ...]: the evaluated tasks (points of the simplex)
-    methods         {method: [{"ndcg@10", "hr@10", "alpha_ndcg@10"(, "ndcg_gap@10")} per task]},
+    methods         {method: [{"ndcg@k", "hr@k", "alpha_ndcg@k"(, "ndcg_gap@k")} per task]},
                     aligned with ``tasks``; test split, full ranking, history masked
     summary         {method: {"avg_hv", "front_hv", "pearson_ra", "pearson_rd",
-                              "spearman": {metric: rho with w_acc}}} (see ``summary.py``)
+                              "spearman": {metric: rho with w_acc},
+                              "undefined": {figure: why it is null}}} (see ``summary.py``)
     response_time   {method: {"median_s", "p25_s", "p75_s", "repeats", "times_s", ...}}:
                     seconds from new task weights to a model ready to serve them
     analyses        {"robustness": ..., "case_study": ...} (see ``analyses.py``), may be empty
@@ -19,9 +20,11 @@ Schema version 1 (``REPORT_SCHEMA`` is the JSON Schema, draft 2020-12 subset)::
     versions        sha256 of the inputs (data, backbone, adapter bank, generator manifests)
                     and the padirec version
 
-Method keys are lower case: ``padirec``, ``retrain``, ``soup``, ``mmr``, ``cmr``,
-``hypernetwork``, ``deepprl``. A figure that is undefined (e.g. a correlation over a constant
-series) is ``null``, never NaN (NaN is not JSON).
+Method keys are those of ``padirec.methods.registry.METHODS`` (lower case: ``padirec``,
+``retrain``, ``soup``, ...); utilities those of ``padirec.core.utilities``. A figure that is
+undefined (e.g. a correlation over a constant series) is ``null``, never NaN (NaN is not JSON).
+``validate_report`` checks a report with ``jsonschema`` (numbers must be finite) and then what a
+schema cannot say: one result per task, task weights on the simplex.
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from padirec.errors import ArtifactError
+import jsonschema
+
+from padirec import __version__
+from padirec.core.tasks import validate_weights
+from padirec.core.utilities import UTILITIES, utility_metrics
+from padirec.errors import ArtifactError, TaskWeightsError
+from padirec.methods.registry import METHODS
 
 REPORT_SCHEMA_VERSION = 1
-METHOD_KEYS = ["padirec", "retrain", "soup", "mmr", "cmr", "hypernetwork", "deepprl"]
-UTILITIES = ["accuracy", "diversity", "fairness"]
 
 
 class ReportError(ArtifactError):
@@ -48,13 +55,13 @@ _SHA_OR_NULL = {"type": ["string", "null"]}
 
 
 def report_schema(k: int = 10) -> dict[str, Any]:
-    """The JSON Schema of report.json for metrics at cutoff ``k``."""
+    """The JSON Schema of report.json for metrics at cutoff ``k``, with the registered methods."""
     metrics_row = {
         "type": "object",
-        "required": [f"ndcg@{k}", f"hr@{k}", f"alpha_ndcg@{k}"],
+        "required": [f"hr@{k}"] + [key for key, _ in utility_metrics(["accuracy", "diversity"], k)],
         "additionalProperties": _NUM_OR_NULL,
     }
-    method_names = {"enum": METHOD_KEYS}
+    method_names = {"enum": list(METHODS)}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "padirec evaluation report",
@@ -68,7 +75,7 @@ def report_schema(k: int = 10) -> dict[str, Any]:
             "alpha": {"type": "number", "minimum": 0, "maximum": 1},
             "dataset": {"type": "string"},
             "backbone": {"type": "string"},
-            "utilities": {"type": "array", "minItems": 2, "items": {"enum": UTILITIES}},
+            "utilities": {"type": "array", "minItems": 2, "items": {"enum": list(UTILITIES)}},
             "tasks": {
                 "type": "array",
                 "items": {"type": "array", "minItems": 2, "items": {"type": "number", "minimum": 0, "maximum": 1}},
@@ -90,6 +97,7 @@ def report_schema(k: int = 10) -> dict[str, Any]:
                         "pearson_ra": _NUM_OR_NULL,
                         "pearson_rd": _NUM_OR_NULL,
                         "spearman": {"type": "object", "additionalProperties": _NUM_OR_NULL},
+                        "undefined": {"type": "object", "additionalProperties": {"type": "string"}},
                     },
                 },
             },
@@ -127,74 +135,41 @@ def report_schema(k: int = 10) -> dict[str, Any]:
     }
 
 
-REPORT_SCHEMA = report_schema(10)
-
-
 # ----------------------------------------------------------------------------- validation
 
-_TYPES: dict[str, Any] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
-}
+# JSON numbers are finite: a NaN or infinity is not a "number" here (it would not survive strict JSON)
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "number", lambda checker, v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)),
+)
 
 
-def _check(value: Any, schema: Mapping[str, Any], where: str) -> None:
-    """Check ``value`` against the subset of JSON Schema used above; raise at the first error."""
-    if "const" in schema and value != schema["const"]:
-        raise ReportError(f"{where}: must be {schema['const']!r}, got {value!r}")
-    if "enum" in schema and value not in schema["enum"]:
-        raise ReportError(f"{where}: {value!r} is not one of {schema['enum']}")
-    if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_TYPES[t](value) for t in types):
-            got = "NaN/inf" if isinstance(value, float) and not math.isfinite(value) else type(value).__name__
-            raise ReportError(f"{where}: expected {' or '.join(types)}, got {got} ({value!r:.60})")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            raise ReportError(f"{where}: {value} is below the minimum {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            raise ReportError(f"{where}: {value} is above the maximum {schema['maximum']}")
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                raise ReportError(f"{where}: missing required field {key!r}")
-        props = schema.get("properties", {})
-        for key, v in value.items():
-            if "propertyNames" in schema:
-                _check(key, schema["propertyNames"], f"{where}: key")
-            if key in props:
-                _check(v, props[key], f"{where}.{key}")
-            elif "additionalProperties" in schema and isinstance(schema["additionalProperties"], dict):
-                _check(v, schema["additionalProperties"], f"{where}.{key}")
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            raise ReportError(f"{where}: needs at least {schema['minItems']} items, got {len(value)}")
-        if "items" in schema:
-            for i, v in enumerate(value):
-                _check(v, schema["items"], f"{where}[{i}]")
+def _where(path: Any) -> str:
+    return "report" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
 def validate_report(report: Mapping[str, Any]) -> None:
-    """Raise ``ReportError`` naming the first field of ``report`` that breaks the schema.
+    """Raise ``ReportError`` naming the field of ``report`` that breaks the schema (the most
+    relevant error, as ``jsonschema.exceptions.best_match`` ranks them).
 
     Beyond the JSON Schema it checks that every method has one result per task and that every
-    task has one weight per utility.
+    task's weights are a point of the simplex, one weight per utility.
     """
     if not isinstance(report, Mapping):
         raise ReportError(f"report: expected an object, got {type(report).__name__}")
     k = report.get("k", 10)
-    _check(dict(report), report_schema(k if isinstance(k, int) and not isinstance(k, bool) else 10), "report")
+    schema = report_schema(k if isinstance(k, int) and not isinstance(k, bool) else 10)
+    error = jsonschema.exceptions.best_match(_Validator(schema).iter_errors(dict(report)))
+    if error is not None:
+        key = "key " if "propertyNames" in error.schema_path else ""
+        raise ReportError(f"{_where(error.absolute_path)}: {key}{error.message}")
     p = len(report["utilities"])
     for i, w in enumerate(report["tasks"]):
-        if len(w) != p:
-            raise ReportError(f"report.tasks[{i}]: {len(w)} weights for {p} utilities {report['utilities']}")
-        if abs(sum(w) - 1.0) > 1e-4:
-            raise ReportError(f"report.tasks[{i}]: weights {w} do not sum to 1")
+        try:
+            validate_weights(w, p)
+        except TaskWeightsError as e:
+            raise ReportError(f"report.tasks[{i}]: {e} (utilities {report['utilities']})") from e
     for m, rows in report["methods"].items():
         if len(rows) != len(report["tasks"]):
             raise ReportError(f"report.methods.{m}: {len(rows)} results for {len(report['tasks'])} tasks")
@@ -232,8 +207,6 @@ def build_report(
     backbone: str = "",
 ) -> dict[str, Any]:
     """Assemble and validate a report (NaN -> null); raises ``ReportError`` if it is invalid."""
-    from padirec import __version__
-
     report = jsonable({
         "schema_version": REPORT_SCHEMA_VERSION,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -9,7 +9,8 @@ criterion (the adapters' epoch budget) and never reuses the bank. ``serve_s`` is
 of one ``scores`` call over all test users, for context: MMR and DeepPRL do their work there.
 
 Reported per method: ``median_s``, ``p25_s``, ``p75_s``, ``repeats``, ``times_s``, ``fit_s``,
-``serve_s``; the headline is ``retrain.median_s / padirec.median_s``.
+``serve_s``; the headline is ``retrain.median_s / padirec.median_s`` (the reference method over
+the proposed one, ``speedup``).
 """
 
 from __future__ import annotations
@@ -23,15 +24,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from padirec.adapters.tasks import random_tasks
-from padirec.baselines.base import Method
+from padirec.core.tasks import random_tasks
+from padirec.methods.base import Method
+from padirec.methods.registry import method_with_role
 
 log = logging.getLogger("padirec")
+
+# New tasks draw from seed + this prime: a stream of their own, apart from the bank's random tasks
+# (drawn from the seed itself), so a "new" task is not a bank task by construction.
+NEW_TASK_SEED_OFFSET = 7919
 
 
 def new_tasks(n: int, p: int, seed: int, seen: np.ndarray | None = None, tol: float = 1e-3) -> np.ndarray:
     """``(n, p)`` uniform simplex draws, each farther than ``tol`` (max-abs) from every ``seen`` task."""
-    rng_seed = seed + 7919  # a stream of its own, apart from the bank's random tasks
+    rng_seed = seed + NEW_TASK_SEED_OFFSET
     out: list[np.ndarray] = []
     while len(out) < n:
         for w in random_tasks(4 * n, p, rng_seed):
@@ -102,8 +108,11 @@ def compare_response_time(
     return out
 
 
-def speedup(timings: Mapping[str, Mapping[str, Any]], slow: str = "retrain", fast: str = "padirec") -> float:
-    """``timings[slow].median_s / timings[fast].median_s``; NaN when either is missing."""
+def speedup(timings: Mapping[str, Mapping[str, Any]], slow: str | None = None, fast: str | None = None) -> float:
+    """``timings[slow].median_s / timings[fast].median_s``; NaN when either is missing. By default
+    ``slow`` is the reference method (Retrain) and ``fast`` the proposed one (PaDiRec)."""
+    slow = slow or method_with_role("reference")
+    fast = fast or method_with_role("proposed")
     if slow not in timings or fast not in timings or timings[fast]["median_s"] <= 0:
         return math.nan
     return float(timings[slow]["median_s"] / timings[fast]["median_s"])

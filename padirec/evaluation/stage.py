@@ -10,6 +10,7 @@ times new tasks, and writes a report holding only ``response_time``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -19,16 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from padirec.adapters.adapter import Layout
-from padirec.adapters.features import Features, compute_features
-from padirec.adapters.tasks import grid
+from padirec.adapters.bank import load_bank
+from padirec.adapters.features import compute_features
 from padirec.artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
 from padirec.backbones.checkpoint import backbone_sha256, load_backbone
-from padirec.baselines.bank import BankView, load_bank
-from padirec.baselines.registry import build_methods
 from padirec.config import Config
-from padirec.data.dataset import PreparedData, load_prepared
-from padirec.diffusion.generator import Generator
+from padirec.core.tasks import grid
+from padirec.core.tracker import NullTracker, Tracker
+from padirec.data.dataset import load_prepared
 from padirec.errors import ArtifactError, ConfigError
 from padirec.evaluation.analyses import case_study, robustness
 from padirec.evaluation.markdown import render_markdown
@@ -37,8 +36,8 @@ from padirec.evaluation.report import build_report, metric_name, validate_report
 from padirec.evaluation.response_time import compare_response_time, speedup
 from padirec.evaluation.summary import summarise
 from padirec.evaluation.sweep import SplitEvaluator, run_sweep
+from padirec.methods.registry import METHODS, MethodContext, build_methods, method_with_role
 from padirec.seeding import pick_device, seed_everything
-from padirec.tracking import NullTracker, Tracker
 
 log = logging.getLogger("padirec")
 
@@ -49,12 +48,7 @@ PLOT_DIR = "plots"
 
 @dataclass
 class StageInputs:
-    data: PreparedData
-    features: Features
-    bank: BankView
-    generator: Generator | None
-    layout: Layout
-    utilities: list[str]
+    context: MethodContext  # what the methods are built from
     backbone_name: str
     versions: dict[str, str | None]
 
@@ -63,7 +57,8 @@ def load_inputs(
     data_dir: str | Path, backbone_dir: str | Path, bank_dir: str | Path, generator_dir: str | Path | None,
     cfg: Config,
 ) -> StageInputs:
-    """Read and cross-check every input folder, compute the frozen features once."""
+    """Read and cross-check every input folder, compute the frozen features once (the generator is
+    read only when a method asks for it)."""
     device = pick_device(cfg.device)
     utilities = list(cfg.adapters.utilities)
     data = load_prepared(data_dir)
@@ -75,9 +70,6 @@ def load_inputs(
     if bank.manifest.get("backbone_sha256") not in (None, backbone_sha):
         raise ArtifactError(f"{bank_dir}: the adapter bank was trained on another backbone "
                             f"({str(bank.manifest['backbone_sha256'])[:12]}..., not {backbone_sha[:12]}... in {backbone_dir})")
-    generator = None
-    if generator_dir and "padirec" in cfg.evaluation.methods:
-        generator = Generator.load(generator_dir, device)
     features = compute_features(backbone, data, cfg.data.max_len, device)
     versions = {
         "data_sha256": data.manifest.get("data_checksum"),
@@ -86,7 +78,9 @@ def load_inputs(
         "generator_sha256": _file_sha(generator_dir, "generator.safetensors") if generator_dir else None,
     }
     name = read_manifest(backbone_dir, kind="backbone", verify=False)["config"].get("model", "")
-    return StageInputs(data, features, bank, generator, bank.layout, utilities, name, versions)
+    context = MethodContext(features=features, data=data, layout=bank.layout, adapters=cfg.adapters, seed=cfg.seed,
+                            k=cfg.evaluation.k, max_len=cfg.data.max_len, bank=bank, generator=generator_dir)
+    return StageInputs(context, name, versions)
 
 
 def _file_sha(folder: str | Path, name: str) -> str | None:
@@ -118,7 +112,7 @@ def _log_summary(tracker: Tracker, report: dict[str, Any]) -> None:
         metrics[f"{m}/response_median_s"] = r["median_s"]
     ratio = speedup(report.get("response_time") or {})
     if math.isfinite(ratio):
-        metrics["speedup_retrain_over_padirec"] = ratio
+        metrics[f"speedup_{method_with_role('reference')}_over_{method_with_role('proposed')}"] = ratio
     if metrics:
         tracker.log_metrics(metrics)
 
@@ -146,30 +140,30 @@ def evaluate_stage(
     ev = cfg.evaluation
     timings = read_timing(timing_dir)
     inputs = load_inputs(data_dir, backbone_dir, bank_dir, generator_dir, cfg)
-    methods = build_methods(list(ev.methods), features=inputs.features, data=inputs.data, layout=inputs.layout,
-                            cfg=cfg, bank=inputs.bank, generator=inputs.generator)
-    tasks = grid(len(inputs.utilities), cfg.adapters.grid_size)
-    log.info("evaluate: %d methods x %d tasks, %d test users", len(methods), len(tasks),
-             inputs.features.test.h.shape[0])
-    sweep = run_sweep(methods, tasks, inputs.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed, tracker)
-    summary = summarise(sweep.metrics, tasks, inputs.utilities, ev.k)
+    ctx = inputs.context
+    methods = build_methods(list(ev.methods), ctx, cfg.methods)
+    tasks = grid(len(ctx.utilities), cfg.adapters.grid_size)
+    log.info("evaluate: %d methods x %d tasks, %d test users", len(methods), len(tasks), ctx.features.test.h.shape[0])
+    sweep = run_sweep(methods, tasks, ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed, tracker)
+    summary = summarise(sweep.metrics, tasks, ctx.utilities, ev.k, reference=method_with_role("reference"))
 
     analyses: dict[str, Any] = {
         "fit_seconds": sweep.fit_seconds,
         "sweep_seconds": sweep.seconds,
     }
-    if ev.robustness_repeats > 0 and any(m in sweep.adapters for m in ("padirec", "hypernetwork", "retrain")):
-        evaluator = SplitEvaluator(inputs.features, "test", ev.k, ev.alpha)
-        analyses["robustness"] = robustness(sweep.adapters, inputs.features, inputs.layout, evaluator,
-                                            ev.robustness_noise, ev.robustness_repeats, cfg.seed)
+    perturbed = tuple(m for m in sweep.adapters if METHODS[m].robustness)
+    if ev.robustness_repeats > 0 and perturbed:
+        evaluator = SplitEvaluator(ctx.features, "test", ev.k, ev.alpha)
+        analyses["robustness"] = robustness(sweep.adapters, ctx.features, ctx.layout, evaluator,
+                                            ev.robustness_noise, ev.robustness_repeats, cfg.seed, perturbed)
         analyses["robustness_noise_std"] = ev.robustness_noise
-    if "diversity" in inputs.utilities:
-        star = next((m for m in ("padirec", "retrain") if m in methods), next(iter(methods), None))
-        if star is not None:
-            analyses["case_study"] = case_study(methods[star], inputs.data, inputs.features, inputs.utilities,
-                                                ev.k, ev.case_study_user)
+    if "diversity" in ctx.utilities and methods:
+        # the proposed method's lists, else the reference's, else the first method's
+        shown = method_with_role("proposed", methods) or method_with_role("reference", methods) or next(iter(methods))
+        analyses["case_study"] = case_study(methods[shown], ctx.data, ctx.features, ctx.utilities,
+                                            ev.k, ev.case_study_user)
     report = build_report(
-        k=ev.k, alpha=ev.alpha, utilities=inputs.utilities, tasks=tasks.tolist(), methods=sweep.metrics,
+        k=ev.k, alpha=ev.alpha, utilities=ctx.utilities, tasks=tasks.tolist(), methods=sweep.metrics,
         summary=summary, response_time=timings, analyses=analyses, config=cfg.to_dict(),
         versions=inputs.versions, dataset=cfg.data.source, backbone=inputs.backbone_name,
     )
@@ -189,15 +183,17 @@ def response_time_stage(
     seed_everything(cfg.seed)
     ev = cfg.evaluation
     inputs = load_inputs(data_dir, backbone_dir, bank_dir, generator_dir, cfg)
-    methods = build_methods(list(ev.methods), features=inputs.features, data=inputs.data, layout=inputs.layout,
-                            cfg=cfg, bank=inputs.bank, generator=inputs.generator, retrain_from_bank=False)
-    seen = inputs.bank.weights.cpu().numpy().astype(np.float64)
-    timings = compare_response_time(methods, len(inputs.utilities), ev.response_time_repeats, cfg.seed, seen)
-    report = build_report(k=ev.k, alpha=ev.alpha, utilities=inputs.utilities, tasks=[], methods={}, summary={},
+    ctx = dataclasses.replace(inputs.context, reuse_bank=False)  # new tasks: nothing to reuse
+    methods = build_methods(list(ev.methods), ctx, cfg.methods)
+    assert ctx.bank is not None
+    seen = ctx.bank.weights.cpu().numpy().astype(np.float64)
+    timings = compare_response_time(methods, len(ctx.utilities), ev.response_time_repeats, cfg.seed, seen)
+    report = build_report(k=ev.k, alpha=ev.alpha, utilities=ctx.utilities, tasks=[], methods={}, summary={},
                           response_time=timings, config=cfg.to_dict(), versions=inputs.versions,
                           dataset=cfg.data.source, backbone=inputs.backbone_name)
     ratio = speedup(timings)
-    log.info("response time: Retrain / PaDiRec = %s", f"{ratio:.1f}x" if math.isfinite(ratio) else "n/a")
+    log.info("response time: %s / %s = %s", method_with_role("reference"), method_with_role("proposed"),
+             f"{ratio:.1f}x" if math.isfinite(ratio) else "n/a")
     write_report(out_dir, report, cfg)
     _log_summary(tracker, report)
     tracker.log_artifacts(str(out_dir), "response_time")

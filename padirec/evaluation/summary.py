@@ -1,8 +1,9 @@
 """Summary figures of the method x task sweep (SPEC section 7): Avg.HV, front HV, Pearson, Spearman.
 
 Every method's metrics over the tasks become points in objective space, one per task, with one
-coordinate per utility (``accuracy`` -> NDCG@k, ``diversity`` -> alpha-NDCG@k, ``fairness`` ->
-the NDCG@k gap between user groups, lower is better). Each objective is min-max normalised to
+coordinate per utility, measured by its metric (``padirec.core.utilities``: ``accuracy`` ->
+NDCG@k, ``diversity`` -> alpha-NDCG@k, ``fairness`` -> the NDCG@k gap between user groups,
+lower is better). Each objective is min-max normalised to
 [0, 1] across all methods and tasks together, turned so that 1 is best, and then:
 
 - ``avg_hv``: mean over tasks of the hypervolume of the method's single point w.r.t. the
@@ -36,27 +37,15 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from scipy import stats
 
-# utility -> (metric key template, True when larger is better)
-OBJECTIVE_METRICS: dict[str, tuple[str, bool]] = {
-    "accuracy": ("ndcg@{k}", True),
-    "diversity": ("alpha_ndcg@{k}", True),
-    "fairness": ("ndcg_gap@{k}", False),
-}
-
-
-def objective_metrics(utilities: Sequence[str], k: int = 10) -> list[tuple[str, bool]]:
-    """``[(metric key, maximise?)]`` for each utility, in the utilities' order."""
-    unknown = [u for u in utilities if u not in OBJECTIVE_METRICS]
-    if unknown:
-        raise ValueError(f"unknown utilities {unknown}; known: {sorted(OBJECTIVE_METRICS)}")
-    return [(OBJECTIVE_METRICS[u][0].format(k=k), OBJECTIVE_METRICS[u][1]) for u in utilities]
+from padirec.core.utilities import metric_key, utility_metrics
+from padirec.finite import correlation_reason, undefined_reasons
 
 
 def objective_points(
     results: Mapping[str, Sequence[Mapping[str, float]]], utilities: Sequence[str], k: int = 10
 ) -> dict[str, np.ndarray]:
     """Raw objective values ``{method: (num_tasks, p)}`` from per-task metric dicts."""
-    keys = [key for key, _ in objective_metrics(utilities, k)]
+    keys = [key for key, _ in utility_metrics(utilities, k)]
     return {
         m: np.array([[_as_float(row.get(key)) for key in keys] for row in rows], dtype=np.float64).reshape(-1, len(keys))
         for m, rows in results.items()
@@ -167,9 +156,9 @@ def summarise(
         if len(rows) != tasks.shape[0]:
             raise ValueError(f"method {m!r} has {len(rows)} task results for {tasks.shape[0]} tasks")
     w_acc = tasks[:, list(utilities).index("accuracy")] if "accuracy" in utilities else np.full(len(tasks), np.nan)
-    objectives = objective_metrics(utilities, k)
+    objectives = utility_metrics(utilities, k)
     normalised = normalise(objective_points(results, utilities, k), [mx for _, mx in objectives])
-    acc_key, div_key = f"ndcg@{k}", f"alpha_ndcg@{k}"
+    acc_key, div_key = metric_key("accuracy", k), metric_key("diversity", k)
     ref_rows = results.get(reference)
 
     def series(rows: Sequence[Mapping[str, float]], key: str) -> np.ndarray:
@@ -185,6 +174,10 @@ def summarise(
             "pearson_rd": pearson(series(rows, div_key), series(ref_rows, div_key)) if ref_rows else math.nan,
             "spearman": {key: spearman(series(rows, key), w_acc) for key in metric_keys},
         }
+        ref = {key: series(ref_rows, key) if ref_rows else None for key in (acc_key, div_key)}
+        summary[m]["undefined"] = undefined_reasons(summary[m], {  # why a figure is null (padirec.finite)
+            f"pearson_{x}": correlation_reason(series(rows, key), ref[key], f"{m} {key}", f"{reference} {key}")
+            for x, key in (("ra", acc_key), ("rd", div_key))})
     return summary
 
 

@@ -2,7 +2,7 @@
 
 For each method: ``fit()`` once, then for each task ``prepare(w)`` and ``scores(prepared,
 split)``; the history is masked here (every item of the user's history except the target) and
-NDCG@k, HR@k and alpha-NDCG@k are computed with ``padirec.evaluation.metrics``, plus the NDCG@k
+NDCG@k, HR@k and alpha-NDCG@k are computed with ``padirec.core.metrics``, plus the NDCG@k
 gap between user groups (the fairness utility's metric) when the data has groups. The sweep
 does not know which method is which.
 
@@ -25,8 +25,7 @@ import torch
 
 from padirec.adapters.features import Features
 from padirec.adapters.objectives import group_gap
-from padirec.baselines.base import Method
-from padirec.evaluation.metrics import (
+from padirec.core.metrics import (
     alpha_ndcg_at_k,
     evaluate_sampled,
     evaluate_scores,
@@ -37,8 +36,9 @@ from padirec.evaluation.metrics import (
     sample_negatives,
     target_rank,
 )
+from padirec.core.tracker import NullTracker, Tracker
 from padirec.evaluation.report import metric_name
-from padirec.tracking import NullTracker, Tracker
+from padirec.methods.base import Method
 
 log = logging.getLogger("padirec")
 

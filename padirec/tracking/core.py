@@ -7,66 +7,72 @@ tracking server or a local SQLite store.
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from padirec.core.tracker import NullTracker, Tracker, flatten  # noqa: F401 (re-exported by padirec.tracking)
 from padirec.errors import PadirecError
 
-
-class Tracker(Protocol):
-    def log_params(self, params: dict[str, Any]) -> None: ...
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
-    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None: ...
-    def log_artifacts(self, path: str | os.PathLike, artifact_path: str | None = None) -> None: ...
-    def set_tags(self, tags: dict[str, Any]) -> None: ...
+PIPELINE_ROLE = "pipeline"  # the padirec.role tag of a pipeline's parent run
+DEAD_RUN = "step ended without closing its run (killed?)"
 
 
-class NullTracker:
-    """A tracker that records nothing."""
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        pass
-
-    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        pass
-
-    def log_artifacts(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        pass
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        pass
+def search_all_runs(client: Any, exp_id: str, filter_string: str) -> list:
+    """Every run of an experiment matching ``filter_string``, page after page."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([exp_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD",
               "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME")
+# scheme://userinfo@ : the userinfo runs to the last "@" before the path (a password may hold "@").
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#]*@")
+
+
+def split_userinfo(uri: str) -> tuple[str, str | None, str | None]:
+    """``(uri without userinfo, user, password)`` of ``scheme://user:password@host/...``
+    (percent-decoded); ``(uri, None, None)`` when the URI has no userinfo."""
+    parts = urllib.parse.urlsplit(uri)
+    if not parts.scheme or "@" not in parts.netloc:
+        return uri, None, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    clean = urllib.parse.urlunsplit(parts._replace(netloc=hostport))
+    return clean, urllib.parse.unquote(user) or None, urllib.parse.unquote(password) if sep else None
+
+
+def secret_values() -> list[str]:
+    """The credentials of this process: every secret variable that is set, and the userinfo of
+    ``MLFLOW_TRACKING_URI`` (raw and decoded). Values under 4 characters are left out: replacing
+    them would garble every log line."""
+    values = [os.environ.get(name, "") for name in SECRET_ENV]
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    _, user, password = split_userinfo(uri)
+    values += [user or "", password or ""]
+    netloc = urllib.parse.urlsplit(uri).netloc
+    values += netloc.rpartition("@")[0].split(":", 1) if "@" in netloc else []
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+
+def has_userinfo(text: str) -> bool:
+    """Whether ``text`` holds a URL with userinfo (``scheme://user:password@host``)."""
+    return bool(_USERINFO.search(str(text)))
 
 
 def redact(text: str) -> str:
-    """Remove credentials from a string before it is logged anywhere: the user:password part of
-    URLs, and the value of every secret environment variable that is set."""
-    import re
-
-    text = re.sub(r"(\w+://)[^/@\s:]+:[^/@\s]+@", r"\1***@", str(text))
-    for name in SECRET_ENV:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
+    """Remove credentials from a string before it is logged anywhere: the userinfo of every URL
+    (``scheme://***@host``), and the value of every credential of this process (``secret_values``)."""
+    text = _USERINFO.sub(r"\1***@", str(text))
+    for value in secret_values():
+        text = text.replace(value, "***")
     return text
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> ``{"a.b": v}`` (MLflow params are flat)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def local_tracking_uri(run_dir: str | os.PathLike) -> str:
@@ -81,23 +87,58 @@ class TrackingError(PadirecError):
 
 
 def resolve_tracking_uri(configured: str, run_dir: str | os.PathLike) -> str:
-    """Config value, else ``MLFLOW_TRACKING_URI``, else SQLite under the run folder."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(run_dir)
+    """Config value, else ``MLFLOW_TRACKING_URI``, else SQLite under the run folder. The userinfo
+    of an HTTP URI moves to ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` (``credentials_to_env``)."""
+    return credentials_to_env(configured or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri(run_dir))
+
+
+def credentials_to_env(uri: str) -> str:
+    """``http(s)://user:password@host/`` -> ``http(s)://host/``, with ``MLFLOW_TRACKING_USERNAME``
+    and ``MLFLOW_TRACKING_PASSWORD`` set in this process's environment (MLflow's client reads them,
+    and steps started from here inherit them), so the credentials never travel in the URI: not in
+    the config, a log line or a link MLflow prints. Other schemes (a database URI, whose driver
+    needs them) are returned as they are. Different credentials already in the environment are
+    an error (which one is meant?)."""
+    clean, user, password = split_userinfo(uri)
+    if clean == uri or not uri.startswith(("http://", "https://")):
+        return uri
+    for name, value in (("MLFLOW_TRACKING_USERNAME", user), ("MLFLOW_TRACKING_PASSWORD", password)):
+        if value is None:
+            continue
+        if os.environ.get(name) not in (None, "", value):
+            raise TrackingError(f"the tracking URI {redact(uri)} carries credentials and {name} is set to "
+                                "another value: give them once, in MLFLOW_TRACKING_USERNAME/PASSWORD")
+        os.environ[name] = value
+    return clean
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, naming the URI, when an HTTP tracking server does not answer ``/health``."""
+    """Fail fast, naming the URI (redacted), when an HTTP tracking server does not answer
+    ``/health``. The userinfo of the URI, or ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``, goes in an
+    Authorization header, never in the host name."""
     if not uri.startswith(("http://", "https://")):
         return
+    import base64
     import urllib.error
     import urllib.request
 
+    clean, user, password = split_userinfo(uri)
+    user = user or os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = password if password is not None else os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    request = urllib.request.Request(clean.rstrip("/") + "/health")
+    if user:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
-            if r.status != 200:
-                raise TrackingError(f"MLflow tracking server at {redact(uri)} answered /health with {r.status}")
-    except (urllib.error.URLError, OSError) as e:
-        raise TrackingError(f"MLflow tracking server at {redact(uri)} is not reachable: {getattr(e, 'reason', e)}") from e
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            status = r.status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise TrackingError(f"MLflow tracking server at {redact(clean)} is not reachable: "
+                            f"{redact(getattr(e, 'reason', e))}") from e
+    if status != 200:
+        raise TrackingError(f"MLflow tracking server at {redact(clean)} answered /health with {status}")
 
 
 class MlflowTracker:
@@ -139,7 +180,7 @@ class MlflowTracker:
                 exp_id = client.get_experiment_by_name(experiment).experiment_id
         else:
             exp_id = exp.experiment_id
-        all_tags = {"padirec.version": _version(), **(tags or {})}
+        all_tags = {"padirec.version": _version(), "mlflow.user": safe_user(), **(tags or {})}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = client.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in all_tags.items()})
@@ -197,6 +238,18 @@ class MlflowTracker:
 
         self.client.log_inputs(self.run_id, datasets=[DatasetInput(
             dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "train")])])
+
+
+def safe_user() -> str:
+    """Who ran it, for MLflow's ``mlflow.user`` tag: the OS user, never ``MLFLOW_TRACKING_USERNAME``
+    (MLflow's own default, and a credential)."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (ImportError, KeyError, OSError):
+        user = "unknown"
+    return redact(user)
 
 
 def _metric_key(key: str) -> str:

@@ -17,6 +17,8 @@ hashes the inputs, and a per-run value made every step a cache miss.
 A step that dies must not stay RUNNING. SIGTERM (pod deleted, evicted, timed out) raises
 ``StepTerminated`` inside the step, so the run ends FAILED. SIGKILL (OOM) cannot be caught: the
 next attempt of the same step, and the exit handler (``finish_pipeline_run``), mark such runs FAILED.
+Locally, a step also stops when ``padirec run`` dies, and the next local run closes what a dead
+runner left open (``liveness``).
 """
 
 from __future__ import annotations
@@ -31,22 +33,25 @@ from contextlib import contextmanager
 from typing import Any
 
 from padirec.tracking.core import (
+    DEAD_RUN,
+    PIPELINE_ROLE,
     MlflowTracker,
     NullTracker,
     Tracker,
     TrackingError,
     _version,
     check_reachable,
+    credentials_to_env,
     redact,
     resolve_tracking_uri,
+    search_all_runs,
 )
+from padirec.tracking.liveness import runner_tags, runner_watchdog
 
 log = logging.getLogger("padirec")
 
 KFP_RUN_ID_ENV = "PADIREC_KFP_RUN_ID"
 PLUGIN_RUN_ENV = "MLFLOW_RUN_ID"
-PIPELINE_ROLE = "pipeline"
-DEAD_RUN = "step ended without closing its run (killed?)"
 # Ids and step names go into MLflow filter strings between quotes: no quote, backslash or control
 # character (a config's name is part of a local run's id, so anything else is allowed).
 _ID = re.compile(r"[^'\"`\\\x00-\x1f]{1,250}")
@@ -102,7 +107,7 @@ def pipeline_run_id(uri: str, experiment: str, kfp_run_id: str, run_name: str = 
         if found:
             return found[0].info.run_id
     parent = MlflowTracker.start(uri, experiment, run_name,
-                                 tags={"kfp.run_id": kfp_run_id, "padirec.role": PIPELINE_ROLE})
+                                 tags={"kfp.run_id": kfp_run_id, "padirec.role": PIPELINE_ROLE, **runner_tags()})
     return parent.run_id
 
 
@@ -126,12 +131,12 @@ def step_tracker(cfg: Any, step: str) -> Iterator[Tracker]:
     else:
         tracker = _open_step_run(resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir), cfg, kfp_id, step, tags)
     tracker.kfp_run_id = kfp_id
-    with _sigterm_raises() as guard:
+    with _sigterm_raises() as guard, runner_watchdog() as dog:
         try:
             yield tracker
         except BaseException as e:
             guard.disarm()  # a second SIGTERM must not interrupt marking the run FAILED
-            _mark_failed(tracker, e)
+            _mark_failed(tracker, e, runner_died=dog.runner_died)
             raise
         guard.disarm()
         if not plugin:  # the plugin's launcher ends its own run
@@ -163,7 +168,7 @@ def finish_pipeline_run(cfg: Any, state: str) -> str | None:
     run_id = pipeline_run_id(uri, cfg.tracking.experiment, kfp_id, cfg.name)
     tracker = MlflowTracker(uri, run_id, kfp_id)
     exp_id = tracker.client.get_run(run_id).info.experiment_id
-    dead = [r for r in _search(tracker.client, exp_id, f"tags.`kfp.run_id` = '{kfp_id}' and attributes.status = 'RUNNING'")
+    dead = [r for r in search_all_runs(tracker.client, exp_id, f"tags.`kfp.run_id` = '{kfp_id}' and attributes.status = 'RUNNING'")
             if r.info.run_id != run_id]
     _close_dead(tracker.client, dead)
     tracker.set_tags({"kfp.state": state})
@@ -179,7 +184,7 @@ def _plugin_uri(cfg: Any) -> str:
     if env_uri and cfg.tracking.uri and cfg.tracking.uri != env_uri:
         log.warning("KFP's MLflow plugin is on: tracking to its server %s, not to the configured %s",
                     redact(env_uri), redact(cfg.tracking.uri))
-    return env_uri or resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir)
+    return credentials_to_env(env_uri) if env_uri else resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir)
 
 
 def _open_plugin_run(uri: str, run_id: str, tags: dict[str, str]) -> MlflowTracker:
@@ -202,20 +207,10 @@ def _open_step_run(uri: str, cfg: Any, kfp_id: str, step: str, tags: dict[str, s
     tracker = MlflowTracker(uri, parent)
     exp_id = tracker.client.get_run(parent).info.experiment_id
     # A retry: close the earlier attempt if it was killed before it could close its run.
-    earlier = _search(tracker.client, exp_id, f"tags.`kfp.run_id` = '{kfp_id}' and tags.`padirec.step` = '{step}'")
+    earlier = search_all_runs(tracker.client, exp_id, f"tags.`kfp.run_id` = '{kfp_id}' and tags.`padirec.step` = '{step}'")
     _close_dead(tracker.client, [r for r in earlier if r.info.status == "RUNNING"])
     return MlflowTracker.start(uri, experiment, step, parent_run_id=parent,
                                tags={**tags, "padirec.attempt": str(len(earlier) + 1)})
-
-
-def _search(client: Any, exp_id: str, filter_string: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([exp_id], filter_string=filter_string, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def _close_dead(client: Any, runs: list) -> None:
@@ -225,9 +220,11 @@ def _close_dead(client: Any, runs: list) -> None:
         client.set_terminated(run.info.run_id, status="FAILED")
 
 
-def _mark_failed(tracker: MlflowTracker, error: BaseException) -> None:
-    reason = ("SIGTERM (pod deleted, evicted or timed out)" if isinstance(error, StepTerminated)
-              else f"{type(error).__name__}: {error}")
+def _mark_failed(tracker: MlflowTracker, error: BaseException, runner_died: bool = False) -> None:
+    reason = ("SIGTERM: the local runner (padirec run) died" if runner_died and isinstance(error, StepTerminated)
+              else "SIGTERM (pod deleted, evicted or timed out, or padirec run stopped)" if isinstance(error, StepTerminated)
+              else "SIGINT (Ctrl-C)" if isinstance(error, KeyboardInterrupt)
+              else f"{type(error).__name__}: {redact(str(error))}")
     try:
         tracker.set_tags({"padirec.failure": reason[:1000]})
         tracker.end("FAILED")

@@ -2,12 +2,31 @@
 unpickling an object, so no pickle is on the load path.
 
 Input: a DataFrame with columns ``history`` (list of item ids, oldest first), ``weights`` (list of
-task weights, one per utility) and optionally ``k`` and ``timestamps``. Output: one row per
-request with ``item_ids``, ``scores``, ``titles`` and ``categories`` (lists, best first).
+task weights, one per utility) and optionally ``k`` and ``timestamps``; ``params={"k": N}`` sets
+``k`` for records without one (it needs the params schema of ``padirec.serving.model_signature``).
+Output: one row per request with ``item_ids``, ``scores``, ``titles`` and ``categories`` (lists,
+best first).
+
+Errors: MLflow's scoring server turns an ``MlflowException`` into a reply with its HTTP status and
+message, and any other exception into "Encountered an unexpected error" with the server's stack
+trace. So a bad request becomes ``INVALID_PARAMETER_VALUE`` (400, the message names the field), a
+request past the server's timeout ``DEADLINE_EXCEEDED``, and a fault of ours ``INTERNAL_ERROR``
+with the details in the server log only.
 """
+
+import logging
+import os
+import time
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import DEADLINE_EXCEEDED, INTERNAL_ERROR
+
+log = logging.getLogger("padirec")
+# Set by ``mlflow models serve`` (--timeout) for its workers; the scoring server answers 504 at
+# that point but leaves the worker thread running, so predict stops its own work by then.
+TIMEOUT_ENV = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"
 
 
 class PadirecRecommender(mlflow.pyfunc.PythonModel):
@@ -17,16 +36,38 @@ class PadirecRecommender(mlflow.pyfunc.PythonModel):
         self.recommender = Recommender(context.artifacts["system"])
 
     def predict(self, context, model_input, params=None):
+        from padirec.serving import DEFAULT_K, RequestError, RequestTimeout
+
+        started = time.monotonic()
+        timeout = _timeout()
         if isinstance(model_input, pd.DataFrame):
             requests = model_input.to_dict("records")
         elif isinstance(model_input, dict):
             requests = [model_input]
         else:
             requests = list(model_input)
-        k = int((params or {}).get("k", 10))
-        requests = [{key: (list(v) if hasattr(v, "tolist") and not isinstance(v, str) else v)
-                     for key, v in r.items() if not (key in ("k", "timestamps") and _missing(v))} for r in requests]
-        return pd.DataFrame(self.recommender.recommend_many(requests, k=k))
+        k = (params or {}).get("k", DEFAULT_K)
+        requests = [{key: (v.tolist() if hasattr(v, "tolist") and not isinstance(v, str) else v)
+                     for key, v in r.items() if not (key in ("k", "timestamps") and _missing(v))}
+                    if isinstance(r, dict) else r for r in requests]
+        try:
+            out = self.recommender.recommend_many(requests, k=k, deadline=started + timeout if timeout else None)
+        except RequestError as e:
+            raise MlflowException.invalid_parameter_value(str(e)) from None
+        except RequestTimeout as e:
+            raise MlflowException(str(e), error_code=DEADLINE_EXCEEDED) from None
+        except Exception:
+            log.exception("padirec: ranking failed")
+            raise MlflowException("internal error while ranking (the server log has the details)",
+                                  error_code=INTERNAL_ERROR) from None
+        return pd.DataFrame(out)
+
+
+def _timeout() -> float:
+    try:
+        return max(float(os.environ.get(TIMEOUT_ENV, "") or 0), 0.0)
+    except ValueError:
+        return 0.0
 
 
 def _missing(v) -> bool:

@@ -1,28 +1,39 @@
-"""The model registry: the trained system as a pyfunc model version, and its promotion.
-
-Promotion rule (idempotent, and safe when two promotions race): a version's gate result is
-written to its tags; the alias ``champion`` then goes to the best gate-passing version among
-those evaluated the same way (same data checksum and task grid) as the candidate. Every promoter
-computes the same answer, so re-running changes nothing and racing promoters agree. When the
-current champion was evaluated on other data the two cannot be compared: the candidate takes the
-alias if it passes the gate, and the reason says so.
+"""The model registry: the trained system as a pyfunc model version (promotion: ``champion``).
 
 Registration is idempotent per pipeline run: a KFP retry of the registering step reuses the
-version that its earlier attempt created (``register_system``), then promotes it by the rule above.
+version that its earlier attempt created (``register_system``). The version is created with every
+tag that describes it (``REQUIRED_TAGS``) in one call, so no version exists without them; a version
+that lacks one anyway (made by hand, or by an older padirec) is incomplete and never promoted.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from padirec.core.utilities import metric_key
+from padirec.errors import PadirecError
+from padirec.serving import model_signature
+
 log = logging.getLogger("padirec")
 ALIAS = "champion"
+PRODUCTION_MODEL = "padirec-recommender"
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 CHECKSUM_TAG = "padirec.system_checksum"
+STATUS_TAG = "champion_status"
+CHAMPION_POLICIES = ("keep", "flag", "clear")
+# What registration writes, in the one call that creates the version: a version without them was
+# not made by ``register_system`` (or by a broken one) and is never promoted.
+REQUIRED_TAGS = ("data_checksum", "evaluation_key", "quality.score", "quality.avg_hv", "quality.pearson_ra",
+                 "quality.pearson_rd", CHECKSUM_TAG, "kfp.run_id")
+
+
+class PromotionError(PadirecError):
+    """A promotion that cannot be done; the message names the model, the version or the store."""
 
 
 @dataclass
@@ -33,22 +44,33 @@ class GateThresholds:
 
 
 def quality(report: dict[str, Any], method: str = "padirec") -> dict[str, float]:
-    """The figures a version is judged by, from a ``report.json``.
+    """The figures a version is judged by, from a ``report.json`` (NaN where undefined: see
+    ``undefined_figures``).
 
-    ``score`` is the mean over tasks of NDCG@10 x alpha-NDCG@10 (the raw hypervolume of each task's
+    ``score`` is the mean over tasks of NDCG@k x alpha-NDCG@k (the raw hypervolume of each task's
     point w.r.t. the origin): unlike Avg.HV it is not normalised across the methods of one report,
     so two reports on the same data compare.
     """
+    k = report.get("k", 10)
     cells = report["methods"][method]
     cells = cells.values() if isinstance(cells, dict) else cells
-    points = [(c["ndcg@10"], c["alpha_ndcg@10"]) for c in cells]
+    accuracy, diversity = metric_key("accuracy", k), metric_key("diversity", k)
+    points = [to_float(c.get(accuracy)) * to_float(c.get(diversity)) for c in cells]
     summary = report["summary"][method]
     return {
-        "score": sum(a * d for a, d in points) / max(len(points), 1),
-        "avg_hv": _num(summary.get("avg_hv")),
-        "pearson_ra": _num(summary.get("pearson_ra")),
-        "pearson_rd": _num(summary.get("pearson_rd")),
+        "score": sum(points) / len(points) if points else math.nan,
+        "avg_hv": to_float(summary.get("avg_hv")),
+        "pearson_ra": to_float(summary.get("pearson_ra")),
+        "pearson_rd": to_float(summary.get("pearson_rd")),
     }
+
+
+def undefined_figures(report: dict[str, Any], figures: dict[str, float], method: str = "padirec") -> dict[str, str]:
+    """``{figure: why}`` for each figure of ``quality`` that is not a finite number, with the reason
+    the report gives (``summary.<method>.undefined``) where it gives one."""
+    reasons = (report.get("summary", {}).get(method) or {}).get("undefined") or {}
+    return {k: reasons.get(k) or ("no task has a finite NDCG x alpha-NDCG" if k == "score" else "null in the report")
+            for k, v in figures.items() if not math.isfinite(v)}
 
 
 def evaluation_key(report: dict[str, Any], data_checksum: str) -> str:
@@ -58,11 +80,12 @@ def evaluation_key(report: dict[str, Any], data_checksum: str) -> str:
     return hashlib.sha256(f"{data_checksum}|{tasks}".encode()).hexdigest()[:16]
 
 
-def _num(v: Any) -> float:
+def to_float(v: Any) -> float:
+    """``v`` as a float; NaN for None, text and anything else that is not a number."""
     try:
         return float(v)
     except (TypeError, ValueError):
-        return float("nan")
+        return math.nan
 
 
 def register_system(uri: str, run_id: str, system_dir: str | Path, model_name: str,
@@ -79,8 +102,12 @@ def register_system(uri: str, run_id: str, system_dir: str | Path, model_name: s
     from mlflow import MlflowClient
 
     from padirec import __version__
-    from padirec.tracking import redact
+    from padirec.tracking.core import redact, safe_user
 
+    given = {**tags, "kfp.run_id": kfp_run_id, CHECKSUM_TAG: "set below"}
+    bad = [t for t in REQUIRED_TAGS if t not in given or (t.startswith("quality.") and not math.isfinite(to_float(given[t])))]
+    if bad:  # the version would be incomplete: refuse before anything is logged
+        raise PromotionError(f"cannot register {model_name!r}: missing or undefined tag(s) {', '.join(bad)}")
     client = MlflowClient(uri)
     _ensure_registered_model(client, model_name)
     checksum = system_checksum(system_dir)
@@ -98,6 +125,8 @@ def register_system(uri: str, run_id: str, system_dir: str | Path, model_name: s
     info = Model.log(
         artifact_path=None, name="recommender", flavor=mlflow.pyfunc, run_id=run_id, python_model=str(PYFUNC_CODE),
         artifacts={"system": str(system_dir)}, pip_requirements=[f"padirec=={__version__}", "torch==2.13.0"],
+        signature=model_signature(),  # names the request's fields and lets params={"k": ...} through
+        tags={"mlflow.user": safe_user()},  # MLflow's default is MLFLOW_TRACKING_USERNAME, a credential
     )
     all_tags = {**{k: redact(v) for k, v in tags.items()}, "kfp.run_id": kfp_run_id, CHECKSUM_TAG: checksum}
     mv = client.create_model_version(model_name, source=info.model_uri, run_id=run_id, tags=all_tags,
@@ -134,60 +163,6 @@ def _ensure_registered_model(client, model_name: str) -> None:
             raise
 
 
-def promote(uri: str, model_name: str, version: str, gate: GateThresholds) -> dict[str, str]:
-    """Apply the gate to ``version`` and move ``champion`` by the rule above. Returns
-    ``{"decision": "champion" | "rejected" | "kept", "champion": version, "reason": ...}``."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient(uri)
-    version = str(version)
-    mv = client.get_model_version(model_name, version)
-    q = {k: _num(mv.tags.get(f"quality.{k}")) for k in ("score", "avg_hv", "pearson_ra", "pearson_rd")}
-    failed = [f"{k} {q[k]:.4f} < {t}" for k, t in (("avg_hv", gate.min_avg_hv), ("pearson_ra", gate.min_pearson_ra),
-                                                    ("pearson_rd", gate.min_pearson_rd)) if not q[k] >= t]
-    client.set_model_version_tag(model_name, version, "gate", "failed" if failed else "passed")
-    if failed:
-        reason = "quality gate failed: " + "; ".join(failed)
-        client.set_model_version_tag(model_name, version, "promotion", reason)
-        return {"decision": "rejected", "champion": _champion(client, model_name) or "", "reason": reason}
-
-    key = mv.tags.get("evaluation_key", "")
-    peers = [v for v in client.search_model_versions(f"name = '{model_name}'")
-             if v.tags.get("gate") == "passed" and v.tags.get("evaluation_key", "") == key]
-    best = max(peers, key=lambda v: (_num(v.tags.get("quality.score")), int(v.version)))
-    best_version = str(best.version)  # MLflow hands versions back as int or str depending on the call
-    current = _champion(client, model_name)
-    current_key = None
-    if current:
-        try:
-            current_key = client.get_model_version(model_name, current).tags.get("evaluation_key", "")
-        except MlflowException:
-            current_key = None
-    if current and current_key == key and current == best_version == version:
-        return {"decision": "champion", "champion": version, "reason": "already champion"}
-    if current_key not in (None, key):
-        reason = f"passed the gate; champion v{current} was evaluated on other data, so v{best_version} replaces it"
-    elif best_version == version:
-        reason = f"passed the gate and beats v{current} (score {q['score']:.5f})" if current else "passed the gate; first champion"
-    else:
-        reason = f"passed the gate but v{best_version} scores higher ({_num(best.tags.get('quality.score')):.5f} >= {q['score']:.5f})"
-    if current != best_version:
-        client.set_registered_model_alias(model_name, ALIAS, best_version)
-    client.set_model_version_tag(model_name, version, "promotion", reason)
-    log.info("promotion of %s v%s: %s", model_name, version, reason)
-    return {"decision": "champion" if best_version == version else "kept", "champion": best_version, "reason": reason}
-
-
-def _champion(client, model_name: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(model_name, ALIAS).version)
-    except MlflowException:
-        return None
-
-
 def save_pyfunc(system_dir: str | Path, path: str | Path) -> Path:
     """The same pyfunc model as ``register_system``, saved to a local folder (no registry):
     ``mlflow models serve -m PATH`` serves it."""
@@ -196,5 +171,5 @@ def save_pyfunc(system_dir: str | Path, path: str | Path) -> Path:
     from padirec import __version__
 
     mlflow.pyfunc.save_model(str(path), python_model=str(PYFUNC_CODE), artifacts={"system": str(system_dir)},
-                             pip_requirements=[f"padirec=={__version__}", "torch==2.13.0"])
+                             pip_requirements=[f"padirec=={__version__}", "torch==2.13.0"], signature=model_signature())
     return Path(path)

@@ -4,42 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from padirec.adapters.config import AdapterConfig
-from padirec.adapters.features import compute_features, training_prefixes
-from padirec.backbones.checkpoint import save_backbone
-from padirec.backbones.config import BackboneConfig
-from padirec.backbones.registry import build_backbone
+from padirec.adapters.features import compute_features
 from padirec.data.dataset import load_prepared
-
-MAX_LEN = 10
-
-
-def fit_tiny_sasrec(data, epochs: int = 8, seed: int = 0):
-    """A 16-dim one-layer SASRec trained briefly with BCE (1 positive + 1 negative)."""
-    torch.manual_seed(seed)
-    cfg = BackboneConfig(dim=16, num_layers=1, dropout=0.0)
-    model = build_backbone("sasrec", data.num_items, cfg, MAX_LEN)
-    pre = training_prefixes(data, MAX_LEN)
-    seqs, times = torch.as_tensor(pre["seqs"]), torch.as_tensor(pre["times"])
-    targets = torch.as_tensor(pre["targets"])
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(seqs), generator=g)
-        for s in range(0, len(seqs), 256):
-            i = perm[s:s + 256]
-            h = model.represent(seqs[i], times[i])
-            neg = torch.randint(1, data.num_items + 1, (len(i),), generator=g)
-            pos_s = model.score_items(h, targets[i, None])[:, 0]
-            neg_s = model.score_items(h, neg[:, None])[:, 0]
-            loss = -(F.logsigmoid(pos_s) + F.logsigmoid(-neg_s)).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+from tests.tiny_backbone import MAX_LEN, train_tiny_backbone
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +17,9 @@ def prepared(synthetic_prepared):
 
 
 @pytest.fixture(scope="session")
-def backbone_dir(prepared, tmp_path_factory):
+def backbone_dir(synthetic_prepared, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_backbone")
-    save_backbone(fit_tiny_sasrec(prepared), out)
+    train_tiny_backbone(synthetic_prepared, out)
     return out
 
 

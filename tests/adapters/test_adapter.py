@@ -5,26 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from padirec.adapters.adapter import (
-    Adapter,
-    apply_adapters,
-    flatten,
-    init_params,
-    layout,
-    num_params,
-    unflatten,
-)
+from padirec.adapters.adapter import Adapter, apply_adapters, init_params
+from padirec.core.layout import adapter_layout, flatten, num_params, unflatten
 
 
 def test_default_layout_has_1096_parameters_in_documented_order():
-    lay = layout(64, 8)
+    lay = adapter_layout(64, 8)
     assert [t["name"] for t in lay] == ["W1", "b1", "W2", "b2"]
     assert [t["shape"] for t in lay] == [[8, 64], [8], [64, 8], [64]]
     assert num_params(lay) == 1096
 
 
 def test_flatten_unflatten_roundtrip_with_batch_dims():
-    lay = layout(6, 3)
+    lay = adapter_layout(6, 3)
     flat = torch.randn(4, 5, num_params(lay))
     parts = unflatten(flat, lay)
     assert parts["W1"].shape == (4, 5, 3, 6) and parts["b2"].shape == (4, 5, 6)
@@ -32,12 +25,12 @@ def test_flatten_unflatten_roundtrip_with_batch_dims():
 
 
 def test_unflatten_rejects_wrong_length():
-    with pytest.raises(ValueError, match="layout needs 1096"):
-        unflatten(torch.zeros(3, 1000), layout(64, 8))
+    with pytest.raises(ValueError, match="needs 1096"):
+        unflatten(torch.zeros(3, 1000), adapter_layout(64, 8))
 
 
 def test_init_is_identity_map():
-    lay = layout(16, 4)
+    lay = adapter_layout(16, 4)
     params = init_params(lay, torch.Generator().manual_seed(0))[None, :]
     h = torch.randn(7, 16)
     torch.testing.assert_close(apply_adapters(h, params, lay)[0], h)
@@ -45,7 +38,7 @@ def test_init_is_identity_map():
 
 
 def test_apply_adapters_matches_explicit_formula_for_each_adapter():
-    lay = layout(8, 3)
+    lay = adapter_layout(8, 3)
     g = torch.Generator().manual_seed(1)
     params = torch.randn(5, num_params(lay), generator=g)
     h = torch.randn(4, 8, generator=g)
@@ -66,7 +59,7 @@ def test_adapter_module_plugs_into_a_backbone_hook():
         def encode(self, seqs, times):
             return self.item_embedding(seqs)
 
-    lay = layout(8, 2)
+    lay = adapter_layout(8, 2)
     params = torch.randn(num_params(lay))
     model = Last(num_items=10, dim=8)
     seqs = torch.tensor([[0, 3, 4], [1, 2, 5]])

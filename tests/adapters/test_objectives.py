@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from padirec.adapters.objectives import (
-    UTILITIES,
+    LOSSES,
     CandidateBatch,
     bce_loss,
     category_slots,
@@ -19,6 +19,7 @@ from padirec.adapters.objectives import (
     soft_rank,
     task_losses,
 )
+from padirec.core.utilities import UTILITIES
 
 
 def reference_diversity(scores, y, alpha=0.5, temperature=0.1):
@@ -109,7 +110,7 @@ def test_fairness_gap_is_the_group_ndcg_difference():
 
 
 def test_registry_and_task_losses_for_three_utilities():
-    assert {"accuracy", "diversity", "fairness"} <= set(UTILITIES)
+    assert set(LOSSES) == set(UTILITIES) == {"accuracy", "diversity", "fairness"}  # one loss per utility
     with pytest.raises(ValueError, match="unknown utility 'novelty'"):
         get_utilities(["accuracy", "novelty"])
     with pytest.raises(ValueError, match="distinct"):

@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-from padirec.adapters.adapter import num_params
 from padirec.adapters.bank import load_bank
 from padirec.adapters.stage import (
     build_adapters_stage,
     check_data_for_utilities,
     merge_adapter_banks,
 )
+from padirec.core.layout import num_params
+from padirec.core.tracker import NullTracker
 from padirec.errors import ArtifactError, ConfigError, DataValidationError
-from padirec.tracking import NullTracker
 
 from .conftest import MAX_LEN
 

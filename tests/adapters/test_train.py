@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from padirec.adapters.adapter import layout
 from padirec.adapters.evaluate import evaluate_adapters
 from padirec.adapters.train import backbone_topk, sample_negatives, train_adapter, train_bank
-from padirec.evaluation.metrics import evaluate_scores, mask_history
+from padirec.core.layout import adapter_layout
+from padirec.core.metrics import evaluate_scores, mask_history
 
 
 def test_batched_training_matches_sequential_runs(features, small_cfg):
@@ -36,7 +36,7 @@ def test_diversity_rises_as_w_div_rises(features, small_cfg):
     cfg = dataclasses.replace(small_cfg, epochs=12, checkpoints_per_task=1)
     weights = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])  # w_div = 1, 0.5, 0
     params = train_bank(features, weights, cfg, seed=0).checkpoints[:, -1]
-    m = evaluate_adapters(features, params, layout(features.dim, cfg.bottleneck), "valid")
+    m = evaluate_adapters(features, params, adapter_layout(features.dim, cfg.bottleneck), "valid")
     alpha = m["alpha_ndcg@10"]
     assert alpha[0] > alpha[1] > alpha[2], alpha
     assert m["ndcg@10"][2] > m["ndcg@10"][0], m["ndcg@10"]
@@ -69,7 +69,7 @@ def test_both_candidate_modes_train(features, small_cfg):
 
 
 def test_evaluation_agrees_with_shared_metrics(features):
-    lay = layout(features.dim, 8)
+    lay = adapter_layout(features.dim, 8)
     g = torch.Generator().manual_seed(3)
     params = torch.randn(2, 16 * 8 * 2 + 8 + 16, generator=g) * 0.3
     ours = evaluate_adapters(features, params, lay, "test")

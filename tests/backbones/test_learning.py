@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -20,14 +18,13 @@ def data(small_data):
     return small_data
 
 
+@pytest.mark.slow  # four backbones trained to convergence: 5-25 s each
 @pytest.mark.parametrize("name", ["sasrec", "gru4rec", "tisasrec", "lrurec"])
 def test_backbone_learns_planted_rule(name, data):
     torch.manual_seed(0)
     cfg = BackboneConfig(model=name, epochs=EPOCHS[name], **FAST)
     model = build_backbone(name, data.num_items, cfg, max_len=10)
-    start = time.perf_counter()
-    result = train_backbone(model, data, cfg, 10, seed=0, device=torch.device("cpu"))
-    assert time.perf_counter() - start < 60  # seconds on one shared core
+    result = train_backbone(model, data, cfg, 10, seed=0, device=torch.device("cpu"))  # speed: make bench-backbones
     test = Evaluator(data, "test", 10, torch.device("cpu"))(model)
     assert test["hr@10"] >= 0.85, (name, test, result.best_epoch)
     assert result.best_valid["hr@10"] >= 0.85

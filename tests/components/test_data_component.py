@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from kfp import dsl, local
 
 import components
@@ -32,6 +33,7 @@ def test_python_func_writes_the_prepared_folder_and_tracks(tmp_path):
     assert step.inputs.dataset_inputs, "the prepared dataset is logged with mlflow.log_input"
 
 
+@pytest.mark.slow  # KFP's local runner starts a Python process per task
 def test_component_through_local_runner(tmp_path):
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     comp = components.build("padirec:test")["prepare_data"]

@@ -28,7 +28,7 @@ from tests.servers import free_port, postgres, seaweedfs
 
 pytestmark = pytest.mark.slow
 MLFLOW_HOST, S3_HOST = "mlflow.padirec.svc", "seaweedfs.padirec.svc"
-MODEL = "padirec-recommender"
+MODEL = "padirec-smoke"
 SITE_PACKAGES = "/opt/venv/lib/python3.11/site-packages/padirec"
 
 

@@ -10,7 +10,7 @@ from padirec.data.sources import load_tables
 from padirec.errors import DataValidationError
 
 
-def _tables(n_users=3, per_user=6):
+def _tables(n_users=3, per_user=10):  # 10 distinct items: enough to train
     rows = [(f"u{u}", f"i{(u + k) % 10}", 1000 + k) for u in range(n_users) for k in range(per_user)]
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
     items = pd.DataFrame({"item_id": [f"i{k}" for k in range(10)], "categories": [["a"], ["b"]] * 5})

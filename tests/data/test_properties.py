@@ -33,12 +33,15 @@ def test_valid_tables_split_into_a_partition(tmp_path_factory, t):
     out = tmp_path_factory.mktemp("p")
     deduped = inter.drop_duplicates()
     counts = deduped.groupby("user_id").size()
-    if (counts < 5).all():
-        with pytest.raises(DataValidationError, match="no user has at least 5"):
-            prepare(inter, items, None, out, DataConfig(source="tables"))
+    kept_items = deduped[deduped["user_id"].map(counts) >= 5]["item_id"].nunique()
+    if (counts < 5).all() or kept_items < 2:
+        needle = "no user has at least 5" if (counts < 5).all() else "only 1 distinct item_id"
+        with pytest.raises(DataValidationError, match=needle):
+            prepare(inter, items, None, out, DataConfig(source="tables"), min_users=1, min_items=1)
         assert not any(out.iterdir())
         return
-    m = prepare(inter, items, None, out, DataConfig(source="tables"))
+    # the split itself, on tables too small to train (the trainability floor is the next test's)
+    m = prepare(inter, items, None, out, DataConfig(source="tables"), min_users=1, min_items=1)
     train, valid, test = (pd.read_parquet(out / f"{s}.parquet") for s in ("train", "valid", "test"))
     kept = int((counts >= 5).sum())
     assert len(valid) == len(test) == kept == m["stats"]["num_users"]
@@ -46,6 +49,31 @@ def test_valid_tables_split_into_a_partition(tmp_path_factory, t):
     assert m["stats"]["duplicates_dropped"] == len(inter) - len(deduped)
     last = pd.concat([train, valid, test]).groupby("user_id")["timestamp"].max()
     assert (test.set_index("user_id")["timestamp"] == last.loc[test.user_id].to_numpy()).all()
+
+
+@SETTINGS
+@given(tables(), st.integers(1, 12))
+def test_untrainable_tables_refused_with_the_reason(tmp_path_factory, t, min_items):
+    """Property: with the default floors (2 users, ``min_items`` items) prepare succeeds exactly
+    when the filtered data has them, else names the count; nothing is written on refusal."""
+    inter, items = t
+    out = tmp_path_factory.mktemp("t")
+    deduped = inter.drop_duplicates()
+    counts = deduped.groupby("user_id").size()
+    kept = deduped[deduped["user_id"].map(counts) >= 5]
+    users, n_items = kept["user_id"].nunique(), kept["item_id"].nunique()
+    if users == 0:
+        needle = "no user has at least 5"
+    elif users < 2:
+        needle = f"only {users} user(s) left"
+    elif n_items < max(2, min_items):
+        needle = f"only {n_items} distinct item_id(s) left"
+    else:
+        assert prepare(inter, items, None, out, DataConfig(source="tables"), min_items=min_items)["stats"]["num_items"] == n_items
+        return
+    with pytest.raises(DataValidationError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        prepare(inter, items, None, out, DataConfig(source="tables"), min_items=min_items)
+    assert not any(out.iterdir())
 
 
 CORRUPTIONS = {

@@ -56,7 +56,7 @@ def test_ties_broken_by_source_row_order(tmp_path):
     rows = [("u1", f"i{k}", 100 + k) for k in range(3)] + [("u1", "i7", 200), ("u1", "i5", 200), ("u1", "i6", 200)]
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
     items = pd.DataFrame({"item_id": [f"i{k}" for k in (0, 1, 2, 5, 6, 7)], "categories": [["a"]] * 6})
-    prepare(inter, items, None, tmp_path, DataConfig(source="tables"))
+    prepare(inter, items, None, tmp_path, DataConfig(source="tables"), min_users=1, min_items=1)  # split rule only
     id_items = pd.read_parquet(tmp_path / "id_map_items.parquet").set_index("item_id")["source_id"]
     assert id_items[pd.read_parquet(tmp_path / "test.parquet")["item_id"].item()] == "i6"
     assert id_items[pd.read_parquet(tmp_path / "valid.parquet")["item_id"].item()] == "i5"
@@ -66,7 +66,7 @@ def test_exact_duplicates_dropped_and_counted(tmp_path):
     rows = [("u1", f"i{k}", 100 + k) for k in range(6)]
     inter = pd.DataFrame(rows + rows[:2], columns=["user_id", "item_id", "timestamp"])
     items = pd.DataFrame({"item_id": [f"i{k}" for k in range(6)], "categories": [["a", "b"]] * 6})
-    manifest = prepare(inter, items, None, tmp_path, DataConfig(source="tables"))
+    manifest = prepare(inter, items, None, tmp_path, DataConfig(source="tables"), min_users=1, min_items=1)
     assert manifest["stats"]["duplicates_dropped"] == 2
     assert manifest["stats"]["num_interactions"] == 6
 

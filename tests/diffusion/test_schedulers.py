@@ -71,7 +71,7 @@ def test_sampling_with_the_oracle_recovers_the_data_distribution(name, steps, to
     # beta_end high enough that x_T carries no trace of the data (DDIM cannot correct a bias)
     sched = make_scheduler(name, 100, 1e-4, 0.2)
     x = sample_tokens(GaussianOracle(sched), sched, torch.zeros(4000, 2), num_tokens=1,
-                      token_size=5, guidance_scale=0.0, steps=steps,
+                      token_size=5, guidance_scale=0.0, num_inference_steps=steps,
                       generator=torch.Generator().manual_seed(0))
     assert abs(float(x.mean()) - MU) < tol
     assert abs(float(x.std()) - S) < tol
@@ -86,7 +86,7 @@ def test_ddim_with_a_point_mass_oracle_lands_on_the_point():
             abar = sched.alphas_cumprod[t].float().view(-1, 1, 1)
             return (x - abar.sqrt() * x0) / (1 - abar).sqrt()
 
-    out = sample_tokens(PointOracle(), sched, torch.zeros(3, 2), 4, 8, 0.0, steps=7,
+    out = sample_tokens(PointOracle(), sched, torch.zeros(3, 2), 4, 8, 0.0, num_inference_steps=7,
                         generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(out, x0, atol=1e-4, rtol=0)
 
@@ -99,7 +99,7 @@ def test_timesteps_start_at_pure_noise_and_descend():
     assert sched.previous_timestep(ts[-1]) == -1
     sched.set_timesteps(None)
     assert sched.timesteps.tolist() == list(range(499, -1, -1))
-    with pytest.raises(ConfigError, match="sampling steps"):
+    with pytest.raises(ConfigError, match="num_inference_steps"):
         sched.set_timesteps(501)
 
 

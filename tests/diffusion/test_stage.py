@@ -5,10 +5,11 @@ import pytest
 import safetensors.torch
 import torch
 
+from padirec.adapters.bank import load_bank
 from padirec.artifacts import read_manifest, write_manifest
 from padirec.diffusion.config import GeneratorConfig
 from padirec.diffusion.generator import Generator
-from padirec.diffusion.stage import generate_adapters, load_bank, train_generator_stage
+from padirec.diffusion.stage import generate_adapters, train_generator_stage
 from padirec.diffusion.synthetic_bank import make_synthetic_bank
 from padirec.errors import ArtifactError
 
@@ -43,7 +44,7 @@ def write_bank(out, bank, shuffle=True):
     n = len(bank.params)
     tasks = pd.DataFrame({
         "row": range(n), "task_id": bank.task_id.tolist(), "checkpoint": [i % 3 for i in range(n)],
-        "held_out": bank.held_out.tolist(), "w": [list(map(float, w)) for w in bank.w],
+        "held_out": bank.held_out.tolist(), "w": [list(map(float, w)) for w in bank.weights],
         "shard": 0, "valid_ndcg@10": 0.1, "valid_alpha_ndcg@10": 0.2,
     })
     if shuffle:
@@ -62,15 +63,15 @@ def bank():
 def test_load_bank_orders_rows(bank, tmp_path):
     loaded = load_bank(write_bank(tmp_path / "bank", bank))
     torch.testing.assert_close(loaded.params, bank.params)
-    torch.testing.assert_close(loaded.w, bank.w)
+    torch.testing.assert_close(loaded.weights.float(), bank.weights)
     assert loaded.held_out.tolist() == bank.held_out.tolist()
     assert loaded.layout == LAYOUT and loaded.utilities == ["accuracy", "diversity"]
 
 
 def test_stage_trains_saves_and_reports(bank, tmp_path):
     bank_dir = write_bank(tmp_path / "bank", bank)
-    cfg = GeneratorConfig(size="tiny", token_size=16, timesteps=100, steps=30, batch_size=16,
-                          log_every=10, sampling_steps=5)
+    cfg = GeneratorConfig(size="tiny", token_size=16, num_train_timesteps=100, train_steps=30, batch_size=16,
+                          log_every=10, num_inference_steps=5)
     tracker = RecordingTracker()
     summary = train_generator_stage(bank_dir, tmp_path / "gen", cfg, seed=0, device="cpu",
                                     tracker=tracker)
@@ -80,10 +81,10 @@ def test_stage_trains_saves_and_reports(bank, tmp_path):
     assert summary["num_train_rows"] == int((~bank.held_out).sum())
     assert summary["heldout_tasks"] == 11
     assert [s for s, _ in tracker.metrics if s is not None] == [10, 20, 30]
-    assert tracker.params["generator.steps"] == 30
+    assert tracker.params["generator.train_steps"] == 30
     manifest = read_manifest(tmp_path / "gen", kind="generator")
     assert manifest["layout"] == LAYOUT and manifest["utilities"] == ["accuracy", "diversity"]
-    assert manifest["config"]["steps"] == 30 and manifest["stats"]["heldout_tasks"] == 11
+    assert manifest["config"]["train_steps"] == 30 and manifest["stats"]["heldout_tasks"] == 11
     json.dumps(manifest)  # statistics are plain JSON
     w = torch.tensor([[0.25, 0.75], [0.9, 0.1]])
     out = generate_adapters(tmp_path / "gen", w, seed=4, device="cpu")

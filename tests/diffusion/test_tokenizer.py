@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
+from padirec.core.layout import unflatten
 from padirec.diffusion.synthetic_bank import DEFAULT_LAYOUT, make_synthetic_bank
-from padirec.diffusion.tokenizer import ParamNormalizer, ParamTokenizer, params_to_tensors
+from padirec.diffusion.tokenizer import ParamNormalizer, ParamTokenizer
 from padirec.errors import ArtifactError, ConfigError
 
 
@@ -64,15 +65,15 @@ def test_constant_coordinate_is_finite():
     torch.testing.assert_close(norm.denormalize(norm.normalize(params)), params)
 
 
-def test_params_to_tensors_shapes():
+def test_unflatten_shapes():
     row = torch.arange(1096.0)
-    parts = params_to_tensors(row, DEFAULT_LAYOUT)
+    parts = unflatten(row, DEFAULT_LAYOUT)
     assert parts["W1"].shape == (8, 64) and parts["b2"].shape == (64,)
     assert float(parts["b1"][0]) == 512.0
 
 
 def test_bad_inputs_are_named():
-    with pytest.raises(ArtifactError, match="needs 1096"):
+    with pytest.raises(ValueError, match="needs 1096"):
         ParamTokenizer(DEFAULT_LAYOUT, 64).encode(torch.zeros(2, 1000))
     with pytest.raises(ConfigError, match="normalization"):
         ParamNormalizer.fit(torch.zeros(2, 1096), DEFAULT_LAYOUT, "global")

@@ -13,13 +13,13 @@ import torch
 from padirec.adapters.adapter import apply_adapters
 from padirec.adapters.evaluate import evaluate_adapters
 from padirec.artifacts import read_manifest
-from padirec.baselines.registry import METHODS, build_methods
+from padirec.core.metrics import evaluate_scores, mask_history
 from padirec.errors import ConfigError
-from padirec.evaluation.metrics import evaluate_scores, mask_history
 from padirec.evaluation.report import validate_report
 from padirec.evaluation.response_time import new_tasks, speedup
 from padirec.evaluation.stage import evaluate_stage, response_time_stage
 from padirec.evaluation.sweep import SplitEvaluator, run_sweep
+from padirec.methods.registry import METHODS, build_methods
 
 
 def test_evaluator_matches_the_shared_metrics(tiny):
@@ -42,11 +42,10 @@ def test_evaluator_matches_the_shared_metrics(tiny):
 
 def test_sweep_runs_every_method(tiny):
     cfg, f = tiny["cfg"], tiny["features"]
-    methods = build_methods(METHODS, features=f, data=tiny["data"], layout=tiny["bank"].layout, cfg=cfg,
-                            bank=tiny["bank"], generator=tiny["generator"])
+    methods = build_methods(list(METHODS), tiny["context"], cfg.methods)
     tasks = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
     result = run_sweep(methods, tasks, f, "test", 10, 0.5)
-    assert list(result.metrics) == METHODS
+    assert list(result.metrics) == list(METHODS)
     for m, rows in result.metrics.items():
         assert len(rows) == 3
         for r in rows:
@@ -63,8 +62,7 @@ def test_sweep_runs_every_method(tiny):
 
 def test_unknown_method_is_a_config_error(tiny):
     with pytest.raises(ConfigError, match="unknown method"):
-        build_methods(["padirec", "llm"], features=tiny["features"], data=tiny["data"],
-                      layout=tiny["bank"].layout, cfg=tiny["cfg"])
+        build_methods(["padirec", "llm"], tiny["context"])
 
 
 def test_response_time_then_evaluate_stages(tiny, tmp_path):

@@ -1,7 +1,7 @@
 """A tiny end-to-end setup for the evaluation and baseline tests, built in seconds.
 
 Synthetic prepared data (the session fixture ``synthetic_prepared``), a 16-dim SASRec trained
-briefly, its frozen features, a small adapter bank written to the ``adapter_bank`` contract of
+briefly by the library's backbone stage, its frozen features, a small adapter bank written to the ``adapter_bank`` contract of
 ``docs/internals.md`` and a tiny generator trained on it.
 """
 
@@ -12,23 +12,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from padirec.adapters.adapter import layout
-from padirec.adapters.bank import write_bank
+from padirec.adapters.bank import load_bank, write_bank
 from padirec.adapters.config import AdapterConfig
-from padirec.adapters.features import compute_features, training_prefixes
-from padirec.adapters.tasks import sample_tasks
+from padirec.adapters.features import compute_features
 from padirec.adapters.train import train_bank
-from padirec.backbones.checkpoint import backbone_sha256, load_backbone, save_backbone
-from padirec.backbones.config import BackboneConfig
-from padirec.backbones.registry import build_backbone
+from padirec.backbones.checkpoint import backbone_sha256, load_backbone
 from padirec.config import Config
+from padirec.core.layout import adapter_layout
+from padirec.core.tasks import sample_tasks
 from padirec.data.dataset import load_prepared
 from padirec.diffusion.config import GeneratorConfig
-from padirec.diffusion.generator import train_generator
-
-MAX_LEN = 10
+from padirec.diffusion.train import train_generator
+from padirec.methods.registry import MethodContext
+from tests.tiny_backbone import MAX_LEN, train_tiny_backbone
 
 
 def tiny_config() -> Config:
@@ -37,34 +34,13 @@ def tiny_config() -> Config:
     cfg.data.max_len = MAX_LEN
     cfg.adapters = AdapterConfig(epochs=2, steps_per_epoch=4, checkpoints_per_task=2, batch_size=256,
                                  grid_size=3, num_random_tasks=4)
-    cfg.generator = GeneratorConfig(size="tiny", steps=40, batch_size=32, timesteps=50, sampling_steps=5,
-                                    warmup_steps=5, log_every=20)
-    b = cfg.evaluation.baselines
-    b.hypernetwork_steps, b.cmr_epochs, b.deepprl_epochs, b.mmr_candidates = 100, 1, 1, 20
+    cfg.generator = GeneratorConfig(size="tiny", train_steps=40, batch_size=32, num_train_timesteps=50,
+                                    num_inference_steps=5, warmup_steps=5, log_every=20)
+    m = cfg.methods
+    m["hypernetwork"].steps, m["cmr"].epochs, m["deepprl"].epochs, m["mmr"].candidates = 100, 1, 1, 20
     cfg.evaluation.response_time_repeats = 2
     cfg.evaluation.robustness_repeats = 1
     return cfg
-
-
-def fit_tiny_sasrec(data, epochs: int = 4, seed: int = 0):
-    """A 16-dim one-layer SASRec trained briefly with BCE (1 positive + 1 negative)."""
-    torch.manual_seed(seed)
-    model = build_backbone("sasrec", data.num_items, BackboneConfig(dim=16, num_layers=1, dropout=0.0), MAX_LEN)
-    pre = training_prefixes(data, MAX_LEN)
-    seqs, times, targets = (torch.as_tensor(pre[k]) for k in ("seqs", "times", "targets"))
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(seqs), generator=g)
-        for s in range(0, len(seqs), 128):
-            i = perm[s:s + 128]
-            h = model.represent(seqs[i], times[i])
-            neg = torch.randint(1, data.num_items + 1, (len(i), 1), generator=g)
-            loss = -(F.logsigmoid(model.score_items(h, targets[i, None])) + F.logsigmoid(-model.score_items(h, neg))).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
 
 
 def train_small_bank(out: Path, features, cfg: Config, backbone_dir: Path) -> Path:
@@ -78,7 +54,7 @@ def train_small_bank(out: Path, features, cfg: Config, backbone_dir: Path) -> Pa
         "held_out": np.repeat(held_out, k), "w": [list(weights[i]) for i in np.repeat(np.arange(t), k)],
         "shard": 0,
     })
-    write_bank(out, ckpts.reshape(t * k, p), rows, layout(features.dim, ac.bottleneck), list(ac.utilities),
+    write_bank(out, ckpts.reshape(t * k, p), rows, adapter_layout(features.dim, ac.bottleneck), list(ac.utilities),
                backbone_sha256(backbone_dir), config={}, stats={}, held_out={"grid": True},
                shard={"index": 0, "count": 1})
     return out
@@ -98,14 +74,15 @@ def _build_tiny(root: Path, data_dir: Path) -> dict:
     cfg = tiny_config()
     data = load_prepared(data_dir)
     backbone_dir = root / "backbone"
-    save_backbone(fit_tiny_sasrec(data), backbone_dir)
+    train_tiny_backbone(data_dir, backbone_dir, epochs=4)
     features = compute_features(load_backbone(backbone_dir), data, MAX_LEN)
     bank_dir = train_small_bank(root / "bank", features, cfg, backbone_dir)
-    from padirec.baselines.bank import load_bank
-
     bank = load_bank(bank_dir)
     gen = train_generator(bank.params, bank.weights, bank.layout, cfg.generator, seed=0,
                           held_out_mask=torch.as_tensor(bank.held_out), utilities=bank.utilities)
     gen.save(root / "generator")
+    context = MethodContext(features=features, data=data, layout=bank.layout, adapters=cfg.adapters, seed=cfg.seed,
+                            k=cfg.evaluation.k, max_len=MAX_LEN, bank=bank, generator=gen)
     return {"cfg": cfg, "data": data, "data_dir": data_dir, "backbone_dir": backbone_dir, "features": features,
-            "bank_dir": bank_dir, "bank": bank, "generator_dir": root / "generator", "generator": gen}
+            "bank_dir": bank_dir, "bank": bank, "generator_dir": root / "generator", "generator": gen,
+            "context": context}

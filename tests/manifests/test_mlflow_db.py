@@ -14,6 +14,7 @@ from tests.manifests.kube import container, objects, resolve_env, with_external_
 from tests.servers import free_port, mlflow_server, postgres, postgres_bin
 
 pytestmark = [
+    pytest.mark.slow,  # a real PostgreSQL per test
     pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with kustomize) is not installed"),
     pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL server binaries are not installed"),
 ]

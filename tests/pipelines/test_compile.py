@@ -32,7 +32,7 @@ def test_compile_and_load_back(tmp_path):
 
 
 def test_cli_compile_writes_dist(tmp_path):
-    from padirec.cli import main
+    from pipelines.cli import main
 
     out = tmp_path / "dist" / "padirec_pipeline.yaml"
     assert main(["compile", "--out", str(out), "--image", "padirec:0.1.0-test"]) == 0
@@ -53,6 +53,8 @@ def test_cluster_resources_retries_and_caching(tmp_path):
         accel = _executor_of(spec, gpu_step)["resources"]["accelerator"]
         assert accel["resourceCount"] == "2" and accel["resourceType"] == "nvidia.com/gpu"
     assert "accelerator" not in _executor_of(spec, "prepare-data").get("resources", {})
+    resources = _executor_of(spec, "train-backbone")["resources"]  # limit = request: torch threads follow it
+    assert resources["resourceCpuLimit"] == resources["resourceCpuRequest"] == "4"
     text = path.read_text()
     assert "retryPolicy" in text and "maxRetryCount: 2" in text
     caching = {name: task.get("cachingOptions", {}).get("enableCache", False)
@@ -70,7 +72,7 @@ def test_cpu_only_cluster_has_no_accelerators(tmp_path):
 
 
 def test_latest_tag_is_refused():
-    from padirec.cli import main
+    from pipelines.cli import main
 
     assert main(["compile", "--out", "/tmp/never.yaml", "--image", "padirec:latest"]) == 2
 

@@ -17,7 +17,7 @@ from padirec.errors import ConfigError
 def linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
     """Linear beta schedule (Ho et al. 2020), ``(T,)`` float64."""
     if num_train_timesteps < 1:
-        raise ConfigError(f"generator.timesteps must be >= 1, got {num_train_timesteps}")
+        raise ConfigError(f"generator.num_train_timesteps must be >= 1, got {num_train_timesteps}")
     if not 0 < beta_start <= beta_end < 1:
         raise ConfigError(f"generator.beta_start/beta_end must satisfy 0 < start <= end < 1, "
                           f"got {beta_start}, {beta_end}")
@@ -39,8 +39,8 @@ class Scheduler:
         """Choose the indices the sampler visits, descending; ``None`` = all ``T``."""
         n = self.num_train_timesteps if num_inference_steps is None else int(num_inference_steps)
         if not 1 <= n <= self.num_train_timesteps:
-            raise ConfigError(f"sampling steps must be in 1..{self.num_train_timesteps} "
-                              f"(the training timesteps), got {n}")
+            raise ConfigError(f"num_inference_steps must be in 1..{self.num_train_timesteps} "
+                              f"(num_train_timesteps), got {n}")
         grid = torch.arange(self.num_train_timesteps, 0, -self.num_train_timesteps / n,
                             dtype=torch.float64)
         self.timesteps = (grid.round().long() - 1)[:n]

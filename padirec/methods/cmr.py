@@ -1,0 +1,128 @@
+"""CMR (Chen et al. 2023, controllable re-ranking with policy hypernetworks), on the adapter.
+
+A policy hypernetwork maps the task weights to the adapter: each adapter tensor (``W1``, ``b1``,
+``W2``, ``b2``) is a linear map of ``w``, ``theta_t(w) = A_t w + c_t``. It trains once on the
+same scalarised loss as Retrain (``sum_j w_j loss_j``, the utilities of
+``padirec.adapters.objectives``) with fresh task weights drawn uniformly on the simplex for every
+mini-batch (``tasks_per_batch`` draws share the batch's candidates, as the batched bank
+training does). ``A = 0`` and ``c`` = the identity adapter at the start, as every adapter starts.
+Budget: ``epochs`` passes over the training prefixes (0: the adapters' ``epochs``, one Retrain
+run's budget), each capped at the adapters' ``steps_per_epoch``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from padirec.adapters.adapter import apply_adapters, init_params
+from padirec.adapters.config import AdapterConfig
+from padirec.adapters.features import Features
+from padirec.adapters.objectives import CandidateBatch, get_utilities, task_losses
+from padirec.adapters.train import backbone_topk, candidate_lists, diversity_columns
+from padirec.core.layout import Layout
+from padirec.methods.base import AdapterMethod, MethodContext, register
+
+log = logging.getLogger("padirec")
+
+
+def uniform_simplex(n: int, p: int, generator: torch.Generator) -> torch.Tensor:
+    """``(n, p)`` draws uniform on the simplex (Dirichlet(1): normalised exponentials)."""
+    e = -torch.log(torch.rand(n, p, generator=generator).clamp_min(1e-12))
+    return e / e.sum(1, keepdim=True)
+
+
+class PolicyHypernetwork(nn.Module):
+    """``w (n, p) -> adapters (n, P)``, one linear map per adapter tensor, in layout order."""
+
+    def __init__(self, p: int, layout: Layout, init: torch.Tensor) -> None:
+        super().__init__()
+        self.maps = nn.ModuleList()
+        start = 0
+        for t in layout:
+            n = math.prod(t["shape"])
+            lin = nn.Linear(p, n)
+            nn.init.zeros_(lin.weight)
+            with torch.no_grad():
+                lin.bias.copy_(init[start:start + n])
+            self.maps.append(lin)
+            start += n
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m(w) for m in self.maps], dim=-1)
+
+
+@dataclass
+class CMRConfig:
+    epochs: int = 10  # passes over the training prefixes; 0 = the adapters' epochs (one Retrain's budget)
+    tasks_per_batch: int = 8  # task draws sharing each mini-batch
+
+
+@register
+class CMR(AdapterMethod):
+    key = "cmr"
+    config_class = CMRConfig
+
+    def __init__(
+        self, features: Features, utilities: list[str], layout: Layout, cfg: AdapterConfig,
+        seed: int = 0, epochs: int = 0, tasks_per_batch: int = 8,
+    ) -> None:
+        super().__init__(features, utilities, layout)
+        if list(cfg.utilities) != list(utilities):
+            raise ValueError(f"adapter config utilities {cfg.utilities} differ from {utilities}")
+        self.cfg, self.seed = cfg, seed
+        self.epochs = epochs or cfg.epochs
+        self.tasks_per_batch = tasks_per_batch
+        self.model: PolicyHypernetwork | None = None
+
+    @classmethod
+    def build(cls, ctx: MethodContext, settings: CMRConfig) -> CMR:
+        return cls(ctx.features, ctx.utilities, ctx.layout, ctx.adapters, ctx.seed, settings.epochs,
+                   settings.tasks_per_batch)
+
+    def fit(self) -> None:
+        cfg, f = self.cfg, self.features
+        utilities = get_utilities(self.utilities)
+        gen = torch.Generator().manual_seed(self.seed)
+        model = PolicyHypernetwork(len(utilities), self.layout, init_params(self.layout, gen)).to(self.device)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        cols = diversity_columns(cfg)
+        topk = backbone_topk(f, cfg.topk_candidates) if cfg.candidates == "topk" else None
+        m = f.train_h.shape[0]
+        steps = min(-(-m // cfg.batch_size), cfg.steps_per_epoch or m)
+        start = time.perf_counter()
+        for epoch in range(self.epochs):
+            perm = torch.randperm(m, generator=gen).to(self.device)
+            total = 0.0
+            for step in range(steps):
+                idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                users = f.train_user[idx]
+                cands = candidate_lists(f, idx, cfg.num_negatives, gen, topk)  # (B, L)
+                w = uniform_simplex(self.tasks_per_batch, len(utilities), gen).to(self.device)  # (n, p)
+                h = apply_adapters(f.train_h[idx], model(w), self.layout)  # (n, B, d)
+                batch = CandidateBatch(
+                    scores=torch.einsum("nbd,bld->nbl", h, f.item_embedding[cands]),
+                    categories=f.item_categories[cands], num_train=1 + cfg.num_negatives,
+                    groups=None if f.user_group is None else f.user_group[users],
+                    diversity_columns=cols, alpha=cfg.alpha, temperature=cfg.temperature,
+                )
+                loss = (w * task_losses(batch, utilities)).sum(1).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+            log.info("cmr: epoch %d/%d, mean scalarised loss %.4f (%.1fs)", epoch + 1, self.epochs,
+                     total / steps, time.perf_counter() - start)
+        self.model = model.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def prepare(self, weights) -> torch.Tensor:
+        if self.model is None:
+            self.fit()
+        assert self.model is not None
+        return self.model(self.task_weights(weights)[None])[0]

@@ -1,0 +1,127 @@
+"""MMR (Carbonell & Goldstein 1998): greedy re-ranking of the backbone's list.
+
+At each position pick ``argmax_i lambda rel(i) - (1 - lambda) max_{j in S} sim(i, j)`` among the
+backbone's top-N candidates not yet picked, with ``lambda = w_acc``, ``rel`` the backbone score
+min-max normalised per user over its candidates, ``sim`` the cosine of the items' category
+vectors and ``S`` the items picked so far. The first pick is always the top-scored item.
+Vectorised over users (chunks of users bound the ``(users, N, N)`` similarity tensor).
+
+MMR knows two utilities only: with a third (fairness) weight, ``lambda = w_acc / (w_acc +
+w_div)`` (fairness is not something MMR can trade); all-fairness weights give ``lambda = 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from padirec.adapters.features import Features
+from padirec.core.metrics import mask_history
+from padirec.methods.base import Method, MethodContext, register
+
+_USER_CHUNK = 512
+
+
+@torch.no_grad()
+def mmr_rerank(
+    scores: torch.Tensor, item_categories: torch.Tensor, lam: float, k: int, num_candidates: int = 100
+) -> torch.Tensor:
+    """Re-ranked top-``k`` lists ``(U, k)`` of item ids.
+
+    ``scores (U, num_items + 1)`` already masked (history and padding ``-inf``);
+    ``item_categories (num_items + 1, C)`` multi-hot. ``lam = 1`` returns the backbone's order.
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"MMR lambda must be in [0, 1], got {lam}")
+    n = min(max(num_candidates, k), scores.shape[1])
+    if k > n:
+        raise ValueError(f"k={k} exceeds the number of items ({scores.shape[1]})")
+    cats = item_categories.to(scores.device, torch.float32)
+    unit = cats / cats.norm(dim=1, keepdim=True).clamp_min(1e-12)  # zero rows stay zero: sim 0
+    out = []
+    for s in range(0, scores.shape[0], _USER_CHUNK):
+        chunk = scores[s:s + _USER_CHUNK]
+        top = chunk.topk(n, dim=1)  # sorted: column 0 is the top score
+        cand, rel = top.indices, top.values
+        finite = torch.isfinite(rel)
+        lo = torch.where(finite, rel, torch.full_like(rel, math.inf)).min(1, keepdim=True).values
+        hi = torch.where(finite, rel, torch.full_like(rel, -math.inf)).max(1, keepdim=True).values
+        rel = torch.where(finite, (rel - lo) / (hi - lo).clamp_min(1e-12), torch.full_like(rel, -math.inf))
+        vec = unit[cand]  # (u, n, C)
+        sim = vec @ vec.transpose(1, 2)  # (u, n, n)
+        rows = torch.arange(cand.shape[0], device=cand.device)
+        picked = torch.zeros_like(rel, dtype=torch.bool)
+        max_sim = torch.zeros_like(rel)
+        order = []
+        for r in range(k):
+            if r == 0:
+                best = torch.zeros(cand.shape[0], dtype=torch.long, device=cand.device)
+            else:
+                value = lam * rel - (1.0 - lam) * max_sim
+                # masked candidates (-inf rel) can only be picked when nothing finite is left
+                value = value.masked_fill(picked, -math.inf)
+                value = torch.where(torch.isnan(value), torch.full_like(value, -math.inf), value)
+                best = value.argmax(1)  # first maximum: ties keep the backbone's order
+            order.append(best)
+            picked[rows, best] = True
+            max_sim = torch.maximum(max_sim, sim[rows, best])
+        out.append(cand.gather(1, torch.stack(order, 1)))
+    return torch.cat(out) if out else scores.new_zeros((0, k), dtype=torch.long)
+
+
+def lift_list(scores: torch.Tensor, lists: torch.Tensor) -> torch.Tensor:
+    """Scores ``(U, N)`` with the items of ``lists (U, k)`` placed above all others, in list order.
+
+    Other items keep their relative order (and their ``-inf`` when masked), so the set of items
+    that could be ranked is unchanged.
+    """
+    finite = torch.isfinite(scores)
+    top = torch.where(finite, scores, torch.full_like(scores, -math.inf)).max(1, keepdim=True).values
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    k = lists.shape[1]
+    lifted = top + 1.0 + torch.arange(k, 0, -1, device=scores.device, dtype=scores.dtype)
+    return scores.scatter(1, lists, lifted.expand(scores.shape[0], k).contiguous())
+
+
+def mmr_lambda(w: torch.Tensor, utilities: list[str]) -> float:
+    """``lambda`` from task weights: ``w_acc / (w_acc + w_div)`` (``w_acc`` when p = 2)."""
+    acc = float(w[utilities.index("accuracy")])
+    div = float(w[utilities.index("diversity")]) if "diversity" in utilities else 0.0
+    return acc / (acc + div) if acc + div > 0 else 1.0
+
+
+@dataclass
+class MMRConfig:
+    candidates: int = 100  # MMR re-ranks the backbone's top-N
+
+
+@register
+class MMR(Method):
+    """MMR re-ranking of the (unadapted) backbone's top-N list."""
+
+    key = "mmr"
+    config_class = MMRConfig
+
+    def __init__(self, features: Features, utilities: list[str], k: int = 10, num_candidates: int = 100) -> None:
+        super().__init__(features, utilities)
+        if "accuracy" not in utilities:
+            raise ValueError(f"MMR needs the 'accuracy' utility, got {utilities}")
+        self.k = k
+        self.num_candidates = num_candidates
+
+    @classmethod
+    def build(cls, ctx: MethodContext, settings: MMRConfig) -> MMR:
+        return cls(ctx.features, ctx.utilities, ctx.k, settings.candidates)
+
+    def prepare(self, weights) -> float:
+        return mmr_lambda(self.task_weights(weights), self.utilities)
+
+    @torch.no_grad()
+    def scores(self, prepared: float, split: str) -> torch.Tensor:
+        s = self.features.split(split)
+        raw = s.h @ self.features.item_embedding.T
+        masked = mask_history(raw, s.mask_rows, s.mask_cols)
+        lists = mmr_rerank(masked, self.features.item_categories, prepared, self.k, self.num_candidates)
+        return lift_list(masked, lists)

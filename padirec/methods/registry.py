@@ -1,0 +1,50 @@
+"""Every controllable method by key, and building the ones a config asks for.
+
+``METHODS`` is a dict of classes, filled by importing every module of ``padirec.methods`` (each
+method registers itself with ``@register``): a new method is one new file, nothing else. The
+order is the proposed method, the reference, then the others by key.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Mapping
+from typing import Any
+
+import padirec.methods
+from padirec.errors import ConfigError
+from padirec.methods.base import METHODS, Method, MethodContext, register
+
+_NOT_METHODS = {"base", "registry"}
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(padirec.methods.__path__)):
+    if _module not in _NOT_METHODS:
+        importlib.import_module(f"padirec.methods.{_module}")
+_order = sorted(METHODS, key=lambda key: ({"proposed": 0, "reference": 1}.get(METHODS[key].role, 2), key))
+METHODS.update({key: METHODS.pop(key) for key in _order})
+
+__all__ = ["METHODS", "Method", "MethodContext", "build_methods", "default_settings", "method_with_role",
+           "register"]
+
+
+def default_settings() -> dict[str, Any]:
+    """``{key: settings}`` with every registered method's default settings (the config's ``methods``)."""
+    return {key: cls.config_class() for key, cls in METHODS.items()}
+
+
+def method_with_role(role: str, keys: Any = None) -> str | None:
+    """The key of the method with ``role`` (among ``keys``, default all registered), or None."""
+    return next((k for k in (METHODS if keys is None else keys) if k in METHODS and METHODS[k].role == role), None)
+
+
+def build_methods(names: list[str], ctx: MethodContext, settings: Mapping[str, Any] | None = None) -> dict[str, Method]:
+    """``{key: Method}`` for ``names`` (in that order), not yet fitted; ``settings`` maps a key to its
+    settings (the config's ``methods``; a method missing there gets its defaults)."""
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise ConfigError(f"evaluation.methods: unknown method(s) {unknown}; valid: {list(METHODS)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"evaluation.methods: repeated method in {names}")
+    settings = settings or {}
+    return {name: METHODS[name].build(ctx, settings.get(name) or METHODS[name].config_class()) for name in names}

@@ -1,0 +1,65 @@
+"""Retrain: an adapter trained from scratch for the exact task (linear scalarisation).
+
+Assumed optimal and the reference of the Pearson correlations. ``prepare(weights)`` runs
+``padirec.adapters.train.train_adapter`` to its convergence criterion; that is the response
+time being compared. For the evaluation sweep, ``bank`` lets it reuse the bank's adapter for a
+task the bank already trained (the grid tasks are in the bank, held out from the generator):
+``train_adapter`` is deterministic given the seed and equals that adapter, so retraining would
+only cost time. The response-time comparison passes no bank and always trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from padirec.adapters.bank import AdapterBank
+from padirec.adapters.config import AdapterConfig
+from padirec.adapters.features import Features
+from padirec.adapters.train import train_adapter
+from padirec.core.layout import Layout, dims
+from padirec.methods.base import AdapterMethod, MethodContext, register
+
+
+@dataclass
+class RetrainConfig:
+    from_bank: bool = True  # evaluation sweep: reuse the bank's adapter when it trained the exact task
+
+
+@register
+class Retrain(AdapterMethod):
+    key = "retrain"
+    config_class = RetrainConfig
+    role = "reference"
+    robustness = True
+
+    def __init__(
+        self, features: Features, utilities: list[str], layout: Layout, cfg: AdapterConfig, seed: int = 0,
+        bank: AdapterBank | None = None,
+    ) -> None:
+        super().__init__(features, utilities, layout)
+        if list(cfg.utilities) != list(utilities):
+            raise ValueError(f"adapter config utilities {cfg.utilities} differ from {utilities}")
+        if dims(layout) != (features.dim, cfg.bottleneck):
+            raise ValueError(f"adapter config (dim {features.dim}, bottleneck {cfg.bottleneck}) does not match "
+                             f"the layout's (dim, bottleneck) {dims(layout)}")
+        self.cfg = cfg
+        self.seed = seed
+        self.bank = bank
+        self.reused = 0  # tasks served from the bank (reported by the sweep)
+
+    @classmethod
+    def build(cls, ctx: MethodContext, settings: RetrainConfig) -> Retrain:
+        bank = ctx.bank if settings.from_bank and ctx.reuse_bank else None
+        return cls(ctx.features, ctx.utilities, ctx.layout, ctx.adapters, ctx.seed, bank=bank)
+
+    def prepare(self, weights) -> torch.Tensor:
+        w = self.task_weights(weights)
+        if self.bank is not None:
+            row = self.bank.find(w.cpu().numpy())
+            if row is not None:
+                self.reused += 1
+                return self.bank.params[row].to(self.device)
+        return train_adapter(self.features, w.cpu().numpy().astype(np.float64), self.cfg, self.seed).detach()

@@ -1,0 +1,115 @@
+"""The pipeline's steps as plain functions: what each KFP component calls, and all that it calls.
+
+A component only turns its artifacts into paths and hands them here with the config JSON. Each
+step sets up logging and torch's threads, opens its MLflow run, applies the local stage cache
+(the key is assembled here, from exactly the settings the stage depends on) and returns its KFP
+metadata: numbers, strings and booleans, no NaN or inf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from padirec.adapters.stage import build_adapters_stage, merge_adapter_banks
+from padirec.backbones.stage import train_backbone_stage
+from padirec.cache import cache_key, run_cached
+from padirec.compute import set_torch_threads
+from padirec.config import Config, config_from_json
+from padirec.core.tracker import Tracker
+from padirec.data.stage import run_data_stage
+from padirec.diffusion.stage import train_generator_stage
+from padirec.evaluation.stage import evaluate_stage, response_time_stage
+from padirec.finite import finite_metadata
+from padirec.progress import setup_logging
+from padirec.promotion import register_and_promote_stage
+from padirec.tracking import finish_pipeline_run, step_tracker
+
+
+@contextmanager
+def _step(config_json: str, name: str) -> Iterator[tuple[Config, Tracker]]:
+    setup_logging()
+    cfg = config_from_json(config_json)
+    threads = set_torch_threads()
+    with step_tracker(cfg, name) as tracker:
+        tracker.set_tags(threads)
+        yield cfg, tracker
+
+
+def _cached(cfg: Config, stage: str, settings: Any, inputs: list[str], out: str,
+            run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return run_cached(cfg.cache_root(), stage, cache_key(stage, settings, inputs), out, run)
+
+
+def _metadata(values: dict[str, Any]) -> dict[str, Any]:
+    return finite_metadata({k: v for k, v in values.items() if isinstance(v, int | float | str | bool)})
+
+
+def prepare_data(config_json: str, data_version: str, out: str) -> dict[str, Any]:
+    """``data_version`` names the source snapshot: an input of KFP's cache key, recorded on the run."""
+    with _step(config_json, "prepare_data") as (cfg, tracker):
+        tracker.set_tags({"data_version": data_version or "unversioned"})
+        manifest = run_data_stage(cfg.data, out, tracker, eval_k=cfg.evaluation.k)
+    return _metadata({**manifest["stats"], "data_checksum": manifest["data_checksum"], "data_version": data_version})
+
+
+def train_backbone(config_json: str, data: str, out: str) -> dict[str, Any]:
+    with _step(config_json, "train_backbone") as (cfg, tracker):
+        settings = [dataclasses.asdict(cfg.backbone), cfg.data.max_len, cfg.seed]
+        metrics = _cached(cfg, "train_backbone", settings, [data], out, lambda: train_backbone_stage(
+            data, out, cfg.backbone, cfg.data.max_len, cfg.seed, cfg.device, tracker))
+    return _metadata({"model": cfg.backbone.model, "cache": metrics.get("cache", "off"),
+                      **{f"test_{k}": v for k, v in metrics["test"].items()}})
+
+
+def plan_shards(config_json: str) -> list[int]:
+    """The shard indices of the adapter bank, for the pipeline's fan-out."""
+    return list(range(config_from_json(config_json).adapters.num_shards))
+
+
+def build_adapters(config_json: str, shard_index: int, data: str, backbone: str, out: str) -> dict[str, Any]:
+    with _step(config_json, f"build_adapters_{shard_index}") as (cfg, tracker):
+        settings = [dataclasses.asdict(cfg.adapters), cfg.data.max_len, cfg.seed, shard_index]
+        summary = _cached(cfg, "build_adapters", settings, [data, backbone], out, lambda: build_adapters_stage(
+            data, backbone, out, cfg.adapters, cfg.data.max_len, cfg.seed, cfg.device, tracker,
+            shard_index=shard_index, num_shards=cfg.adapters.num_shards))
+    return _metadata(summary)
+
+
+def train_generator(config_json: str, banks: list[str], bank_out: str, out: str) -> dict[str, Any]:
+    """Collect the bank's shards into ``bank_out``, then train the generator into ``out``."""
+    with _step(config_json, "train_generator") as (cfg, tracker):
+        merge_adapter_banks(banks, bank_out)
+        settings = [dataclasses.asdict(cfg.generator), cfg.seed]
+        summary = _cached(cfg, "train_generator", settings, [bank_out], out, lambda: train_generator_stage(
+            bank_out, out, cfg.generator, cfg.seed, cfg.device, tracker))
+    return _metadata(summary)
+
+
+def compare_response_time(config_json: str, data: str, backbone: str, bank: str, generator: str,
+                          out: str) -> dict[str, Any]:
+    """Never cached: wall times belong to the machine and the moment they were measured on."""
+    with _step(config_json, "compare_response_time") as (cfg, tracker):
+        response_time_stage(data, backbone, bank, generator, out, cfg, tracker)
+    return {}
+
+
+def evaluate(config_json: str, data: str, backbone: str, bank: str, generator: str, timing: str,
+             out: str) -> dict[str, Any]:
+    with _step(config_json, "evaluate") as (cfg, tracker):
+        evaluate_stage(data, backbone, bank, generator, timing, out, cfg, tracker)
+    return {}
+
+
+def register_and_promote(config_json: str, data: str, backbone: str, generator: str, report: str,
+                         out: str) -> dict[str, Any]:
+    with _step(config_json, "register_and_promote") as (cfg, tracker):
+        result = register_and_promote_stage(data, backbone, generator, report, out, cfg, tracker)
+    return _metadata(result)
+
+
+def finish_run(config_json: str, state: str) -> str | None:
+    """The exit handler: close the parent MLflow run by the pipeline's final state."""
+    return finish_pipeline_run(config_from_json(config_json), state)

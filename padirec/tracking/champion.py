@@ -1,0 +1,219 @@
+"""Promotion: the alias ``champion`` and the quality gate (``padirec promote``, the last step).
+
+The rule (idempotent, and safe when two promotions race): a version's gate result is written to its
+tags (``gate``: passed, failed or incomplete; ``promotion``: why); the alias then goes to the best
+gate-passing version among those evaluated the same way as the candidate (same evaluation key: data
+checksum and task grid). Every promoter computes the same answer, so re-running changes nothing and
+racing promoters agree.
+
+- A champion evaluated on other data cannot be compared with the candidate: it keeps the alias
+  unless promotion is told ``allow_other_data`` (``padirec promote --allow-other-data``).
+- The champion is re-checked against the gate at every promotion; when it fails now (a stricter
+  gate, an incomplete version), ``on_failing_champion`` decides: ``keep`` the alias, ``flag`` it
+  (keep, and tag the version ``champion_status``), or ``clear`` it. A passing version of the same
+  evaluation replaces a failing champion in any case; a cleared alias still remembers what its
+  champion was evaluated on (the registered model's tag ``champion.evaluation_key``), so clearing
+  lets no version of other data in without ``allow_other_data``.
+- An incomplete version (``REQUIRED_TAGS``) or one with an undefined figure never passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from padirec.tracking.registry import (
+    ALIAS,
+    CHAMPION_POLICIES,
+    REQUIRED_TAGS,
+    STATUS_TAG,
+    GateThresholds,
+    PromotionError,
+    to_float,
+)
+
+log = logging.getLogger("padirec")
+KEY_TAG = "champion.evaluation_key"  # on the registered model: what its champion was evaluated on
+
+
+def promote(uri: str, model_name: str, version: str, gate: GateThresholds, *, allow_other_data: bool = False,
+            on_failing_champion: str = "flag") -> dict[str, str]:
+    """Apply the gate to ``version`` and move ``champion`` by the rule in the module docstring.
+
+    Returns ``{"decision": "champion" | "rejected" | "kept", "champion": version or "", "reason":
+    ..., "champion_status": ...}``; ``champion_status`` (only when the champion fails the gate now)
+    says what ``on_failing_champion`` did. Errors (no such model or version, a malformed version,
+    an unreachable server) are ``PromotionError``/``TrackingError`` with a one-line message.
+    """
+    if on_failing_champion not in CHAMPION_POLICIES:
+        raise PromotionError(f"promotion.on_failing_champion: {on_failing_champion!r} is not one of "
+                             f"{', '.join(CHAMPION_POLICIES)}")
+    version = _version_number(version)
+    client = _client(uri, model_name)
+    mv = _get_version(client, uri, model_name, version)
+    problem = version_problem(mv.tags, gate)
+    verdict = "incomplete" if problem.startswith("incomplete") else "failed" if problem else "passed"
+    client.set_model_version_tag(model_name, version, "gate", verdict)
+    # The champion first: one that fails today's gate is reported and handled by the policy.
+    current = _champion(client, model_name)
+    current_mv = _safe_get_version(client, model_name, current)
+    status = _police_champion(client, model_name, current_mv, gate, on_failing_champion) if current_mv else ""
+    if status and on_failing_champion == "clear":
+        current, current_mv = None, None
+    key = mv.tags.get("evaluation_key", "")
+    # What the champion was evaluated on; a cleared alias leaves it behind, so clearing opens no door.
+    champion_key = (current_mv.tags.get("evaluation_key", "") if current_mv
+                    else client.get_registered_model(model_name).tags.get(KEY_TAG))
+    if problem:
+        result = {"decision": "rejected", "champion": current or "", "reason": problem}
+    else:
+        peers = [v for v in client.search_model_versions(f"name = '{model_name}'")
+                 if v.tags.get("gate") == "passed" and v.tags.get("evaluation_key", "") == key
+                 and not version_problem(v.tags, gate)]
+        peers = peers or [mv]  # a racing promoter may have changed this version's gate tag
+        best = max(peers, key=lambda v: (to_float(v.tags.get("quality.score")), int(v.version)))
+        best_version = str(best.version)  # MLflow hands versions back as int or str depending on the call
+        score = to_float(mv.tags.get("quality.score"))
+        holder = f"champion v{current}" if current else "the last champion (alias cleared)"
+        if champion_key is not None and champion_key != key and not allow_other_data:
+            best_version = current
+            reason = (f"passed the gate, but {holder} was evaluated on other data (evaluation key "
+                      f"{champion_key or 'none'}, this version {key}): not compared, not promoted; promote with "
+                      "--allow-other-data to replace it")
+        elif champion_key is not None and champion_key != key:
+            reason = f"passed the gate; {holder} was evaluated on other data and --allow-other-data replaces it"
+        elif best_version != version:
+            reason = f"passed the gate but v{best_version} scores higher ({to_float(best.tags.get('quality.score')):.5f} >= {score:.5f})"
+        elif current == version:
+            reason = "already champion"
+        else:
+            reason = f"passed the gate and beats v{current} (score {score:.5f})" if current else "passed the gate; first champion"
+        if best_version and best_version != current:
+            _set_alias(client, model_name, best_version)
+            client.set_registered_model_tag(model_name, KEY_TAG, key)
+            current = best_version
+        result = {"decision": "champion" if best_version == version else "kept", "champion": current or "",
+                  "reason": reason}
+    if not (result["reason"] == "already champion" and mv.tags.get("promotion")):
+        client.set_model_version_tag(model_name, version, "promotion", result["reason"])
+    if status:
+        policed = str(current_mv.version) if current_mv else ""
+        replaced = result["champion"] and result["champion"] != policed
+        result["champion_status"] = status + (f"; v{result['champion']} holds it now" if replaced else "")
+    log.info("promotion of %s v%s: %s", model_name, version, result["reason"])
+    return result
+
+
+def version_problem(tags: dict[str, str], gate: GateThresholds) -> str:
+    """Why a version with these tags may not be champion ("" when it may): incomplete (a tag of
+    registration missing: it was never finished), a figure undefined, or below the gate."""
+    missing = [t for t in REQUIRED_TAGS if not tags.get(t)]
+    if missing:
+        return f"incomplete version (never promoted): missing the tag(s) {', '.join(missing)}"
+    q = {k: to_float(tags.get(f"quality.{k}")) for k in ("avg_hv", "pearson_ra", "pearson_rd")}
+    undefined = [k for k, v in q.items() if not math.isfinite(v)]
+    failed = [f"{k} {q[k]:.4f} < {t}" for k, t in (("avg_hv", gate.min_avg_hv), ("pearson_ra", gate.min_pearson_ra),
+                                                    ("pearson_rd", gate.min_pearson_rd)) if k not in undefined and q[k] < t]
+    failed += [f"{k} undefined" for k in undefined]
+    if not math.isfinite(to_float(tags.get("quality.score"))):  # the score ranks the peers
+        failed.append("score undefined")
+    return "quality gate failed: " + "; ".join(failed) if failed else ""
+
+
+def _police_champion(client, model_name: str, champion, gate: GateThresholds, policy: str) -> str:
+    """Re-check the champion against today's gate; when it fails, apply ``policy`` and say what
+    happened ("" when it passes)."""
+    version = str(champion.version)
+    problem = version_problem(champion.tags, gate)
+    if not problem:
+        if champion.tags.get(STATUS_TAG):
+            client.delete_model_version_tag(model_name, version, STATUS_TAG)
+        return ""
+    if policy == "clear":
+        client.delete_registered_model_alias(model_name, ALIAS)
+        action = "alias cleared (promotion.on_failing_champion=clear)"
+    elif policy == "flag":
+        client.set_model_version_tag(model_name, version, STATUS_TAG, f"fails the gate: {problem}"[:5000])
+        action = f"alias left on it, the version tagged {STATUS_TAG} (promotion.on_failing_champion=flag)"
+    else:
+        action = "alias left on it (promotion.on_failing_champion=keep)"
+    status = f"champion v{version} fails the gate now ({problem}): {action}"
+    log.warning("%s: %s", model_name, status)
+    return status
+
+
+def _version_number(version: Any) -> str:
+    text = str(version).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise PromotionError(f"version {version!r}: a model version is a whole number from 1")
+    return str(int(text))
+
+
+def _client(uri: str, model_name: str):
+    """A client on ``uri`` that has ``model_name``; never creates a store (a mistyped SQLite path
+    would otherwise leave an empty database behind)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from padirec.tracking.core import check_reachable, redact
+
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise PromotionError(f"no MLflow store at {uri}: set tracking.uri or MLFLOW_TRACKING_URI")
+    check_reachable(uri)
+    client = MlflowClient(uri)
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise PromotionError(f"registry at {redact(uri)}: {redact(e.message)}") from e
+        raise PromotionError(f"no registered model {model_name!r} at {redact(uri)}") from e
+    return client
+
+
+def _get_version(client, uri: str, model_name: str, version: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(model_name, version)
+    except MlflowException as e:
+        from padirec.tracking.core import redact
+
+        latest = max((int(v.version) for v in client.search_model_versions(f"name = '{model_name}'")), default=0)
+        raise PromotionError(f"model {model_name!r} at {redact(uri)} has no version {version} "
+                             f"({f'versions 1 to {latest}' if latest else 'no versions yet'})") from e
+
+
+def _safe_get_version(client, model_name: str, version: str | None):
+    from mlflow.exceptions import MlflowException
+
+    if not version:
+        return None
+    try:
+        return client.get_model_version(model_name, version)
+    except MlflowException:
+        return None
+
+
+def _set_alias(client, model_name: str, version: str) -> None:
+    """Point ``champion`` at ``version``. Two promoters racing to create the alias collide in the
+    store (a unique key): the loser finds it set, and sets it again only if it points elsewhere."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.set_registered_model_alias(model_name, ALIAS, version)
+    except MlflowException:
+        if _champion(client, model_name) != version:
+            client.set_registered_model_alias(model_name, ALIAS, version)
+
+
+def _champion(client, model_name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model_name, ALIAS).version)
+    except MlflowException:
+        return None
+
+

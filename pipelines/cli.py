@@ -1,0 +1,111 @@
+"""The ``padirec`` command with the pipeline commands: ``run``, ``compile``, ``submit``, ``schedule``
+on top of the library's (``padirec.cli``: ``data``, ``backbone``, ``adapters``, ``generate``,
+``recommend``, ``promote``). The console script ``padirec`` and ``python -m pipelines`` run this
+one; ``python -m padirec`` runs the library's commands alone (no kfp)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from padirec.cli import add_config_arguments, build_parser, load_config_from_args
+from padirec.cli import main as library_main
+from padirec.errors import PadirecError
+
+# The commands import kfp and the pipeline modules when they run, so the library's commands
+# (``padirec data --help``) start without loading kfp.
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from padirec.tracking import redact, resolve_tracking_uri
+    from pipelines.run_local import find_output, run_local
+
+    cfg = load_config_from_args(args)
+    run_folder = run_local(cfg)
+    data_manifest = find_output(run_folder, "**/prepare-data/data/manifest.json") or find_output(run_folder, "**/data/manifest.json")
+    if data_manifest:
+        stats = json.loads(data_manifest.read_text())["stats"]
+        print(f"data ({cfg.data.source}, after filtering): {stats['num_users']} users, {stats['num_items']} items, "
+              f"{stats['num_interactions']} interactions, {stats['num_categories']} categories")
+    if cfg.tracking.uri != "none":
+        uri = resolve_tracking_uri(cfg.tracking.uri, Path(cfg.run_dir).resolve())
+        print(f"MLflow: experiment {cfg.tracking.experiment!r} at {redact(uri)}")
+        if uri.startswith("sqlite:///"):
+            print(f"  open the UI with: .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
+    print(f"run folder: {run_folder}")
+    report = find_output(run_folder, "**/report/report.json")
+    if report:
+        md = report.with_name("report.md")
+        print(f"human report: {md}")
+        print(report)
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from kfp import compiler
+
+    from pipelines.padirec_pipeline import ClusterOptions, build_pipeline
+
+    if args.image.endswith(":latest") or ":" not in args.image:
+        raise PadirecError(f"--image {args.image!r}: use an immutable tag (e.g. padirec:0.1.0-<commit>), never latest")
+    if args.gpu_count < 0:
+        raise PadirecError(f"--gpu-count {args.gpu_count}: the accelerators per GPU step, 0 or more")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cluster = ClusterOptions(gpu_type=args.gpu_type, gpu_count=args.gpu_count)
+    compiler.Compiler().compile(build_pipeline(args.image, cluster), str(out))
+    print(out)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from pipelines.remote import submit, with_tracking
+
+    cfg = with_tracking(load_config_from_args(args), args.tracking_uri)
+    print(submit(cfg, args.host, args.package, args.experiment, args.data_version))
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from pipelines.remote import schedule, validate_cron, with_tracking
+
+    validate_cron(args.cron)
+    cfg = with_tracking(load_config_from_args(args), args.tracking_uri)
+    print(schedule(cfg, args.host, args.cron, args.package, args.experiment))
+    return 0
+
+
+def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``run``, ``compile``, ``submit`` and ``schedule`` to the library's sub-commands."""
+    sp = sub.add_parser("run", help="run the whole pipeline locally (KFP local runner) and print where the report is")
+    add_config_arguments(sp)
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("compile", help="compile the pipeline to KFP YAML")
+    sp.add_argument("--out", default="dist/padirec_pipeline.yaml")
+    sp.add_argument("--image", default="padirec:0.1.0", help="the project image every step runs on")
+    sp.add_argument("--gpu-type", default="nvidia.com/gpu", help="accelerator resource of the GPU steps")
+    sp.add_argument("--gpu-count", type=int, default=1, help="accelerators per GPU step; 0 for a CPU-only cluster")
+    sp.set_defaults(func=cmd_compile)
+
+    for name, fn, text in (("submit", cmd_submit, "create a run on a Kubeflow Pipelines cluster"),
+                           ("schedule", cmd_schedule, "create a recurring run (KFP cron: 6 fields, seconds first)")):
+        sp = sub.add_parser(name, help=text)
+        add_config_arguments(sp)
+        sp.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
+        sp.add_argument("--package", default="dist/padirec_pipeline.yaml", help="compiled pipeline (make compile)")
+        sp.add_argument("--experiment", default="padirec")
+        sp.add_argument("--tracking-uri", help="MLflow server the cluster's steps log to "
+                        "(default: MLFLOW_TRACKING_URI of the padirec-env ConfigMap)")
+        if name == "submit":
+            sp.add_argument("--data-version", default="", help="the source data's snapshot (a date, a partition); "
+                            "default: the submission time, so the data is read afresh")
+        if name == "schedule":
+            sp.add_argument("--cron", required=True, help="e.g. '0 0 3 * * *' = 03:00 daily (seconds first)")
+        sp.set_defaults(func=fn)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Every ``padirec`` command, the library's and the pipeline's."""
+    return library_main(argv, build_parser(add_pipeline_commands))

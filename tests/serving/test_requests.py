@@ -1,0 +1,150 @@
+"""Serving requests on the real tiny system, in the library and through the real pyfunc model:
+``k`` (argument, params, per record; checked against the items a request can rank), the cap on
+distinct weight vectors, the deadline, and bad requests as MLflow's INVALID_PARAMETER_VALUE."""
+
+import time
+
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from padirec.errors import ConfigError
+from padirec.serving import (
+    DEFAULT_MAX_TASKS,
+    MAX_TASKS_ENV,
+    Recommender,
+    RequestError,
+    RequestTimeout,
+)
+
+
+def _history(rec, n=3):
+    return list(rec.source_id[1:n + 1])
+
+
+def test_k_per_call_and_per_record(rec):
+    h = _history(rec)
+    assert len(rec.recommend(h, [0.3, 0.7], k=3)["item_ids"]) == 3
+    out = rec.recommend_many([{"history": h, "weights": [0.3, 0.7], "k": 2},
+                              {"history": h, "weights": [0.3, 0.7]}], k=4)
+    assert [len(o["item_ids"]) for o in out] == [2, 4]
+    assert out[0]["item_ids"] == out[1]["item_ids"][:2]
+
+
+def test_k_up_to_every_rankable_item_never_lists_history_or_padding(rec):
+    h = _history(rec, 5)
+    rankable = rec.backbone.num_items - 5
+    out = rec.recommend(h, [0.5, 0.5], k=rankable)["item_ids"]
+    assert len(out) == len(set(out)) == rankable
+    assert not set(out) & set(h) and "" not in out  # "" is the padding item's source id
+    with pytest.raises(RequestError, match=f"k must be between 1 and {rankable} .* got {rankable + 1}"):
+        rec.recommend(h, [0.5, 0.5], k=rankable + 1)
+    with pytest.raises(RequestError, match="got 10000"):
+        rec.recommend(h, [0.5, 0.5], k=10_000)  # more than the catalogue
+
+
+@pytest.mark.parametrize("k,needle", [(0, "between 1 and"), (-3, "got -3"), (2.5, "whole number"), (True, "whole number"),
+                                      ("3", "whole number"), (float("nan"), "whole number"), (float("inf"), "whole number")])
+def test_bad_k(rec, k, needle):
+    with pytest.raises(RequestError, match=needle):
+        rec.recommend(_history(rec), [0.5, 0.5], k=k)
+
+
+def test_k_as_whole_float_is_accepted(rec):
+    """A DataFrame column of k with some records missing it holds floats (3.0)."""
+    assert len(rec.recommend(_history(rec), [0.5, 0.5], k=3.0)["item_ids"]) == 3
+
+
+@pytest.mark.parametrize("ts,needle", [([1, 2], "2 values for 3"), ([1, 2, float("nan")], "finite"), ([1, 2, -1], "non-negative"),
+                                       ("abc", "list of numbers"), ([1, 2, "noon"], "list of numbers"), (5, "list of numbers")])
+def test_bad_timestamps(rec, ts, needle):
+    with pytest.raises(RequestError, match=f"timestamps.*{needle}|{needle}"):
+        rec.recommend(_history(rec), [0.5, 0.5], timestamps=ts)
+
+
+def test_record_named_in_a_batch(rec):
+    reqs = [{"history": _history(rec), "weights": [0.5, 0.5]}, {"history": ["nope"], "weights": [0.5, 0.5]}]
+    with pytest.raises(RequestError, match=r"^record 1: history has unknown item id\(s\) \['nope'\]"):
+        rec.recommend_many(reqs)
+
+
+def test_distinct_tasks_per_request_are_capped(rec):
+    h = _history(rec)
+    n = DEFAULT_MAX_TASKS + 1
+    reqs = [{"history": h, "weights": [i / n, 1 - i / n]} for i in range(n)]
+    with pytest.raises(RequestError, match=f"{n} distinct weight vectors; at most {DEFAULT_MAX_TASKS} .*{MAX_TASKS_ENV}"):
+        rec.recommend_many(reqs)
+    # the same vector many times is one task
+    assert len(rec.recommend_many([{"history": h, "weights": [0.5, 0.5]}] * (2 * n))) == 2 * n
+
+
+def test_task_cap_setting(system, monkeypatch):
+    monkeypatch.setenv(MAX_TASKS_ENV, "2")
+    assert Recommender(system).max_tasks == 2
+    for bad in ("0", "-1", "many"):
+        monkeypatch.setenv(MAX_TASKS_ENV, bad)
+        with pytest.raises(ConfigError, match=MAX_TASKS_ENV):
+            Recommender(system)
+
+
+def test_deadline_stops_the_work_between_tasks(system):
+    rec = Recommender(system, max_tasks=1000)
+    h = _history(rec)
+    started = time.monotonic()
+    rec.adapter((0.123, 0.877))
+    one = time.monotonic() - started  # one generation
+    reqs = [{"history": h, "weights": [i / 500, 1 - i / 500]} for i in range(500)]
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout, match=r"stopped after (\d+) of 500") as err:
+        rec.recommend_many(reqs, deadline=started + 3 * one)
+    done = int(err.value.args[0].split("after ")[1].split(" of")[0])
+    assert done < 500 and time.monotonic() - started < 8 * one + 2  # stopped within about one task of it
+    with pytest.raises(RequestTimeout, match="after 0 of 1"):
+        rec.recommend_many(reqs[:1], deadline=time.monotonic() - 1)
+
+
+# ---------------------------------------------------------------- the pyfunc model
+
+def _frame(rec, **extra):
+    return pd.DataFrame([{"history": _history(rec), "weights": [0.3, 0.7], **extra}])
+
+
+def test_pyfunc_k_from_params_and_per_record(model, rec):
+    assert len(model.predict(_frame(rec), params={"k": 3}).iloc[0]["item_ids"]) == 3
+    assert len(model.predict(_frame(rec)).iloc[0]["item_ids"]) == 10
+    both = pd.DataFrame([{"history": _history(rec), "weights": [0.3, 0.7], "k": 2},
+                         {"history": _history(rec), "weights": [0.3, 0.7]}])  # k is NaN in the second row
+    assert [len(x) for x in model.predict(both, params={"k": 4})["item_ids"]] == [2, 4]
+
+
+def test_without_the_signature_mlflow_drops_params(system, tmp_path, rec):
+    """Why ``model_signature`` exists: MLflow ignores ``params`` of a model without a params schema."""
+    import mlflow
+
+    from tests.serving.tiny import save_model
+
+    bare = mlflow.pyfunc.load_model(str(save_model(system, tmp_path / "m", signature=False)))
+    assert len(bare.predict(_frame(rec), params={"k": 3}).iloc[0]["item_ids"]) == 10
+    assert len(bare.predict(_frame(rec, k=3)).iloc[0]["item_ids"]) == 3  # per record still works
+
+
+@pytest.mark.parametrize("record,params,needle", [
+    ({"history": ["nope"]}, None, "history has unknown item id"),
+    ({"weights": [float("nan"), 1.0]}, None, "weights: task weights contain NaN"),
+    ({"history": [f"i{i}" for i in range(10_000)]}, None, "history has 10000 items; this model reads at most 8"),
+    ({"k": -3}, None, "k must be between 1 and"),
+    ({}, {"k": -3}, "k must be between 1 and"),
+])
+def test_pyfunc_bad_request_is_invalid_parameter_value(model, rec, record, params, needle):
+    with pytest.raises(MlflowException) as err:
+        model.predict(pd.DataFrame([{"history": _history(rec), "weights": [0.3, 0.7], **record}]), params=params)
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE" and needle in err.value.message
+    assert err.value.get_http_status_code() == 400 and "Traceback" not in err.value.serialize_as_json()
+
+
+def test_pyfunc_deadline_from_the_server_timeout(model, rec, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "0.000001")
+    reqs = pd.DataFrame([{"history": _history(rec), "weights": [i / 10, 1 - i / 10]} for i in range(10)])
+    with pytest.raises(MlflowException) as err:
+        model.predict(reqs)
+    assert err.value.error_code == "DEADLINE_EXCEEDED" and err.value.get_http_status_code() == 504
