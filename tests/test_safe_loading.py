@@ -21,6 +21,19 @@ def test_library_never_unpickles():
     assert not offenders, "unsafe deserialisation:\n" + "\n".join(offenders)
 
 
+def test_the_config_yaml_loader_is_a_safe_loader():
+    import yaml
+
+    from padirec.core import typed_config
+
+    assert issubclass(typed_config._Yaml12Loader, yaml.SafeLoader)
+    assert typed_config.yaml_load("a: 1e-3") == {"a": 0.001}
+    import pytest
+
+    with pytest.raises(yaml.constructor.ConstructorError):  # no Python objects, as safe_load
+        typed_config.yaml_load("!!python/object/apply:os.system ['true']")
+
+
 def test_pyfunc_model_is_logged_from_code():
     registry = (ROOT / "padirec" / "tracking" / "registry.py").read_text()
     assert "python_model=str(PYFUNC_CODE)" in registry

@@ -99,4 +99,8 @@ _Yaml12Loader.add_implicit_resolver(
 
 def yaml_load(text: str) -> Any:
     """YAML with YAML 1.2's numbers (``1e-3`` is 0.001), for config files and ``--set`` values."""
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+    loader = _Yaml12Loader(text)  # a SafeLoader: plain data only (tests/test_safe_loading.py checks it)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
