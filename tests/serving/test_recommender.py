@@ -9,17 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from padirec.serving import Recommender, RequestError
-from tests.serving.tiny import MAX_LEN, tiny_system
-
-
-@pytest.fixture(scope="module")
-def system(synthetic_prepared, tmp_path_factory):
-    return tiny_system(synthetic_prepared, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def rec(system):
-    return Recommender(system)
+from tests.serving.tiny import MAX_LEN
 
 
 def _known(rec, n=3):
