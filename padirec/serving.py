@@ -228,7 +228,10 @@ class Recommender:
             return []
         parsed = [self._parse(r, req, k, len(requests) > 1) for r, req in enumerate(requests)]
         tasks = [p[1] for p in parsed]
-        distinct = list(dict.fromkeys(tasks))
+        rows_of: dict[tuple[float, ...], list[int]] = {}  # the requests of each distinct task, in one pass
+        for i, t in enumerate(tasks):
+            rows_of.setdefault(t, []).append(i)
+        distinct = list(rows_of)
         if len(distinct) > self.max_tasks:
             raise RequestError(f"weights: this request has {len(distinct)} distinct weight vectors; at most "
                                f"{self.max_tasks} are allowed per request ({MAX_TASKS_ENV}): split it")
@@ -245,7 +248,7 @@ class Recommender:
                 log.warning("request stopped at its deadline after %d of %d tasks", done, len(distinct))
                 raise RequestTimeout(f"the request ran past its time limit and was stopped after {done} of "
                                      f"{len(distinct)} distinct weight vectors")
-            rows = [i for i, t in enumerate(tasks) if t == task]
+            rows = rows_of[task]
             adapted = apply_adapters(h[rows], self.adapter(task), self.generator.layout)[0]
             scores = self.backbone.score_all(adapted)
             scores[:, 0] = -torch.inf
