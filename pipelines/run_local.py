@@ -91,7 +91,7 @@ def run_local(cfg: Config, containers: Containers | None = None, data_version: s
     log.info("running pipeline %s locally (%s); artifacts under %s", cfg.name,
              f"each step in {image}" if containers else "this environment", run_folder)
     pipeline = build_pipeline(image, LOCAL)
-    with _environment(env), stop_steps_on_signal(cfg, token):
+    with _environment(env), stop_steps_on_signal(cfg, token), _root_logger_kept():
         if containers is None and cfg.tracking.uri != "none":
             _close_abandoned(cfg)
         try:
@@ -128,6 +128,21 @@ def refuse_credentials(cfg: Config) -> None:
             raise PadirecError(f"{key}: {redact(text)} holds credentials; give them in the environment "
                                "(MLFLOW_TRACKING_USERNAME/PASSWORD, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), "
                                "never in the config, which every step logs")
+
+
+@contextlib.contextmanager
+def _root_logger_kept() -> Iterator[None]:
+    """The root logger's handlers and level as they were before the run. kfp's local runner swaps
+    its own handler in and out around each task, from a thread pool for parallel tasks; two tasks
+    that overlap restore each other's handler, leaving one bound to the stream of that moment
+    (closed later: 'I/O operation on closed file' on every log line after)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ server with a SQLite backend. Then: nested runs, the registered model version an
 
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -48,7 +49,12 @@ def _run(stack, **overrides):
     cfg = load_config(ROOT / "configs" / "smoke.yaml", {"tracking.uri": stack["uri"], "run_dir": str(stack["work"] / "runs"),
                                                         "promotion.min_avg_hv": 0.0, "promotion.min_pearson_ra": -1.0,
                                                         "promotion.min_pearson_rd": -1.0, **overrides})
-    return run_local(cfg)
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    folder = run_local(cfg)
+    # kfp's local runner swaps root handlers from parallel threads; none of its handlers may stay
+    assert (root.handlers, root.level) == before
+    return folder
 
 
 def test_pipeline_registers_and_promotes(stack, capfd):
