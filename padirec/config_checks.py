@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from padirec.errors import ConfigError
+from padirec.methods.registry import METHODS
 
 INF = math.inf
 _ANY = "[1, inf)"
@@ -66,11 +67,9 @@ RANGES: dict[str, str] = {
     "evaluation.robustness_noise": "[0, inf)", "evaluation.robustness_repeats": _ANY,
     "evaluation.case_study_user": "[0, inf)",
     "promotion.min_avg_hv": "[0, 1]", "promotion.min_pearson_ra": "[-1, 1]", "promotion.min_pearson_rd": "[-1, 1]",
-    "methods.cmr.epochs": _ANY, "methods.cmr.tasks_per_batch": _ANY,
-    "methods.deepprl.epochs": _ANY, "methods.deepprl.hidden": _ANY, "methods.deepprl.context": _ANY,
-    "methods.deepprl.lr": "(0, inf)",
-    "methods.hypernetwork.steps": _ANY, "methods.hypernetwork.hidden": _ANY, "methods.hypernetwork.lr": "(0, inf)",
-    "methods.mmr.candidates": _ANY,
+    # each method's ranges live with its settings (``ranges`` of its config class): one file per method
+    **{f"methods.{key}.{field}": text for key, cls in METHODS.items()
+       for field, text in getattr(cls.config_class, "ranges", {}).items()},
 }
 INTERVALS = {key: interval(text) for key, text in RANGES.items()}
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")

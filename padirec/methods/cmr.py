@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -61,6 +62,7 @@ class PolicyHypernetwork(nn.Module):
 class CMRConfig:
     epochs: int = 10  # passes over the training prefixes; 0 = the adapters' epochs (one Retrain's budget)
     tasks_per_batch: int = 8  # task draws sharing each mini-batch
+    ranges: ClassVar[dict[str, str]] = {"epochs": "[1, inf)", "tasks_per_batch": "[1, inf)"}
 
 
 @register

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -125,6 +125,8 @@ class DeepPRLConfig:
     context: int = 10  # last items whose categories form the context
     lr: float = 1e-3
     diversity_loss: Literal["l1", "bce"] = "l1"  # l1 (the paper's) | bce (soft labels)
+    ranges: ClassVar[dict[str, str]] = {"epochs": "[1, inf)", "hidden": "[1, inf)", "context": "[1, inf)",
+                                        "lr": "(0, inf)"}
 
 
 @register

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -38,6 +39,7 @@ class HypernetworkConfig:
     steps: int = 2000  # optimiser steps
     hidden: int = 256
     lr: float = 1e-3
+    ranges: ClassVar[dict[str, str]] = {"steps": "[1, inf)", "hidden": "[1, inf)", "lr": "(0, inf)"}
 
 
 @register

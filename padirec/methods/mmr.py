@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -95,6 +96,7 @@ def mmr_lambda(w: torch.Tensor, utilities: list[str]) -> float:
 @dataclass
 class MMRConfig:
     candidates: int = 100  # MMR re-ranks the backbone's top-N
+    ranges: ClassVar[dict[str, str]] = {"candidates": "[1, inf)"}
 
 
 @register

@@ -1,0 +1,430 @@
+"""MODT4R (thesis Chapter 4): a multi-objective Decision Transformer for recommendation.
+
+A user's training sequence is a trajectory ``<s_t, R_acc_t, R_div_t, a_t>`` (t = 1..T, ``a_t``
+the item that follows the first ``t`` items); a causal Transformer (MoTrans) reads it and
+predicts each action from the tokens before it, so at inference the returns-to-go written into
+the trajectory steer the next item. Design choices (see ``docs/modt4r.md`` for the measurements):
+
+- UserTrans (the state encoder): the trained backbone itself, frozen. ``s_t`` is the backbone's
+  representation of the first ``t`` items (``Features.train_h``; ``valid.h`` / ``test.h`` for the
+  held-out step), so the method needs no encoder training of its own. Its item-prediction layer
+  ``Y_t = W_u s_t + b_u`` (Eq. 4.13) is trainable and starts from the backbone's item embeddings
+  (``Y`` starts as the backbone's own scores); ``L_S`` is its full-softmax cross-entropy.
+- MoTrans: GPT-style pre-norm blocks over 4 tokens per step (state through a linear map; each
+  return ``R * E_o + b_o``; the action's embedding, a trainable copy of the backbone's item
+  table, tied with the action output layer ``A_t``), plus step-position and token-type
+  embeddings, over the last ``context`` steps.
+- Which output predicts what (the thesis reads each return from its own token, which already
+  contains it under a causal mask): ``R_acc_t`` from the state token, ``R_div_t`` from the
+  ``R_acc`` token, ``a_t`` from the ``R_div`` token (everything of step ``t`` but the action).
+- Returns: accuracy ``R_acc_t = T - t + 1`` (Eq. 4.3), fed as ``log(1 + R)``. Diversity: a
+  per-step reward summed over the next ``horizon`` steps (truncated at the sequence's end),
+  divided by ``horizon`` (a mean reward per step), with the reward either ``category`` (the
+  fraction of ``a_t``'s categories absent from the previous ``window`` items, the category
+  coverage gain) or ``embedding`` (Eq. 4.5: ``Sim(prev) - Sim(prev + a_t)``, ``Sim`` the mean
+  pairwise cosine of backbone item embeddings over the previous ``window`` items, 1 for one item).
+- Loss (Eq. 4.17): ``L_S + L_a + beta * L_R``, ``L_R`` the MSE of both (encoded) returns.
+- Control (a new task is one forward pass): with ``w_acc`` and ``w_div`` (renormalised to sum
+  1 when a third utility is present), the trajectory's accuracy returns-to-go are scaled by
+  ``w_acc`` and the diversity returns-to-go by ``w_div``, the last (to-be-predicted) step asking
+  for ``w_div * target`` with ``target`` the ``target_quantile`` of the training diversity
+  returns; then ``score = log_softmax(A) + alpha * log_softmax(Y)`` (Eq. 4.19) with
+  ``alpha = alpha_min + alpha_scale * w_acc / (1 - w_acc)``, computed as the convex mix
+  ``(1 - lambda) A + lambda Y``, ``lambda = alpha / (1 + alpha)`` (same ranking; ``w_acc = 1``
+  is ``Y`` alone, the ``alpha -> inf`` limit).
+- Defaults (``category`` reward, horizon 1, ``beta`` 0.5, ``alpha_min`` 0.25, frozen ``Y``) were
+  chosen on ML-100K's validation split; ``docs/modt4r.md`` has the measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from padirec.adapters.features import Features
+from padirec.data.dataset import PreparedData
+from padirec.methods.base import Method, MethodContext, register
+
+log = logging.getLogger("padirec")
+
+_EVAL_CHUNK = 512
+
+
+# ----------------------------------------------------------------------------- rewards and returns
+
+def step_rewards(items: np.ndarray, item_categories: np.ndarray, unit_embedding: np.ndarray | None,
+                 kind: str, window: int) -> np.ndarray:
+    """Diversity reward of each action ``items[t]``, t = 1..n-1, against the ``window`` items
+    before it: ``(n - 1,)`` float64.
+
+    ``category``: fraction of the action's categories absent from the previous items (0 when
+    it has none). ``embedding``: ``Sim(prev) - Sim(prev + a)``, Sim the mean pairwise cosine
+    (1 for a single item), ``unit_embedding`` the row-normalised item embeddings.
+    """
+    n = len(items)
+    out = np.zeros(max(n - 1, 0), dtype=np.float64)
+    if kind == "category":
+        cats = item_categories[items].astype(bool)
+        for t in range(1, n):
+            prev = cats[max(0, t - window):t].any(0)
+            total = cats[t].sum()
+            out[t - 1] = (cats[t] & ~prev).sum() / total if total else 0.0
+        return out
+    if kind != "embedding" or unit_embedding is None:
+        raise ValueError(f"diversity reward must be 'category' or 'embedding', got {kind!r}")
+    emb = unit_embedding[items]
+
+    def sim(vecs: np.ndarray) -> float:
+        m = len(vecs)
+        if m < 2:
+            return 1.0
+        s = vecs.sum(0)
+        return float((s @ s - m) / (m * (m - 1)))
+
+    for t in range(1, n):
+        prev = emb[max(0, t - window):t]
+        out[t - 1] = sim(prev) - sim(np.vstack([prev, emb[t:t + 1]]))
+    return out
+
+
+def returns_to_go(rewards: np.ndarray, horizon: int) -> np.ndarray:
+    """``sum_{t'=t}^{min(t+horizon-1, T)} r_t' / horizon`` for each t (truncated at the end)."""
+    c = np.concatenate([[0.0], np.cumsum(rewards)])
+    t = np.arange(len(rewards))
+    return (c[np.minimum(t + horizon, len(rewards))] - c[t]) / horizon
+
+
+def accuracy_returns(num_steps: int) -> np.ndarray:
+    """``R_acc_t = T - t + 1`` (Eq. 4.3) for t = 1..T."""
+    return np.arange(num_steps, 0, -1, dtype=np.float64)
+
+
+def encode_acc(r: np.ndarray | torch.Tensor) -> Any:
+    return np.log1p(r) if isinstance(r, np.ndarray) else torch.log1p(r)
+
+
+# ----------------------------------------------------------------------------- the model
+
+class MODT(nn.Module):
+    """UserTrans's item-prediction layer and MoTrans (the causal Transformer over trajectories)."""
+
+    def __init__(self, item_embedding: torch.Tensor, context: int, layers: int = 1, heads: int = 2,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        n, d = item_embedding.shape
+        self.context = context
+        self.user_head = nn.Parameter(item_embedding.clone())  # W_u, (N, d): starts as the backbone's scores
+        self.user_bias = nn.Parameter(torch.zeros(n))
+        self.item = nn.Parameter(item_embedding.clone())  # action embedding, tied with W_a
+        self.item_bias = nn.Parameter(torch.zeros(n))
+        self.state = nn.Linear(d, d)
+        self.ret_e = nn.Parameter(torch.randn(2, d) / d**0.5)  # E_acc, E_div: a return's token is R * E_o + b_o
+        self.ret_b = nn.Parameter(torch.zeros(2, d))
+        self.pos = nn.Embedding(context, d)
+        self.kind = nn.Embedding(4, d)
+        nn.init.normal_(self.pos.weight, std=0.02)
+        nn.init.normal_(self.kind.weight, std=0.02)
+        self.scale = float(item_embedding[1:].norm(dim=1).mean().clamp_min(1e-6))  # item vectors -> unit size
+        layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout, batch_first=True, norm_first=True,
+                                           activation="gelu")
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.head_ret = nn.Linear(d, 2)
+        self.d = d
+
+    def user_logits(self, s: torch.Tensor) -> torch.Tensor:
+        """``Y = W_u s + b_u`` (Eq. 4.13): ``(..., d) -> (..., N)``."""
+        return s @ self.user_head.T + self.user_bias
+
+    def action_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.item.T + self.item_bias
+
+    def forward(self, states: torch.Tensor, r_acc: torch.Tensor, r_div: torch.Tensor,
+                actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``states (B, K, d)``, returns ``(B, K)`` (encoded), ``actions (B, K)`` (0 = padding/unknown)
+        -> outputs at the state, R_acc and R_div tokens, each ``(B, K, d)``. Padding goes at the
+        end of each row (the causal mask keeps it out of every real step)."""
+        b, k, d = states.shape
+        e_acc = r_acc[..., None] * self.ret_e[0] + self.ret_b[0]
+        e_div = r_div[..., None] * self.ret_e[1] + self.ret_b[1]
+        e_act = self.item[actions] / self.scale
+        tokens = torch.stack([self.state(states), e_acc, e_div, e_act], dim=2)  # (B, K, 4, d)
+        tokens = tokens + self.pos.weight[:k, None, :] + self.kind.weight
+        x = tokens.reshape(b, 4 * k, d)
+        mask = torch.triu(torch.full((4 * k, 4 * k), float("-inf"), device=x.device), diagonal=1)
+        h = self.norm(self.blocks(x, mask=mask, is_causal=True)).reshape(b, k, 4, d)
+        return h[:, :, 0], h[:, :, 1], h[:, :, 2]
+
+
+# ----------------------------------------------------------------------------- trajectories
+
+@dataclass
+class Trajectories:
+    """Every training step, rows in ``Features.train_h`` order (contiguous per user)."""
+
+    start: np.ndarray  # (U,) first row of each user (data.users order)
+    length: np.ndarray  # (U,) steps per user
+    r_acc: torch.Tensor  # (M,) encoded accuracy return
+    r_div: torch.Tensor  # (M,) diversity return (mean reward per step over the horizon)
+    rewards: list[np.ndarray]  # per user, the diversity reward of each step
+
+
+def build_trajectories(data: PreparedData, features: Features, kind: str, window: int, horizon: int,
+                       unit_embedding: np.ndarray | None) -> Trajectories:
+    lengths = np.asarray([max(len(data.train_items[u]) - 1, 0) for u in data.users], dtype=np.int64)
+    if int(lengths.sum()) != features.train_h.shape[0]:
+        raise ValueError(f"the data has {int(lengths.sum())} training steps, features {features.train_h.shape[0]}")
+    start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    users = np.repeat(data.users, lengths)
+    if not np.array_equal(users, features.train_user.cpu().numpy()):
+        raise ValueError("features' training prefixes are not in the data's user order")
+    rewards, acc, div = [], [], []
+    for u, n in zip(data.users, lengths, strict=True):
+        r = step_rewards(data.train_items[u], data.item_categories, unit_embedding, kind, window)
+        rewards.append(r)
+        acc.append(encode_acc(accuracy_returns(int(n))))
+        div.append(returns_to_go(r, horizon))
+    cat = lambda xs: torch.as_tensor(np.concatenate(xs), dtype=torch.float32)  # noqa: E731
+    return Trajectories(start, lengths, cat(acc), cat(div), rewards)
+
+
+# ----------------------------------------------------------------------------- the method
+
+@dataclass
+class MODT4RConfig:
+    context: int = 10  # steps MoTrans reads (4 tokens each)
+    layers: int = 1
+    heads: int = 2
+    dropout: float = 0.1
+    epochs: int = 3
+    batch_size: int = 128  # trajectory windows per step
+    lr: float = 1e-3
+    beta: float = 0.5  # weight of the return loss L_R
+    diversity_reward: Literal["category", "embedding"] = "category"
+    window: int = 10  # previous items a step's diversity reward compares against
+    horizon: int = 1  # steps summed into the diversity return-to-go
+    target_quantile: float = 0.95  # diversity return asked for at w_div = 1 (quantile of training returns)
+    alpha_scale: float = 1.0  # c in alpha = alpha_min + c * w_acc / (1 - w_acc) (Eq. 4.19)
+    alpha_min: float = 0.25  # alpha at w_acc = 0 (never the action scores alone)
+    user_lr: float = 0.0  # UserTrans head's learning rate (0: frozen, Y = the backbone's scores)
+    ranges: ClassVar[dict[str, str]] = {
+        "context": "[1, inf)", "layers": "[1, inf)", "heads": "[1, inf)", "dropout": "[0, 1)", "epochs": "[1, inf)",
+        "batch_size": "[1, inf)", "lr": "(0, inf)", "beta": "[0, inf)", "window": "[1, inf)", "horizon": "[1, inf)",
+        "target_quantile": "[0, 1]", "alpha_scale": "(0, inf)", "alpha_min": "[0, inf)", "user_lr": "[0, inf)"}
+
+
+@register
+class MODT4R(Method):
+    key = "modt4r"
+    config_class = MODT4RConfig
+
+    def __init__(self, features: Features, utilities: list[str], data: PreparedData, seed: int = 0,
+                 cfg: MODT4RConfig | None = None) -> None:
+        super().__init__(features, utilities)
+        for name in ("accuracy", "diversity"):
+            if name not in utilities:
+                raise ValueError(f"MODT4R needs the {name!r} utility, got {utilities}")
+        self.cfg = cfg = cfg or MODT4RConfig()
+        if cfg.context < 1 or cfg.horizon < 1 or cfg.window < 1:
+            raise ValueError("MODT4R context, horizon and window must be >= 1")
+        if features.dim % cfg.heads:
+            raise ValueError(f"MODT4R heads ({cfg.heads}) must divide the representation size ({features.dim})")
+        if not 0.0 <= cfg.target_quantile <= 1.0:
+            raise ValueError(f"MODT4R target_quantile must be in [0, 1], got {cfg.target_quantile}")
+        self.data, self.seed = data, seed
+        emb = features.item_embedding.detach().cpu().numpy().astype(np.float64)
+        unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        self.unit = unit if cfg.diversity_reward == "embedding" else None
+        self.traj = build_trajectories(data, features, cfg.diversity_reward, cfg.window, cfg.horizon, self.unit)
+        r_div = self.traj.r_div.numpy()
+        self.div_target = float(np.quantile(r_div, cfg.target_quantile)) if len(r_div) else 1.0
+        self.model: MODT | None = None
+        self.losses: list[float] = []  # mean training loss per epoch
+        self._inputs: dict[str, dict[str, torch.Tensor]] = {}
+        self._user_scores: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def build(cls, ctx: MethodContext, settings: MODT4RConfig) -> MODT4R:
+        return cls(ctx.features, ctx.utilities, ctx.data, ctx.seed, settings)
+
+    # ---- training
+
+    def _windows(self, gen: torch.Generator) -> torch.Tensor:
+        """``(W, 2)``: start row and length of non-overlapping windows of at most ``context`` steps
+        within one user, covering every training step once (their boundaries shift per epoch)."""
+        k = self.cfg.context
+        out = []
+        for s0, n in zip(self.traj.start, self.traj.length, strict=True):
+            if n == 0:
+                continue
+            shift = int(torch.randint(0, k, (1,), generator=gen))
+            bounds = np.unique(np.clip(np.arange(-shift, n + k, k), 0, n))
+            out.append(np.stack([s0 + bounds[:-1], np.diff(bounds)], 1))
+        return torch.as_tensor(np.concatenate(out), dtype=torch.long)
+
+    def _gather(self, win: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        k = self.cfg.context
+        offs = torch.arange(k)
+        valid = offs[None, :] < win[:, 1:2]
+        rows = torch.where(valid, win[:, :1] + offs, torch.zeros_like(offs))
+        f = self.features
+        states = f.train_h[rows.to(self.device)]
+        return (states, self.traj.r_acc[rows], self.traj.r_div[rows],
+                f.train_target[rows.to(self.device)].cpu() * valid, valid)
+
+    def loss(self, model: MODT, win: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        states, r_acc, r_div, actions, valid = self._gather(win)
+        dev = self.device
+        r_acc, r_div, actions, valid = r_acc.to(dev), r_div.to(dev), actions.to(dev), valid.to(dev)
+        h_s, h_acc, h_div = model(states, r_acc, r_div, actions)
+        target = actions[valid]
+        l_s = F.cross_entropy(model.user_logits(states[valid]), target)
+        l_a = F.cross_entropy(model.action_logits(h_div[valid]), target)
+        pred = model.head_ret(torch.stack([h_s[valid], h_acc[valid]], 1))  # (n, 2, 2)
+        l_r = F.mse_loss(pred[:, 0, 0], r_acc[valid]) + F.mse_loss(pred[:, 1, 1], r_div[valid])
+        total = l_s + l_a + self.cfg.beta * l_r
+        return total, {"L_S": float(l_s.detach()), "L_a": float(l_a.detach()), "L_R": float(l_r.detach())}
+
+    def fit(self) -> None:
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(self.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = MODT(self.features.item_embedding.detach(), cfg.context, cfg.layers, cfg.heads,
+                         cfg.dropout).to(self.device)
+            user = [model.user_head, model.user_bias]
+            rest = [p for n, p in model.named_parameters() if not n.startswith("user_")]
+            if cfg.user_lr > 0:
+                opt = torch.optim.Adam([{"params": rest}, {"params": user, "lr": cfg.user_lr}], lr=cfg.lr)
+            else:
+                model.user_head.requires_grad_(False)
+                model.user_bias.requires_grad_(False)
+                opt = torch.optim.Adam(rest, lr=cfg.lr)
+            start = time.perf_counter()
+            self.losses = []
+            for epoch in range(cfg.epochs):
+                model.train()
+                wins = self._windows(gen)
+                wins = wins[torch.randperm(len(wins), generator=gen)]
+                total, parts, steps = 0.0, {"L_S": 0.0, "L_a": 0.0, "L_R": 0.0}, 0
+                for b in range(0, len(wins), cfg.batch_size):
+                    loss, p = self.loss(model, wins[b:b + cfg.batch_size])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach())
+                    parts = {n: parts[n] + p[n] for n in parts}
+                    steps += 1
+                self.losses.append(total / max(steps, 1))
+                log.info("modt4r: epoch %d/%d, loss %.4f (%s) %.1fs", epoch + 1, cfg.epochs, self.losses[-1],
+                         ", ".join(f"{n} {v / max(steps, 1):.3f}" for n, v in parts.items()),
+                         time.perf_counter() - start)
+        self.model = model.eval().requires_grad_(False)
+        self._inputs, self._user_scores = {}, {}
+
+    # ---- inference
+
+    def _split_inputs(self, split: str) -> dict[str, torch.Tensor]:
+        """The trajectory of each held-out user of ``split``: the last ``context - 1`` observed
+        steps and the step to predict (right-padded), with unscaled returns."""
+        if split in self._inputs:
+            return self._inputs[split]
+        k, f, data, cfg = self.cfg.context, self.features, self.data, self.cfg
+        ev = f.split(split)
+        pos = {int(u): i for i, u in enumerate(data.users)}
+        valid_pos = {int(u): i for i, u in enumerate(f.valid.users.cpu().tolist())}
+        n_users = ev.users.shape[0]
+        states = torch.zeros(n_users, k, f.dim, device=self.device)
+        actions = torch.zeros(n_users, k, dtype=torch.long)
+        r_acc = torch.zeros(n_users, k)
+        r_div = torch.zeros(n_users, k)
+        last = torch.zeros(n_users, dtype=torch.long)
+        for row, u in enumerate(ev.users.cpu().tolist()):
+            items = data.history(split, u)[0]
+            p = len(items)  # steps 1..p-1 observed, step p to predict
+            s0, n = int(self.traj.start[pos[u]]), int(self.traj.length[pos[u]])
+            past_states = f.train_h[s0:s0 + n]
+            if split == "test":
+                past_states = torch.cat([past_states, f.valid.h[valid_pos[u]][None]])
+            m = min(k - 1, p - 1)  # observed steps kept: actions items[lo + 1:p]
+            lo = (p - 1) - m
+            st = max(0, lo + 1 - cfg.window)  # rewards of the kept steps need only their windows
+            rewards = step_rewards(items[st:p], data.item_categories, self.unit, cfg.diversity_reward, cfg.window)
+            div = returns_to_go(rewards, cfg.horizon)[lo - st:]
+            acc = accuracy_returns(p)  # the predicted step is step p: R_acc = 1
+            states[row, :m] = past_states[lo:]
+            states[row, m] = ev.h[row]
+            actions[row, :m] = torch.as_tensor(np.array(items[lo + 1:p]))
+            r_acc[row, :m + 1] = torch.as_tensor(acc[lo:], dtype=torch.float32)
+            r_div[row, :m] = torch.as_tensor(div, dtype=torch.float32)
+            last[row] = m
+        out = {"states": states, "actions": actions, "r_acc": r_acc, "r_div": r_div, "last": last}
+        self._inputs[split] = out
+        return out
+
+    def weights_pair(self, weights: Any) -> tuple[float, float]:
+        """``(w_acc, w_div)`` renormalised to sum 1 (a fairness weight is dropped)."""
+        w = self.task_weights(weights)
+        acc, div = float(w[self.utilities.index("accuracy")]), float(w[self.utilities.index("diversity")])
+        return (acc / (acc + div), div / (acc + div)) if acc + div > 0 else (1.0, 0.0)
+
+    @torch.no_grad()
+    def action_representation(self, split: str, w_acc: float, w_div: float) -> torch.Tensor:
+        """MoTrans's output at the last R_div token of each user, ``(U, d)``, with the returns
+        scaled by the task."""
+        if self.model is None:
+            self.fit()
+        assert self.model is not None
+        x = self._split_inputs(split)
+        rows = torch.arange(x["last"].shape[0])
+        r_acc = encode_acc(x["r_acc"] * w_acc)
+        r_div = x["r_div"] * w_div
+        r_div[rows, x["last"]] = w_div * self.div_target
+        out = []
+        for i in range(0, rows.shape[0], _EVAL_CHUNK):
+            sl = slice(i, i + _EVAL_CHUNK)
+            _, _, h_div = self.model(x["states"][sl], r_acc[sl].to(self.device), r_div[sl].to(self.device),
+                                     x["actions"][sl].to(self.device))
+            out.append(h_div[torch.arange(h_div.shape[0]), x["last"][sl].to(self.device)])
+        return torch.cat(out)
+
+    def mixing(self, w_acc: float) -> float:
+        """``lambda = alpha / (1 + alpha)``, ``alpha = alpha_min + c * w_acc / (1 - w_acc)`` (1 at ``w_acc = 1``)."""
+        if w_acc >= 1.0:
+            return 1.0
+        alpha = self.cfg.alpha_min + self.cfg.alpha_scale * w_acc / (1.0 - w_acc)
+        return alpha / (1.0 + alpha)
+
+    def prepare(self, weights: Any) -> dict[str, Any]:
+        """One MoTrans forward pass per held-out split: ``{"lam", "valid", "test"}`` (each ``(U, d)``)."""
+        w_acc, w_div = self.weights_pair(weights)
+        return {"lam": self.mixing(w_acc),
+                **{split: self.action_representation(split, w_acc, w_div) for split in ("valid", "test")}}
+
+    @torch.no_grad()
+    def user_scores(self, split: str) -> torch.Tensor:
+        """``log_softmax(Y)`` of the split's users (task independent, cached)."""
+        if split not in self._user_scores:
+            assert self.model is not None
+            self._user_scores[split] = F.log_softmax(self.model.user_logits(self.features.split(split).h), dim=1)
+        return self._user_scores[split]
+
+    @torch.no_grad()
+    def scores(self, prepared: dict[str, Any], split: str) -> torch.Tensor:
+        """``(1 - lambda) log_softmax(A) + lambda log_softmax(Y)``, ``(U, num_items + 1)``: Eq. 4.19's
+        ``A + alpha Y`` divided by ``1 + alpha`` (the same ranking; ``alpha -> inf`` at ``w_acc = 1``)."""
+        assert self.model is not None
+        lam = prepared["lam"]
+        out = self.user_scores(split) * lam
+        if lam < 1.0:
+            out = out + (1.0 - lam) * F.log_softmax(self.model.action_logits(prepared[split]), dim=1)
+        out[:, 0] = -math.inf
+        return out

@@ -1,0 +1,160 @@
+"""MODT4R on tiny synthetic trajectories: shapes, returns, training, and the control direction.
+
+The data plants the structure the diversity return describes: items sit in one category each,
+and every user's next item either stays in the last item's category or switches to another, so
+with a one-step horizon and a one-item window the diversity return of a step says exactly
+whether its action switched. The "backbone" state is the last item's embedding (plus noise), so
+the same-category items are the ones the state points at.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from padirec.adapters.features import EvalSplit, Features
+from padirec.data.dataset import PreparedData
+from padirec.methods.modt4r import (
+    MODT,
+    MODT4R,
+    MODT4RConfig,
+    accuracy_returns,
+    returns_to_go,
+    step_rewards,
+)
+
+UTIL = ["accuracy", "diversity"]
+CATS, PER_CAT, DIM = 4, 8, 8
+
+
+def tiny(num_users: int = 40, length: int = 14, seed: int = 0) -> tuple[PreparedData, Features]:
+    rng = np.random.default_rng(seed)
+    n_items = CATS * PER_CAT
+    cat_of = np.concatenate([[-1], np.repeat(np.arange(CATS), PER_CAT)])
+    item_cats = np.zeros((n_items + 1, CATS), dtype=bool)
+    item_cats[np.arange(1, n_items + 1), cat_of[1:]] = True
+    centers = rng.normal(size=(CATS, DIM)) * 2
+    emb = np.zeros((n_items + 1, DIM))
+    emb[1:] = centers[cat_of[1:]] + 0.3 * rng.normal(size=(n_items, DIM))
+
+    def draw(prev: int) -> int:
+        c = cat_of[prev] if rng.random() < 0.5 else rng.choice([k for k in range(CATS) if k != cat_of[prev]])
+        return int(1 + c * PER_CAT + rng.integers(PER_CAT))
+
+    seqs = []
+    for _ in range(num_users):
+        s = [int(rng.integers(1, n_items + 1))]
+        for _ in range(length + 1):
+            s.append(draw(s[-1]))
+        seqs.append(np.asarray(s))
+    train = [np.zeros(0, dtype=np.int64)] + [s[:-2] for s in seqs]
+    zeros = np.zeros(num_users + 1, dtype=np.int64)
+    data = PreparedData(
+        num_users=num_users, num_items=n_items, num_categories=CATS, train_items=train,
+        train_times=[np.arange(len(s)) for s in train],
+        valid_item=np.concatenate([[0], [s[-2] for s in seqs]]), valid_time=zeros,
+        test_item=np.concatenate([[0], [s[-1] for s in seqs]]), test_time=zeros,
+        item_categories=item_cats, item_titles=[""] * (n_items + 1), category_names=list("abcd"),
+        user_group=None, manifest={},
+    )
+    emb_t = torch.as_tensor(emb, dtype=torch.float32)
+
+    def state(last: np.ndarray) -> torch.Tensor:
+        return emb_t[torch.as_tensor(last)] + 0.1 * torch.as_tensor(rng.normal(size=(len(last), DIM)), dtype=torch.float32)
+
+    users = np.repeat(data.users, [len(t) - 1 for t in train[1:]])
+    last = np.concatenate([t[:-1] for t in train[1:]])
+    target = np.concatenate([t[1:] for t in train[1:]])
+
+    def split(name: str) -> EvalSplit:
+        hist_last = np.asarray([data.history(name, int(u))[0][-1] for u in data.users])
+        rows, cols = data.seen_items(name)
+        return EvalSplit(users=torch.as_tensor(data.users), h=state(hist_last),
+                         targets=torch.as_tensor((data.valid_item if name == "valid" else data.test_item)[1:]),
+                         mask_rows=torch.as_tensor(rows), mask_cols=torch.as_tensor(cols), groups=None)
+
+    seen = np.unique(np.concatenate([u * (n_items + 1) + train[u] for u in data.users]))
+    features = Features(
+        train_h=state(last), train_user=torch.as_tensor(users), train_target=torch.as_tensor(target),
+        item_embedding=emb_t, item_categories=torch.as_tensor(item_cats, dtype=torch.float32), user_group=None,
+        seen_keys=torch.as_tensor(seen), valid=split("valid"), test=split("test"),
+    )
+    return data, features
+
+
+def test_returns():
+    assert accuracy_returns(3).tolist() == [3.0, 2.0, 1.0]
+    assert np.allclose(returns_to_go(np.array([1.0, 0.0, 1.0]), 2), [0.5, 0.5, 0.5])
+    assert np.allclose(returns_to_go(np.array([1.0, 0.0, 1.0]), 1), [1.0, 0.0, 1.0])
+    cats = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=bool)  # item 3 has both categories
+    # actions 2 (new category), 1 (seen two items back, window 1: new), 3 (half new against [1])
+    assert np.allclose(step_rewards(np.array([1, 2, 1, 3]), cats, None, "category", 1), [1.0, 1.0, 0.5])
+    assert np.allclose(step_rewards(np.array([1, 2, 1, 3]), cats, None, "category", 3), [1.0, 0.0, 0.0])
+    unit = np.array([[0, 0], [1, 0], [0, 1], [1, 0]], dtype=float)
+    # Sim([1]) = 1, Sim([1, 2]) = 0: reward 1; Sim([1, 2]) - Sim([1, 2, 3]) = 0 - 1/3
+    assert np.allclose(step_rewards(np.array([1, 2, 3]), cats, unit, "embedding", 5), [1.0, -1 / 3])
+    with pytest.raises(ValueError):
+        step_rewards(np.array([1, 2]), cats, None, "novelty", 1)
+
+
+def _same_category_share(scores: torch.Tensor, data: PreparedData, split: str, k: int = 5) -> float:
+    cats = torch.as_tensor(data.item_categories).float()
+    last = torch.as_tensor([data.history(split, int(u))[0][-1] for u in data.users])
+    top = scores[:, 1:].topk(k, dim=1).indices + 1
+    return float((cats[top] * cats[last][:, None]).sum(-1).mean())
+
+
+def test_modt4r_trains_ranks_and_follows_the_diversity_return():
+    torch.manual_seed(0)
+    data, features = tiny()
+    cfg = MODT4RConfig(context=6, epochs=25, batch_size=64, lr=5e-3, beta=0.5, window=1, horizon=1,
+                       dropout=0.0, user_lr=1e-3, alpha_min=0.0)
+    m = MODT4R(features, UTIL, data, seed=0, cfg=cfg)
+    assert m.traj.r_div.shape == (features.train_h.shape[0],)
+    assert set(m.traj.r_div.unique().tolist()) <= {0.0, 1.0}
+
+    gen = torch.Generator().manual_seed(1)
+    wins = m._windows(gen)
+    assert int(wins[:, 1].sum()) == features.train_h.shape[0]  # every step once
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        start = MODT(features.item_embedding, cfg.context, cfg.layers, cfg.heads, cfg.dropout).eval()
+    with torch.no_grad():
+        before = float(m.loss(start, wins)[0])
+    m.fit()
+    with torch.no_grad():
+        after = float(m.loss(m.model, wins)[0])
+    assert after < before
+    assert m.losses[-1] < m.losses[0]
+
+    prepared = m.prepare([0.3, 0.7])
+    assert prepared["valid"].shape == prepared["test"].shape == (data.num_users, features.dim)
+    for split in ("valid", "test"):
+        s = m.scores(prepared, split)
+        assert s.shape == (data.num_users, data.num_items + 1)
+        assert torch.isfinite(s[:, 1:]).all() and torch.isinf(s[:, 0]).all()
+
+    # the diversity return steers the action head: asking for diversity moves mass off the
+    # last item's category; the full scores follow w_acc from diverse to the state's own category
+    div = m.model.action_logits(m.action_representation("test", 0.0, 1.0))
+    acc = m.model.action_logits(m.action_representation("test", 1.0, 0.0))
+    assert _same_category_share(div, data, "test") < _same_category_share(acc, data, "test") - 0.1
+    shares = [_same_category_share(m.scores(m.prepare([w, 1 - w]), "test"), data, "test") for w in (0.0, 0.5, 1.0)]
+    assert shares[0] < shares[1] - 0.3 and shares[2] > 0.9
+
+
+def test_modt4r_weights_and_settings(features_factory):
+    data, features = tiny(num_users=6, length=6)
+    m = MODT4R(features, UTIL, data, cfg=MODT4RConfig(epochs=1, context=3))
+    assert m.mixing(0.0) == pytest.approx(0.2) and m.mixing(1.0) == 1.0  # alpha_min 0.25: lambda 0.25 / 1.25
+    assert 0.0 < m.mixing(0.3) < m.mixing(0.6) < 1.0
+    m3 = MODT4R(features, UTIL + ["fairness"], data, cfg=MODT4RConfig(epochs=1, context=3))
+    assert m3.weights_pair([0.25, 0.25, 0.5]) == (0.5, 0.5)
+    with pytest.raises(ValueError):
+        MODT4R(features, ["accuracy"], data)
+    with pytest.raises(ValueError):
+        MODT4R(features, UTIL, data, cfg=MODT4RConfig(horizon=0))
+    other = features_factory()  # prefixes that do not match the data's sequences
+    with pytest.raises(ValueError):
+        MODT4R(other, UTIL, data)
