@@ -4,7 +4,8 @@
         --backbone /work/ml100k_backbone [--candidates train,topk] [--plot controllability.png]
 
 For each candidate mode of the diversity loss, trains one adapter per grid task (batched, the
-default ``AdapterConfig`` otherwise), evaluates test NDCG@10 and alpha-NDCG@10 with full ranking
+default ``AdapterConfig`` otherwise), evaluates NDCG@10 and alpha-NDCG@10 on ``--split`` (default
+``valid``: the mode is a choice, made on validation) with full ranking
 and the history masked, and prints the table, the Spearman correlations with ``w_acc`` (target:
 NDCG >= 0.8, alpha-NDCG <= -0.8) and the 2-D hypervolume of the traced front (reference 0, raw
 metrics) to compare candidate modes. Writes a PNG of both curves.
@@ -47,7 +48,8 @@ def main() -> None:
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--max-len", type=int, default=20)
     ap.add_argument("--candidates", default="train", help="comma-separated: train,topk")
-    ap.add_argument("--split", default="test", choices=["valid", "test"])
+    ap.add_argument("--split", default="valid", choices=["valid", "test"],
+                    help="the split the candidate modes are compared on (choose on valid; test is read once)")
     ap.add_argument("--plot", default="controllability.png")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=0, help="override AdapterConfig.epochs")

@@ -21,33 +21,59 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines + [""]
 
 
+def _task(w: list[float]) -> str:
+    return "(" + ", ".join(f"{x:.2f}" for x in w) + ")"
+
+
 def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "plots") -> str:
     """Markdown text of ``report`` with the figures ``plots`` (file names under ``plot_dir``)."""
     k = report["k"]
     lines = [f"# PaDiRec evaluation report ({report.get('dataset') or 'data'}, {report.get('backbone') or 'backbone'})",
              "", f"Created {report['created_utc']}; schema version {report['schema_version']}; "
-             f"metrics at {k} on the test split, full ranking, history masked; alpha = {report['alpha']}.",
+             f"metrics at {k} on the {report.get('split', 'test')} split, full ranking, history masked; "
+             f"alpha = {report['alpha']}.",
              f"Utilities: {', '.join(report['utilities'])}; {len(report['tasks'])} tasks.", ""]
     versions = report.get("versions", {})
     lines += ["Inputs: " + ", ".join(f"{k_}={(v or 'n/a')[:12]}" for k_, v in sorted(versions.items())), ""]
 
-    if report["summary"]:
-        lines += ["## Summary", "",
-                  "Avg.HV / front HV on objectives normalised over all methods and tasks; Pearson "
-                  "against the reference method (Retrain); Spearman of each metric with w_acc (n/a = undefined, e.g. a "
-                  "constant series).", ""]
-        spear = sorted({m for s in report["summary"].values() for m in s["spearman"]})
-        header = ["method", "Avg.HV", "front HV", "Pearson r-a", "Pearson r-d"] + [f"Spearman {m}" for m in spear]
-        rows = [[m, s["avg_hv"], s["front_hv"], s["pearson_ra"], s["pearson_rd"]] + [s["spearman"].get(x) for x in spear]
-                for m, s in report["summary"].items()]
+    summary = report["summary"]
+    if summary:
+        ref = method_with_role("reference", summary) or "the reference"
+        ranged = list(dict.fromkeys(m for s in summary.values() for m in s.get("range") or {}))  # utilities' order
+        lines += ["## Summary: each task's own objective", "",
+                  "Reward = mean over tasks of sum_j w_j z_j, each objective z_j min-max normalised to [0, 1] "
+                  "over all methods and tasks of this report (1 = best; the normalisation of Avg.HV). "
+                  f"Regret = {ref}'s reward minus the method's, per task, averaged (lower is better; "
+                  "negative = better than the reference). Pearson against the reference. Range = max - min "
+                  "of the method's raw metric over the tasks (how far its weights move it). n/a = undefined.", ""]
+        header = ["method", "reward", "regret", "Pearson r-a", "Pearson r-d"] + [f"range {m}" for m in ranged]
+        rows = [[m, s.get("reward"), s.get("regret"), s["pearson_ra"], s["pearson_rd"]]
+                + [(s.get("range") or {}).get(x) for x in ranged] for m, s in summary.items()]
         lines += _table(header, rows)
+
+        lines += ["## The paper's metrics", "",
+                  "Avg.HV (the paper's metric: mean over tasks of the product of the normalised objectives; it "
+                  "rewards middle-of-the-road points and punishes doing exactly what an extreme task asks) and "
+                  "the hypervolume of each method's whole front, on the same normalisation; Spearman of each "
+                  "metric with w_acc (controllability).", ""]
+        spear = sorted({m for s in summary.values() for m in s["spearman"]})
+        header = ["method", "Avg.HV (paper)", "front HV"] + [f"Spearman {m}" for m in spear]
+        rows = [[m, s["avg_hv"], s["front_hv"]] + [s["spearman"].get(x) for x in spear] for m, s in summary.items()]
+        lines += _table(header, rows)
+
+        for name, title in (("reward_per_task", "Reward per task"), ("regret_per_task", f"Regret vs {ref} per task")):
+            shown = [m for m, s in summary.items() if s.get(name) is not None and len(s[name]) == len(report["tasks"])]
+            if shown and report["tasks"]:
+                lines += [f"## {title}", ""]
+                rows = [[_task(w)] + [summary[m][name][t] for m in shown] for t, w in enumerate(report["tasks"])]
+                lines += _table(["w"] + shown, rows)
 
     if report["methods"]:
         metrics = sorted({m for rows in report["methods"].values() for r in rows for m in r})
         for metric in metrics:
             lines += [f"## {metric} per task", ""]
             header = ["w"] + list(report["methods"])
-            rows = [["(" + ", ".join(f"{x:.2f}" for x in w) + ")"] + [report["methods"][m][t].get(metric) for m in report["methods"]]
+            rows = [[_task(w)] + [report["methods"][m][t].get(metric) for m in report["methods"]]
                     for t, w in enumerate(report["tasks"])]
             lines += _table(header, rows)
 
@@ -78,6 +104,14 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
             lines += [f"w_acc = {w_acc}:", ""]
             lines += _table(["rank", "item", "title", "categories"],
                             [[i + 1, it["item"], it["title"], ", ".join(it["categories"])] for i, it in enumerate(items)])
+
+    choices = report.get("choices") or {}
+    if choices:
+        lines += ["## Choices and the split each was made on", "",
+                  "Settings chosen by measurement; \"none\" = set a priori, never tuned. A choice made on the "
+                  "test split makes the test figures above optimistic for it.", ""]
+        lines += _table(["setting", "value", "chosen on", "how"],
+                        [[key, str(c.get("value")), c.get("split"), c.get("how", "")] for key, c in choices.items()])
 
     if plots:
         lines += ["## Figures", ""] + [f"![{p}]({plot_dir}/{p})" for p in plots] + [""]

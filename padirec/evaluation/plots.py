@@ -2,6 +2,7 @@
 
 - ``metrics_vs_wacc.png``: each metric against ``w_acc``, one line per method (paper Fig. 3);
 - ``tradeoff.png``: the normalised accuracy/diversity plane, each method's points and front;
+- ``reward_vs_wacc.png``: each method's per-task reward and regret against ``w_acc`` (SPEC 7b);
 - ``response_time.png``: median response time per method on a log scale (p25-p75 whiskers);
 - ``robustness.png``: metric change under the same noise, per method (paper Fig. 4).
 """
@@ -79,6 +80,27 @@ def plot_tradeoff(report: dict[str, Any], path: Path) -> str | None:
     return _save(fig, path)
 
 
+def plot_reward_vs_wacc(report: dict[str, Any], path: Path) -> str | None:
+    summary = report.get("summary") or {}
+    n = len(report["tasks"])
+    shown = [m for m, s in summary.items() if len(s.get("reward_per_task") or []) == n]
+    if not shown or not n or "accuracy" not in report["utilities"]:
+        return None
+    x = _w_acc(report)
+    order = np.argsort(x, kind="stable")
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.4), squeeze=False)
+    for ax, name, title in ((axes[0][0], "reward_per_task", "reward (sum_j w_j z_j)"),
+                            (axes[0][1], "regret_per_task", "regret vs the reference")):
+        for m in shown:
+            y = np.array([_value(v) for v in summary[m].get(name) or [None] * n])
+            ax.plot(x[order], y[order], marker="o", ms=3, label=m)
+        ax.set_xlabel("w_acc")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)
+
+
 def plot_response_time(report: dict[str, Any], path: Path) -> str | None:
     rt = report.get("response_time") or {}
     if not rt:
@@ -119,6 +141,7 @@ def make_plots(report: dict[str, Any], plot_dir: str | Path) -> list[str]:
     made = [
         plot_metrics_vs_wacc(report, plot_dir / "metrics_vs_wacc.png"),
         plot_tradeoff(report, plot_dir / "tradeoff.png"),
+        plot_reward_vs_wacc(report, plot_dir / "reward_vs_wacc.png"),
         plot_response_time(report, plot_dir / "response_time.png"),
         plot_robustness(report, plot_dir / "robustness.png"),
     ]

@@ -8,11 +8,20 @@ Schema version 1 (``report_schema(k)`` is the JSON Schema, draft 2020-12)::
     dataset         data source name; backbone: backbone model name
     utilities       ["accuracy", "diversity"(, "fairness")]: the order of each task's weights
     tasks           [[w_1, ..., w_p], ...]: the evaluated tasks (points of the simplex)
+    split           (optional, default "test") the split the metrics are measured on
     methods         {method: [{"ndcg@k", "hr@k", "alpha_ndcg@k"(, "ndcg_gap@k")} per task]},
-                    aligned with ``tasks``; test split, full ranking, history masked
-    summary         {method: {"avg_hv", "front_hv", "pearson_ra", "pearson_rd",
-                              "spearman": {metric: rho with w_acc},
-                              "undefined": {figure: why it is null}}} (see ``summary.py``)
+                    aligned with ``tasks``; full ranking, history masked
+    summary         {method: {"reward", "regret", "reward_per_task", "regret_per_task",
+                              "range": {metric: max - min over tasks}, "range_norm": {...},
+                              "pearson_ra", "pearson_rd", "spearman": {metric: rho with w_acc},
+                              "avg_hv", "front_hv" (the paper's metrics),
+                              "undefined": {figure: why it is null}}} (see ``summary.py``:
+                    reward = mean over tasks of sum_j w_j z_j with z the objectives min-max
+                    normalised over all methods and tasks of the report, as for Avg.HV;
+                    regret = the reference method's reward minus the method's)
+    choices         (optional) {setting: {"value", "split", "how"}}: the settings chosen by
+                    measurement and the split each was chosen on ("valid", "test",
+                    "synthetic", or "none" when set a priori); see ``selection_choices``
     response_time   {method: {"median_s", "p25_s", "p75_s", "repeats", "times_s", ...}}:
                     seconds from new task weights to a model ready to serve them
     analyses        {"robustness": ..., "case_study": ...} (see ``analyses.py``), may be empty
@@ -24,7 +33,12 @@ Method keys are those of ``padirec.methods.registry.METHODS`` (lower case: ``pad
 ``retrain``, ``soup``, ...); utilities those of ``padirec.core.utilities``. A figure that is
 undefined (e.g. a correlation over a constant series) is ``null``, never NaN (NaN is not JSON).
 ``validate_report`` checks a report with ``jsonschema`` (numbers must be finite) and then what a
-schema cannot say: one result per task, task weights on the simplex.
+schema cannot say: one result per task, task weights on the simplex, per-task reward and regret
+lists as long as ``tasks``.
+
+The reward/regret/range fields, ``split`` and ``choices`` were added without a version bump: they
+are optional in the schema, so version-1 reports written before them (e.g. a cached timing report)
+still validate; every report written now carries them.
 """
 
 from __future__ import annotations
@@ -52,6 +66,67 @@ class ReportError(ArtifactError):
 
 _NUM_OR_NULL = {"type": ["number", "null"]}
 _SHA_OR_NULL = {"type": ["string", "null"]}
+SPLITS = ("valid", "test")
+CHOICE_SPLITS = ("valid", "test", "synthetic", "none")
+
+# Where each measured default was chosen (the honest record; docs/evaluation.md tells the story).
+# ``split``: the data the choice was measured on; "none" = set a priori, never tuned. When a
+# benchmark re-selects a setting on the validation split, update its entry here (or set
+# ``evaluation.selected_on`` in the config, which overrides the split per setting).
+CHOICE_PROVENANCE: dict[str, dict[str, str]] = {
+    "adapters.candidates": {
+        "split": "test",
+        "how": "benchmarks/controllability.py on ML-100K/SASRec, 11-point grid, when its default was "
+               "--split test (AdapterConfig docstring); not yet re-run on valid"},
+    "generator.conditioning": {
+        "split": "none",
+        "how": "adaln_zero set a priori (DiT's default); benchmarks/conditioning.py compared the strategies on "
+               "test afterwards; re-run on valid (ML-100K/SASRec, one seed): regret cross_attn 0.025, adaln_zero "
+               "0.065, pre 0.077, per_layer 0.078, pre_post 0.083 (docs/evaluation.md); default not changed yet"},
+    "generator.guidance_scale": {
+        "split": "none",
+        "how": "0.5 set a priori (middle of the paper's [0, 1]); re-checked on valid by benchmarks/selection.py "
+               "(ML-100K/SASRec, samples 8): regret 0.056 / 0.050 / 0.048 at 0 / 0.5 / 1, no clear winner"},
+    "generator.samples_per_task": {
+        "split": "test",
+        "how": "8 chosen from the evaluation report (test) when serving moved to the mean of samples "
+               "(Generator.adapters: Pearson r-a 0.85 -> 0.97); re-checked on valid by benchmarks/selection.py "
+               "(ML-100K/SASRec, guidance 0.5): regret 0.114 with 1 sample, 0.050 with 8"},
+    "generator.prediction": {
+        "split": "synthetic",
+        "how": "x0 chosen on synthetic banks (GeneratorConfig comment): eps did not learn w on CPU"},
+    "generator.loss_weighting": {
+        "split": "synthetic",
+        "how": "min_snr chosen on synthetic banks together with prediction"},
+    "backbone.epochs": {
+        "split": "valid",
+        "how": "early stopping on validation NDCG@10 (backbone.patience)"},
+}
+
+
+def selection_choices(config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """``{setting: {"value", "split", "how"}}`` for the settings of ``CHOICE_PROVENANCE`` found in
+    ``config`` (a config dict); ``config["evaluation"]["selected_on"]`` (``{setting: split}``),
+    when present, overrides the recorded split of a setting."""
+    if not config:
+        return {}
+    overrides = (config.get("evaluation") or {}).get("selected_on") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for key, record in CHOICE_PROVENANCE.items():
+        section, _, name = key.partition(".")
+        values = config.get(section)
+        if not isinstance(values, Mapping) or name not in values:
+            continue
+        entry = {"value": values[name], **record}
+        if key in overrides:
+            entry = {**entry, "split": overrides[key], "how": f"{record['how']}; split set by evaluation.selected_on"}
+        out[key] = entry
+    for key in sorted(set(overrides) - set(out)):
+        section, _, name = key.partition(".")
+        values = config.get(section)
+        value = values.get(name) if isinstance(values, Mapping) else None
+        out[key] = {"value": value, "split": overrides[key], "how": "evaluation.selected_on"}
+    return out
 
 
 def report_schema(k: int = 10) -> dict[str, Any]:
@@ -92,6 +167,12 @@ def report_schema(k: int = 10) -> dict[str, Any]:
                     "type": "object",
                     "required": ["avg_hv", "front_hv", "pearson_ra", "pearson_rd", "spearman"],
                     "properties": {
+                        "reward": _NUM_OR_NULL,
+                        "regret": _NUM_OR_NULL,
+                        "reward_per_task": {"type": "array", "items": _NUM_OR_NULL},
+                        "regret_per_task": {"type": "array", "items": _NUM_OR_NULL},
+                        "range": {"type": "object", "additionalProperties": _NUM_OR_NULL},
+                        "range_norm": {"type": "object", "additionalProperties": _NUM_OR_NULL},
                         "avg_hv": _NUM_OR_NULL,
                         "front_hv": _NUM_OR_NULL,
                         "pearson_ra": _NUM_OR_NULL,
@@ -119,6 +200,15 @@ def report_schema(k: int = 10) -> dict[str, Any]:
                 },
             },
             "analyses": {"type": "object"},
+            "split": {"enum": list(SPLITS)},
+            "choices": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["value", "split"],
+                    "properties": {"split": {"enum": list(CHOICE_SPLITS)}, "how": {"type": "string"}},
+                },
+            },
             "config": {"type": "object"},
             "versions": {
                 "type": "object",
@@ -173,6 +263,10 @@ def validate_report(report: Mapping[str, Any]) -> None:
     for m, rows in report["methods"].items():
         if len(rows) != len(report["tasks"]):
             raise ReportError(f"report.methods.{m}: {len(rows)} results for {len(report['tasks'])} tasks")
+    for m, s in report["summary"].items():
+        for name in ("reward_per_task", "regret_per_task"):
+            if name in s and len(s[name]) != len(report["tasks"]):
+                raise ReportError(f"report.summary.{m}.{name}: {len(s[name])} values for {len(report['tasks'])} tasks")
 
 
 # ----------------------------------------------------------------------------- building
@@ -205,8 +299,13 @@ def build_report(
     versions: Mapping[str, Any] | None = None,
     dataset: str = "",
     backbone: str = "",
+    split: str = "test",
+    choices: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble and validate a report (NaN -> null); raises ``ReportError`` if it is invalid."""
+    """Assemble and validate a report (NaN -> null); raises ``ReportError`` if it is invalid.
+
+    ``split``: the split the metrics were measured on. ``choices``: default
+    ``selection_choices(config)``, the recorded split of each measured setting."""
     report = jsonable({
         "schema_version": REPORT_SCHEMA_VERSION,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -214,6 +313,8 @@ def build_report(
         "alpha": alpha,
         "dataset": dataset,
         "backbone": backbone,
+        "split": split,
+        "choices": dict(selection_choices(config) if choices is None else choices),
         "utilities": list(utilities),
         "tasks": [[float(x) for x in w] for w in tasks],
         "methods": dict(methods),

@@ -1,12 +1,24 @@
-"""Summary figures of the method x task sweep (SPEC section 7): Avg.HV, front HV, Pearson, Spearman.
+"""Summary figures of the method x task sweep (SPEC sections 7 and 7b): reward, regret, objective
+ranges, Pearson, Spearman, and the paper's Avg.HV and front HV.
 
 Every method's metrics over the tasks become points in objective space, one per task, with one
 coordinate per utility, measured by its metric (``padirec.core.utilities``: ``accuracy`` ->
 NDCG@k, ``diversity`` -> alpha-NDCG@k, ``fairness`` -> the NDCG@k gap between user groups,
 lower is better). Each objective is min-max normalised to
-[0, 1] across all methods and tasks together, turned so that 1 is best, and then:
+[0, 1] across all methods and tasks together, turned so that 1 is best (``normalise``: for each
+objective ``z = (v - min) / (max - min)``, or ``(max - v) / (max - min)`` when lower is better, min
+and max over every method and task of the report), and then:
 
-- ``avg_hv``: mean over tasks of the hypervolume of the method's single point w.r.t. the
+- ``reward``: the mean over tasks of the task's own objective ``sum_j w_j z_j`` (SPEC 7b), with
+  ``reward_per_task`` the per-task values (aligned with the tasks);
+- ``regret``: the mean over tasks of the reference method's (Retrain's) per-task reward minus the
+  method's (``regret_per_task``); positive = worse than Retrain. The min of the normalisation
+  cancels in the difference, so regret depends on the other methods of the report only through
+  each objective's span ``max - min``; reward depends on both;
+- ``range``: per objective metric, ``max - min`` of the method's raw values over the tasks (how
+  much of the trade-off the method's weights actually move); ``range_norm`` the same in
+  normalised units (the fraction of the span all methods together cover);
+- ``avg_hv`` (the paper's metric): mean over tasks of the hypervolume of the method's single point w.r.t. the
   reference point 0 (for one point that is the product of its coordinates);
 - ``front_hv``: the hypervolume of all the method's points together (its trade-off front);
 - ``pearson_ra`` / ``pearson_rd``: Pearson correlation over the tasks between the method's
@@ -25,7 +37,10 @@ NaN policy (no warnings, no crash; NaN becomes ``null`` in report.json):
 - an objective that is constant across every method and task does not discriminate: it
   normalises to 1 for every point, so hypervolumes reduce to the other objectives;
 - a task where a method's metric is NaN contributes no point: ``avg_hv`` averages the tasks with
-  finite points and ``front_hv`` uses them; with no finite point both are NaN.
+  finite points and ``front_hv`` uses them; with no finite point both are NaN. Likewise that task's
+  reward is NaN (null) and ``reward`` averages the finite ones; ``regret`` averages the tasks where
+  both the method's and the reference's rewards are finite, NaN without a reference method;
+- a range is NaN when the method has no finite value of that metric.
 """
 
 from __future__ import annotations
@@ -108,6 +123,32 @@ def front_hv(points: np.ndarray) -> float:
     return hypervolume(points)
 
 
+def task_rewards(points: np.ndarray, tasks: np.ndarray) -> np.ndarray:
+    """Per-task normalised reward ``sum_j w_j z_j``: ``points (T, p)`` normalised objectives (1 =
+    best), ``tasks (T, p)`` their weights -> ``(T,)``; NaN where the task's point has a NaN."""
+    points = np.asarray(points, dtype=np.float64).reshape(len(tasks), -1)
+    tasks = np.asarray(tasks, dtype=np.float64).reshape(len(tasks), -1)
+    if points.shape != tasks.shape:
+        raise ValueError(f"points {points.shape} and task weights {tasks.shape} differ")
+    out = (points * tasks).sum(1)
+    out[~np.all(np.isfinite(points), axis=1)] = math.nan
+    return out
+
+
+def finite_mean(values: Sequence[float]) -> float:
+    """Mean of the finite values; NaN when there is none."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
+def value_range(values: Sequence[float]) -> float:
+    """``max - min`` of the finite values; NaN when there is none."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    return float(v.max() - v.min()) if v.size else math.nan
+
+
 def _paired_finite(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray] | None:
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
@@ -143,7 +184,8 @@ def summarise(
     k: int = 10,
     reference: str = "retrain",
 ) -> dict[str, dict]:
-    """Per method: ``avg_hv``, ``front_hv``, ``pearson_ra``, ``pearson_rd``, ``spearman``.
+    """Per method: ``reward``, ``regret`` (and per task), ``range``, ``range_norm``, ``pearson_ra``,
+    ``pearson_rd``, ``spearman``, ``avg_hv``, ``front_hv``, ``undefined`` (see the module's docstring).
 
     ``results``: ``{method: [metrics dict per task]}`` aligned with ``tasks (num_tasks, p)``
     (columns in the order of ``utilities``; ``w_acc`` is the ``accuracy`` column).
@@ -157,7 +199,9 @@ def summarise(
             raise ValueError(f"method {m!r} has {len(rows)} task results for {tasks.shape[0]} tasks")
     w_acc = tasks[:, list(utilities).index("accuracy")] if "accuracy" in utilities else np.full(len(tasks), np.nan)
     objectives = utility_metrics(utilities, k)
-    normalised = normalise(objective_points(results, utilities, k), [mx for _, mx in objectives])
+    raw = objective_points(results, utilities, k)
+    normalised = normalise(raw, [mx for _, mx in objectives])
+    reward = {m: task_rewards(normalised[m], tasks) for m in results}
     acc_key, div_key = metric_key("accuracy", k), metric_key("diversity", k)
     ref_rows = results.get(reference)
 
@@ -167,7 +211,14 @@ def summarise(
     summary: dict[str, dict] = {}
     for m, rows in results.items():
         metric_keys = sorted({key for r in rows for key in r})
+        regret = reward[reference] - reward[m] if ref_rows is not None else np.full(len(tasks), math.nan)
         summary[m] = {
+            "reward": finite_mean(reward[m]),
+            "regret": finite_mean(regret),
+            "reward_per_task": reward[m].tolist(),
+            "regret_per_task": regret.tolist(),
+            "range": {key: value_range(raw[m][:, j]) for j, (key, _) in enumerate(objectives)},
+            "range_norm": {key: value_range(normalised[m][:, j]) for j, (key, _) in enumerate(objectives)},
             "avg_hv": avg_hv(normalised[m]),
             "front_hv": front_hv(normalised[m]),
             "pearson_ra": pearson(series(rows, acc_key), series(ref_rows, acc_key)) if ref_rows else math.nan,
@@ -175,9 +226,12 @@ def summarise(
             "spearman": {key: spearman(series(rows, key), w_acc) for key in metric_keys},
         }
         ref = {key: series(ref_rows, key) if ref_rows else None for key in (acc_key, div_key)}
-        summary[m]["undefined"] = undefined_reasons(summary[m], {  # why a figure is null (padirec.finite)
-            f"pearson_{x}": correlation_reason(series(rows, key), ref[key], f"{m} {key}", f"{reference} {key}")
-            for x, key in (("ra", acc_key), ("rd", div_key))})
+        why = {f"pearson_{x}": correlation_reason(series(rows, key), ref[key], f"{m} {key}", f"{reference} {key}")
+               for x, key in (("ra", acc_key), ("rd", div_key))}
+        why["reward"] = "no task has a defined point"
+        why["regret"] = (f"no reference method ({reference}) in the sweep" if ref_rows is None
+                         else f"no task where both {m} and {reference} have a defined point")
+        summary[m]["undefined"] = undefined_reasons(summary[m], why)  # why a figure is null (padirec.finite)
     return summary
 
 

@@ -63,6 +63,9 @@ def test_a_registered_method_runs_through_config_stage_and_report(tiny, tmp_path
     report = evaluate_stage(*args, tmp_path / "eval", cfg)
     validate_report(report)
     assert list(report["methods"]) == ["bare", "retrain"] and "bare" in report["summary"]
+    # the task's own objective beside the paper's: Retrain is the reference, so its regret is 0
+    assert report["summary"]["retrain"]["regret"] == 0.0 and report["summary"]["bare"]["reward"] is not None
+    assert len(report["summary"]["bare"]["regret_per_task"]) == len(report["tasks"])
     assert report["config"]["methods"]["bare"] == {"scale": 2.0}
     f = tiny["features"]
     backbone = SplitEvaluator(f, "test")(f.test.h @ f.item_embedding.T)

@@ -27,13 +27,17 @@ def _report(**over):
     kwargs = dict(
         k=10, alpha=0.5, utilities=["accuracy", "diversity"], tasks=tasks,
         methods={"retrain": rows, "mmr": rows},
-        summary={m: {"avg_hv": 0.3, "front_hv": 0.5, "pearson_ra": 1.0, "pearson_rd": float("nan"),
-                     "spearman": {"ndcg@10": 1.0}} for m in ("retrain", "mmr")},
+        summary={m: {"reward": 0.6, "regret": 0.1 * i, "reward_per_task": [0.7, 0.5, 0.6],
+                     "regret_per_task": [0.1 * i, float("nan"), 0.0], "range": {"ndcg@10": 0.2, "alpha_ndcg@10": 0.2},
+                     "range_norm": {"ndcg@10": 1.0, "alpha_ndcg@10": 1.0},
+                     "avg_hv": 0.3, "front_hv": 0.5, "pearson_ra": 1.0, "pearson_rd": float("nan"),
+                     "spearman": {"ndcg@10": 1.0}} for i, m in enumerate(("retrain", "mmr"))},
         response_time={"retrain": {"median_s": 2.0, "p25_s": 1.9, "p75_s": 2.2, "repeats": 5},
                        "padirec": {"median_s": 0.02, "p25_s": 0.019, "p75_s": 0.021, "repeats": 5}},
         analyses={"robustness": {"retrain": {"ndcg_change_mean": 0.01, "ndcg_change_std": 0.0,
                                              "alpha_ndcg_change_mean": 0.02, "alpha_ndcg_change_std": 0.01}}},
-        config={"seed": 0}, versions={"data_sha256": "ab" * 32, "generator_sha256": None},
+        config={"seed": 0, "adapters": {"candidates": "topk"}, "generator": {"guidance_scale": 0.5}},
+        versions={"data_sha256": "ab" * 32, "generator_sha256": None},
         dataset="synthetic", backbone="sasrec",
     )
     kwargs.update(over)
@@ -78,6 +82,12 @@ def test_the_metric_keys_follow_k():
     (lambda r: r["tasks"].append([0.5, 0.4]), "report.tasks[3]: task weights must sum to 1"),
     (lambda r: r["methods"]["mmr"].pop(), "report.methods.mmr: 2 results for 3 tasks"),
     (lambda r: r["tasks"].__setitem__(0, [1.0]), "report.tasks[0]: [1.0] is too short"),
+    (lambda r: r["summary"]["mmr"].update(regret="low"), "report.summary.mmr.regret: 'low' is not of type"),
+    (lambda r: r["summary"]["mmr"]["reward_per_task"].pop(), "report.summary.mmr.reward_per_task: 2 values for 3"),
+    (lambda r: r["summary"]["mmr"]["range"].update({"ndcg@10": "wide"}), "report.summary.mmr.range.ndcg@10"),
+    (lambda r: r.update(split="train"), "report.split: 'train' is not one of"),
+    (lambda r: r["choices"]["adapters.candidates"].update(split="dev"), "report.choices.adapters.candidates.split"),
+    (lambda r: r["choices"]["adapters.candidates"].pop("split"), "'split' is a required property"),
 ])
 def test_invalid_reports_name_the_field(mutate, field):
     report = copy.deepcopy(_report())
@@ -104,13 +114,52 @@ def test_jsonable_and_metric_names():
 def test_markdown_and_plots(tmp_path):
     report = _report()
     plots = make_plots(report, tmp_path / "plots")
-    assert set(plots) == {"metrics_vs_wacc.png", "tradeoff.png", "response_time.png", "robustness.png"}
+    assert set(plots) == {"metrics_vs_wacc.png", "tradeoff.png", "reward_vs_wacc.png", "response_time.png",
+                          "robustness.png"}
     for p in plots:
         assert (tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG"
     text = render_markdown(report, plots)
     assert "Retrain / PaDiRec: 100.0x" in text
+    # the first table leads with reward, regret and Pearson; Avg.HV is labelled as the paper's
+    first = text.index("| method | reward | regret | Pearson r-a | Pearson r-d |")
+    assert first < text.index("Avg.HV (paper)") and text.index("## Summary") < first
+    assert "| method | reward | regret | Pearson r-a | Pearson r-d | range ndcg@10 | range alpha_ndcg@10 |" in text
+    assert "| mmr | 0.6000 | 0.1000 | 1.0000 | n/a | 0.2000 | 0.2000 |" in text
+    assert "## Regret vs retrain per task" in text and "| (0.50, 0.50) | n/a | n/a |" in text
+    assert "| adapters.candidates | topk | test |" in text and "| generator.guidance_scale | 0.5 | none |" in text
     assert "| mmr |" in text and "n/a" in text  # the NaN Pearson shows as n/a
     assert "![tradeoff.png](plots/tradeoff.png)" in text
     empty = _report(methods={}, summary={}, tasks=[], response_time={}, analyses={})
     assert make_plots(empty, tmp_path / "empty") == []
     assert "# PaDiRec evaluation report" in render_markdown(empty, [])
+
+
+def test_choices_record_the_split_of_each_setting():
+    from padirec.config import Config
+    from padirec.evaluation.report import CHOICE_PROVENANCE, selection_choices
+
+    cfg = Config().to_dict()
+    choices = selection_choices(cfg)
+    assert set(choices) == set(CHOICE_PROVENANCE)  # every recorded setting exists in the config
+    assert choices["adapters.candidates"] == {"value": cfg["adapters"]["candidates"], **CHOICE_PROVENANCE[
+        "adapters.candidates"]}
+    assert choices["generator.samples_per_task"]["split"] == "test"  # chosen looking at test, said so
+    cfg["evaluation"]["selected_on"] = {"generator.guidance_scale": "valid"}
+    assert selection_choices(cfg)["generator.guidance_scale"]["split"] == "valid"
+    assert selection_choices(None) == {}
+    report = _report(config=cfg, split="valid")
+    assert report["split"] == "valid" and report["choices"]["generator.guidance_scale"]["split"] == "valid"
+    assert "on the valid split" in render_markdown(report, [])
+    assert _report(choices={})["choices"] == {}
+
+
+def test_reports_without_the_new_fields_still_validate():
+    """Version-1 reports written before reward, regret, split and choices (a cached timing report)."""
+    report = copy.deepcopy(_report())
+    for name in ("split", "choices"):
+        report.pop(name)
+    for s in report["summary"].values():
+        for name in ("reward", "regret", "reward_per_task", "regret_per_task", "range", "range_norm"):
+            s.pop(name)
+    validate_report(report)
+    assert "## Summary" in render_markdown(report, [])

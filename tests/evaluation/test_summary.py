@@ -125,3 +125,50 @@ def test_three_utilities_use_the_fairness_gap_minimised():
 def test_pareto_front():
     pts = np.array([[0.1, 0.9], [0.5, 0.5], [0.4, 0.4], [0.9, 0.1], [np.nan, 1.0]])
     assert pareto_front(pts).tolist() == [0, 1, 3]
+
+
+def test_reward_regret_and_range_hand_case():
+    """Reward is each task's own objective: Retrain doing exactly what the extreme tasks ask wins on
+    reward and regret, while Avg.HV prefers a method that ignores the weights (SPEC 7b)."""
+    tasks = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    results = {"retrain": _rows([0.1, 0.2, 0.3], [0.9, 0.8, 0.7]), "cmr": _rows([0.2, 0.2, 0.2], [0.8, 0.8, 0.8])}
+    s = summarise(results, tasks, ["accuracy", "diversity"])
+    # normalised: retrain (0, 1), (0.5, 0.5), (1, 0); cmr (0.5, 0.5) everywhere
+    assert s["retrain"]["reward_per_task"] == pytest.approx([1.0, 0.5, 1.0])
+    assert s["retrain"]["reward"] == pytest.approx(5 / 6)
+    assert s["cmr"]["reward_per_task"] == pytest.approx([0.5, 0.5, 0.5])
+    assert s["cmr"]["regret_per_task"] == pytest.approx([0.5, 0.0, 0.5])
+    assert s["cmr"]["regret"] == pytest.approx(1 / 3)
+    assert s["retrain"]["regret"] == 0.0
+    assert s["retrain"]["range"] == pytest.approx({"ndcg@10": 0.2, "alpha_ndcg@10": 0.2})
+    assert s["retrain"]["range_norm"] == pytest.approx({"ndcg@10": 1.0, "alpha_ndcg@10": 1.0})
+    assert s["cmr"]["range"] == {"ndcg@10": 0.0, "alpha_ndcg@10": 0.0}
+    # the paper's metric ranks them the other way round
+    assert s["cmr"]["avg_hv"] == pytest.approx(0.25) and s["retrain"]["avg_hv"] == pytest.approx(0.25 / 3)
+    # regret depends on the other methods only through the spans: shifting every value keeps it
+    shifted = {m: [{k: v + 1.0 for k, v in r.items()} for r in rows] for m, rows in results.items()}
+    assert summarise(shifted, tasks, ["accuracy", "diversity"])["cmr"]["regret"] == pytest.approx(1 / 3)
+
+
+def test_reward_and_regret_nan_policy():
+    tasks = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    ref = _rows([0.1, 0.2, 0.3], [0.9, 0.8, 0.7])
+    gappy = _rows([0.2, np.nan, 0.2], [0.8, 0.8, 0.8])
+    s = summarise({"retrain": ref, "cmr": gappy}, tasks, ["accuracy", "diversity"])
+    assert math.isnan(s["cmr"]["reward_per_task"][1]) and math.isnan(s["cmr"]["regret_per_task"][1])
+    assert s["cmr"]["reward"] == pytest.approx(0.5) and s["cmr"]["regret"] == pytest.approx(0.5)
+    assert s["cmr"]["range"]["ndcg@10"] == 0.0  # over the finite values
+    no_ref = summarise({"cmr": gappy}, tasks, ["accuracy", "diversity"])["cmr"]
+    assert math.isnan(no_ref["regret"]) and "no reference method" in no_ref["undefined"]["regret"]
+    empty = summarise({"retrain": ref, "cmr": _rows([np.nan] * 3, [0.8] * 3)}, tasks, ["accuracy", "diversity"])
+    assert math.isnan(empty["cmr"]["reward"]) and empty["cmr"]["undefined"]["reward"] == "no task has a defined point"
+
+
+def test_reward_with_a_minimised_fairness_gap():
+    tasks = np.array([[0.5, 0.25, 0.25], [0.2, 0.2, 0.6]])
+    rows = [{"ndcg@10": 0.2, "hr@10": 0.3, "alpha_ndcg@10": 0.5, "ndcg_gap@10": 0.05},
+            {"ndcg@10": 0.1, "hr@10": 0.2, "alpha_ndcg@10": 0.6, "ndcg_gap@10": 0.01}]
+    s = summarise({"retrain": rows}, tasks, ["accuracy", "diversity", "fairness"])["retrain"]
+    # points (1, 0, 0) and (0, 1, 1): the smaller gap normalises to 1
+    assert s["reward_per_task"] == pytest.approx([0.5, 0.8]) and s["reward"] == pytest.approx(0.65)
+    assert s["range"]["ndcg_gap@10"] == pytest.approx(0.04)
