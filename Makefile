@@ -10,7 +10,7 @@ IMAGE  ?= padirec:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(
 # Every install goes through the torch pin, so nothing can pull a CUDA build on a CPU machine.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving clean
+.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving gpu-check bench-scale clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -71,6 +71,12 @@ bench-conditioning: $(STAMP) ## the five DiT conditioning strategies (paper RQ3)
 
 bench-serving: $(STAMP) ## 2,000 requests from 8 clients to mlflow models serve on 127.0.0.1
 	$(PY) benchmarks/bench_serving.py --system $(firstword $(wildcard $(LAST_RUN)*/register-and-promote/system))
+
+gpu-check: ## on a machine with one NVIDIA GPU, no Docker: CUDA torch in a fresh venv, the pipeline on cuda vs cpu (times, agreement), bench_scale
+	scripts/gpu_check.sh
+
+bench-scale: $(STAMP) ## stage-by-stage wall time and peak memory on ML-1M-format data (SCALE=1; QUICK=1 for a 0.25x reduced run)
+	$(PY) benchmarks/bench_scale.py $(if $(SCALE),--scale $(SCALE)) $(if $(QUICK),--quick) --threads $(or $(THREADS),0)
 
 clean: ## remove build outputs (keeps .venv and runs/)
 	rm -rf dist build .pytest_cache .ruff_cache

@@ -91,23 +91,34 @@ def candidate_lists(features: Features, idx: torch.Tensor, num_negatives: int, g
 @torch.no_grad()
 def backbone_topk(features: Features, n: int) -> torch.Tensor:
     """``(M, n)`` the frozen backbone's top items for each training prefix, excluding padding and
-    every item of the user's train sequence (the positive joins the list separately)."""
+    every item of the user's train sequence (the positive joins the list separately).
+
+    Computed once per ``features`` and ``n`` (kept in ``features.topk_cache``): the bank, Retrain's
+    every task and CMR share it. Treat the result as read-only."""
+    if n in features.topk_cache:
+        return features.topk_cache[n]
     seen_per_user = torch.bincount(features.seen_keys // (features.num_items + 1))
     fewest_unseen = features.num_items - int(seen_per_user.max())
-    if n > fewest_unseen:  # never list a seen item: shorten the list for everyone instead
+    k = n
+    if k > fewest_unseen:  # never list a seen item: shorten the list for everyone instead
         log.warning("adapters: topk_candidates=%d exceeds the %d unseen items of the heaviest user; "
-                    "using %d", n, fewest_unseen, fewest_unseen)
-        n = fewest_unseen
-    out = []
+                    "using %d", k, fewest_unseen, fewest_unseen)
+        k = fewest_unseen
+    out = torch.empty(features.train_h.shape[0], k, dtype=torch.int64, device=features.train_h.device)
     emb = features.item_embedding
     for s in range(0, features.train_h.shape[0], _TOPK_CHUNK):
         users = features.train_user[s:s + _TOPK_CHUNK]
         scores = features.train_h[s:s + _TOPK_CHUNK] @ emb.T
-        rows, cols = seen_pairs(features, users)
-        scores[rows, cols] = -torch.inf
-        scores[:, 0] = -torch.inf
-        out.append(scores.topk(n, dim=1).indices)
-    return torch.cat(out)
+        # one seen-row per distinct user (sum n_u index pairs, not one pair per example and item)
+        distinct, inverse = torch.unique(users, return_inverse=True)
+        rows, cols = seen_pairs(features, distinct)
+        seen = torch.zeros(len(distinct), emb.shape[0], dtype=torch.bool, device=scores.device)
+        seen[rows, cols] = True
+        seen[:, 0] = True  # padding
+        scores.masked_fill_(seen[inverse], -torch.inf)
+        out[s:s + _TOPK_CHUNK] = scores.topk(k, dim=1).indices
+    features.topk_cache[n] = out
+    return out
 
 
 def diversity_columns(cfg: AdapterConfig) -> slice:

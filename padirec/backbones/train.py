@@ -98,12 +98,17 @@ class NegativeSampler:
     def sample(self, users: torch.Tensor, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         """``(E, *shape)`` negatives for ``users (E,)`` (drawn independently, with replacement)."""
         negs = torch.randint(1, self.num_items + 1, (len(users), *shape), generator=generator)
-        bad = self.in_history(users, negs)
+        flat = negs.view(-1)
+        per_user = flat.numel() // max(len(users), 1)
+        # only the rejected draws are redrawn and re-tested, in row-major order: the same stream of
+        # draws as redrawing negs[bad] and re-testing everything, at the cost of the rejections only
+        bad = torch.nonzero(self.in_history(users, negs).view(-1)).squeeze(1)
         for _ in range(self.max_rounds):
-            if not bad.any():
+            if len(bad) == 0:
                 return negs
-            negs[bad] = torch.randint(1, self.num_items + 1, (int(bad.sum()),), generator=generator)
-            bad = self.in_history(users, negs)
+            fresh = torch.randint(1, self.num_items + 1, (len(bad),), generator=generator)
+            flat[bad] = fresh
+            bad = bad[self.in_history(users[bad // per_user], fresh)]
         raise ValueError("could not sample negatives outside the history: some user has seen (almost) every item")
 
 

@@ -5,7 +5,8 @@ Assumed optimal and the reference of the Pearson correlations. ``prepare(weights
 time being compared. For the evaluation sweep, ``bank`` lets it reuse the bank's adapter for a
 task the bank already trained (the grid tasks are in the bank, held out from the generator):
 ``train_adapter`` is deterministic given the seed and equals that adapter, so retraining would
-only cost time. The response-time comparison passes no bank and always trains.
+only cost time. The response-time comparison passes no bank and always trains; the backbone's
+masked top-k candidates are one-off work per backbone (``fit``), shared with every other method.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from padirec.adapters.bank import AdapterBank
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
-from padirec.adapters.train import train_adapter
+from padirec.adapters.train import backbone_topk, train_adapter
 from padirec.core.layout import Layout, dims
 from padirec.methods.base import AdapterMethod, MethodContext, register
 
@@ -54,6 +55,12 @@ class Retrain(AdapterMethod):
     def build(cls, ctx: MethodContext, settings: RetrainConfig) -> Retrain:
         bank = ctx.bank if settings.from_bank and ctx.reuse_bank else None
         return cls(ctx.features, ctx.utilities, ctx.layout, ctx.adapters, ctx.seed, bank=bank)
+
+    def fit(self) -> None:
+        """One-off per backbone, before any task: the masked top-k candidate lists every task's
+        training shares (kept with the features), so a task's response time is its training."""
+        if self.cfg.candidates == "topk":
+            backbone_topk(self.features, self.cfg.topk_candidates)
 
     def prepare(self, weights) -> torch.Tensor:
         w = self.task_weights(weights)
