@@ -46,6 +46,10 @@ class EvaluationConfig:
     robustness_noise: float = 0.05
     robustness_repeats: int = 5
     case_study_user: int = 0  # 0 = pick automatically
+    bootstrap_resamples: int = 1000  # paired bootstrap over users for every interval; 0 = none
+    bootstrap_confidence: float = 0.95
+    retrain_ceiling: bool = True  # a second Retrain (another seed) of every grid task: the Pearson ceiling
+    ceiling_seed: int = -1  # that Retrain's seed; -1 = seed + 1
 
 
 def method_settings(raw: Any, where: str) -> dict[str, Any]:

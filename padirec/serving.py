@@ -53,13 +53,48 @@ class RequestTimeout(PadirecError):
 
 
 def model_signature():
-    """The pyfunc signature: no input schema (histories hold source ids of any type, checked by
-    ``Recommender``), and a params schema with ``k``: without a params schema MLflow drops
-    ``params`` before ``predict`` ("Ignoring provided params")."""
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import ParamSchema, ParamSpec
+    """The pyfunc signature: the request's columns and a params schema with ``k``.
 
-    return ModelSignature(inputs=None, params=ParamSchema([ParamSpec("k", "long", DEFAULT_K)]))
+    Inputs: ``history`` (a list of item ids of any JSON scalar type: source ids are strings or
+    numbers), ``weights`` (a list of numbers), and optionally ``k`` and ``timestamps``. MLflow
+    answers a request without ``history`` or ``weights``, or with one that is not a list, with its
+    own 400 ("Model is missing inputs", "Failed to convert column"); ``Recommender`` checks the
+    rest (known ids, the simplex, the range of ``k``) and names the field. ``k`` and ``timestamps``
+    are declared but untyped: MLflow fills a record without them with NaN, which a ``long`` column
+    refuses (so records with and without ``k`` could not mix), a ``double`` column refuses an
+    ``int64`` DataFrame column, and a ``long`` would cut 2.5 to 2 before ``Recommender``'s
+    whole-number check could refuse it. Without the params schema MLflow drops ``params`` before
+    ``predict`` ("Ignoring provided params").
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, Array, ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = Schema([ColSpec(Array(AnyType()), "history"), ColSpec(Array("double"), "weights"),
+                     ColSpec(AnyType(), "k", required=False), ColSpec(AnyType(), "timestamps", required=False)])
+    return ModelSignature(inputs=inputs, params=ParamSchema([ParamSpec("k", "long", DEFAULT_K)]))
+
+
+def input_example(system_dir: str | Path, history_len: int = 3) -> pd.DataFrame | None:
+    """A real request for the system in ``system_dir``: its first catalogue items as the history
+    (at most the backbone's maximum length), equal weights over its utilities, and ``k``; None
+    for a folder whose manifests do not say how many utilities and items it has.
+
+    Logged with the model (``input_example.json``, ``serving_input_example.json``): it shows a
+    client the request format, and MLflow checks at logging time that the model answers it. Read
+    from the catalogue and the manifests only (loading the models is MLflow's check)."""
+    system_dir = Path(system_dir)
+    if not (system_dir / CATALOGUE).exists():
+        return None
+    backbone = read_manifest(system_dir / "backbone", verify=False).get("config") or {}
+    generator = read_manifest(system_dir / "generator", verify=False)
+    p = len(generator.get("utilities") or []) or (generator.get("dit") or {}).get("num_conditions")
+    max_len = backbone.get("max_len")
+    if not p or not max_len:
+        return None
+    ids = pd.read_parquet(system_dir / CATALOGUE).sort_values("item_id")["source_id"].astype(str).tolist()
+    history = ids[:min(history_len, int(max_len), len(ids) - 1)]
+    return pd.DataFrame([{"history": history, "weights": [1.0 / p] * p,
+                          "k": min(DEFAULT_K, len(ids) - len(history))}])
 
 
 def build_system(data_dir: str | Path, backbone_dir: str | Path, generator_dir: str | Path,

@@ -46,7 +46,7 @@ def test_wrong_types_are_named(tmp_path, text, needle):
     ("generator.loss_weighting", "snr", "generator.loss_weighting: unknown 'snr'"),
     ("generator.normalization", "global", "generator.normalization: unknown 'global'"),
     ("adapters.candidates", "all", "adapters.candidates: unknown 'all'"),
-    ("methods.deepprl.diversity_loss", "mse", "methods.deepprl: diversity_loss: 'mse' is not one of"),
+    ("methods.modt4r.diversity_reward", "mse", "methods.modt4r: diversity_reward: 'mse' is not one of"),
     ("methods.llm.epochs", 1, "methods: unknown method.*'llm'"),
     ("methods.cmr.epoch", 1, "methods.cmr: unknown key.*'epoch'.*CMRConfig"),
     ("generator.timesteps", 50, "unknown key.*'timesteps'.*num_train_timesteps"),

@@ -25,6 +25,66 @@ def _task(w: list[float]) -> str:
     return "(" + ", ".join(f"{x:.2f}" for x in w) + ")"
 
 
+def _ci(value: Any, interval: Any) -> str:
+    """``value [lo, hi]``; the bare value when there is no interval (an older report)."""
+    if not isinstance(interval, list | tuple) or len(interval) != 2:
+        return _fmt(value)
+    return f"{_fmt(value)} [{_fmt(interval[0])}, {_fmt(interval[1])}]"
+
+
+def _se(value: Any, se: Any) -> str:
+    return _fmt(value) if se is None else f"{_fmt(value)} ± {_fmt(se)}"
+
+
+def _per_task(values: Any, t: int) -> Any:
+    return values[t] if isinstance(values, list) and t < len(values) else None
+
+
+def _uncertainty_lines(report: dict[str, Any], ref: str) -> list[str]:
+    """The Retrain ceiling and the per-task differences to the reference with their intervals."""
+    summary, tasks = report["summary"], report["tasks"]
+    meta = report.get("uncertainty") or {}
+    level = f"{100 * meta['confidence']:g}%" if isinstance(meta.get("confidence"), float | int) else "95%"
+    lines: list[str] = []
+    ceiling = (summary.get(ref) or {}).get("pearson_ceiling")
+    if ceiling:
+        lines += ["## The Retrain ceiling", "",
+                  f"{ref} trained again with seed {ceiling.get('seed')} (the report's: seed "
+                  f"{ceiling.get('reference_seed', 'n/a')}) against itself: Pearson r-a "
+                  f"**{_fmt(ceiling.get('pearson_ra'))}**, r-d **{_fmt(ceiling.get('pearson_rd'))}**, regret "
+                  f"{_fmt(ceiling.get('regret'))}. No method can be expected to follow {ref}'s curve more closely "
+                  f"than {ref} follows itself: a Pearson at or above the ceiling, or a regret within the second "
+                  f"{ref}'s, is within seed noise.", ""]
+    shown = [m for m, s in summary.items() if m != ref and s.get("vs_reference")]
+    if ceiling and ceiling.get("vs_reference"):
+        shown.append(f"{ref} (seed {ceiling.get('seed')})")
+    if not shown or not tasks:
+        return lines
+    diffs = {m: summary[m]["vs_reference"] for m in shown if m in summary}
+    if ceiling and ceiling.get("vs_reference"):
+        diffs[shown[-1]] = ceiling["vs_reference"]
+    metrics = list(dict.fromkeys(key for d in diffs.values() for key in d))
+    lines += [f"## Differences to {ref} ({level} paired bootstrap interval over users)", "",
+              f"Each cell: the method's value minus {ref}'s, `mean [lo, hi]`, users resampled with replacement "
+              f"({meta.get('resamples', 'n/a')} draws, seed {meta.get('seed', 'n/a')}, {meta.get('users', 'n/a')} "
+              "users), the same draws for every method (paired). An interval that holds 0 is within noise.", ""]
+    for key in metrics:
+        lines += [f"### {key} - {ref}", ""]
+        rows = []
+        for t, w in enumerate(tasks):
+            row: list[Any] = [_task(w)]
+            for m in shown:
+                d = diffs[m].get(key) or {}
+                lo, hi = _per_task(d.get("lo"), t), _per_task(d.get("hi"), t)
+                row.append(_ci(_per_task(d.get("mean"), t), [lo, hi]))
+            rows.append(row)
+        means = [(diffs[m].get(key) or {}).get("task_mean") for m in shown]
+        rows.append(["mean over tasks"] + [_ci(tm[0], tm[1:]) if isinstance(tm, list) and len(tm) == 3 else "n/a"
+                                           for tm in means])
+        lines += _table(["w"] + shown, rows)
+    return lines
+
+
 def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "plots") -> str:
     """Markdown text of ``report`` with the figures ``plots`` (file names under ``plot_dir``)."""
     k = report["k"]
@@ -45,11 +105,16 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
                   "over all methods and tasks of this report (1 = best; the normalisation of Avg.HV). "
                   f"Regret = {ref}'s reward minus the method's, per task, averaged (lower is better; "
                   "negative = better than the reference). Pearson against the reference. Range = max - min "
-                  "of the method's raw metric over the tasks (how far its weights move it). n/a = undefined.", ""]
+                  "of the method's raw metric over the tasks (how far its weights move it). n/a = undefined."
+                  + (" `value [lo, hi]`: the interval of a paired bootstrap over users (users resampled, "
+                     "per-task means, normalisation, reward and regret recomputed on every draw)."
+                     if any(s.get("reward_ci") for s in summary.values()) else ""), ""]
         header = ["method", "reward", "regret", "Pearson r-a", "Pearson r-d"] + [f"range {m}" for m in ranged]
-        rows = [[m, s.get("reward"), s.get("regret"), s["pearson_ra"], s["pearson_rd"]]
+        rows = [[m, _ci(s.get("reward"), s.get("reward_ci")), _ci(s.get("regret"), s.get("regret_ci")),
+                 s["pearson_ra"], s["pearson_rd"]]
                 + [(s.get("range") or {}).get(x) for x in ranged] for m, s in summary.items()]
         lines += _table(header, rows)
+        lines += _uncertainty_lines(report, ref)
 
         lines += ["## The paper's metrics", "",
                   "Avg.HV (the paper's metric: mean over tasks of the product of the normalised objectives; it "
@@ -71,9 +136,13 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
     if report["methods"]:
         metrics = sorted({m for rows in report["methods"].values() for r in rows for m in r})
         for metric in metrics:
+            se = {m: ((summary.get(m) or {}).get("se") or {}).get(metric) for m in report["methods"]}
             lines += [f"## {metric} per task", ""]
+            if any(v is not None for v in se.values()):
+                lines += ["`value ± standard error over users`.", ""]
             header = ["w"] + list(report["methods"])
-            rows = [[_task(w)] + [report["methods"][m][t].get(metric) for m in report["methods"]]
+            rows = [[_task(w)] + [_se(report["methods"][m][t].get(metric), _per_task(se[m], t))
+                                  for m in report["methods"]]
                     for t, w in enumerate(report["tasks"])]
             lines += _table(header, rows)
 

@@ -15,10 +15,20 @@ Schema version 1 (``report_schema(k)`` is the JSON Schema, draft 2020-12)::
                               "range": {metric: max - min over tasks}, "range_norm": {...},
                               "pearson_ra", "pearson_rd", "spearman": {metric: rho with w_acc},
                               "avg_hv", "front_hv" (the paper's metrics),
-                              "undefined": {figure: why it is null}}} (see ``summary.py``:
-                    reward = mean over tasks of sum_j w_j z_j with z the objectives min-max
-                    normalised over all methods and tasks of the report, as for Avg.HV;
-                    regret = the reference method's reward minus the method's)
+                              "undefined": {figure: why it is null},
+                              (optional, see ``uncertainty.py``:)
+                              "se": {metric: [standard error over users per task]},
+                              "vs_reference": {metric: {"mean", "lo", "hi": [per task],
+                                               "task_mean": [point, lo, hi]}},
+                              "reward_ci", "regret_ci": [lo, hi],
+                              "pearson_ceiling" (the reference method only): {"pearson_ra",
+                                  "pearson_rd", "seed", "reference_seed", "regret",
+                                  "regret_per_task", "metrics", "vs_reference"}}}
+                    (see ``summary.py``: reward = mean over tasks of sum_j w_j z_j with z the
+                    objectives min-max normalised over all methods and tasks of the report, as
+                    for Avg.HV; regret = the reference method's reward minus the method's)
+    uncertainty     (optional) {"method", "resamples", "confidence", "seed", "users"}: how the
+                    intervals of the summary were drawn (paired bootstrap over users)
     choices         (optional) {setting: {"value", "split", "how"}}: the settings chosen by
                     measurement and the split each was chosen on ("valid", "test",
                     "synthetic", or "none" when set a priori); see ``selection_choices``
@@ -36,8 +46,9 @@ undefined (e.g. a correlation over a constant series) is ``null``, never NaN (Na
 schema cannot say: one result per task, task weights on the simplex, per-task reward and regret
 lists as long as ``tasks``.
 
-The reward/regret/range fields, ``split`` and ``choices`` were added without a version bump: they
-are optional in the schema, so version-1 reports written before them (e.g. a cached timing report)
+The reward/regret/range fields, ``split``, ``choices`` and the uncertainty fields (``se``,
+``vs_reference``, ``reward_ci``, ``regret_ci``, ``pearson_ceiling``, ``uncertainty``) were added
+without a version bump: they are optional in the schema, so version-1 reports written before them (e.g. a cached timing report)
 still validate; every report written now carries them.
 """
 
@@ -66,6 +77,17 @@ class ReportError(ArtifactError):
 
 _NUM_OR_NULL = {"type": ["number", "null"]}
 _SHA_OR_NULL = {"type": ["string", "null"]}
+_PER_TASK = {"type": "array", "items": _NUM_OR_NULL}
+_INTERVAL = {"type": "array", "minItems": 2, "maxItems": 2, "items": _NUM_OR_NULL}
+_DIFFERENCES = {  # {metric: {"mean", "lo", "hi": per task, "task_mean": [point, lo, hi]}}
+    "type": "object",
+    "additionalProperties": {
+        "type": "object",
+        "required": ["mean", "lo", "hi"],
+        "properties": {"mean": _PER_TASK, "lo": _PER_TASK, "hi": _PER_TASK,
+                       "task_mean": {"type": "array", "minItems": 3, "maxItems": 3, "items": _NUM_OR_NULL}},
+    },
+}
 SPLITS = ("valid", "test")
 CHOICE_SPLITS = ("valid", "test", "synthetic", "none")
 
@@ -179,7 +201,35 @@ def report_schema(k: int = 10) -> dict[str, Any]:
                         "pearson_rd": _NUM_OR_NULL,
                         "spearman": {"type": "object", "additionalProperties": _NUM_OR_NULL},
                         "undefined": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "se": {"type": "object", "additionalProperties": _PER_TASK},
+                        "vs_reference": _DIFFERENCES,
+                        "reward_ci": _INTERVAL,
+                        "regret_ci": _INTERVAL,
+                        "pearson_ceiling": {
+                            "type": "object",
+                            "required": ["pearson_ra", "pearson_rd", "seed"],
+                            "properties": {
+                                "pearson_ra": _NUM_OR_NULL,
+                                "pearson_rd": _NUM_OR_NULL,
+                                "seed": {"type": "integer"},
+                                "reference_seed": {"type": "integer"},
+                                "regret": _NUM_OR_NULL,
+                                "regret_per_task": _PER_TASK,
+                                "metrics": {"type": "array", "items": metrics_row},
+                                "vs_reference": _DIFFERENCES,
+                            },
+                        },
                     },
+                },
+            },
+            "uncertainty": {
+                "type": "object",
+                "properties": {
+                    "method": {"type": "string"},
+                    "resamples": {"type": "integer", "minimum": 0},
+                    "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                    "seed": {"type": "integer"},
+                    "users": {"type": "integer", "minimum": 0},
                 },
             },
             "response_time": {
@@ -263,10 +313,20 @@ def validate_report(report: Mapping[str, Any]) -> None:
     for m, rows in report["methods"].items():
         if len(rows) != len(report["tasks"]):
             raise ReportError(f"report.methods.{m}: {len(rows)} results for {len(report['tasks'])} tasks")
+    n = len(report["tasks"])
     for m, s in report["summary"].items():
-        for name in ("reward_per_task", "regret_per_task"):
-            if name in s and len(s[name]) != len(report["tasks"]):
-                raise ReportError(f"report.summary.{m}.{name}: {len(s[name])} values for {len(report['tasks'])} tasks")
+        per_task = {name: s[name] for name in ("reward_per_task", "regret_per_task") if name in s}
+        per_task.update({f"se.{key}": v for key, v in (s.get("se") or {}).items()})
+        ceiling = s.get("pearson_ceiling") or {}
+        per_task.update({f"pearson_ceiling.{name}": ceiling[name] for name in ("regret_per_task", "metrics")
+                         if name in ceiling})
+        for where, diffs in (("vs_reference", s.get("vs_reference")),
+                             ("pearson_ceiling.vs_reference", ceiling.get("vs_reference"))):
+            for key, d in (diffs or {}).items():
+                per_task.update({f"{where}.{key}.{part}": d[part] for part in ("mean", "lo", "hi")})
+        for name, values in per_task.items():
+            if len(values) != n:
+                raise ReportError(f"report.summary.{m}.{name}: {len(values)} values for {n} tasks")
 
 
 # ----------------------------------------------------------------------------- building
@@ -301,11 +361,13 @@ def build_report(
     backbone: str = "",
     split: str = "test",
     choices: Mapping[str, Any] | None = None,
+    uncertainty: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble and validate a report (NaN -> null); raises ``ReportError`` if it is invalid.
 
     ``split``: the split the metrics were measured on. ``choices``: default
-    ``selection_choices(config)``, the recorded split of each measured setting."""
+    ``selection_choices(config)``, the recorded split of each measured setting. ``uncertainty``:
+    how the summary's intervals were drawn (``uncertainty.add_uncertainty``), omitted when None."""
     report = jsonable({
         "schema_version": REPORT_SCHEMA_VERSION,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -323,6 +385,7 @@ def build_report(
         "analyses": dict(analyses or {}),
         "config": dict(config or {}),
         "versions": {"padirec": __version__, **dict(versions or {})},
+        **({"uncertainty": dict(uncertainty)} if uncertainty is not None else {}),
     })
     validate_report(report)
     return report

@@ -100,7 +100,10 @@ class SplitEvaluator:
         return out
 
     def __call__(self, scores: torch.Tensor) -> dict[str, float]:
-        out = self.per_user(scores)
+        return self.aggregate(self.per_user(scores))
+
+    def aggregate(self, out: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """The split's metrics from ``per_user``'s output: the means, and the group gap."""
         metrics = {name: float(v.mean()) if v.numel() else 0.0 for name, v in out.items()}
         if self.split.groups is not None:
             ndcg = out[f"ndcg@{self.k}"].to(torch.float64)
@@ -115,6 +118,9 @@ class SweepResult:
     adapters: dict[str, torch.Tensor] = field(default_factory=dict)  # adapter methods: (T, P)
     fit_seconds: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # whole sweep per method (fit excluded)
+    # ``per_user=True``: method -> per task -> {metric: (U,) float64}, the users in the split's order
+    per_user: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+    user_groups: np.ndarray | None = None  # (U,) the split's user groups (-1 = none), when it has them
 
 
 def run_sweep(
@@ -127,8 +133,12 @@ def run_sweep(
     sampled: bool = False,
     seed: int = 0,
     tracker: Tracker | None = None,
+    per_user: bool = False,
 ) -> SweepResult:
     """Fit every method once, then evaluate it on every task of ``tasks (T, p)``.
+
+    ``per_user``: also keep every user's metric values (``SweepResult.per_user``, for the
+    bootstrap of ``padirec.evaluation.uncertainty``).
 
     Logs ``<method>/<metric>`` with ``step`` = task index to the tracker, one log line per method.
     """
@@ -136,20 +146,27 @@ def run_sweep(
     tasks = np.asarray(tasks, dtype=np.float64)
     evaluator = SplitEvaluator(features, split, k, alpha, sampled, seed)
     result = SweepResult(tasks=tasks, metrics={})
+    if per_user and evaluator.split.groups is not None:
+        result.user_groups = evaluator.split.groups.cpu().numpy().astype(np.int64)
     for key, method in methods.items():
         start = time.perf_counter()
         method.fit()
         result.fit_seconds[key] = time.perf_counter() - start
         start = time.perf_counter()
-        rows, adapters = [], []
+        rows, adapters, users = [], [], []
         for t, w in enumerate(tasks):
             prepared = method.prepare(w)
-            metrics = evaluator(method.scores(prepared, split))
+            out = evaluator.per_user(method.scores(prepared, split))
+            metrics = evaluator.aggregate(out)
             rows.append(metrics)
+            if per_user:
+                users.append({m: v.detach().to(torch.float64).cpu().numpy() for m, v in out.items()})
             if method.produces_adapters:
                 adapters.append(torch.as_tensor(prepared).detach().reshape(-1).float().cpu())
             tracker.log_metrics({f"{key}/{metric_name(m)}": v for m, v in metrics.items()}, step=t)
         result.metrics[key] = rows
+        if per_user:
+            result.per_user[key] = users
         if adapters:
             result.adapters[key] = torch.stack(adapters)
         result.seconds[key] = time.perf_counter() - start

@@ -1,31 +1,45 @@
-"""DeepPRL (Li & Tuzhilin 2024), the small faithful version of ``/work/shared/DEEPPRL_NOTES.md``.
+"""DeepPRL, full form (Li & Tuzhilin 2024, ``/work/shared/DEEPPRL_NOTES.md`` section 6, use 2): a DDPG
+actor-critic chooses each user's objective weights ``lambda_u`` from the user's state and context,
+and the Mixture-of-HyperNetworks heads of ``deepprl_static`` rank with them.
 
-A Mixture of HyperNetworks predicts each objective per (user, item), and items are ranked by
-``sum_k w_k y_k`` (DeepPRL-static: the weights are the task's, not a learned policy's).
+- Stage 1 (the paper's L1 loop): the two heads of ``DeepPRLStatic`` (accuracy = backbone score +
+  residual; diversity = the predicted marginal alpha-DCG gain, applied greedily), trained once.
+- Stage 2 (the paper's Contextual Policy Gradient, DDPG): state ``s_u`` = the frozen backbone's
+  representation; context ``C_u`` = the categories covered by the last ``context`` items, their
+  mean item embedding, and the log time gap between the last two interactions. The actor
+  ``mu(s, C, w)`` and the critic ``Q(s, C, w, lambda)`` are 3-hidden-layer sigmoid MLPs
+  (``policy_hidden`` units, paper section 5.2), with target networks soft-updated by ``tau``
+  (standard DDPG direction ``theta' <- tau theta + (1 - tau) theta'``), a replay buffer and
+  Gaussian exploration noise.
+- How the platform's task ``w`` enters (the paper has no platform weights: its weights are the
+  policy's alone, so it is not controllable; see ``docs/deepprl.md``): ``w`` is the policy's
+  *target mix* and the reward's scalarisation. The action is a bounded personal shift around it,
+  ``lambda_u = sigmoid(logit(w_acc) + max_shift * 4 w_acc (1 - w_acc) * tanh(a_u))``: ``w_acc``
+  itself when ``a_u = 0`` and at the pure tasks (nothing to trade there), at most ``max_shift``
+  logits away in between. The actor sees ``w_acc`` (one policy for every task, as in Abels et al.
+  2019's conditioned networks, a baseline the paper cites) and maximises the ``w``-scalarised
+  reward ``w_acc r_acc + w_div r_div``.
+- Reward of a user's top-``k`` list (logged data; the paper's offline "missing reward" trick is
+  replaced by what the leave-one-out split observes): ``r_acc`` = NDCG@k of the prefix's next
+  item, ``r_div`` = alpha-NDCG@k of the list; each normalised to [0, 1] between its values under
+  ``lambda = 0`` and ``lambda = 1`` (measured on training prefixes before the policy trains; the
+  paper's section 4.4 requires objectives in [0, 1]).
+- ``gamma`` (default 0): the next state in logged data does not depend on the action, so
+  ``gamma > 0`` only adds an action-independent value to the critic's target; the paper's 0.99 is
+  allowed (the next state is the same user's next training prefix).
 
-- Inputs: the user state ``s_u`` (the frozen backbone's representation), the context ``c_u``
-  (which categories the user's last ``context_len`` items cover, multi-hot), and the item's
-  features ``[e_i; y_i]`` (its backbone embedding and categories).
-- One shared hypernetwork ``H(z_k)`` (3 fully connected layers, sigmoid) turns a learned
-  embedding ``z_k`` of objective ``k`` into the weights of tower ``f_k``: one hidden layer of
-  ``hidden`` units over ``[s_u; c_u; e_i; y_i]`` (first layer split into user and item parts, so
-  full ranking costs ``O(U + I)`` matrix products, not ``O(U I)``).
-- Mixture attention: ``e_ml = softmax_l(-||h_m - h_l||)`` (``paper_sign`` keeps the paper's
-  ``+``), ``y_m = head_m(sum_l e_ml h_l)``.
-- Objectives, both in [0, 1]: accuracy = is the item the next one (positive vs the sampled
-  negatives; trained with BCE, it is relevance), diversity = category novelty, the fraction of
-  the item's categories absent from the context (Yelp's Relevance/Novelty pair, the notes'
-  closest match); trained with L1 as in the paper.
-- With a fairness utility the task's fairness weight is dropped (fairness is a property of user
-  groups, not of a (user, item) pair) and the other two are renormalised.
+``prepare(w)`` computes every held-out user's ``lambda_u`` and greedy list for both splits (no
+cache across tasks); ``scores`` lifts the list. With a fairness utility the fairness weight is
+dropped and the other two renormalised, as in ``deepprl_static``.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,99 +48,89 @@ from torch import nn
 
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features, training_prefixes
-from padirec.adapters.train import candidate_lists
+from padirec.adapters.train import seen_pairs
+from padirec.core.metrics import alpha_ndcg_at_k, mask_history
 from padirec.data.dataset import PreparedData
 from padirec.methods.base import Method, MethodContext, register
+from padirec.methods.deepprl_static import DeepPRLStatic, DeepPRLStaticConfig
 
 log = logging.getLogger("padirec")
 
-_USER_CHUNK = 64
+_HOUR = 3600.0
 
 
-def history_context(data: PreparedData, max_len: int, context_len: int = 10) -> dict[str, torch.Tensor]:
-    """Categories covered by the last ``context_len`` items: ``train (M, C)`` per training prefix
-    (the order of ``Features.train_h``), ``valid``/``test (U, C)`` per held-out user; float 0/1."""
-    cats = torch.as_tensor(data.item_categories, dtype=torch.float32)
+def user_context(data: PreparedData, features: Features, max_len: int, context_len: int = 10) -> dict[str, torch.Tensor]:
+    """Context ``(rows, C + d + 1)`` per training prefix (``train``, the order of ``Features.train_h``)
+    and per held-out user (``valid``/``test``): categories covered by the last ``context_len`` items,
+    their mean item embedding, ``log1p`` of the hours between the last two interactions."""
+    emb = features.item_embedding.detach().cpu()
+    cats = features.item_categories.detach().cpu()
 
-    def cover(seqs: np.ndarray) -> torch.Tensor:
+    def context(seqs: np.ndarray, times: np.ndarray) -> torch.Tensor:
         last = torch.as_tensor(seqs[:, -context_len:])
-        return cats[last].amax(1)  # padding row 0 has no category
+        real = (last > 0).float()
+        cover = cats[last].amax(1)  # padding row 0 has no category
+        mean = (emb[last] * real[..., None]).sum(1) / real.sum(1, keepdim=True).clamp_min(1)
+        t = torch.as_tensor(times[:, -2:], dtype=torch.float64)
+        both = torch.as_tensor(seqs[:, -2] > 0)
+        gap = torch.where(both, (t[:, 1] - t[:, 0]).clamp_min(0), torch.zeros_like(t[:, 0]))
+        return torch.cat([cover, mean, torch.log1p(gap / _HOUR)[:, None].float()], dim=1)
 
-    out = {"train": cover(training_prefixes(data, max_len)["seqs"])}
+    prefixes = training_prefixes(data, max_len)
+    out = {"train": context(prefixes["seqs"], prefixes["times"])}
     for split in ("valid", "test"):
-        out[split] = cover(data.eval_batch(split, max_len)["seqs"])
-    return out
+        batch = data.eval_batch(split, max_len)
+        out[split] = context(batch["seqs"], batch["times"])
+    return {k: v.to(features.item_embedding.device) for k, v in out.items()}
 
 
-def novelty(context: torch.Tensor, item_cats: torch.Tensor) -> torch.Tensor:
-    """Fraction of each item's categories outside the context: ``context (B, C)``,
-    ``item_cats (B, L, C)`` or ``(N, C)`` (all items) -> ``(B, L)`` or ``(B, N)``; 0 without categories."""
-    if item_cats.dim() == 2:
-        new = (1 - context) @ item_cats.T
-        total = item_cats.sum(-1)[None, :]
-    else:
-        new = ((1 - context[:, None, :]) * item_cats).sum(-1)
-        total = item_cats.sum(-1)
-    return torch.where(total > 0, new / total.clamp_min(1), torch.zeros_like(new))
+def _mlp(inp: int, out: int, hidden: int) -> nn.Sequential:
+    """3 fully connected hidden layers with sigmoid activations (paper section 5.2)."""
+    return nn.Sequential(nn.Linear(inp, hidden), nn.Sigmoid(), nn.Linear(hidden, hidden), nn.Sigmoid(),
+                         nn.Linear(hidden, hidden), nn.Sigmoid(), nn.Linear(hidden, out))
 
 
-class MixtureOfHypernetworks(nn.Module):
-    """Per-objective logits ``(K, B, L)`` from user features ``(B, du)`` and item features."""
-
-    def __init__(self, user_dim: int, item_dim: int, num_objectives: int = 2, hidden: int = 64,
-                 z_dim: int = 16, paper_sign: bool = False) -> None:
-        super().__init__()
-        self.user_dim, self.item_dim, self.hidden = user_dim, item_dim, hidden
-        self.paper_sign = paper_sign
-        self.z = nn.Parameter(torch.randn(num_objectives, z_dim))
-        tower = (user_dim + item_dim) * hidden + hidden
-        self.hyper = nn.Sequential(
-            nn.Linear(z_dim, 64), nn.Sigmoid(), nn.Linear(64, 64), nn.Sigmoid(), nn.Linear(64, tower),
-        )
-        nn.init.normal_(self.hyper[-1].weight, std=0.01)
-        self.head_w = nn.Parameter(torch.randn(num_objectives, hidden) / hidden**0.5)
-        self.head_b = nn.Parameter(torch.zeros(num_objectives))
-
-    def towers(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Generated tower weights: user part ``(K, H, du)``, item part ``(K, H, di)``, bias ``(K, H)``."""
-        flat = self.hyper(self.z)
-        k, h = flat.shape[0], self.hidden
-        w = flat[:, : -h].reshape(k, h, self.user_dim + self.item_dim)
-        scale = (self.user_dim + self.item_dim) ** -0.5  # keep pre-activations O(1) at the start
-        return w[..., : self.user_dim] * scale, w[..., self.user_dim:] * scale, flat[:, -h:]
-
-    def mix(self, hk: torch.Tensor) -> torch.Tensor:
-        """``hk (K, ..., H)`` tower outputs -> logits ``(K, ...)`` through the mixture attention."""
-        dist = (hk[:, None] - hk[None, :]).norm(dim=-1)  # (K, K, ...)
-        att = torch.softmax(dist if self.paper_sign else -dist, dim=1)
-        mixed = torch.einsum("ml...,l...h->m...h", att, hk)
-        shape = (-1,) + (1,) * (mixed.dim() - 2)
-        return (mixed * self.head_w.reshape(*shape, self.hidden)).sum(-1) + self.head_b.reshape(shape)
-
-    def forward(self, user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``user (B, du)``, ``items (B, L, di)`` -> logits ``(K, B, L)``."""
-        wu, wi, b = self.towers()
-        hu = torch.einsum("bd,khd->kbh", user, wu)
-        hi = torch.einsum("bld,khd->kblh", items, wi)
-        return self.mix(F.relu(hu[:, :, None] + hi + b[:, None, None]))
-
-    def all_items(self, user: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Every item for every user: ``user (B, du)``, ``items (N, di)`` -> logits ``(K, B, N)``."""
-        wu, wi, b = self.towers()
-        hu = torch.einsum("bd,khd->kbh", user, wu)
-        hi = torch.einsum("nd,khd->knh", items, wi)
-        return self.mix(F.relu(hu[:, :, None] + hi[:, None] + b[:, None, None]))
+def personal_weight(w_acc: torch.Tensor, action: torch.Tensor, max_shift: float) -> torch.Tensor:
+    """``lambda = sigmoid(logit(w_acc) + max_shift * 4 w_acc (1 - w_acc) * tanh(action))``; exactly
+    ``w_acc`` at 0 and 1. Shapes broadcast."""
+    inner = w_acc.clamp(1e-6, 1 - 1e-6)
+    lam = torch.sigmoid(torch.logit(inner) + max_shift * 4 * w_acc * (1 - w_acc) * torch.tanh(action))
+    return torch.where((w_acc <= 0) | (w_acc >= 1), w_acc, lam)
 
 
 @dataclass
 class DeepPRLConfig:
-    epochs: int = 3
-    hidden: int = 64
-    context: int = 10  # last items whose categories form the context
-    lr: float = 1e-3
-    diversity_loss: Literal["l1", "bce"] = "l1"  # l1 (the paper's) | bce (soft labels)
-    ranges: ClassVar[dict[str, str]] = {"epochs": "[1, inf)", "hidden": "[1, inf)", "context": "[1, inf)",
-                                        "lr": "(0, inf)"}
+    """The config's ``methods.deepprl``; the heads take ``deepprl_static``'s defaults otherwise."""
+
+    epochs: int = 60  # the heads' training epochs (as deepprl_static)
+    candidates: int = 300  # the heads' serving pool (as deepprl_static)
+    context: int = 10  # last items in the context
+    policy_steps: int = 400
+    gamma: float = 0.0  # the paper's 0.99 is allowed; see the module docstring
+    tau: float = 0.05
+    max_shift: float = 2.0  # how far (in logits) a user's lambda may move from the platform's w_acc
+    shift_penalty: float = 0.1  # actor loss + shift_penalty * tanh(action)^2: stay at w unless Q says otherwise
+    confidence: bool = False  # the state includes the accuracy head's confidence (entropy, top-k mass)
+    ranges: ClassVar[dict[str, str]] = {
+        "epochs": "[0, inf)", "candidates": "[0, inf)", "context": "[1, inf)", "policy_steps": "[0, inf)",
+        "gamma": "[0, 1)", "tau": "(0, 1]", "max_shift": "[0, inf)", "shift_penalty": "[0, inf)"}
+
+
+@dataclass
+class PolicyTraining:
+    """DDPG settings not exposed in the config (paper section 5.2 where it gives them)."""
+
+    batch: int = 256
+    hidden: int = 64  # 3 sigmoid hidden layers of 64 units
+    actor_lr: float = 3e-4
+    critic_lr: float = 1e-3
+    noise: float = 0.5  # std of the Gaussian exploration noise on the action (before tanh)
+    warmup: float = 0.3  # fraction of the steps that train the critic alone, on broad random actions
+    buffer: int = 20000
+    reward_window: int = 1  # r_acc counts the next W logged items as relevant (1 = the next item only)
+
+
+ACC_REWARD, DIV_REWARD = 0, 1
 
 
 @register
@@ -134,92 +138,206 @@ class DeepPRL(Method):
     key = "deepprl"
     config_class = DeepPRLConfig
 
-    def __init__(
-        self, features: Features, utilities: list[str], context: dict[str, torch.Tensor], cfg: AdapterConfig,
-        seed: int = 0, epochs: int = 3, hidden: int = 64, lr: float = 1e-3, paper_sign: bool = False,
-        diversity_loss: str = "l1",
-    ) -> None:
+    def __init__(self, features: Features, utilities: list[str], context: dict[str, torch.Tensor],
+                 cfg: AdapterConfig, seed: int = 0, k: int = 10, settings: DeepPRLConfig | None = None,
+                 training: PolicyTraining | None = None) -> None:
         super().__init__(features, utilities)
-        for name in ("accuracy", "diversity"):
-            if name not in utilities:
-                raise ValueError(f"DeepPRL needs the {name!r} utility, got {utilities}")
+        st = settings or DeepPRLConfig()
+        self.pt = pt = training or PolicyTraining()
         if context["train"].shape[0] != features.train_h.shape[0]:
             raise ValueError(f"context has {context['train'].shape[0]} training rows, features {features.train_h.shape[0]}")
-        self.context = {k: v.to(self.device) for k, v in context.items()}
-        self.cfg, self.seed, self.epochs, self.hidden, self.lr = cfg, seed, epochs, hidden, lr
-        self.paper_sign = paper_sign
-        if diversity_loss not in ("l1", "bce"):
-            raise ValueError(f"DeepPRL diversity_loss must be 'l1' or 'bce', got {diversity_loss!r}")
-        self.diversity_loss = diversity_loss
-        cats = features.item_categories
-        self.item_features = torch.cat([features.item_embedding, cats], dim=1)  # (N, d + C)
-        self.model: MixtureOfHypernetworks | None = None
+        if not (0 <= st.gamma < 1 and 0 < st.tau <= 1 and st.max_shift >= 0 and st.shift_penalty >= 0
+                and pt.noise >= 0 and 0 <= pt.warmup < 1):
+            raise ValueError("DeepPRL: need 0 <= gamma < 1, 0 < tau <= 1, max_shift >= 0, shift_penalty >= 0, "
+                             "noise >= 0, 0 <= warmup < 1")
+        heads = DeepPRLStaticConfig()
+        self.heads = DeepPRLStatic(features, utilities, cfg, seed, k, st.epochs, heads.steps_per_epoch, heads.hidden,
+                                   heads.lr, heads.diversity_weight, st.candidates)
+        self.context = {name: c.to(self.device) for name, c in context.items()}
+        self.st, self.seed, self.k, self.alpha = st, seed, k, cfg.alpha
+        self.actor: nn.Module | None = None
+        self.norm: tuple[torch.Tensor, torch.Tensor] | None = None  # state mean, std
+        self.reward_range: torch.Tensor | None = None  # (2, 2): [objective, (at lambda 0, at lambda 1)]
+        self.history: list[dict[str, float]] = []
 
     @classmethod
     def build(cls, ctx: MethodContext, settings: DeepPRLConfig) -> DeepPRL:
-        context = history_context(ctx.data, ctx.max_len, settings.context)
-        return cls(ctx.features, ctx.utilities, context, ctx.adapters, ctx.seed, settings.epochs, settings.hidden,
-                   settings.lr, diversity_loss=settings.diversity_loss)
+        context = user_context(ctx.data, ctx.features, ctx.max_len, settings.context)
+        return cls(ctx.features, ctx.utilities, context, ctx.adapters, ctx.seed, ctx.k, settings)
 
-    def _user(self, h: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        return torch.cat([h, ctx], dim=1)
+    # ------------------------------------------------------------------ pieces
+
+    @torch.no_grad()
+    def confidence(self, h: torch.Tensor) -> torch.Tensor:
+        """``(B, 2)`` how sure the accuracy head is about each state: the entropy of its softmax over
+        every item and the probability mass of its top ``k`` (users with a sharp relevance estimate
+        gain more from accuracy)."""
+        logp = torch.log_softmax(self.heads.accuracy_of(h)[:, 1:], dim=1)
+        entropy = -(logp.exp() * logp).sum(1)
+        top = logp.topk(self.k, dim=1).values.exp().sum(1)
+        return torch.stack([entropy, top], dim=1)
+
+    def _raw_state(self, h: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        parts = [h, context] + ([self.confidence(h)] if self.st.confidence else [])
+        return torch.cat(parts, dim=1)
+
+    def _state(self, h: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        assert self.norm is not None
+        return (self._raw_state(h, context) - self.norm[0]) / self.norm[1]
+
+    def _future(self, idx: torch.Tensor) -> torch.Tensor:
+        """``(B, W)`` the items each prefix's user interacts with next (the next ``reward_window``
+        logged items, the prefix's own target first; 0 past the end of the user's train sequence)."""
+        f, w = self.features, max(1, self.pt.reward_window)
+        m = f.train_h.shape[0]
+        rows = (idx[:, None] + torch.arange(w, device=idx.device)).clamp_max(m - 1)
+        same = (f.train_user[rows] == f.train_user[idx][:, None]) & (idx[:, None] + torch.arange(w, device=idx.device) < m)
+        return torch.where(same, f.train_target[rows], torch.zeros_like(rows))
+
+    @torch.no_grad()
+    def _rewards(self, idx: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """Raw ``(2, B)`` (NDCG@k of the user's next logged items, alpha-NDCG@k) of the lists for
+        prefixes ``idx``."""
+        f = self.features
+        h, users = f.train_h[idx], f.train_user[idx]
+        future = self._future(idx)  # (B, W)
+        acc = self.heads.accuracy_of(h)
+        keep = acc.gather(1, future)
+        rows, cols = seen_pairs(f, users)
+        acc = mask_history(acc, rows, cols).scatter(1, future, keep)  # train items masked, not the future ones
+        acc[:, 0] = -torch.inf
+        lists = self.heads.greedy_lists(h, acc, lam[:, None], 1 - lam[:, None])
+        hit = ((lists[:, :, None] == future[:, None, :]) & (future[:, None, :] > 0)).any(2).float()
+        discount = 1.0 / torch.log2(torch.arange(2, lists.shape[1] + 2, device=lists.device, dtype=torch.float32))
+        n_rel = (future > 0).sum(1).clamp(1, lists.shape[1])
+        ideal = torch.cumsum(discount, 0)[n_rel - 1]
+        ndcg = (hit * discount).sum(1) / ideal
+        div = alpha_ndcg_at_k(lists, f.item_categories, self.alpha).float()
+        return torch.stack([ndcg, div])
+
+    def _reward(self, raw: torch.Tensor, w_acc: torch.Tensor) -> torch.Tensor:
+        """Scalarised reward ``(B,)``: each objective normalised between its lambda-0 and lambda-1 values."""
+        assert self.reward_range is not None
+        lo, hi = self.reward_range.min(1).values, self.reward_range.max(1).values
+        z = (raw - lo[:, None]) / (hi - lo).clamp_min(1e-6)[:, None]
+        return w_acc * z[ACC_REWARD] + (1 - w_acc) * z[DIV_REWARD]
+
+    # ------------------------------------------------------------------ training
 
     def fit(self) -> None:
-        f, cfg = self.features, self.cfg
-        gen = torch.Generator().manual_seed(self.seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            model = MixtureOfHypernetworks(
-                f.dim + f.item_categories.shape[1], self.item_features.shape[1], 2, self.hidden,
-                paper_sign=self.paper_sign,
-            ).to(self.device)
-        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        if self.actor is not None:
+            return
+        self.heads.fit()
+        st, pt, f, dev = self.st, self.pt, self.features, self.device
+        gen = torch.Generator().manual_seed(self.seed + 1)
         m = f.train_h.shape[0]
-        steps = min(-(-m // cfg.batch_size), cfg.steps_per_epoch or m)
+        sample = torch.randperm(m, generator=gen)[:min(m, 4096)].to(dev)
+        x_all = self._raw_state(f.train_h[sample], self.context["train"][sample])
+        self.norm = (x_all.mean(0), x_all.std(0).clamp_min(1e-3))
+        dim = x_all.shape[1]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 1)
+            actor, critic = _mlp(dim + 1, 1, pt.hidden).to(dev), _mlp(dim + 2, 1, pt.hidden).to(dev)
+        nn.init.zeros_(actor[-1].weight)  # the policy starts at lambda_u = w_acc for everyone
+        nn.init.zeros_(actor[-1].bias)
+        actor_t, critic_t = copy.deepcopy(actor).requires_grad_(False), copy.deepcopy(critic).requires_grad_(False)
+        opt_a = torch.optim.Adam(actor.parameters(), lr=pt.actor_lr)
+        opt_c = torch.optim.Adam(critic.parameters(), lr=pt.critic_lr)
+        # the reward's scale: each objective's mean under lambda = 0 and lambda = 1
+        probe = torch.randperm(m, generator=gen)[:min(m, 4 * pt.batch)].to(dev)
+        ends = [self._rewards(probe, torch.full((len(probe),), v, device=dev)).mean(1) for v in (0.0, 1.0)]
+        self.reward_range = torch.stack(ends, dim=1)  # (2 objectives, 2 ends)
+        log.info("deepprl: reward range NDCG %.4f..%.4f, alpha-NDCG %.4f..%.4f", *self.reward_range.flatten().tolist())
+        nxt = torch.arange(1, m + 1, device=dev).clamp_max(m - 1)
+        done = (f.train_user[nxt] != f.train_user) | (torch.arange(m, device=dev) == m - 1)
+        cap, b = pt.buffer, pt.batch
+        buf = {"idx": torch.zeros(cap, dtype=torch.long, device=dev), "w": torch.zeros(cap, device=dev),
+               "lam": torch.zeros(cap, device=dev), "r": torch.zeros(cap, device=dev)}
+        filled = pos = 0
+
+        def act(net: nn.Module, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return net(torch.cat([self._state(f.train_h[idx], self.context["train"][idx]), w[:, None]], 1))[:, 0]
+
+        def q(net: nn.Module, idx: torch.Tensor, w: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+            x = self._state(f.train_h[idx], self.context["train"][idx])
+            return net(torch.cat([x, w[:, None], lam[:, None]], 1))[:, 0]
+
+        warmup = int(pt.warmup * st.policy_steps)
         start = time.perf_counter()
-        for epoch in range(self.epochs):
-            perm = torch.randperm(m, generator=gen).to(self.device)
-            total = 0.0
-            for step in range(steps):
-                idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                ctx = self.context["train"][idx]
-                cands = candidate_lists(f, idx, cfg.num_negatives, gen)  # (B, 1 + negatives)
-                logits = model(self._user(f.train_h[idx], ctx), self.item_features[cands])  # (2, B, L)
-                relevant = torch.zeros_like(logits[0])
-                relevant[:, 0] = 1.0
-                target = novelty(ctx, f.item_categories[cands])
-                div = (torch.sigmoid(logits[1]) - target).abs().mean() if self.diversity_loss == "l1" \
-                    else F.binary_cross_entropy_with_logits(logits[1], target)
-                loss = F.binary_cross_entropy_with_logits(logits[0], relevant) + div
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-            log.info("deepprl: epoch %d/%d, loss %.4f (%.1fs)", epoch + 1, self.epochs, total / steps,
-                     time.perf_counter() - start)
-        self.model = model.eval().requires_grad_(False)
+        for step in range(st.policy_steps):
+            idx = torch.randint(0, m, (b,), generator=gen).to(dev)
+            w = torch.rand(b, generator=gen).to(dev)
+            with torch.no_grad():
+                if step < warmup:  # the critic first sees the whole action range
+                    a = 1.5 * torch.randn(b, generator=gen).to(dev)
+                else:
+                    a = act(actor, idx, w) + pt.noise * torch.randn(b, generator=gen).to(dev)
+                lam = personal_weight(w, a, st.max_shift)
+                r = self._reward(self._rewards(idx, lam), w)
+            slots = (pos + torch.arange(b, device=dev)) % cap
+            for name, value in (("idx", idx), ("w", w), ("lam", lam), ("r", r)):
+                buf[name][slots] = value
+            pos, filled = (pos + b) % cap, min(cap, filled + b)
+            s = torch.randint(0, filled, (b,), generator=gen).to(dev)
+            bi, bw, bl, br = buf["idx"][s], buf["w"][s], buf["lam"][s], buf["r"][s]
+            with torch.no_grad():
+                y = br
+                if st.gamma > 0:
+                    n_idx = nxt[bi]
+                    n_lam = personal_weight(bw, act(actor_t, n_idx, bw), st.max_shift)
+                    y = br + st.gamma * (~done[bi]).float() * q(critic_t, n_idx, bw, n_lam)
+            loss_c = F.mse_loss(q(critic, bi, bw, bl), y)
+            opt_c.zero_grad(set_to_none=True)
+            loss_c.backward()
+            opt_c.step()
+            if step >= warmup:
+                a = act(actor, bi, bw)
+                loss_a = -q(critic, bi, bw, personal_weight(bw, a, st.max_shift)).mean() \
+                    + st.shift_penalty * torch.tanh(a).pow(2).mean()
+                opt_a.zero_grad(set_to_none=True)
+                loss_a.backward()
+                opt_a.step()
+            with torch.no_grad():
+                for net, tgt in ((actor, actor_t), (critic, critic_t)):
+                    for param, target in zip(net.parameters(), tgt.parameters(), strict=True):
+                        target.lerp_(param, st.tau)
+            self.history.append({"reward": float(r.mean()), "critic": float(loss_c.detach()),
+                                 "lambda_shift": float((lam - w).abs().mean())})
+            if (step + 1) % max(1, st.policy_steps // 10) == 0:
+                recent = self.history[-max(1, st.policy_steps // 10):]
+                log.info("deepprl: policy step %d/%d, reward %.4f, critic MSE %.4f (%.1fs)", step + 1,
+                         st.policy_steps, np.mean([h["reward"] for h in recent]),
+                         np.mean([h["critic"] for h in recent]), time.perf_counter() - start)
+        self.actor = actor.eval().requires_grad_(False)
 
-    def prepare(self, weights) -> torch.Tensor:
-        """The combination weights ``(2,)`` (accuracy, diversity), renormalised."""
-        w = self.task_weights(weights)
-        pair = torch.stack([w[self.utilities.index("accuracy")], w[self.utilities.index("diversity")]])
-        return pair / pair.sum() if float(pair.sum()) > 0 else torch.tensor([1.0, 0.0], device=self.device)
+    # ------------------------------------------------------------------ serving
+
+    def mix_weight(self, weights: Any) -> float:
+        """The platform's ``w_acc`` among accuracy and diversity (a fairness weight dropped)."""
+        w_acc, _ = self.heads.mix_weights(weights)
+        return w_acc
 
     @torch.no_grad()
-    def predict(self, split: str) -> torch.Tensor:
-        """Predicted objectives ``(2, U, num_items + 1)`` in [0, 1] (float64: no saturated ties)."""
-        if self.model is None:
-            self.fit()
-        assert self.model is not None
+    def user_weights(self, w_acc: float, split: str) -> torch.Tensor:
+        """Each held-out user's ``lambda_u (U,)`` for the platform's ``w_acc``."""
+        self.fit()
+        assert self.actor is not None
         s = self.features.split(split)
-        user = self._user(s.h, self.context[split])
-        out = [self.model.all_items(user[i:i + _USER_CHUNK], self.item_features).double().sigmoid()
-               for i in range(0, user.shape[0], _USER_CHUNK)]
-        return torch.cat(out, dim=1)
+        w = torch.full((s.h.shape[0],), float(w_acc), device=self.device)
+        a = self.actor(torch.cat([self._state(s.h, self.context[split]), w[:, None]], 1))[:, 0]
+        return personal_weight(w, a, self.st.max_shift)
 
-    @torch.no_grad()
-    def scores(self, prepared: torch.Tensor, split: str) -> torch.Tensor:
-        if getattr(self, "_cache_split", None) != split:  # predictions do not depend on the task
-            self._cache = self.predict(split)
-            self._cache_split = split
-        return torch.einsum("k,kun->un", prepared.double(), self._cache)
+    def prepare(self, weights: Any) -> dict[str, torch.Tensor]:
+        """Per task: every held-out user's ``lambda_u`` and greedy list, both splits."""
+        w_acc = self.mix_weight(weights)
+        out = {}
+        for split in ("valid", "test"):
+            lam = self.user_weights(w_acc, split)[:, None]
+            out[split] = self.heads.rank((lam, 1 - lam), split)
+        return out
+
+    def scores(self, prepared: dict[str, torch.Tensor], split: str) -> torch.Tensor:
+        return prepared[split]
+
+
+__all__ = ["DeepPRL", "DeepPRLConfig", "PolicyTraining", "personal_weight", "user_context"]

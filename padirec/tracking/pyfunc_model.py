@@ -4,6 +4,10 @@ unpickling an object, so no pickle is on the load path.
 Input: a DataFrame with columns ``history`` (list of item ids, oldest first), ``weights`` (list of
 task weights, one per utility) and optionally ``k`` and ``timestamps``; ``params={"k": N}`` sets
 ``k`` for records without one (it needs the params schema of ``padirec.serving.model_signature``).
+The signature's input schema names these columns: MLflow itself answers a request without
+``history`` or ``weights``, or with one that is not a list, with a 400 before ``predict`` runs.
+The model carries the padirec package in its ``code/`` folder (``registry.save_pyfunc``), so the
+imports below need only the model's ``requirements.txt``.
 Output: one row per request with ``item_ids``, ``scores``, ``titles`` and ``categories`` (lists,
 best first).
 

@@ -37,12 +37,10 @@ def tiny_config() -> Config:
     cfg.generator = GeneratorConfig(size="tiny", train_steps=40, batch_size=32, num_train_timesteps=50,
                                     num_inference_steps=5, warmup_steps=5, log_every=20)
     m = cfg.methods
-    m["hypernetwork"].steps, m["cmr"].epochs, m["deepprl"].epochs, m["mmr"].candidates = 100, 1, 1, 20
-    for key in ("deepprl_static", "deepprl_full", "modt4r"):  # trained baselines: one epoch runs end to end
-        if key in m and hasattr(m[key], "epochs"):
-            m[key].epochs = 1
-    if "deepprl_full" in m and hasattr(m["deepprl_full"], "policy_steps"):
-        m["deepprl_full"].policy_steps = 20
+    m["hypernetwork"].steps, m["cmr"].epochs, m["mmr"].candidates = 100, 1, 20
+    for key in ("deepprl_static", "deepprl", "modt4r"):  # trained baselines: one epoch runs end to end
+        m[key].epochs = 1
+    m["deepprl"].policy_steps = 20
     cfg.evaluation.response_time_repeats = 2
     cfg.evaluation.robustness_repeats = 1
     return cfg

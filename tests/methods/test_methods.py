@@ -1,4 +1,4 @@
-"""CMR, Hypernetwork, DeepPRL, Retrain, PaDiRec and the bank reader on small random features."""
+"""CMR, Hypernetwork, Retrain, PaDiRec and the bank reader on small random features."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from padirec.diffusion.config import GeneratorConfig
 from padirec.diffusion.train import train_generator
 from padirec.methods.base import Method
 from padirec.methods.cmr import CMR, uniform_simplex
-from padirec.methods.deepprl import DeepPRL, novelty
 from padirec.methods.hypernetwork import Hypernetwork
 from padirec.methods.padirec import PaDiRec
 from padirec.methods.retrain import Retrain
@@ -62,34 +61,6 @@ def test_hypernetwork_regresses_the_bank(features, lay):
     rel = (pred - params[:5]).norm() / params[:5].norm()
     assert rel < 0.2
     _check_ranks(hn, pred[0], features)
-
-
-def test_novelty_hand_case():
-    ctx = torch.tensor([[1.0, 0.0, 0.0]])  # the context covers category 0
-    items = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
-    assert novelty(ctx, items).tolist() == [[0.0, 0.5, 1.0, 0.0]]
-    assert novelty(ctx, items[None]).tolist() == [[0.0, 0.5, 1.0, 0.0]]
-
-
-@pytest.mark.parametrize("loss", ["l1", "bce"])
-def test_deepprl_combines_predicted_objectives(features, small_cfg, loss):
-    g = torch.Generator().manual_seed(0)
-    c = features.item_categories.shape[1]
-    ctx = {"train": (torch.rand(features.train_h.shape[0], c, generator=g) < 0.5).float(),
-           "valid": (torch.rand(features.valid.h.shape[0], c, generator=g) < 0.5).float(),
-           "test": (torch.rand(features.test.h.shape[0], c, generator=g) < 0.5).float()}
-    m = DeepPRL(features, UTIL, ctx, small_cfg, epochs=2, hidden=16, diversity_loss=loss)
-    m.fit()
-    pred = m.predict("test")  # (2, U, N)
-    assert pred.shape == (2, features.test.h.shape[0], features.num_items + 1)
-    assert ((pred >= 0) & (pred <= 1)).all()
-    acc, div = m.prepare([1.0, 0.0]), m.prepare([0.0, 1.0])
-    assert torch.allclose(m.scores(acc, "test"), pred[0]) and torch.allclose(m.scores(div, "test"), pred[1])
-    assert torch.allclose(m.scores(m.prepare([0.25, 0.75]), "test"), 0.25 * pred[0] + 0.75 * pred[1])
-    with pytest.raises(ValueError, match="training rows"):
-        DeepPRL(features, UTIL, {**ctx, "train": ctx["train"][:3]}, small_cfg)
-    with pytest.raises(ValueError, match="diversity_loss"):
-        DeepPRL(features, UTIL, ctx, small_cfg, diversity_loss="mse")
 
 
 def _write_bank(path, lay, weights, params, held_out):

@@ -14,7 +14,7 @@ from padirec.evaluation.report import build_report
 from padirec.evaluation.summary import summarise
 from padirec.evaluation.sweep import run_sweep
 from padirec.methods.cmr import CMR, uniform_simplex
-from padirec.methods.deepprl import DeepPRL
+from padirec.methods.deepprl_static import DeepPRLStatic
 from padirec.methods.hypernetwork import Hypernetwork
 from padirec.methods.mmr import MMR
 from padirec.methods.soup import Soup
@@ -28,15 +28,12 @@ def test_sweep_and_summary_with_fairness(features_factory):
     cfg = AdapterConfig(bottleneck=4, utilities=UTIL, epochs=1, steps_per_epoch=2, batch_size=64)
     g = torch.Generator().manual_seed(0)
     w = uniform_simplex(30, 3, g)
-    c = f.item_categories.shape[1]
-    ctx = {s: (torch.rand(n, c, generator=g) < 0.5).float()
-           for s, n in (("train", f.train_h.shape[0]), ("valid", f.valid.h.shape[0]), ("test", f.test.h.shape[0]))}
     methods = {
         "soup": Soup(f, UTIL, lay, torch.randn(3, num_params(lay), generator=g) * 0.1),
         "mmr": MMR(f, UTIL, k=10, num_candidates=20),
         "cmr": CMR(f, UTIL, lay, cfg, epochs=1, tasks_per_batch=2),
         "hypernetwork": Hypernetwork(f, UTIL, lay, w @ torch.randn(3, num_params(lay), generator=g), w, steps=20),
-        "deepprl": DeepPRL(f, UTIL, ctx, cfg, epochs=1, hidden=8),
+        "deepprl_static": DeepPRLStatic(f, UTIL, cfg, epochs=1, hidden=8),
     }
     tasks = grid(3, 3)  # 6 points of the 3-simplex
     result = run_sweep(methods, tasks, f, "test", 10, 0.5)
@@ -50,5 +47,5 @@ def test_sweep_and_summary_with_fairness(features_factory):
                           summary=summary)
     assert report["utilities"] == UTIL
     # DeepPRL drops the fairness weight and renormalises; MMR's lambda ignores it too
-    assert torch.allclose(methods["deepprl"].prepare([0.25, 0.25, 0.5]), torch.tensor([0.5, 0.5]))
+    assert methods["deepprl_static"].mix_weights([0.25, 0.25, 0.5]) == (0.5, 0.5)
     assert abs(methods["mmr"].prepare(np.array([0.3, 0.1, 0.6])) - 0.75) < 1e-6

@@ -30,14 +30,15 @@ def build_tiny_system(prepared: Path, root: Path, inference_steps: int = 5) -> P
 
 
 def save_model(system: Path, path: Path, signature: bool = True) -> Path:
-    """The pyfunc model as ``padirec.tracking.registry`` logs it, with the serving signature."""
+    """The pyfunc model as ``padirec.tracking.registry`` logs it (``save_pyfunc``: signature, input
+    example, code and requirements); ``signature=False``: the bare model, without the signature."""
     import mlflow
 
-    from padirec.serving import model_signature
-    from padirec.tracking.registry import PYFUNC_CODE
+    from padirec.tracking.registry import PYFUNC_CODE, save_pyfunc
 
-    mlflow.pyfunc.save_model(str(path), python_model=str(PYFUNC_CODE), artifacts={"system": str(system)},
-                             signature=model_signature() if signature else None)
+    if signature:
+        return save_pyfunc(system, path)
+    mlflow.pyfunc.save_model(str(path), python_model=str(PYFUNC_CODE), artifacts={"system": str(system)})
     return path
 
 

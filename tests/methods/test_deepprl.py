@@ -1,0 +1,56 @@
+"""DeepPRL (full): the per-user weight's shape around the platform's w, and the policy on tiny features."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from padirec.adapters.config import AdapterConfig
+from padirec.core.metrics import alpha_ndcg_at_k, mask_history
+from padirec.methods.deepprl import (
+    DeepPRL,
+    DeepPRLConfig,
+    PolicyTraining,
+    personal_weight,
+)
+
+UTIL = ["accuracy", "diversity"]
+K = 5
+
+
+def test_personal_weight_stays_around_the_platform_weight():
+    w = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert torch.allclose(personal_weight(w, torch.zeros(5), 2.0), w)  # no shift: the platform's weight
+    assert torch.equal(personal_weight(w[[0, 4]], torch.tensor([5.0, -5.0]), 2.0), w[[0, 4]])  # pure tasks stay pure
+    up, down = personal_weight(w, torch.full((5,), 9.0), 2.0), personal_weight(w, torch.full((5,), -9.0), 2.0)
+    assert (up[1:4] > w[1:4]).all() and (down[1:4] < w[1:4]).all()
+    assert (torch.logit(up[1:4]) - torch.logit(w[1:4])).max() <= 2.0 + 1e-5
+    assert (up[:-1] < up[1:]).all() and (down[:-1] < down[1:]).all()  # monotone in w for a fixed action
+
+
+def test_deepprl_trains_a_policy_and_follows_the_weights(features):
+    cfg = AdapterConfig(bottleneck=4, epochs=2, steps_per_epoch=3, batch_size=64, checkpoints_per_task=1,
+                        topk_candidates=10)
+    g = torch.Generator().manual_seed(0)
+    ctx = {name: torch.randn(n, 6, generator=g) for name, n in
+           (("train", features.train_h.shape[0]), ("valid", 30), ("test", 30))}
+    st = DeepPRLConfig(epochs=15, candidates=0, policy_steps=5, confidence=True)
+    m = DeepPRL(features, UTIL, ctx, cfg, k=K, settings=st, training=PolicyTraining(batch=32, hidden=8))
+    m.fit()
+    assert len(m.history) == 5 and m.reward_range is not None and m.reward_range.shape == (2, 2)
+    s = features.test
+    alpha = []
+    for w_acc in (0.0, 0.5, 1.0):
+        lam = m.user_weights(w_acc, "test")
+        assert lam.shape == (30,) and ((lam >= 0) & (lam <= 1)).all()
+        prepared = m.prepare([w_acc, 1 - w_acc])
+        scores = prepared["test"]
+        assert scores.shape == (30, features.num_items + 1) and m.scores(prepared, "test") is scores
+        lists = mask_history(scores, s.mask_rows, s.mask_cols).topk(K, dim=1).indices
+        alpha.append(float(alpha_ndcg_at_k(lists, features.item_categories, 0.5).mean()))
+    assert torch.equal(m.user_weights(1.0, "test"), torch.ones(30))
+    assert alpha[0] > alpha[2]
+    with pytest.raises(ValueError, match="training rows"):
+        DeepPRL(features, UTIL, {**ctx, "train": ctx["train"][:3]}, cfg)
+    with pytest.raises(ValueError, match="gamma"):
+        DeepPRL(features, UTIL, ctx, cfg, settings=DeepPRLConfig(gamma=1.0))
