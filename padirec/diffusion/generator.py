@@ -24,6 +24,7 @@ from padirec.diffusion.denoiser import Denoiser
 from padirec.diffusion.dit import DiT, DiTConfig
 from padirec.diffusion.sampling import sample_tokens
 from padirec.diffusion.schedulers import Scheduler, make_scheduler
+from padirec.diffusion.schedulers.base import randn_like
 from padirec.diffusion.tokenizer import ParamNormalizer, ParamTokenizer
 from padirec.errors import ArtifactError, ConfigError
 
@@ -67,9 +68,9 @@ class Generator:
         """Adapter parameters for task weights: ``(m * n, P)`` float32 on ``self.device``.
 
         ``weights``: ``(p,)`` or ``(m, p)`` on the simplex; ``n`` samples per row (rows of the
-        result ordered task by task). ``sampler``/``num_inference_steps``/``guidance_scale``
-        default to the config (DDPM: all training timesteps unless told otherwise). ``seed``
-        fixes the noise.
+        result ordered task by task). ``sampler`` (``ddpm``, ``ddim``, ``dpm_solver++``),
+        ``num_inference_steps`` and ``guidance_scale`` default to the config (DDPM: all training
+        timesteps unless told otherwise). ``seed`` fixes the noise.
         """
         w = self.task_weights(weights).to(self.device)
         if n < 1:
@@ -77,11 +78,14 @@ class Generator:
         w = w.repeat_interleave(n, dim=0)
         sampler = sampler or self.cfg.sampler
         gamma = self.cfg.guidance_scale if guidance_scale is None else float(guidance_scale)
-        if num_inference_steps is None and sampler == "ddim":
+        if num_inference_steps is None and sampler != "ddpm":
             num_inference_steps = self.cfg.num_inference_steps
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        noise = None
+        if self.cfg.antithetic and n > 1:
+            noise = antithetic_noise(len(w) // n, n, (self.tokenizer.num_tokens, self.tokenizer.token_size), gen)
         tokens = sample_tokens(self.model, self.scheduler(sampler), w, self.tokenizer.num_tokens,
-                               self.tokenizer.token_size, gamma, num_inference_steps, gen)
+                               self.tokenizer.token_size, gamma, num_inference_steps, gen, noise)
         return self.normalizer.denormalize(self.tokenizer.decode(tokens))
 
     def adapters(self, weights: Any, seed: int | None = None, **sample_kwargs: Any) -> torch.Tensor:
@@ -118,6 +122,7 @@ class Generator:
         manifest = read_manifest(out_dir, kind="generator")
         try:
             saved = {RENAMED.get(k, k): v for k, v in manifest["config"].items()}  # older names
+            saved.setdefault("antithetic", False)  # saved before antithetic noise: sample as then
             cfg = from_dict(GeneratorConfig, saved, where=f"{out_dir}: config")
             dit = DiT(DiTConfig(**manifest["dit"]))
             normalizer = ParamNormalizer.from_state_dict(manifest["normalizer"], manifest["layout"])
@@ -129,3 +134,17 @@ class Generator:
         history = json.loads((out_dir / HISTORY_FILE).read_text())["loss"]
         return cls(model, normalizer, cfg, manifest.get("utilities"), device,
                    manifest.get("stats"), history)
+
+
+def antithetic_noise(tasks: int, n: int, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+    """Starting noise ``(tasks * n, *shape)`` for ``n`` samples per task in antithetic pairs: each
+    task's samples are ``z_1..z_k, -z_1..-z_k`` (``k = n // 2``; an odd ``n`` adds one more draw).
+    The mean of the samples then cancels every odd-order effect of the noise (the linear part of the
+    map noise -> adapter exactly), so it has far less variance than the mean of ``n`` independent
+    samples, at the same cost."""
+    k = n // 2
+    half = randn_like(torch.empty(tasks, k, *shape), generator)
+    parts = [half, -half]
+    if n % 2:
+        parts.append(randn_like(torch.empty(tasks, 1, *shape), generator))
+    return torch.cat(parts, dim=1).reshape(tasks * n, *shape)
