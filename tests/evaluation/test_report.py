@@ -143,7 +143,8 @@ def test_choices_record_the_split_of_each_setting():
     assert set(choices) == set(CHOICE_PROVENANCE)  # every recorded setting exists in the config
     assert choices["adapters.candidates"] == {"value": cfg["adapters"]["candidates"], **CHOICE_PROVENANCE[
         "adapters.candidates"]}
-    assert choices["generator.samples_per_task"]["split"] == "test"  # chosen looking at test, said so
+    assert choices["adapters.candidates"]["split"] == "test"  # chosen looking at test, said so
+    assert choices["generator.samples_per_task"]["split"] == "valid"  # re-chosen on valid with the sampler
     cfg["evaluation"]["selected_on"] = {"generator.guidance_scale": "valid"}
     assert selection_choices(cfg)["generator.guidance_scale"]["split"] == "valid"
     assert selection_choices(None) == {}
