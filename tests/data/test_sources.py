@@ -91,6 +91,7 @@ def test_movielens_100k_recbole_format(tmp_path, raw):
     _check_prepared(tmp_path / "out", 30)
 
 
+@pytest.mark.slow
 def test_s3_tables_and_missing_bucket(tmp_path, raw, monkeypatch):
     from padirec.storage import StorageError, client, upload
     from tests.servers import seaweedfs

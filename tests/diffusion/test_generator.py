@@ -13,6 +13,9 @@ from padirec.errors import ArtifactError, TaskWeightsError
 SMALL_LAYOUT = [{"name": "W1", "shape": [4, 16]}, {"name": "b1", "shape": [4]},
                 {"name": "W2", "shape": [16, 4]}, {"name": "b2", "shape": [16]}]
 
+# starts servers or processes, or trains a stage: over the fast suite's budget (make test runs it)
+pytestmark = pytest.mark.slow
+
 
 def _cfg(**kw):
     base = dict(size="tiny", token_size=16, num_train_timesteps=200, train_steps=600, batch_size=64, lr=5e-3,

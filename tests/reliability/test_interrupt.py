@@ -34,6 +34,9 @@ with stop_steps_on_signal(cfg, token, grace=3):
     polite.wait()  # where KFP's runner waits on a step
 """
 
+# starts servers or processes, or trains a stage: over the fast suite's budget (make test runs it)
+pytestmark = pytest.mark.slow
+
 
 def _alive(pid):
     try:

@@ -29,6 +29,9 @@ MODEL = "padirec-test-safety"
 GATE = GateThresholds(min_avg_hv=0.2, min_pearson_ra=0.5, min_pearson_rd=0.5)
 STRICT = GateThresholds(min_avg_hv=0.2, min_pearson_ra=0.8, min_pearson_rd=0.5)
 
+# starts servers or processes, or trains a stage: over the fast suite's budget (make test runs it)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def uri(tmp_path_factory):

@@ -65,6 +65,7 @@ def test_a_setting_holding_credentials_is_refused():
     refuse_credentials(_smoke())
 
 
+@pytest.mark.slow
 def test_a_deterministic_error_fails_once_at_once_in_one_line(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = _smoke(**{"run_dir": str(tmp_path / "runs"), "tracking.uri": uri, "data.source": "tables",

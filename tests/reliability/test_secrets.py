@@ -39,6 +39,7 @@ def test_userinfo_is_parsed_and_redacted(monkeypatch):
     assert redact("user bob, password hunter2x") == "user bob, password ***"  # 3 characters: left alone
 
 
+@pytest.mark.slow
 def test_the_reachability_check_sends_credentials_as_a_header(tmp_path, monkeypatch):
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.delenv(name, raising=False)

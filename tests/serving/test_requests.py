@@ -117,6 +117,7 @@ def test_pyfunc_k_from_params_and_per_record(model, rec):
     assert [len(x) for x in model.predict(both, params={"k": 4})["item_ids"]] == [2, 4]
 
 
+@pytest.mark.slow
 def test_without_the_signature_mlflow_drops_params(system, tmp_path, rec):
     """Why ``model_signature`` exists: MLflow ignores ``params`` of a model without a params schema."""
     import mlflow

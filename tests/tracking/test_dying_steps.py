@@ -36,6 +36,9 @@ with step_tracker(cfg, step) as tracker:
         pass  # a stage's broad handler must not swallow the termination
 """
 
+# starts servers or processes, or trains a stage: over the fast suite's budget (make test runs it)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def env(monkeypatch):

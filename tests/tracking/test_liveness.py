@@ -59,6 +59,7 @@ def test_tokens_tell_a_live_process_from_a_dead_one():
     zombie.wait()
 
 
+@pytest.mark.slow
 def test_a_step_stops_when_its_runner_dies(tmp_path):
     runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
