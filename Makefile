@@ -10,7 +10,7 @@ IMAGE  ?= padirec:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(
 # Every install goes through the torch pin, so nothing can pull a CUDA build on a CPU machine.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving gpu-check bench-scale clean
+.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving gpu-check bench-scale readme-results clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ test-fast: $(STAMP) ## the tests without the slow end-to-end ones
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check padirec components pipelines tests benchmarks
+	$(VENV)/bin/ruff check padirec components pipelines tests benchmarks tools
 
 compile: $(STAMP) ## compile the pipeline to dist/padirec_pipeline.yaml (IMAGE=... to choose the image)
 	$(PY) -m pipelines compile --out dist/padirec_pipeline.yaml --image $(IMAGE)
@@ -63,7 +63,7 @@ bench-adapters: $(STAMP) ## batched vs sequential adapter training, and the defa
 	$(PY) benchmarks/bench_adapters.py --data $(LAST_DATA) --backbone $(LAST_BACKBONE)
 
 
-bench-generation: $(STAMP) ## generation latency (DDPM, DDIM) and the ratio to Retrain, on the last run's bank
+bench-generation: $(STAMP) ## sampler x steps x samples: latency and validation Pearson/reward, on the last run (--split valid)
 	$(PY) benchmarks/bench_generation.py $(if $(LAST_RUN),--run $(LAST_RUN))
 
 bench-conditioning: $(STAMP) ## the five DiT conditioning strategies (paper RQ3) on the last run
@@ -77,6 +77,9 @@ gpu-check: ## on a machine with one NVIDIA GPU, no Docker: CUDA torch in a fresh
 
 bench-scale: $(STAMP) ## stage-by-stage wall time and peak memory on ML-1M-format data (SCALE=1; QUICK=1 for a 0.25x reduced run)
 	$(PY) benchmarks/bench_scale.py $(if $(SCALE),--scale $(SCALE)) $(if $(QUICK),--quick) --threads $(or $(THREADS),0)
+
+readme-results: $(STAMP) ## write the README's results section from the newest run folder (after make run)
+	$(PY) tools/readme_results.py
 
 clean: ## remove build outputs (keeps .venv and runs/)
 	rm -rf dist build .pytest_cache .ruff_cache

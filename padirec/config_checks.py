@@ -56,7 +56,7 @@ RANGES: dict[str, str] = {
     "adapters.checkpoints_per_task": _ANY, "adapters.epochs": _ANY, "adapters.steps_per_epoch": _ANY,
     "adapters.lr": "(0, inf)", "adapters.batch_size": _ANY, "adapters.alpha": "[0, 1]",
     "adapters.temperature": "(0, inf)", "adapters.num_negatives": _ANY, "adapters.topk_candidates": _ANY,
-    "adapters.num_shards": _ANY,
+    "adapters.num_shards": _ANY, "adapters.feature_stride": _ANY,
     "generator.token_size": _ANY, "generator.num_train_timesteps": "[2, inf)", "generator.beta_start": "(0, 1)",
     "generator.beta_end": "(0, 1)", "generator.p_uncond": "[0, 1)", "generator.guidance_scale": "[0, inf)",
     "generator.samples_per_task": _ANY, "generator.num_inference_steps": _ANY, "generator.train_steps": _ANY,

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 from padirec.artifacts import read_manifest
+from padirec.evaluation.response_time import speedup
 from padirec.finite import finite_metadata
 from padirec.serving import build_system
 from padirec.tracking import MlflowTracker, Tracker, kfp_run_id
 from padirec.tracking.champion import promote
+from padirec.tracking.core import dataset_reference
+from padirec.tracking.pipeline import config_params
 from padirec.tracking.registry import (
     PRODUCTION_MODEL,
     GateThresholds,
@@ -40,6 +44,11 @@ def register_and_promote_stage(data_dir: str | Path, backbone_dir: str | Path, g
     version the first registered, even when the first died before promoting, and promotes it.
     """
     version, q, undefined = register_stage(data_dir, backbone_dir, generator_dir, report_dir, system_dir, cfg, tracker)
+    if isinstance(tracker, MlflowTracker):  # the pipeline run's config, figures and data, compared across runs
+        report = json.loads((Path(report_dir) / "report.json").read_text())
+        parent = tracker.log_to_parent(config_params(cfg), headline(report, backbone_dir))
+        if parent:
+            MlflowTracker(tracker.uri, parent).log_dataset(Path(data_dir), context="training")
     if version is None:
         if undefined:
             reason = "quality gate failed before registration: " + "; ".join(f"{k} undefined ({v})" for k, v in undefined.items())
@@ -51,7 +60,7 @@ def register_and_promote_stage(data_dir: str | Path, backbone_dir: str | Path, g
     result = promote(tracker.uri, cfg.tracking.registered_model, version, gate(cfg),
                      allow_other_data=p.allow_other_data, on_failing_champion=p.on_failing_champion)
     tracker.set_tags({"registered_model": cfg.tracking.registered_model, "model_version": version,
-                      "promotion": result["decision"]})
+                      "promotion": result["decision"], **({"challenger": result["challenger"]} if result.get("challenger") else {})})
     log.info("registered %s v%s: %s (%s)", cfg.tracking.registered_model, version, result["decision"], result["reason"])
     return finite_metadata({"registered": True, "version": version, **result, **q})
 
@@ -79,12 +88,39 @@ def register_stage(data_dir: str | Path, backbone_dir: str | Path, generator_dir
     if undefined:
         return None, q, undefined
     checksum = data_manifest.get("data_checksum", "")
+    dataset = dataset_reference(data_dir, data_manifest)  # the MLflow dataset the training runs logged as input
     tags = {"data_checksum": checksum, "evaluation_key": evaluation_key(report, checksum),
+            "dataset.name": dataset["name"], "dataset.digest": dataset["digest"], "dataset.source": dataset["source"],
             "backbone": cfg.backbone.model, "dataset": cfg.data.source, "config": json.dumps(cfg.to_dict(), sort_keys=True)[:5000],
             **{f"quality.{k}": v for k, v in q.items()}}
     version = register_system(tracker.uri, tracker.run_id, system_dir, cfg.tracking.registered_model, tags,
                               tracker.kfp_run_id or kfp_run_id())
     return version, q, {}
+
+
+def headline(report: dict[str, Any], backbone_dir: str | Path | None = None, method: str = "padirec") -> dict[str, float]:
+    """The figures a pipeline run is compared by (the parent run's metrics): ``method``'s Avg.HV,
+    front HV, Pearson r-a and r-d, reward and regret (when the report has them), NDCG@k at both ends
+    of the grid (``ndcg_at_10_w_acc_1``: the accuracy-only task; ``..._w_acc_0``: the task with no
+    weight on accuracy), the response-time ratio of the reference method over ``method``, the
+    quality score, and the backbone's test NDCG@k. Undefined figures are left out."""
+    k = report.get("k", 10)
+    summary = report.get("summary", {}).get(method) or {}
+    out = {name: summary.get(name) for name in ("avg_hv", "front_hv", "pearson_ra", "pearson_rd", "reward", "regret")}
+    tasks, cells = report.get("tasks") or [], report.get("methods", {}).get(method) or []
+    if tasks and len(cells) == len(tasks):
+        utilities = report.get("utilities") or ["accuracy"]
+        j = utilities.index("accuracy") if "accuracy" in utilities else 0
+        acc = [float(w[j]) for w in tasks]
+        for label, t in (("1", acc.index(max(acc))), ("0", acc.index(min(acc)))):
+            out[f"ndcg_at_{k}_w_acc_{label}"] = cells[t].get(f"ndcg@{k}")
+    out["response_time_ratio"] = speedup(report.get("response_time") or {})
+    out["quality_score"] = quality(report, method)["score"] if cells else None
+    if backbone_dir is not None and (Path(backbone_dir) / "metrics.json").is_file():
+        test = json.loads((Path(backbone_dir) / "metrics.json").read_text()).get("test") or {}
+        out[f"backbone_test_ndcg_at_{k}"] = test.get(f"ndcg@{k}")
+    return {name: float(v) for name, v in out.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def check_model_name(cfg: Any) -> None:

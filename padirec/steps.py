@@ -9,8 +9,10 @@ metadata: numbers, strings and booleans, no NaN or inf.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from padirec.adapters.stage import build_adapters_stage, merge_adapter_banks
@@ -25,17 +27,35 @@ from padirec.evaluation.stage import evaluate_stage, response_time_stage
 from padirec.finite import finite_metadata
 from padirec.progress import setup_logging
 from padirec.promotion import register_and_promote_stage
-from padirec.tracking import finish_pipeline_run, step_tracker
+from padirec.tracking import MlflowTracker, finish_pipeline_run, step_tracker
+
+log = logging.getLogger("padirec")
 
 
 @contextmanager
-def _step(config_json: str, name: str) -> Iterator[tuple[Config, Tracker]]:
+def _step(config_json: str, name: str, data: str | None = None, context: str = "training",
+          system_metrics: bool = False) -> Iterator[tuple[Config, Tracker]]:
+    """``data``: the prepared data folder this step reads, logged as the run's input dataset with
+    ``context`` (lineage: the same MLflow dataset as the data step's). ``system_metrics``: CPU,
+    memory (and GPU) sampled into the run while the step works."""
     setup_logging()
     cfg = config_from_json(config_json)
     threads = set_torch_threads()
-    with step_tracker(cfg, name) as tracker:
+    with step_tracker(cfg, name, system_metrics=system_metrics) as tracker:
         tracker.set_tags(threads)
+        if data is not None:
+            _log_input(tracker, lambda: tracker.log_dataset(Path(data), context=context))
         yield cfg, tracker
+
+
+def _log_input(tracker: Tracker, log_it: Callable[[], Any]) -> None:
+    """Lineage is recorded, never fatal: a step whose input cannot be logged still runs."""
+    if not isinstance(tracker, MlflowTracker):
+        return
+    try:
+        log_it()
+    except Exception as e:
+        log.warning("could not log the input dataset of MLflow run %s: %s", tracker.run_id, e)
 
 
 def _cached(cfg: Config, stage: str, settings: Any, inputs: list[str], out: str,
@@ -56,7 +76,7 @@ def prepare_data(config_json: str, data_version: str, out: str) -> dict[str, Any
 
 
 def train_backbone(config_json: str, data: str, out: str) -> dict[str, Any]:
-    with _step(config_json, "train_backbone") as (cfg, tracker):
+    with _step(config_json, "train_backbone", data, system_metrics=True) as (cfg, tracker):
         settings = [dataclasses.asdict(cfg.backbone), cfg.data.max_len, cfg.seed]
         metrics = _cached(cfg, "train_backbone", settings, [data], out, lambda: train_backbone_stage(
             data, out, cfg.backbone, cfg.data.max_len, cfg.seed, cfg.device, tracker))
@@ -70,7 +90,7 @@ def plan_shards(config_json: str) -> list[int]:
 
 
 def build_adapters(config_json: str, shard_index: int, data: str, backbone: str, out: str) -> dict[str, Any]:
-    with _step(config_json, f"build_adapters_{shard_index}") as (cfg, tracker):
+    with _step(config_json, f"build_adapters_{shard_index}", data, system_metrics=True) as (cfg, tracker):
         settings = [dataclasses.asdict(cfg.adapters), cfg.data.max_len, cfg.seed, shard_index]
         summary = _cached(cfg, "build_adapters", settings, [data, backbone], out, lambda: build_adapters_stage(
             data, backbone, out, cfg.adapters, cfg.data.max_len, cfg.seed, cfg.device, tracker,
@@ -80,7 +100,9 @@ def build_adapters(config_json: str, shard_index: int, data: str, backbone: str,
 
 def train_generator(config_json: str, banks: list[str], bank_out: str, out: str) -> dict[str, Any]:
     """Collect the bank's shards into ``bank_out``, then train the generator into ``out``."""
-    with _step(config_json, "train_generator") as (cfg, tracker):
+    with _step(config_json, "train_generator", system_metrics=True) as (cfg, tracker):
+        # No data folder here: the dataset the earlier steps of this pipeline run logged.
+        _log_input(tracker, lambda: tracker.log_pipeline_dataset("training"))
         merge_adapter_banks(banks, bank_out)
         settings = [dataclasses.asdict(cfg.generator), cfg.seed]
         summary = _cached(cfg, "train_generator", settings, [bank_out], out, lambda: train_generator_stage(
@@ -91,21 +113,21 @@ def train_generator(config_json: str, banks: list[str], bank_out: str, out: str)
 def compare_response_time(config_json: str, data: str, backbone: str, bank: str, generator: str,
                           out: str) -> dict[str, Any]:
     """Never cached: wall times belong to the machine and the moment they were measured on."""
-    with _step(config_json, "compare_response_time") as (cfg, tracker):
+    with _step(config_json, "compare_response_time", data, "evaluation") as (cfg, tracker):
         response_time_stage(data, backbone, bank, generator, out, cfg, tracker)
     return {}
 
 
 def evaluate(config_json: str, data: str, backbone: str, bank: str, generator: str, timing: str,
              out: str) -> dict[str, Any]:
-    with _step(config_json, "evaluate") as (cfg, tracker):
+    with _step(config_json, "evaluate", data, "evaluation", system_metrics=True) as (cfg, tracker):
         evaluate_stage(data, backbone, bank, generator, timing, out, cfg, tracker)
     return {}
 
 
 def register_and_promote(config_json: str, data: str, backbone: str, generator: str, report: str,
                          out: str) -> dict[str, Any]:
-    with _step(config_json, "register_and_promote") as (cfg, tracker):
+    with _step(config_json, "register_and_promote", data) as (cfg, tracker):
         result = register_and_promote_stage(data, backbone, generator, report, out, cfg, tracker)
     return _metadata(result)
 

@@ -31,3 +31,11 @@ def kfp_run_id(monkeypatch):
     run_id = f"test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv(KFP_RUN_ID_ENV, run_id)
     return run_id
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """Every component run once on the smoke config (``tests/tiny_pipeline.py``): about 45 s."""
+    from tests.tiny_pipeline import run_tiny_pipeline
+
+    return run_tiny_pipeline(tmp_path_factory)

@@ -26,6 +26,9 @@ from tests.servers import mlflow_server
 MODEL = "padirec-test"
 GATE = GateThresholds(min_avg_hv=0.2, min_pearson_ra=0.5, min_pearson_rd=0.5)
 
+# starts servers or processes, or trains a stage: over the fast suite's budget (make test runs it)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def uri(tmp_path_factory):
@@ -80,6 +83,37 @@ def test_better_takes_over_worse_does_not(uri, client):
     v3 = _version(client, 0.12)
     assert promote(uri, MODEL, v3, GATE)["decision"] == "champion"
     assert client.get_model_version_by_alias(MODEL, "champion").version == v3
+
+
+def _aliases(client):
+    return {a: str(client.get_model_version_by_alias(MODEL, a).version) for a in client.get_registered_model(MODEL).aliases}
+
+
+def test_challenger_is_the_newest_version_that_passes_without_beating_the_champion(uri, client):
+    v1 = _version(client, 0.10)
+    assert "challenger" not in promote(uri, MODEL, v1, GATE)  # no version besides the champion
+    v2 = _version(client, 0.08)
+    r2 = promote(uri, MODEL, v2, GATE)
+    assert r2["decision"] == "kept" and r2["challenger"] == v2
+    assert _aliases(client) == {"champion": v1, "challenger": v2}
+    v3 = _version(client, 0.09, ra=0.2)  # fails the gate: never the challenger
+    assert promote(uri, MODEL, v3, GATE)["challenger"] == v2
+    v4 = _version(client, 0.09)
+    assert promote(uri, MODEL, v4, GATE)["challenger"] == v4  # the newest passing version
+    assert promote(uri, MODEL, v2, GATE)["challenger"] == v4  # re-promoting an older one changes nothing
+    assert _aliases(client) == {"champion": v1, "challenger": v4}
+    v5 = _version(client, 0.12)
+    r5 = promote(uri, MODEL, v5, GATE)
+    assert r5["decision"] == "champion" and "challenger" not in r5  # nothing newer than the new champion
+    assert _aliases(client) == {"champion": v5}
+
+
+def test_a_version_on_other_data_is_the_challenger(uri, client):
+    v1 = _version(client, 0.30, key="old-data")
+    promote(uri, MODEL, v1, GATE)
+    v2 = _version(client, 0.50, key="new-data")  # better, but not comparable: kept, and shadowed as challenger
+    assert promote(uri, MODEL, v2, GATE)["challenger"] == v2
+    assert _aliases(client) == {"champion": v1, "challenger": v2}
 
 
 def test_champion_on_other_data_moves_only_when_allowed(uri, client):

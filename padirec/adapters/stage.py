@@ -87,7 +87,7 @@ def build_adapters_stage(
         "max_len": max_len, "seed": seed, "shard_index": shard_index, "num_shards": num_shards})
 
     start = time.perf_counter()
-    features = compute_features(backbone, data, max_len, dev)
+    features = compute_features(backbone, data, max_len, dev, cfg.feature_stride)
     weights, held_out = sample_tasks(len(utilities), cfg.grid_size, cfg.num_random_tasks,
                                      cfg.hold_out_grid, seed)
     task_ids = shard_tasks(len(weights), shard_index, num_shards)
@@ -111,10 +111,7 @@ def build_adapters_stage(
         "shard": shard_index,
         **{f"valid_{name}": values for name, values in valid.items()},
     })
-    for i, t in enumerate(task_ids):
-        last = i * k + k - 1
-        tracker.log_metrics({_metric(f"task_valid_{m}"): float(v[last]) for m, v in valid.items()}
-                            | {_metric(f"task_test_{m}"): float(v[i]) for m, v in final.items()}, step=int(t))
+    _log_task_table(tracker, shard_index, task_ids, held_out, weights, cfg.utilities, valid, final, k)
     seconds = time.perf_counter() - start
     stats = {
         "num_tasks": int(n), "num_rows": int(n * k), "num_params": int(p), "train_seconds": result.seconds,
@@ -129,6 +126,22 @@ def build_adapters_stage(
     tracker.log_artifact(os.path.join(out_dir, "tasks.parquet"), artifact_path="adapter_bank")
     log.info("adapters: %d tasks x %d checkpoints written to %s (%.1fs)", n, k, out_dir, seconds)
     return stats
+
+
+def _log_task_table(tracker: Tracker, shard_index: int, task_ids: np.ndarray, held_out: np.ndarray,
+                    weights: np.ndarray, utilities: list[str], valid: dict[str, np.ndarray],
+                    final: dict[str, np.ndarray], k: int) -> None:
+    """One row per task of this shard (its weights, the last checkpoint's valid metrics, the test
+    metrics) as the table ``adapter_bank/tasks_shard_<i>.json`` (``mlflow.log_table``): per-task
+    results are keyed by task, never put on a metric's step axis (the task index is not a step)."""
+    rows = []
+    for i, t in enumerate(task_ids):
+        row: dict[str, Any] = {"task_id": int(t), "shard": shard_index, "held_out": bool(held_out[t])}
+        row.update({f"w_{u}": float(x) for u, x in zip(utilities, weights[t], strict=True)})
+        row.update({_metric(f"valid_{m}"): float(v[i * k + k - 1]) for m, v in valid.items()})
+        row.update({_metric(f"test_{m}"): float(v[i]) for m, v in final.items()})
+        rows.append(row)
+    tracker.log_table(rows, f"adapter_bank/tasks_shard_{shard_index}.json")
 
 
 def _metric(name: str) -> str:

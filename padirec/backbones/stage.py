@@ -65,8 +65,12 @@ def train_backbone_stage(
     atomic_write_json(out_dir / "history.json", result.history)
     save_backbone(model.cpu(), out_dir, extra_files=["metrics.json", "history.json"],
                   stats={"valid": valid, "test": test, "best_epoch": result.best_epoch})
-    final = {tracker_metric_name(f"{split}_{k}"): v for split in ("valid", "test") for k, v in metrics[split].items()}
-    final.update({"train_seconds": result.train_seconds, "best_epoch": result.best_epoch})
+    # The epoch curves (loss, valid_*) are on the epoch axis (train_backbone); the best epoch's
+    # figures go under their own names, so no curve jumps back to step 0 and the UI's latest value of
+    # valid_ndcg_at_10 stays the last epoch's. Test figures are measured once, on the best weights.
+    final = {tracker_metric_name(f"best/valid_{k}"): v for k, v in valid.items()}
+    final.update({tracker_metric_name(f"test_{k}"): v for k, v in test.items()})
+    final.update({"train_seconds": result.train_seconds, "best_epoch": result.best_epoch, "epochs": result.epochs})
     tracker.log_metrics(final)
     tracker.log_artifacts(out_dir, "backbone")
     log.info("backbone %s: test ndcg@10 %.4f hr@10 %.4f alpha_ndcg@10 %.4f (%d epochs, %.0fs)",

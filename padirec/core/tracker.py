@@ -16,6 +16,7 @@ class Tracker(Protocol):
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None: ...
     def log_artifacts(self, path: str | os.PathLike, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, Any]) -> None: ...
+    def log_table(self, data: list[dict[str, Any]], artifact_file: str) -> None: ...
 
 
 class NullTracker:
@@ -34,6 +35,9 @@ class NullTracker:
         pass
 
     def set_tags(self, tags: dict[str, Any]) -> None:
+        pass
+
+    def log_table(self, data: list[dict[str, Any]], artifact_file: str) -> None:
         pass
 
 

@@ -36,6 +36,7 @@ from padirec.evaluation.report import build_report, metric_name, validate_report
 from padirec.evaluation.response_time import compare_response_time, speedup
 from padirec.evaluation.summary import summarise
 from padirec.evaluation.sweep import SplitEvaluator, run_sweep
+from padirec.evaluation.uncertainty import add_uncertainty
 from padirec.methods.registry import METHODS, MethodContext, build_methods, method_with_role
 from padirec.seeding import pick_device, seed_everything
 
@@ -70,7 +71,7 @@ def load_inputs(
     if bank.manifest.get("backbone_sha256") not in (None, backbone_sha):
         raise ArtifactError(f"{bank_dir}: the adapter bank was trained on another backbone "
                             f"({str(bank.manifest['backbone_sha256'])[:12]}..., not {backbone_sha[:12]}... in {backbone_dir})")
-    features = compute_features(backbone, data, cfg.data.max_len, device)
+    features = compute_features(backbone, data, cfg.data.max_len, device, cfg.adapters.feature_stride)
     versions = {
         "data_sha256": data.manifest.get("data_checksum"),
         "backbone_sha256": backbone_sha,
@@ -117,6 +118,35 @@ def _log_summary(tracker: Tracker, report: dict[str, Any]) -> None:
         tracker.log_metrics(metrics)
 
 
+TASK_TABLE = "per_task_results.json"
+
+
+def task_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per method and grid task: ``method``, ``task`` (index in ``report["tasks"]``), the
+    weights ``w_<utility>`` and every metric of the cell (``ndcg_at_10``, ...)."""
+    rows = []
+    for method, cells in report["methods"].items():
+        summary = report.get("summary", {}).get(method) or {}
+        for t, (w, cell) in enumerate(zip(report["tasks"], cells, strict=True)):
+            row: dict[str, Any] = {"method": method, "task": t}
+            row.update({f"w_{u}": float(x) for u, x in zip(report["utilities"], w, strict=True)})
+            row.update({metric_name(m): v for m, v in cell.items()})
+            for name in ("reward", "regret"):  # per task, where the summary has them
+                per_task = summary.get(f"{name}_per_task")
+                if isinstance(per_task, list) and len(per_task) == len(cells):
+                    row[name] = per_task[t]
+            rows.append(row)
+    return rows
+
+
+def _log_task_table(tracker: Tracker, report: dict[str, Any]) -> None:
+    """The sweep's per-task results as the run's table ``per_task_results.json`` (``mlflow.log_table``):
+    keyed by method and task, not on a metric's step axis."""
+    rows = task_rows(report)
+    if rows:
+        tracker.log_table(rows, TASK_TABLE)
+
+
 def read_timing(timing_dir: str | Path | None) -> dict[str, Any]:
     """The ``response_time`` of the report in ``timing_dir`` (``{}`` when None)."""
     if timing_dir is None:
@@ -144,8 +174,11 @@ def evaluate_stage(
     methods = build_methods(list(ev.methods), ctx, cfg.methods)
     tasks = grid(len(ctx.utilities), cfg.adapters.grid_size)
     log.info("evaluate: %d methods x %d tasks, %d test users", len(methods), len(tasks), ctx.features.test.h.shape[0])
-    sweep = run_sweep(methods, tasks, ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed, tracker)
+    # No tracker: the sweep would log per-task figures with the task index as the step; they go
+    # into one table instead (``_log_task_table``).
+    sweep = run_sweep(methods, tasks, ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed, per_user=True)
     summary = summarise(sweep.metrics, tasks, ctx.utilities, ev.k, reference=method_with_role("reference"))
+    uncertainty = add_uncertainty(summary, sweep, ctx, cfg, method_with_role("reference"))  # CIs, Retrain ceiling
 
     analyses: dict[str, Any] = {
         "fit_seconds": sweep.fit_seconds,
@@ -165,10 +198,11 @@ def evaluate_stage(
     report = build_report(
         k=ev.k, alpha=ev.alpha, utilities=ctx.utilities, tasks=tasks.tolist(), methods=sweep.metrics,
         summary=summary, response_time=timings, analyses=analyses, config=cfg.to_dict(),
-        versions=inputs.versions, dataset=cfg.data.source, backbone=inputs.backbone_name,
+        versions=inputs.versions, dataset=cfg.data.source, backbone=inputs.backbone_name, uncertainty=uncertainty,
     )
     write_report(out_dir, report, cfg)
     _log_summary(tracker, report)
+    _log_task_table(tracker, report)
     tracker.log_artifacts(str(out_dir), "report")
     return report
 

@@ -1,4 +1,5 @@
-"""Promotion: the alias ``champion`` and the quality gate (``padirec promote``, the last step).
+"""Promotion: the aliases ``champion`` and ``challenger`` and the quality gate (``padirec promote``,
+the last step).
 
 The rule (idempotent, and safe when two promotions race): a version's gate result is written to its
 tags (``gate``: passed, failed or incomplete; ``promotion``: why); the alias then goes to the best
@@ -15,6 +16,11 @@ racing promoters agree.
   champion was evaluated on (the registered model's tag ``champion.evaluation_key``), so clearing
   lets no version of other data in without ``allow_other_data``.
 - An incomplete version (``REQUIRED_TAGS``) or one with an undefined figure never passes.
+- ``challenger`` is the newest version newer than the champion that passes today's gate: one that
+  passed without beating the champion (or without being comparable with it), the candidate to
+  shadow or A/B against it. Recomputed at every promotion from the versions' tags, so it is as
+  idempotent as the champion; it is removed when no such version is left (a better version took
+  ``champion``), and never points at the champion.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from padirec.tracking.registry import (
 
 log = logging.getLogger("padirec")
 KEY_TAG = "champion.evaluation_key"  # on the registered model: what its champion was evaluated on
+CHALLENGER = "challenger"
 
 
 def promote(uri: str, model_name: str, version: str, gate: GateThresholds, *, allow_other_data: bool = False,
@@ -43,8 +50,9 @@ def promote(uri: str, model_name: str, version: str, gate: GateThresholds, *, al
     """Apply the gate to ``version`` and move ``champion`` by the rule in the module docstring.
 
     Returns ``{"decision": "champion" | "rejected" | "kept", "champion": version or "", "reason":
-    ..., "champion_status": ...}``; ``champion_status`` (only when the champion fails the gate now)
-    says what ``on_failing_champion`` did. Errors (no such model or version, a malformed version,
+    ..., "champion_status": ..., "challenger": ...}``; ``champion_status`` (only when the champion
+    fails the gate now) says what ``on_failing_champion`` did; ``challenger`` (only when there is
+    one) the version holding that alias. Errors (no such model or version, a malformed version,
     an unreachable server) are ``PromotionError``/``TrackingError`` with a one-line message.
     """
     if on_failing_champion not in CHAMPION_POLICIES:
@@ -98,6 +106,9 @@ def promote(uri: str, model_name: str, version: str, gate: GateThresholds, *, al
                   "reason": reason}
     if not (result["reason"] == "already champion" and mv.tags.get("promotion")):
         client.set_model_version_tag(model_name, version, "promotion", result["reason"])
+    challenger = _place_challenger(client, model_name, result["champion"], gate)
+    if challenger:
+        result["challenger"] = challenger
     if status:
         policed = str(current_mv.version) if current_mv else ""
         replaced = result["champion"] and result["champion"] != policed
@@ -206,6 +217,39 @@ def _set_alias(client, model_name: str, version: str) -> None:
     except MlflowException:
         if _champion(client, model_name) != version:
             client.set_registered_model_alias(model_name, ALIAS, version)
+
+
+def _place_challenger(client, model_name: str, champion: str, gate: GateThresholds) -> str:
+    """Point ``challenger`` at the newest gate-passing version newer than ``champion`` (any, when
+    there is no champion), or remove it when there is none; returns it ("" when none)."""
+    from mlflow.exceptions import MlflowException
+
+    floor = int(champion) if champion else 0
+    passing = [int(v.version) for v in client.search_model_versions(f"name = '{model_name}'")
+               if int(v.version) > floor and v.tags.get("gate") == "passed" and not version_problem(v.tags, gate)]
+    target = str(max(passing)) if passing else ""
+    current = _alias(client, model_name, CHALLENGER)
+    if target and target != current:
+        try:
+            client.set_registered_model_alias(model_name, CHALLENGER, target)
+        except MlflowException:  # a racing promoter set it first: set it again only if it differs
+            if _alias(client, model_name, CHALLENGER) != target:
+                client.set_registered_model_alias(model_name, CHALLENGER, target)
+    elif not target and current:
+        try:
+            client.delete_registered_model_alias(model_name, CHALLENGER)
+        except MlflowException:  # already removed by a racing promoter
+            pass
+    return target
+
+
+def _alias(client, model_name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
 
 
 def _champion(client, model_name: str) -> str | None:

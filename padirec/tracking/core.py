@@ -1,20 +1,27 @@
 """Trackers and the MLflow client wrapper (re-exported by ``padirec.tracking``).
 
 ``NullTracker`` does nothing (unit tests, library use); ``MlflowTracker`` logs to one run on a
-tracking server or a local SQLite store.
+tracking server or a local SQLite store: params, metrics, artifacts, tables (``log_table``), the
+prepared data as an MLflow dataset (``prepared_dataset``, the same entity on every step that uses
+it) and the pipeline's parent run (``log_to_parent``). ``system_metrics`` samples CPU, memory and
+GPU into a run while a step works.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from padirec.core.tracker import NullTracker, Tracker, flatten  # noqa: F401 (re-exported by padirec.tracking)
 from padirec.errors import PadirecError
 
+log = logging.getLogger("padirec")
 PIPELINE_ROLE = "pipeline"  # the padirec.role tag of a pipeline's parent run
 DEAD_RUN = "step ended without closing its run (killed?)"
 
@@ -222,22 +229,177 @@ class MlflowTracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, tags=items[i:i + 100])
 
-    def log_dataset(self, data_dir: Path, manifest: dict[str, Any]) -> None:
-        """Record the prepared training table as the run's input dataset (``mlflow.log_input``)."""
-        import mlflow
-        import pandas as pd
+    def log_dataset(self, data_dir: Path, manifest: dict[str, Any] | None = None, context: str = "prepared") -> None:
+        """Record the prepared data (``prepared_dataset``) as an input of this run (``mlflow.log_input``):
+        ``prepared`` on the data step that made it, ``training``/``evaluation`` on the steps that use it.
+        Through the client, not ``with mlflow.start_run(run_id)``: leaving that block ends the run,
+        and this run is the step's (or KFP's plugin's), ended only when the step ends."""
+        self.log_input(prepared_dataset(data_dir, manifest), context)
 
-        train = pd.read_parquet(Path(data_dir) / "train.parquet")
-        dataset = mlflow.data.from_pandas(
-            train, source=str(Path(data_dir).resolve()), name=manifest["config"].get("source", "data"),
-            digest=manifest.get("data_checksum", "")[:32] or None,
-        )
-        # Through the client, not ``with mlflow.start_run(run_id)``: leaving that block ends the run,
-        # and this run is the step's (or KFP's plugin's), ended only when the step ends.
+    def log_input(self, dataset: Any, context: str) -> None:
+        """Log an ``mlflow.entities.Dataset`` as an input of this run with ``mlflow.data.context``."""
         from mlflow.entities import DatasetInput, InputTag
 
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(
-            dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "train")])])
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])])
+
+    def log_pipeline_dataset(self, context: str) -> Any:
+        """Log as this run's input the prepared dataset that an earlier step of the same pipeline run
+        (tag ``kfp.run_id``) logged: for a step that gets no data folder. Returns it (None when no
+        step of this pipeline run logged one, e.g. every earlier step was a KFP cache hit)."""
+        run = self.client.get_run(self.run_id)
+        kfp_id = run.data.tags.get("kfp.run_id", "").replace("'", "")
+        if not kfp_id:
+            return None
+        for other in search_all_runs(self.client, run.info.experiment_id, f"tags.`kfp.run_id` = '{kfp_id}'"):
+            for given in other.inputs.dataset_inputs if other.inputs else []:
+                if other.info.run_id != self.run_id:
+                    self.log_input(given.dataset, context)
+                    return given.dataset
+        log.info("run %s: no step of pipeline run %s logged a dataset", self.run_id, kfp_id)
+        return None
+
+    def log_table(self, data: Any, artifact_file: str) -> None:
+        """A table (``{column: [values]}``, rows as a list of dicts, or a DataFrame) as a JSON artifact
+        that the MLflow UI shows as a table (``mlflow.log_table``): per-task results, one row each."""
+        import pandas as pd
+
+        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+        self.client.log_table(self.run_id, data=frame, artifact_file=artifact_file)
+
+    def parent_run_id(self) -> str | None:
+        """The pipeline's parent run of this step's run (padirec's own or KFP's plugin's)."""
+        return self.client.get_run(self.run_id).data.tags.get("mlflow.parentRunId")
+
+    def log_to_parent(self, params: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> str | None:
+        """Params (only those the parent lacks: a param never changes) and metrics on the pipeline's
+        parent run, so that pipeline runs compare in the UI. Returns the parent's id (None without one)."""
+        parent = self.parent_run_id()
+        if parent is None:
+            return None
+        MlflowTracker(self.uri, parent).log_summary(params or {}, metrics or {})
+        return parent
+
+    def log_summary(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Params this run lacks (flattened, redacted by ``log_params``) and metrics (at step 0)."""
+        have = self.client.get_run(self.run_id).data.params
+        missing = {k: v for k, v in flatten(params).items() if k not in have}
+        if missing:
+            self.log_params(missing)
+        if metrics:
+            self.log_metrics(metrics)
+
+
+# ---------------------------------------------------------------- datasets
+
+def dataset_reference(data_dir: str | os.PathLike, manifest: dict[str, Any] | None = None) -> dict[str, str]:
+    """What names the prepared data wherever it is used: ``name`` (the source), ``digest`` (the data
+    checksum, as MLflow keeps it: 32 characters), ``source`` (where the data came from: the
+    configured URI or path, the wheel of MovieLens-100K, the synthetic generator and its settings;
+    never the folder a pod wrote it to), ``source_type``. Read from the folder's manifest."""
+    import json
+
+    if manifest is None:
+        manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
+    cfg = manifest.get("config") or {}
+    source = cfg.get("source", "data")
+    if source == "tables":
+        uri = cfg.get("interactions", "")
+        name = f"tables:{Path(urllib.parse.urlsplit(uri).path).stem or 'interactions'}"
+    elif source == "synthetic":
+        uri = "padirec.data.synthetic.generate?" + urllib.parse.urlencode(sorted((cfg.get("synthetic") or {}).items()))
+        name = source
+    elif source == "ml-100k" and not cfg.get("path"):
+        uri, name = "pypi:recbole==1.2.1/recbole/dataset_example/ml-100k", source
+    else:
+        uri, name = cfg.get("path", ""), source
+    uri = redact(uri)
+    scheme = urllib.parse.urlsplit(uri).scheme
+    source_type = ("s3" if scheme == "s3" else "http" if scheme in ("http", "https") else "code"
+                   if source == "synthetic" or scheme == "pypi" else "local")
+    return {"name": name, "digest": (manifest.get("data_checksum") or "")[:32], "source": uri,
+            "source_type": source_type}
+
+
+def prepared_dataset(data_dir: str | os.PathLike, manifest: dict[str, Any] | None = None) -> Any:
+    """The prepared data as an ``mlflow.entities.Dataset``: ``dataset_reference``, the schema of
+    ``train.parquet`` and the manifest's statistics as its profile. The same entity on every step
+    (MLflow keeps one dataset per name and digest in an experiment)."""
+    import json
+
+    import pyarrow.parquet as pq
+    from mlflow.entities import Dataset
+    from mlflow.types.schema import ColSpec, Schema
+
+    if manifest is None:
+        manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
+    ref = dataset_reference(data_dir, manifest)
+    schema = ""
+    train = Path(data_dir) / "train.parquet"
+    if train.is_file():
+        fields = pq.read_schema(train)
+        schema = json.dumps({"mlflow_colspec": Schema([ColSpec(_mlflow_type(f.type), f.name) for f in fields]).to_dict()})
+    stats = {k: v for k, v in (manifest.get("stats") or {}).items() if isinstance(v, int | float)}
+    return Dataset(name=ref["name"], digest=ref["digest"] or "unknown", source_type=ref["source_type"],
+                   source=json.dumps({"uri": ref["source"]}), schema=schema or None,
+                   profile=json.dumps(stats) if stats else None)
+
+
+def _mlflow_type(arrow_type: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_integer(arrow_type):
+        return "long"
+    if pa.types.is_floating(arrow_type):
+        return "double"
+    if pa.types.is_timestamp(arrow_type):
+        return "datetime"
+    if pa.types.is_binary(arrow_type):
+        return "binary"
+    return "string"  # strings, and lists shown as their text
+
+
+# ---------------------------------------------------------------- system metrics
+
+SYSTEM_METRICS_INTERVAL_S = 10.0  # MLflow's default; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it
+
+
+@contextmanager
+def system_metrics(tracker: Any, interval_s: float = SYSTEM_METRICS_INTERVAL_S) -> Iterator[None]:
+    """MLflow's system metrics (``system/cpu_utilization_percentage``, ``system/system_memory_usage_*``,
+    disk, network; ``system/gpu_*`` where ``pynvml`` finds an NVIDIA GPU) sampled every
+    ``interval_s`` seconds into ``tracker``'s run while the block runs. One last sample is logged
+    when the block ends, so a step shorter than the interval has its figures too; the sampling
+    thread stops with the block. Nothing at all without ``psutil`` or an ``MlflowTracker``, and a
+    monitor that fails never fails the step."""
+    monitor = None
+    if isinstance(tracker, MlflowTracker):
+        try:
+            import psutil  # noqa: F401 (MLflow's CPU monitor needs it)
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop lines per step
+            monitor = SystemMetricsMonitor(tracker.run_id, sampling_interval=interval_s, tracking_uri=tracker.uri)
+            monitor.start()
+        except Exception as e:  # psutil missing, or a monitor that cannot start
+            log.info("system metrics off for run %s: %s", tracker.run_id, redact(str(e)))
+            monitor = None
+    try:
+        yield
+    finally:
+        if monitor is not None:
+            _stop(monitor)
+
+
+def _stop(monitor: Any) -> None:
+    try:
+        monitor.finish()  # stops and joins the thread; samples since the last log are kept
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+    except Exception as e:
+        log.warning("could not log the last system metrics: %s", redact(str(e)))
 
 
 def safe_user() -> str:

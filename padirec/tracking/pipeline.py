@@ -29,7 +29,7 @@ import re
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from padirec.tracking.core import (
@@ -42,10 +42,12 @@ from padirec.tracking.core import (
     _version,
     check_reachable,
     credentials_to_env,
+    flatten,
     redact,
     resolve_tracking_uri,
     search_all_runs,
 )
+from padirec.tracking.core import system_metrics as sample_system_metrics
 from padirec.tracking.liveness import runner_tags, runner_watchdog
 
 log = logging.getLogger("padirec")
@@ -86,9 +88,11 @@ class StepTerminated(SystemExit):
     that the process exits quietly and no ``except Exception`` in a stage swallows it."""
 
 
-def pipeline_run_id(uri: str, experiment: str, kfp_run_id: str, run_name: str = "padirec") -> str:
+def pipeline_run_id(uri: str, experiment: str, kfp_run_id: str, run_name: str = "padirec",
+                    params: dict[str, Any] | None = None) -> str:
     """The parent MLflow run of one pipeline run (without the plugin), found by its ``kfp.run_id``
-    tag or created.
+    tag or created; a new parent gets ``params`` (the config: ``config_params``), so that pipeline
+    runs compare in MLflow's UI from their first step on.
 
     KFP's exit handler cannot depend on other tasks, so the parent run cannot be passed from a
     first step to the last: every step (and the exit handler) finds it by the KFP run id.
@@ -108,17 +112,27 @@ def pipeline_run_id(uri: str, experiment: str, kfp_run_id: str, run_name: str = 
             return found[0].info.run_id
     parent = MlflowTracker.start(uri, experiment, run_name,
                                  tags={"kfp.run_id": kfp_run_id, "padirec.role": PIPELINE_ROLE, **runner_tags()})
+    if params:
+        parent.log_params(params)
     return parent.run_id
 
 
+def config_params(cfg: Any) -> dict[str, Any]:
+    """The config as the parent run's params: flattened (``backbone.epochs``), values redacted when
+    logged (``MlflowTracker.log_params``)."""
+    return flatten(cfg.to_dict())
+
+
 @contextmanager
-def step_tracker(cfg: Any, step: str) -> Iterator[Tracker]:
+def step_tracker(cfg: Any, step: str, system_metrics: bool = False) -> Iterator[Tracker]:
     """The MLflow run of one pipeline step (see the module docstring for the two modes).
 
     ``cfg`` is a ``padirec.config.Config``; ``tracking.uri = "none"`` disables tracking, and only
     then is ``PADIREC_KFP_RUN_ID`` not needed. The run is tagged ``padirec.step``, ``kfp.run_id``
     and ``padirec.package_path``. It ends FINISHED (own runs only), or FAILED when the step raises
     or gets SIGTERM; a run of an earlier attempt of the same step left RUNNING is marked FAILED.
+    ``system_metrics``: MLflow's system metrics (CPU, memory, GPU) sampled into the run while the
+    step runs (``core.system_metrics``), stopped before the run ends.
     """
     if cfg.tracking.uri == "none":
         yield NullTracker()
@@ -131,9 +145,11 @@ def step_tracker(cfg: Any, step: str) -> Iterator[Tracker]:
     else:
         tracker = _open_step_run(resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir), cfg, kfp_id, step, tags)
     tracker.kfp_run_id = kfp_id
+    sampling = sample_system_metrics(tracker) if system_metrics else nullcontext()
     with _sigterm_raises() as guard, runner_watchdog() as dog:
         try:
-            yield tracker
+            with sampling:
+                yield tracker
         except BaseException as e:
             guard.disarm()  # a second SIGTERM must not interrupt marking the run FAILED
             _mark_failed(tracker, e, runner_died=dog.runner_died)
@@ -149,7 +165,8 @@ def finish_pipeline_run(cfg: Any, state: str) -> str | None:
     Without the plugin: every run of this pipeline run still RUNNING (a step killed by SIGKILL or
     OOM) is marked FAILED with the tag ``padirec.failure``, then the parent is tagged ``kfp.state``
     and ended FINISHED (``state == "SUCCEEDED"``) or FAILED. With the plugin, the parent belongs to
-    KFP's API server, which ends it and closes open nested runs: it only gets the ``kfp.state`` tag.
+    KFP's API server, which ends it and closes open nested runs: it gets the ``kfp.state`` tag and
+    the config as params where it lacks them (``config_params``).
     """
     if cfg.tracking.uri == "none":
         return None
@@ -163,6 +180,7 @@ def finish_pipeline_run(cfg: Any, state: str) -> str | None:
         client = MlflowClient(tracking_uri=uri)
         parent = client.get_run(plugin).data.tags.get("mlflow.parentRunId") or plugin
         client.set_tag(parent, "kfp.state", state)
+        _try_params(MlflowTracker(uri, parent), cfg)
         return parent
     uri = resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir)
     run_id = pipeline_run_id(uri, cfg.tracking.experiment, kfp_id, cfg.name)
@@ -171,12 +189,21 @@ def finish_pipeline_run(cfg: Any, state: str) -> str | None:
     dead = [r for r in search_all_runs(tracker.client, exp_id, f"tags.`kfp.run_id` = '{kfp_id}' and attributes.status = 'RUNNING'")
             if r.info.run_id != run_id]
     _close_dead(tracker.client, dead)
+    _try_params(tracker, cfg)
     tracker.set_tags({"kfp.state": state})
     tracker.end("FINISHED" if state == "SUCCEEDED" else "FAILED")
     return run_id
 
 
 # ---------------------------------------------------------------- helpers
+
+def _try_params(tracker: MlflowTracker, cfg: Any) -> None:
+    # The exit handler must close the run even if the params cannot be written.
+    try:
+        tracker.log_summary(config_params(cfg), {})
+    except Exception as e:
+        log.warning("could not log the config to the pipeline run %s: %s", tracker.run_id, redact(str(e)))
+
 
 def _plugin_uri(cfg: Any) -> str:
     # The plugin's run lives on the plugin's server: its MLFLOW_TRACKING_URI wins over the config.
@@ -203,7 +230,7 @@ def _open_plugin_run(uri: str, run_id: str, tags: dict[str, str]) -> MlflowTrack
 
 def _open_step_run(uri: str, cfg: Any, kfp_id: str, step: str, tags: dict[str, str]) -> MlflowTracker:
     experiment = cfg.tracking.experiment
-    parent = pipeline_run_id(uri, experiment, kfp_id, cfg.name)
+    parent = pipeline_run_id(uri, experiment, kfp_id, cfg.name, config_params(cfg))
     tracker = MlflowTracker(uri, parent)
     exp_id = tracker.client.get_run(parent).info.experiment_id
     # A retry: close the earlier attempt if it was killed before it could close its run.

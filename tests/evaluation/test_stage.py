@@ -87,6 +87,12 @@ def test_response_time_then_evaluate_stages(tiny, tmp_path):
     assert report["summary"]["retrain"]["pearson_ra"] in (None, pytest.approx(1.0))
     assert report["summary"]["retrain"]["regret"] == 0.0 and report["split"] == "test"
     assert all(len(s["reward_per_task"]) == 3 for s in report["summary"].values())
+    # issue 14: intervals over users and the Retrain-vs-Retrain ceiling (another seed)
+    assert report["uncertainty"]["resamples"] > 0 and report["uncertainty"]["users"] > 0
+    assert all(len(s["reward_ci"]) == 2 and len(s["se"]["ndcg@10"]) == 3 for s in report["summary"].values())
+    assert report["summary"]["padirec"]["vs_reference"]["alpha_ndcg@10"]["lo"][0] is not None
+    assert report["summary"]["retrain"]["pearson_ceiling"]["seed"] == cfg.seed + 1
+    assert "## The Retrain ceiling" in (tmp_path / "eval" / "report.md").read_text()
     assert report["choices"]["adapters.candidates"]["split"] in ("valid", "test", "synthetic", "none")
     assert set(report["analyses"]["robustness"]) == {"retrain", "padirec", "hypernetwork"}
     assert len(report["analyses"]["case_study"]["lists"]["0.9"]) == 10
