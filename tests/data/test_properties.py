@@ -10,6 +10,9 @@ from padirec.data.config import DataConfig
 from padirec.data.prepare import prepare
 from padirec.errors import DataValidationError
 
+# every example prepares a table through GX (about 1 s each): make test runs them
+pytestmark = pytest.mark.slow
+
 SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 
 

@@ -13,6 +13,9 @@ from padirec.data.stage import run_data_stage
 from padirec.errors import DataValidationError
 from padirec.tracking import step_tracker
 
+# GX builds Data Docs and logs them to a store (seconds per test): make test runs them
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = ["raw_interactions_columns", "raw_items_columns", "raw_items", "raw_interactions",
           "prepared_train", "prepared_valid", "prepared_test", "prepared_items"]
