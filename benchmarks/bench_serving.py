@@ -1,9 +1,10 @@
 """Serving under load: the pyfunc model behind ``mlflow models serve`` on 127.0.0.1.
 
-Sends N requests (default 2,000) from C concurrent clients (default 8), twice: every request with
-the same task weights, then with the weights changing between requests (a few tasks in turn, so
-the adapter cache and the generator are both exercised). Prints throughput, p50/p99 latency and
-the error count per scenario.
+Sends N requests (default 2,000) from C concurrent clients (default 8), three times: every request
+with the same task weights; the weights changing between requests (11 tasks in turn: the adapter
+cache serves most); and a new task in every request (weights never sent before: the generator runs
+for each). Prints throughput, p50/p99 latency, the error count and how many distinct tasks each
+scenario asked for (at most that many were generated; the cache keeps 256 per worker).
 
     python benchmarks/bench_serving.py --system runs/<run>/.../register-and-promote/system
 """
@@ -87,7 +88,7 @@ def load(url: str, histories: list[list[str]], tasks: list[list[float]], n: int,
     wall = time.perf_counter() - start
     q = statistics.quantiles(latencies, n=100)
     return {"requests": len(latencies), "seconds": wall, "rps": len(latencies) / wall,
-            "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "errors": errors}
+            "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "errors": errors, "tasks": len({tuple(t) for t in tasks[:n]})}
 
 
 def main() -> None:
@@ -112,14 +113,19 @@ def main() -> None:
             load(url, histories, [[0.5, 0.5]], 50, 2)  # warm-up: workers load the model
             rows = {"same weights": load(url, histories, [[0.5, 0.5]], args.requests, args.clients),
                     "weights change per request": load(url, histories, [[w / 10, 1 - w / 10] for w in range(11)],
-                                                       args.requests, args.clients)}
+                                                       args.requests, args.clients),
+                    # w_acc values never sent before (not on the 0.1 grid): every request generates
+                    "new task every request": load(url, histories, [[a, 1 - a] for a in
+                                                                    ((i + 0.5) / args.requests for i in range(args.requests))],
+                                                   args.requests, args.clients)}
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
     print(f"\nmlflow models serve, {args.workers} workers, {args.clients} concurrent clients, 127.0.0.1")
-    print(f"{'scenario':<28}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"{'scenario':<28}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'tasks':>7}")
     for name, r in rows.items():
-        print(f"{name:<28}{r['requests']:>9}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}")
+        print(f"{name:<28}{r['requests']:>9}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}"
+              f"{r['tasks']:>7}")
 
 
 if __name__ == "__main__":
