@@ -47,6 +47,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from run_folder import find, run_inputs  # noqa: E402 (benchmarks/run_folder.py)
+
 from padirec.diffusion.config import GeneratorConfig  # noqa: E402
 from padirec.diffusion.generator import Generator  # noqa: E402
 from padirec.progress import setup_logging  # noqa: E402
@@ -121,19 +123,12 @@ def fmt(v: float | None, width: int, digits: int = 4) -> str:
 # ----------------------------------------------------------------------------- a finished run
 
 
-def find(run: Path, pattern: str) -> Path:
-    found = sorted(run.glob(pattern))
-    if not found:
-        raise SystemExit(f"{run}: nothing matches {pattern}")
-    return found[-1].parent
-
 
 def run_mode(args) -> dict:
     from padirec.config import config_from_json
     from padirec.core.tasks import grid
     from padirec.core.utilities import utility_metrics
     from padirec.evaluation.response_time import new_tasks
-    from padirec.evaluation.stage import load_inputs
     from padirec.evaluation.summary import objective_points, pearson
     from padirec.evaluation.sweep import SplitEvaluator
     from padirec.methods.padirec import PaDiRec
@@ -146,10 +141,7 @@ def run_mode(args) -> dict:
     cfg = dataclasses.replace(config_from_json(json.dumps(raw)), device="cpu")
     ev = cfg.evaluation
     t0 = time.perf_counter()
-    inputs = load_inputs(find(run, "**/prepare-data/data/manifest.json"),
-                         find(run, "**/train-backbone/backbone/manifest.json"),
-                         find(run, "**/train-generator/bank/manifest.json"),
-                         find(run, "**/train-generator/generator/manifest.json"), cfg)
+    inputs = run_inputs(run, cfg)
     ctx = inputs.context
     base = ctx.load_generator("padirec")
     tasks = grid(len(ctx.utilities), cfg.adapters.grid_size)

@@ -21,15 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from run_folder import find  # benchmarks/run_folder.py
 
 STRATEGIES = ["pre", "pre_post", "per_layer", "cross_attn", "adaln_zero"]
 
-
-def find(run: Path, pattern: str) -> Path:
-    found = sorted(run.glob(pattern))
-    if not found:
-        raise SystemExit(f"{run}: nothing matches {pattern}")
-    return found[-1].parent
 
 
 def main() -> None:

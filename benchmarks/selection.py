@@ -28,13 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-
-
-def find(run: Path, pattern: str) -> Path:
-    found = sorted(run.glob(pattern))
-    if not found:
-        raise SystemExit(f"{run}: nothing matches {pattern}")
-    return found[-1].parent
+from run_folder import run_inputs  # benchmarks/run_folder.py
 
 
 def fmt(v: float | None, width: int = 8, digits: int = 4) -> str:
@@ -66,7 +60,6 @@ def main() -> None:
     from padirec.config import config_from_json
     from padirec.core.tasks import grid
     from padirec.evaluation.report import jsonable
-    from padirec.evaluation.stage import load_inputs
     from padirec.evaluation.summary import summarise
     from padirec.evaluation.sweep import run_sweep
     from padirec.methods.padirec import PaDiRec
@@ -79,10 +72,7 @@ def main() -> None:
     cfg = config_from_json((run / "config.json").read_text())
     ev = cfg.evaluation
     t0 = time.perf_counter()
-    inputs = load_inputs(find(run, "**/prepare-data/data/manifest.json"),
-                         find(run, "**/train-backbone/backbone/manifest.json"),
-                         find(run, "**/train-generator/bank/manifest.json"),
-                         find(run, "**/train-generator/generator/manifest.json"), cfg)
+    inputs = run_inputs(run, cfg)
     ctx = inputs.context
     tasks = grid(len(ctx.utilities), cfg.adapters.grid_size)
     print(f"inputs and features: {time.perf_counter() - t0:.1f} s")
