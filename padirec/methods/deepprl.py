@@ -28,9 +28,16 @@ and the Mixture-of-HyperNetworks heads of ``deepprl_static`` rank with them.
   ``gamma > 0`` only adds an action-independent value to the critic's target; the paper's 0.99 is
   allowed (the next state is the same user's next training prefix).
 
+- A fairness weight (``padirec.methods.fairness``): the group gap linearised per user, ``s_u < 0``
+  in the group the backbone serves better on validation (decided once in ``fit``). With ``w_fair``
+  and the accuracy/diversity mix ``w_acc`` (accuracy's share of the rest), a user's list weighs
+  the heads by ``((1 - w_fair) lambda_u + w_fair s_u, (1 - w_fair)(1 - lambda_u))`` and the reward
+  is ``(1 - w_fair)(w_acc r_acc + (1 - w_acc) r_div) + w_fair s_u r_acc``. The policy is trained
+  with ``w_fair ~ U[0, 1)`` besides ``w_acc`` and sees ``(w_acc, w_fair, s_u)``. Without the
+  fairness utility (p = 2) none of this exists and nothing changes.
+
 ``prepare(w)`` computes every held-out user's ``lambda_u`` and greedy list for both splits (no
-cache across tasks); ``scores`` lifts the list. With a fairness utility the fairness weight is
-dropped and the other two renormalised, as in ``deepprl_static``.
+cache across tasks); ``scores`` lifts the list.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from padirec.core.metrics import alpha_ndcg_at_k, mask_history
 from padirec.data.dataset import PreparedData
 from padirec.methods.base import Method, MethodContext, register
 from padirec.methods.deepprl_static import DeepPRLStatic, DeepPRLStaticConfig
+from padirec.methods.fairness import fairness_weight
 
 log = logging.getLogger("padirec")
 
@@ -159,6 +167,7 @@ class DeepPRL(Method):
         self.norm: tuple[torch.Tensor, torch.Tensor] | None = None  # state mean, std
         self.reward_range: torch.Tensor | None = None  # (2, 2): [objective, (at lambda 0, at lambda 1)]
         self.history: list[dict[str, float]] = []
+        self.train_signs: torch.Tensor | None = None  # s_u of each training prefix's user (fairness only)
 
     @classmethod
     def build(cls, ctx: MethodContext, settings: DeepPRLConfig) -> DeepPRL:
@@ -194,10 +203,15 @@ class DeepPRL(Method):
         same = (f.train_user[rows] == f.train_user[idx][:, None]) & (idx[:, None] + torch.arange(w, device=idx.device) < m)
         return torch.where(same, f.train_target[rows], torch.zeros_like(rows))
 
+    def _task(self, w: torch.Tensor, w_fair: torch.Tensor | None, signs: torch.Tensor | None) -> torch.Tensor:
+        """What the policy is told about the task: ``(B, 1)`` ``w_acc``, or ``(B, 3)`` with ``w_fair``
+        and the user's ``s_u``."""
+        return w[:, None] if w_fair is None else torch.stack([w, w_fair, signs], 1)
+
     @torch.no_grad()
-    def _rewards(self, idx: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    def _rewards(self, idx: torch.Tensor, lam: torch.Tensor, w_fair: torch.Tensor | None = None) -> torch.Tensor:
         """Raw ``(2, B)`` (NDCG@k of the user's next logged items, alpha-NDCG@k) of the lists for
-        prefixes ``idx``."""
+        prefixes ``idx`` (their heads weighted as the module docstring says when ``w_fair`` is given)."""
         f = self.features
         h, users = f.train_h[idx], f.train_user[idx]
         future = self._future(idx)  # (B, W)
@@ -206,7 +220,13 @@ class DeepPRL(Method):
         rows, cols = seen_pairs(f, users)
         acc = mask_history(acc, rows, cols).scatter(1, future, keep)  # train items masked, not the future ones
         acc[:, 0] = -torch.inf
-        lists = self.heads.greedy_lists(h, acc, lam[:, None], 1 - lam[:, None])
+        if w_fair is None:
+            lists = self.heads.greedy_lists(h, acc, lam[:, None], 1 - lam[:, None])
+        else:
+            assert self.train_signs is not None
+            keep = (1 - w_fair) * lam
+            lists = self.heads.greedy_lists(h, acc, (keep + w_fair * self.train_signs[idx])[:, None],
+                                            (1 - w_fair - keep)[:, None])
         hit = ((lists[:, :, None] == future[:, None, :]) & (future[:, None, :] > 0)).any(2).float()
         discount = 1.0 / torch.log2(torch.arange(2, lists.shape[1] + 2, device=lists.device, dtype=torch.float32))
         n_rel = (future > 0).sum(1).clamp(1, lists.shape[1])
@@ -215,12 +235,18 @@ class DeepPRL(Method):
         div = alpha_ndcg_at_k(lists, f.item_categories, self.alpha).float()
         return torch.stack([ndcg, div])
 
-    def _reward(self, raw: torch.Tensor, w_acc: torch.Tensor) -> torch.Tensor:
-        """Scalarised reward ``(B,)``: each objective normalised between its lambda-0 and lambda-1 values."""
+    def _reward(self, raw: torch.Tensor, w_acc: torch.Tensor, w_fair: torch.Tensor | None = None,
+                idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Scalarised reward ``(B,)``: each objective normalised between its lambda-0 and lambda-1 values
+        (plus the fairness term of prefixes ``idx`` when ``w_fair`` is given)."""
         assert self.reward_range is not None
         lo, hi = self.reward_range.min(1).values, self.reward_range.max(1).values
         z = (raw - lo[:, None]) / (hi - lo).clamp_min(1e-6)[:, None]
-        return w_acc * z[ACC_REWARD] + (1 - w_acc) * z[DIV_REWARD]
+        r = w_acc * z[ACC_REWARD] + (1 - w_acc) * z[DIV_REWARD]
+        if w_fair is None:
+            return r
+        assert self.train_signs is not None and idx is not None
+        return (1 - w_fair) * r + w_fair * self.train_signs[idx] * z[ACC_REWARD]
 
     # ------------------------------------------------------------------ training
 
@@ -229,6 +255,10 @@ class DeepPRL(Method):
             return
         self.heads.fit()
         st, pt, f, dev = self.st, self.pt, self.features, self.device
+        fair = "fairness" in self.utilities and self.heads.signs is not None
+        if fair:
+            assert self.heads.signs is not None and f.user_group is not None
+            self.train_signs = self.heads.signs.per_user(f.user_group[f.train_user])
         gen = torch.Generator().manual_seed(self.seed + 1)
         m = f.train_h.shape[0]
         sample = torch.randperm(m, generator=gen)[:min(m, 4096)].to(dev)
@@ -237,7 +267,8 @@ class DeepPRL(Method):
         dim = x_all.shape[1]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
-            actor, critic = _mlp(dim + 1, 1, pt.hidden).to(dev), _mlp(dim + 2, 1, pt.hidden).to(dev)
+            n_task = 3 if fair else 1
+            actor, critic = _mlp(dim + n_task, 1, pt.hidden).to(dev), _mlp(dim + n_task + 1, 1, pt.hidden).to(dev)
         nn.init.zeros_(actor[-1].weight)  # the policy starts at lambda_u = w_acc for everyone
         nn.init.zeros_(actor[-1].bias)
         actor_t, critic_t = copy.deepcopy(actor).requires_grad_(False), copy.deepcopy(critic).requires_grad_(False)
@@ -252,47 +283,55 @@ class DeepPRL(Method):
         done = (f.train_user[nxt] != f.train_user) | (torch.arange(m, device=dev) == m - 1)
         cap, b = pt.buffer, pt.batch
         buf = {"idx": torch.zeros(cap, dtype=torch.long, device=dev), "w": torch.zeros(cap, device=dev),
-               "lam": torch.zeros(cap, device=dev), "r": torch.zeros(cap, device=dev)}
+               "lam": torch.zeros(cap, device=dev), "r": torch.zeros(cap, device=dev),
+               **({"wf": torch.zeros(cap, device=dev)} if fair else {})}
         filled = pos = 0
 
-        def act(net: nn.Module, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            return net(torch.cat([self._state(f.train_h[idx], self.context["train"][idx]), w[:, None]], 1))[:, 0]
+        def task(idx: torch.Tensor, w: torch.Tensor, wf: torch.Tensor | None) -> torch.Tensor:
+            return self._task(w, wf, None if wf is None else self.train_signs[idx])
 
-        def q(net: nn.Module, idx: torch.Tensor, w: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        def act(net: nn.Module, idx: torch.Tensor, w: torch.Tensor, wf: torch.Tensor | None = None) -> torch.Tensor:
+            return net(torch.cat([self._state(f.train_h[idx], self.context["train"][idx]), task(idx, w, wf)], 1))[:, 0]
+
+        def q(net: nn.Module, idx: torch.Tensor, w: torch.Tensor, lam: torch.Tensor,
+              wf: torch.Tensor | None = None) -> torch.Tensor:
             x = self._state(f.train_h[idx], self.context["train"][idx])
-            return net(torch.cat([x, w[:, None], lam[:, None]], 1))[:, 0]
+            return net(torch.cat([x, task(idx, w, wf), lam[:, None]], 1))[:, 0]
 
         warmup = int(pt.warmup * st.policy_steps)
         start = time.perf_counter()
         for step in range(st.policy_steps):
             idx = torch.randint(0, m, (b,), generator=gen).to(dev)
             w = torch.rand(b, generator=gen).to(dev)
+            wf = torch.rand(b, generator=gen).to(dev) if fair else None  # p = 2 draws exactly as before
             with torch.no_grad():
                 if step < warmup:  # the critic first sees the whole action range
                     a = 1.5 * torch.randn(b, generator=gen).to(dev)
                 else:
-                    a = act(actor, idx, w) + pt.noise * torch.randn(b, generator=gen).to(dev)
+                    a = act(actor, idx, w, wf) + pt.noise * torch.randn(b, generator=gen).to(dev)
                 lam = personal_weight(w, a, st.max_shift)
-                r = self._reward(self._rewards(idx, lam), w)
+                r = self._reward(self._rewards(idx, lam, wf), w, wf, idx)
             slots = (pos + torch.arange(b, device=dev)) % cap
-            for name, value in (("idx", idx), ("w", w), ("lam", lam), ("r", r)):
-                buf[name][slots] = value
+            for name, value in (("idx", idx), ("w", w), ("lam", lam), ("r", r), ("wf", wf)):
+                if value is not None:
+                    buf[name][slots] = value
             pos, filled = (pos + b) % cap, min(cap, filled + b)
             s = torch.randint(0, filled, (b,), generator=gen).to(dev)
             bi, bw, bl, br = buf["idx"][s], buf["w"][s], buf["lam"][s], buf["r"][s]
+            bf = buf["wf"][s] if fair else None
             with torch.no_grad():
                 y = br
                 if st.gamma > 0:
                     n_idx = nxt[bi]
-                    n_lam = personal_weight(bw, act(actor_t, n_idx, bw), st.max_shift)
-                    y = br + st.gamma * (~done[bi]).float() * q(critic_t, n_idx, bw, n_lam)
-            loss_c = F.mse_loss(q(critic, bi, bw, bl), y)
+                    n_lam = personal_weight(bw, act(actor_t, n_idx, bw, bf), st.max_shift)
+                    y = br + st.gamma * (~done[bi]).float() * q(critic_t, n_idx, bw, n_lam, bf)
+            loss_c = F.mse_loss(q(critic, bi, bw, bl, bf), y)
             opt_c.zero_grad(set_to_none=True)
             loss_c.backward()
             opt_c.step()
             if step >= warmup:
-                a = act(actor, bi, bw)
-                loss_a = -q(critic, bi, bw, personal_weight(bw, a, st.max_shift)).mean() \
+                a = act(actor, bi, bw, bf)
+                loss_a = -q(critic, bi, bw, personal_weight(bw, a, st.max_shift), bf).mean() \
                     + st.shift_penalty * torch.tanh(a).pow(2).mean()
                 opt_a.zero_grad(set_to_none=True)
                 loss_a.backward()
@@ -313,27 +352,35 @@ class DeepPRL(Method):
     # ------------------------------------------------------------------ serving
 
     def mix_weight(self, weights: Any) -> float:
-        """The platform's ``w_acc`` among accuracy and diversity (a fairness weight dropped)."""
+        """The platform's ``w_acc`` among accuracy and diversity (accuracy's share of ``w_acc + w_div``)."""
         w_acc, _ = self.heads.mix_weights(weights)
         return w_acc
 
     @torch.no_grad()
-    def user_weights(self, w_acc: float, split: str) -> torch.Tensor:
-        """Each held-out user's ``lambda_u (U,)`` for the platform's ``w_acc``."""
+    def user_weights(self, w_acc: float, split: str, w_fair: float = 0.0) -> torch.Tensor:
+        """Each held-out user's ``lambda_u (U,)`` for the platform's ``w_acc`` (and ``w_fair``)."""
         self.fit()
         assert self.actor is not None
         s = self.features.split(split)
         w = torch.full((s.h.shape[0],), float(w_acc), device=self.device)
-        a = self.actor(torch.cat([self._state(s.h, self.context[split]), w[:, None]], 1))[:, 0]
+        fair = self.train_signs is not None
+        task = self._task(w, torch.full_like(w, w_fair) if fair else None,
+                          self.heads.fair_signs(split)[:, 0] if fair else None)
+        a = self.actor(torch.cat([self._state(s.h, self.context[split]), task], 1))[:, 0]
         return personal_weight(w, a, self.st.max_shift)
 
     def prepare(self, weights: Any) -> dict[str, torch.Tensor]:
         """Per task: every held-out user's ``lambda_u`` and greedy list, both splits."""
         w_acc = self.mix_weight(weights)
+        w_fair = fairness_weight(self.task_weights(weights), self.utilities)
         out = {}
         for split in ("valid", "test"):
-            lam = self.user_weights(w_acc, split)[:, None]
-            out[split] = self.heads.rank((lam, 1 - lam), split)
+            lam = self.user_weights(w_acc, split, w_fair)[:, None]
+            if w_fair == 0:
+                out[split] = self.heads.rank((lam, 1 - lam), split)
+                continue
+            keep = (1 - w_fair) * lam
+            out[split] = self.heads.rank((keep + w_fair * self.heads.fair_signs(split), 1 - w_fair - keep), split)
         return out
 
     def scores(self, prepared: dict[str, torch.Tensor], split: str) -> torch.Tensor:

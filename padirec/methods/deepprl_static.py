@@ -26,9 +26,11 @@ the empty list's state (``rho = 1``: relevance does not depend on what is listed
 
 Mixing: both heads are z-scored per user over the candidate pool (the items that can be ranked,
 or the accuracy head's top-``candidates``); diversity is re-z-scored over the items still
-unpicked at every position; position ``r`` picks ``argmax w_acc z_acc + w_div z_div``. With a
-fairness utility the fairness weight is dropped and the other two renormalised (fairness belongs
-to user groups, not to a (user, item) pair); all-fairness weights give pure accuracy.
+unpicked at every position; position ``r`` picks ``argmax w_acc z_acc + w_div z_div``. A fairness
+weight (``padirec.methods.fairness``) weights user ``u``'s accuracy head by ``w_acc + w_fair s_u``
+instead (the group gap linearised per user; ``s_u < 0`` in the group the backbone serves better on
+validation, decided once in ``fit``); all-fairness weights rank by ``s_u z_acc`` alone. Without a
+fairness weight nothing changes.
 
 Response time: ``prepare(w)`` does the whole per-task work for every held-out user of both
 splits (head forwards, z-scores, the greedy lists), nothing cached across tasks; ``scores`` only
@@ -53,6 +55,12 @@ from padirec.adapters.features import Features
 from padirec.adapters.train import backbone_topk, candidate_lists
 from padirec.core.metrics import mask_history
 from padirec.methods.base import Method, MethodContext, register
+from padirec.methods.fairness import (
+    GroupSigns,
+    fairness_weight,
+    group_signs,
+    relevance_coefficients,
+)
 from padirec.methods.mmr import lift_list
 
 log = logging.getLogger("padirec")
@@ -169,6 +177,7 @@ class DeepPRLStatic(Method):
         self.model: MixtureOfHypernetworks | None = None
         self.gate: torch.Tensor | None = None
         self.fit_seconds = 0.0
+        self.signs: GroupSigns | None = None
 
     @classmethod
     def build(cls, ctx: MethodContext, settings: DeepPRLStaticConfig) -> DeepPRLStatic:
@@ -182,6 +191,8 @@ class DeepPRLStatic(Method):
         return torch.cat([h, (1.0 - self.alpha) ** counts], dim=1)
 
     def fit(self) -> None:
+        if "fairness" in self.utilities and self.signs is None:
+            self.signs = group_signs(self.features, self.k)
         if self.model is not None:
             return
         f, cfg = self.features, self.cfg
@@ -241,10 +252,28 @@ class DeepPRLStatic(Method):
     # ------------------------------------------------------------------ serving
 
     def mix_weights(self, weights: Any) -> tuple[float, float]:
-        """``(w_acc, w_div)`` renormalised (a fairness weight dropped); all-fairness -> ``(1, 0)``."""
+        """``(w_acc, w_div)`` renormalised (without the fairness weight); all-fairness -> ``(1, 0)``."""
         w = self.task_weights(weights)
         acc, div = float(w[self.utilities.index("accuracy")]), float(w[self.utilities.index("diversity")])
         return (acc / (acc + div), div / (acc + div)) if acc + div > 0 else (1.0, 0.0)
+
+    def fair_signs(self, split: str) -> torch.Tensor:
+        """``s_u (U, 1)`` of ``split``'s users (``padirec.methods.fairness``)."""
+        self.fit()
+        if self.signs is None:
+            raise ValueError(f"{self.key}: a fairness weight needs user groups")
+        return self.signs.per_user(self.features.split(split).groups)[:, None]
+
+    def task_mix(self, weights: Any, split: str) -> tuple[float | torch.Tensor, float]:
+        """The greedy weights ``(on z_acc, on z_div)`` of ``split``'s users: ``mix_weights``, the
+        first per user ``(U, 1)`` when the task has a fairness weight."""
+        mix = self.mix_weights(weights)
+        w = self.task_weights(weights)
+        w_fair = fairness_weight(w, self.utilities)
+        if w_fair == 0:
+            return mix
+        acc, div = float(w[self.utilities.index("accuracy")]), float(w[self.utilities.index("diversity")])
+        return relevance_coefficients(mix[0], acc, div, w_fair, self.fair_signs(split)), mix[1]
 
     @property
     def _n_cats(self) -> int:
@@ -286,8 +315,8 @@ class DeepPRLStatic(Method):
         picked = []
         no_div = isinstance(w_div, float | int) and w_div == 0
         for _ in range(min(self.k, int(pool.sum(1).min()) if b else self.k)):
-            if no_div:
-                value = z_acc
+            if no_div:  # a positive scalar weight does not change the argmax; per-user ones (fairness) do
+                value = w_acc * z_acc if isinstance(w_acc, torch.Tensor) else z_acc
             else:
                 div = self.model.head(self.model.users(towers, self._user_in(h, counts)), q_div, DIV)
                 value = w_acc * z_acc + w_div * _zscore(div, pool)
@@ -308,8 +337,7 @@ class DeepPRLStatic(Method):
 
     def prepare(self, weights: Any) -> dict[str, torch.Tensor]:
         """The per-task work: every held-out user's greedy list, for both splits ``{split: scores}``."""
-        mix = self.mix_weights(weights)
-        return {split: self.rank(mix, split) for split in ("valid", "test")}
+        return {split: self.rank(self.task_mix(weights, split), split) for split in ("valid", "test")}
 
     def scores(self, prepared: dict[str, torch.Tensor], split: str) -> torch.Tensor:
         return prepared[split]

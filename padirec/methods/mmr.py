@@ -6,33 +6,47 @@ min-max normalised per user over its candidates, ``sim`` the cosine of the items
 vectors and ``S`` the items picked so far. The first pick is always the top-scored item.
 Vectorised over users (chunks of users bound the ``(users, N, N)`` similarity tensor).
 
-MMR knows two utilities only: with a third (fairness) weight, ``lambda = w_acc / (w_acc +
-w_div)`` (fairness is not something MMR can trade); all-fairness weights give ``lambda = 1``.
+With a fairness weight (``padirec.methods.fairness``): ``lambda = w_acc / (w_acc + w_div)`` as
+before, and user ``u``'s relevance term is weighted ``lambda + w_fair s_u / (w_acc + w_div)``
+instead of ``lambda`` (the task objective linearised per user; ``s_u < 0`` in the group the
+backbone serves better on validation, decided once in ``fit``). All-fairness weights rank by
+``s_u rel`` alone (no redundancy term). Then the first pick is the best value, not always the top
+score (a negative relevance weight ranks the backbone's candidates from the bottom). Without a
+fairness weight (p = 2, or ``w_fair = 0``) nothing changes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from padirec.adapters.features import Features
 from padirec.core.metrics import mask_history
 from padirec.methods.base import Method, MethodContext, register
+from padirec.methods.fairness import (
+    GroupSigns,
+    fairness_weight,
+    group_signs,
+    relevance_coefficients,
+)
 
 _USER_CHUNK = 512
 
 
 @torch.no_grad()
 def mmr_rerank(
-    scores: torch.Tensor, item_categories: torch.Tensor, lam: float, k: int, num_candidates: int = 100
+    scores: torch.Tensor, item_categories: torch.Tensor, lam: float, k: int, num_candidates: int = 100,
+    relevance: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Re-ranked top-``k`` lists ``(U, k)`` of item ids.
 
     ``scores (U, num_items + 1)`` already masked (history and padding ``-inf``);
     ``item_categories (num_items + 1, C)`` multi-hot. ``lam = 1`` returns the backbone's order.
+    ``relevance (U,)``: each user's weight on relevance instead of ``lam`` (the redundancy weight
+    stays ``1 - lam``); the first pick is then the best value, not always the top score.
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"MMR lambda must be in [0, 1], got {lam}")
@@ -56,8 +70,13 @@ def mmr_rerank(
         picked = torch.zeros_like(rel, dtype=torch.bool)
         max_sim = torch.zeros_like(rel)
         order = []
+        weight = None if relevance is None else relevance[s:s + _USER_CHUNK, None].to(rel)
         for r in range(k):
-            if r == 0:
+            if weight is not None:
+                # a negative weight times -inf is +inf: mask what cannot be ranked explicitly
+                value = torch.where(finite, weight * rel - (1.0 - lam) * max_sim, torch.full_like(rel, -math.inf))
+                best = value.masked_fill(picked, -math.inf).argmax(1)
+            elif r == 0:
                 best = torch.zeros(cand.shape[0], dtype=torch.long, device=cand.device)
             else:
                 value = lam * rel - (1.0 - lam) * max_sim
@@ -93,6 +112,14 @@ def mmr_lambda(w: torch.Tensor, utilities: list[str]) -> float:
     return acc / (acc + div) if acc + div > 0 else 1.0
 
 
+@dataclass(frozen=True)
+class FairTask:
+    """A prepared task with a fairness weight: ``lam`` and each held-out user's relevance weight."""
+
+    lam: float
+    relevance: dict[str, torch.Tensor]  # split -> (U,)
+
+
 @dataclass
 class MMRConfig:
     candidates: int = 100  # MMR re-ranks the backbone's top-N
@@ -112,18 +139,38 @@ class MMR(Method):
             raise ValueError(f"MMR needs the 'accuracy' utility, got {utilities}")
         self.k = k
         self.num_candidates = num_candidates
+        self.signs: GroupSigns | None = None
 
     @classmethod
     def build(cls, ctx: MethodContext, settings: MMRConfig) -> MMR:
         return cls(ctx.features, ctx.utilities, ctx.k, settings.candidates)
 
-    def prepare(self, weights) -> float:
-        return mmr_lambda(self.task_weights(weights), self.utilities)
+    def fit(self) -> None:
+        if "fairness" in self.utilities and self.signs is None:
+            self.signs = group_signs(self.features, self.k)
+
+    def prepare(self, weights) -> float | FairTask:
+        """``lambda``, or a ``FairTask`` when the task has a fairness weight."""
+        w = self.task_weights(weights)
+        lam = mmr_lambda(w, self.utilities)
+        w_fair = fairness_weight(w, self.utilities)
+        if w_fair == 0:
+            return lam
+        self.fit()
+        if self.signs is None:
+            raise ValueError("MMR: a fairness weight needs user groups")
+        acc = float(w[self.utilities.index("accuracy")])
+        div = float(w[self.utilities.index("diversity")]) if "diversity" in self.utilities else 0.0
+        return FairTask(lam, {split: relevance_coefficients(lam, acc, div, w_fair,
+                                                            self.signs.per_user(self.features.split(split).groups))
+                              for split in ("valid", "test")})
 
     @torch.no_grad()
-    def scores(self, prepared: float, split: str) -> torch.Tensor:
+    def scores(self, prepared: Any, split: str) -> torch.Tensor:
         s = self.features.split(split)
         raw = s.h @ self.features.item_embedding.T
         masked = mask_history(raw, s.mask_rows, s.mask_cols)
-        lists = mmr_rerank(masked, self.features.item_categories, prepared, self.k, self.num_candidates)
+        fair = isinstance(prepared, FairTask)
+        lam, relevance = (prepared.lam, prepared.relevance[split]) if fair else (prepared, None)
+        lists = mmr_rerank(masked, self.features.item_categories, lam, self.k, self.num_candidates, relevance)
         return lift_list(masked, lists)

@@ -32,6 +32,11 @@ the trajectory steer the next item. Design choices (see ``docs/modt4r.md`` for t
   ``alpha = alpha_min + alpha_scale * w_acc / (1 - w_acc)``, computed as the convex mix
   ``(1 - lambda) A + lambda Y``, ``lambda = alpha / (1 + alpha)`` (same ranking; ``w_acc = 1``
   is ``Y`` alone, the ``alpha -> inf`` limit).
+- A fairness weight (``padirec.methods.fairness``): user ``u``'s ``Y`` is weighted
+  ``lambda + w_fair s_u / (w_acc + w_div)`` instead of ``lambda`` (the group gap linearised per
+  user; ``s_u < 0`` in the group the backbone serves better on validation, decided once in
+  ``fit``); all-fairness weights rank by ``s_u Y`` alone. The returns-to-go stay those of the
+  renormalised ``(w_acc, w_div)``. Without a fairness weight nothing changes.
 - Defaults (``category`` reward, horizon 1, ``beta`` 0.5, ``alpha_min`` 0.25, frozen ``Y``) were
   chosen on ML-100K's validation split; ``docs/modt4r.md`` has the measurements.
 """
@@ -52,6 +57,12 @@ from torch import nn
 from padirec.adapters.features import Features
 from padirec.data.dataset import PreparedData
 from padirec.methods.base import Method, MethodContext, register
+from padirec.methods.fairness import (
+    GroupSigns,
+    fairness_weight,
+    group_signs,
+    relevance_coefficients,
+)
 
 log = logging.getLogger("padirec")
 
@@ -227,7 +238,7 @@ class MODT4R(Method):
     config_class = MODT4RConfig
 
     def __init__(self, features: Features, utilities: list[str], data: PreparedData, seed: int = 0,
-                 cfg: MODT4RConfig | None = None) -> None:
+                 cfg: MODT4RConfig | None = None, k: int = 10) -> None:
         super().__init__(features, utilities)
         for name in ("accuracy", "diversity"):
             if name not in utilities:
@@ -250,10 +261,12 @@ class MODT4R(Method):
         self.losses: list[float] = []  # mean training loss per epoch
         self._inputs: dict[str, dict[str, torch.Tensor]] = {}
         self._user_scores: dict[str, torch.Tensor] = {}
+        self.k = k  # the cutoff of the NDCG that decides the fairness signs
+        self.signs: GroupSigns | None = None
 
     @classmethod
     def build(cls, ctx: MethodContext, settings: MODT4RConfig) -> MODT4R:
-        return cls(ctx.features, ctx.utilities, ctx.data, ctx.seed, settings)
+        return cls(ctx.features, ctx.utilities, ctx.data, ctx.seed, settings, ctx.k)
 
     # ---- training
 
@@ -295,6 +308,8 @@ class MODT4R(Method):
 
     def fit(self) -> None:
         cfg = self.cfg
+        if "fairness" in self.utilities:
+            self.signs = group_signs(self.features, self.k)
         gen = torch.Generator().manual_seed(self.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -371,7 +386,7 @@ class MODT4R(Method):
         return out
 
     def weights_pair(self, weights: Any) -> tuple[float, float]:
-        """``(w_acc, w_div)`` renormalised to sum 1 (a fairness weight is dropped)."""
+        """``(w_acc, w_div)`` renormalised to sum 1 (without the fairness weight)."""
         w = self.task_weights(weights)
         acc, div = float(w[self.utilities.index("accuracy")]), float(w[self.utilities.index("diversity")])
         return (acc / (acc + div), div / (acc + div)) if acc + div > 0 else (1.0, 0.0)
@@ -404,10 +419,20 @@ class MODT4R(Method):
         return alpha / (1.0 + alpha)
 
     def prepare(self, weights: Any) -> dict[str, Any]:
-        """One MoTrans forward pass per held-out split: ``{"lam", "valid", "test"}`` (each ``(U, d)``)."""
+        """One MoTrans forward pass per held-out split: ``{"lam", "valid", "test"}`` (each ``(U, d)``),
+        and ``"relevance"`` (``{split: (U, 1)}``, the weight of ``Y``) when the task has a fairness weight."""
         w_acc, w_div = self.weights_pair(weights)
-        return {"lam": self.mixing(w_acc),
-                **{split: self.action_representation(split, w_acc, w_div) for split in ("valid", "test")}}
+        out = {"lam": self.mixing(w_acc),
+               **{split: self.action_representation(split, w_acc, w_div) for split in ("valid", "test")}}
+        w = self.task_weights(weights)
+        w_fair = fairness_weight(w, self.utilities)
+        if w_fair > 0:
+            if self.signs is None:
+                raise ValueError("MODT4R: a fairness weight needs user groups")
+            acc, div = float(w[self.utilities.index("accuracy")]), float(w[self.utilities.index("diversity")])
+            out["relevance"] = {split: relevance_coefficients(out["lam"], acc, div, w_fair, self.signs.per_user(
+                self.features.split(split).groups))[:, None] for split in ("valid", "test")}
+        return out
 
     @torch.no_grad()
     def user_scores(self, split: str) -> torch.Tensor:
@@ -423,7 +448,7 @@ class MODT4R(Method):
         ``A + alpha Y`` divided by ``1 + alpha`` (the same ranking; ``alpha -> inf`` at ``w_acc = 1``)."""
         assert self.model is not None
         lam = prepared["lam"]
-        out = self.user_scores(split) * lam
+        out = self.user_scores(split) * (prepared["relevance"][split] if "relevance" in prepared else lam)
         if lam < 1.0:
             out = out + (1.0 - lam) * F.log_softmax(self.model.action_logits(prepared[split]), dim=1)
         out[:, 0] = -math.inf
