@@ -50,6 +50,11 @@ class EvaluationConfig:
     bootstrap_confidence: float = 0.95
     retrain_ceiling: bool = True  # a second Retrain (another seed) of every grid task: the Pearson ceiling
     ceiling_seed: int = -1  # that Retrain's seed; -1 = seed + 1
+    # the protocols of the report (``padirec.evaluation.protocols``): ``grid`` (the paper's, the main
+    # summary) and ``band`` (bank tasks with w_acc in [band_low, band_high] unseen by every method)
+    protocols: list[str] = field(default_factory=lambda: ["grid", "band"])
+    band_low: float = 0.3
+    band_high: float = 0.7
 
 
 def method_settings(raw: Any, where: str) -> dict[str, Any]:

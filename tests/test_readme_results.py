@@ -37,6 +37,32 @@ def test_section_is_written_from_the_report(tmp_path):
     assert "seed 1: Pearson r-a 0.990" in text and "2000x in one process" in text
 
 
+def test_band_protocol_table_follows(tmp_path):
+    run = _run(tmp_path)
+    path = next(run.glob("**/report.json"))
+    report = json.loads(path.read_text())
+    band_summary = {"padirec": {"reward": 0.6, "reward_ci": [0.58, 0.62], "regret": 0.02, "regret_ci": [0.01, 0.03],
+                                "pearson_ra": 0.9, "pearson_rd": 0.8}}
+    report["protocols"] = {"band": {"band": [0.3, 0.7], "bank_tasks_removed": 38, "tasks": [[0.5, 0.5]],
+                                    "summary": band_summary}}
+    path.write_text(json.dumps(report))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    assert main([str(run), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "w_acc in [0.3, 0.7] removed" in text and "(38 bank tasks)" in text
+    assert "| padirec | 0.600 [0.580, 0.620] | 0.020 [0.010, 0.030] | 0.900 | 0.800 |" in text
+    assert "On the band, PaDiRec has the highest reward." in text
+    band_summary["nn_lookup"] = {"reward": 0.65}
+    path.write_text(json.dumps(report))
+    assert main([str(run), "--readme", str(readme)]) == 0
+    assert "**nn_lookup** has the highest reward: 0.650 against PaDiRec's 0.600 (0.050 more" in readme.read_text()
+    report["protocols"]["band"] = {"band": [0.3, 0.7], "tasks": [], "summary": {}, "skipped": "too few tasks"}
+    path.write_text(json.dumps(report))
+    assert main([str(run), "--readme", str(readme)]) == 0
+    assert "Band protocol: skipped (too few tasks)." in readme.read_text()
+
+
 def test_missing_markers_or_report_is_a_one_line_error(tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n")

@@ -6,7 +6,7 @@ RUN_FOLDER defaults to the newest ``runs/<name>-<date>-<id>/``. The section betw
 ``<!-- results:start -->`` and ``<!-- results:end -->`` is replaced, through a temporary file and
 a rename, by: what ran (dataset, backbone, split, seed, run folder), the backbone's figures, and
 one row per method: reward, regret, Pearson r-a / r-d, Avg.HV (the paper's metric), front HV and
-the median time until a new task is ready. Exits 2 with a one-line reason when something is missing.
+the median time until a new task is ready; then the band protocol's table when the report has one. Exits 2 with a one-line reason when something is missing.
 """
 
 from __future__ import annotations
@@ -87,10 +87,44 @@ def render(run: Path) -> str:
         lines += ["", f"Retrain against Retrain with seed {ceiling.get('seed')}: Pearson r-a "
                       f"{_f(ceiling.get('pearson_ra'))}, r-d {_f(ceiling.get('pearson_rd'))} (the ceiling for any "
                       "method's Pearson)."]
+    lines += _band(report)
     if rt.get("retrain") and rt.get("padirec") and rt["padirec"]["median_s"] > 0:
         lines += ["", f"Retrain / PaDiRec response time: {rt['retrain']['median_s'] / rt['padirec']['median_s']:.0f}x "
                       "in one process."]
     return "\n".join(lines + ["", END])
+
+
+def _band(report: dict[str, Any]) -> list[str]:
+    """The band protocol's table (issue 14), when the report has it."""
+    band = (report.get("protocols") or {}).get("band") or {}
+    if band.get("skipped"):
+        return ["", f"Band protocol: skipped ({band['skipped']})."]
+    if not band.get("summary"):
+        return []
+    low, high = band.get("band", [None, None])
+    lines = ["", f"Band protocol: every bank task with w_acc in [{_f(low, 1)}, {_f(high, 1)}] removed from what "
+                 f"the generator, the Hypernetwork, CMR and the bank baselines learn from "
+                 f"({band.get('bank_tasks_removed', 'n/a')} bank tasks); {len(band['tasks'])} tasks (the band's grid "
+                 "tasks and the two ends); reward normalised within the protocol.",
+             "", "| method | reward | regret | Pearson r-a | Pearson r-d |", "|---|---|---|---|---|"]
+    for m, s in band["summary"].items():
+        lines.append(f"| {m} | {_interval(s.get('reward'), s.get('reward_ci'))} | "
+                     f"{_interval(s.get('regret'), s.get('regret_ci'))} | {_f(s.get('pearson_ra'))} | "
+                     f"{_f(s.get('pearson_rd'))} |")
+    return lines + _band_winner(band["summary"])
+
+
+def _band_winner(summary: dict[str, Any]) -> list[str]:
+    """Which method wins the band on reward, and by how much over PaDiRec (said plainly)."""
+    rewards = {m: s["reward"] for m, s in summary.items() if isinstance(s.get("reward"), int | float)}
+    if not rewards or "padirec" not in rewards:
+        return []
+    best = max(rewards, key=rewards.get)
+    if best == "padirec":
+        return ["", "On the band, PaDiRec has the highest reward."]
+    return ["", f"On the band, **{best}** has the highest reward: {_f(rewards[best])} against PaDiRec's "
+                f"{_f(rewards['padirec'])} ({_f(rewards[best] - rewards['padirec'])} more; what was tried on the "
+                "generator: docs/evaluation.md)."]
 
 
 def replace_section(readme: Path, section: str) -> None:

@@ -154,6 +154,10 @@ def merge_banks(shard_dirs: list[str | os.PathLike], out_dir: str | os.PathLike)
     tasks["row"] = np.arange(len(tasks))
     stats = {"num_rows": len(tasks), "num_tasks": int(tasks["task_id"].nunique()),
              "train_seconds": float(sum(b.manifest["stats"].get("train_seconds", 0.0) for b in banks))}
+    for key in ("checkpoint_spread", "checkpoint_last_move"):  # task-weighted means over the shards
+        if all(key in b.manifest["stats"] for b in banks):
+            stats[key] = float(sum(b.manifest["stats"][key] * b.manifest["stats"]["num_tasks"] for b in banks)
+                               / max(1, sum(b.manifest["stats"]["num_tasks"] for b in banks)))
     return write_bank(out_dir, params, tasks, first["layout"], first["utilities"], first["backbone_sha256"],
                       first["config"], stats, first["held_out"], {"index": 0, "num_shards": 1,
                                                                   "merged_from": num_shards})

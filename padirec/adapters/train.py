@@ -155,6 +155,9 @@ def train_bank(features: Features, weights: np.ndarray, cfg: AdapterConfig, seed
     ckpts, loss_hist, util_hist = [], [], []
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
+        if epoch == cfg.epochs - k_ckpt and cfg.checkpoint_lr != 1.0:  # the checkpoints settle
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * cfg.checkpoint_lr
         perm = torch.randperm(m, generator=gen).to(device)
         sum_util = torch.zeros(len(w), len(utilities), device=device)
         for step in range(steps):
@@ -187,8 +190,23 @@ def train_bank(features: Features, weights: np.ndarray, cfg: AdapterConfig, seed
     )
 
 
+def checkpoint_spread(checkpoints: torch.Tensor) -> dict[str, float]:
+    """How much a task's checkpoints ``(N, K, P)`` still differ, means over tasks: ``spread``, the
+    mean relative L2 of a checkpoint to the task's checkpoint mean, and ``last_move``, the relative
+    L2 of the last epoch's step (0 for a settled adapter)."""
+    mean = checkpoints.mean(1, keepdim=True)
+    norm = mean.norm(dim=-1).clamp_min(1e-12)
+    spread = ((checkpoints - mean).norm(dim=-1) / norm).mean()
+    out = {"checkpoint_spread": float(spread)}
+    if checkpoints.shape[1] > 1:
+        step = (checkpoints[:, -1] - checkpoints[:, -2]).norm(dim=-1) / checkpoints[:, -2].norm(dim=-1).clamp_min(1e-12)
+        out["checkpoint_last_move"] = float(step.mean())
+    return out
+
+
 def train_adapter(features: Features, weights: np.ndarray, cfg: AdapterConfig, seed: int) -> torch.Tensor:
     """Retrain: one adapter for one task's weights ``(p,)`` from scratch to the convergence criterion
-    (``cfg.epochs`` epochs). Returns ``(P,)``; equals the bank's last checkpoint for that task."""
+    (``cfg.epochs`` epochs). Returns ``(P,)``: the bank's recipe for that task, equal to its last
+    checkpoint up to float rounding, which training amplifies (see ``padirec.methods.retrain``)."""
     one = AdapterConfig(**{**cfg.__dict__, "checkpoints_per_task": 1})
     return train_bank(features, np.asarray(weights)[None, :], one, seed).checkpoints[0, -1]

@@ -11,13 +11,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from padirec.adapters.bank import AdapterBank, load_bank
 from padirec.core.tracker import NullTracker, Tracker, flatten
-from padirec.diffusion.config import GeneratorConfig
+from padirec.diffusion.config import TARGETS, GeneratorConfig
 from padirec.diffusion.generator import Generator
 from padirec.diffusion.train import train_generator
+from padirec.errors import ConfigError
 from padirec.progress import log
 from padirec.seeding import pick_device
 
@@ -32,7 +34,7 @@ def heldout_fidelity(generator: Generator, bank: AdapterBank, seed: int = 0,
     Means over tasks. Empty dict when nothing is held out. ``bank``: an ``AdapterBank`` (or the
     synthetic bank of the tests and benchmarks: ``params``, ``weights``, ``held_out``, ``task_id``).
     """
-    mask = torch.as_tensor(bank.held_out, dtype=torch.bool)
+    mask = torch.tensor(bank.held_out, dtype=torch.bool)  # a copy: the bank's array may be read-only
     if not bool(mask.any()):
         return {}
     task_id = torch.as_tensor(bank.task_id)
@@ -60,6 +62,25 @@ def heldout_fidelity(generator: Generator, bank: AdapterBank, seed: int = 0,
     }
 
 
+def training_rows(bank: AdapterBank, targets: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the generator trains on: ``params (N, P)``, ``weights (N, p)`` and the held-out mask
+    ``(N,)``, either every checkpoint row of the bank or, for ``task_mean``, one row per task (the
+    mean of its checkpoints; a task is held out when any of its rows is)."""
+    if targets == "checkpoints":
+        return bank.params, bank.weights, torch.tensor(bank.held_out, dtype=torch.bool)
+    if targets != "task_mean":
+        raise ConfigError(f"generator.targets: {targets!r} is not one of {', '.join(TARGETS)}")
+    ids, inverse = np.unique(bank.task_id, return_inverse=True)
+    index = torch.as_tensor(inverse, device=bank.params.device)
+    params = torch.zeros(len(ids), bank.params.shape[1], dtype=bank.params.dtype, device=bank.params.device)
+    params.index_add_(0, index, bank.params)
+    params /= torch.bincount(index, minlength=len(ids)).unsqueeze(1).to(params.dtype)
+    first = np.array([np.flatnonzero(inverse == i)[0] for i in range(len(ids))])
+    held = np.zeros(len(ids), dtype=bool)
+    np.logical_or.at(held, inverse, bank.held_out)
+    return params, bank.weights[torch.as_tensor(first)], torch.as_tensor(held)
+
+
 def train_generator_stage(bank_dir: str | Path, out_dir: str | Path, cfg: GeneratorConfig,
                           seed: int = 0, device: str = "auto",
                           tracker: Tracker | None = None) -> dict[str, Any]:
@@ -71,9 +92,9 @@ def train_generator_stage(bank_dir: str | Path, out_dir: str | Path, cfg: Genera
     tracker.log_params(flatten({"generator": dataclasses.asdict(cfg)}))
     log.info("train_generator: bank %s, %d rows (%d held out), p = %d", bank_dir, len(bank.params),
              int(bank.held_out.sum()), bank.weights.shape[1])
-    generator = train_generator(bank.params, bank.weights, bank.layout, cfg, seed=seed, device=dev,
-                                tracker=tracker, held_out_mask=torch.as_tensor(bank.held_out),
-                                utilities=bank.utilities)
+    params, weights, held_out = training_rows(bank, cfg.targets)
+    generator = train_generator(params, weights, bank.layout, cfg, seed=seed, device=dev,
+                                tracker=tracker, held_out_mask=held_out, utilities=bank.utilities)
     summary = dict(generator.stats)
     summary.update({f"heldout_{k}" if not k.startswith("heldout") else k: v
                     for k, v in heldout_fidelity(generator, bank, seed=seed).items()})

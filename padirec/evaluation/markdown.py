@@ -85,6 +85,29 @@ def _uncertainty_lines(report: dict[str, Any], ref: str) -> list[str]:
     return lines
 
 
+def _band_lines(report: dict[str, Any], ref: str) -> list[str]:
+    """The band protocol's summary: its tasks truly unseen by every method that learns from tasks."""
+    band = (report.get("protocols") or {}).get("band")
+    if not band:
+        return []
+    low, high = (band.get("band") or [None, None])[:2]
+    if band.get("skipped"):
+        return [f"## Band protocol: w_acc in [{_fmt(low, 2)}, {_fmt(high, 2)}] unseen", "",
+                f"Skipped: {band['skipped']}", ""]
+    gen = band.get("generator") or {}
+    lines = [f"## Band protocol: w_acc in [{_fmt(low, 2)}, {_fmt(high, 2)}] unseen", "",
+             f"{band['description']}. {band.get('bank_tasks_removed', 'n/a')} bank tasks removed "
+             f"({band.get('bank_rows_left', 'n/a')} bank rows left); rerun without them: "
+             f"{', '.join(band.get('rerun') or []) or 'none'}"
+             + (f" (the band's generator trained in {_fmt(gen.get('train_seconds'), 1)} s)" if gen else "")
+             + f"; the others' rows are the grid's. Tasks: {', '.join(_task(w) for w in band['tasks'])}. Reward "
+             "is normalised over this protocol's methods and tasks, so it is not comparable with the grid's.", ""]
+    rows = [[m, _ci(s.get("reward"), s.get("reward_ci")), _ci(s.get("regret"), s.get("regret_ci")),
+             s.get("pearson_ra"), s.get("pearson_rd"), s.get("avg_hv")] for m, s in band["summary"].items()]
+    lines += _table(["method", "reward", f"regret vs {ref}", "Pearson r-a", "Pearson r-d", "Avg.HV (paper)"], rows)
+    return lines
+
+
 def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "plots") -> str:
     """Markdown text of ``report`` with the figures ``plots`` (file names under ``plot_dir``)."""
     k = report["k"]
@@ -109,11 +132,14 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
                   + (" `value [lo, hi]`: the interval of a paired bootstrap over users (users resampled, "
                      "per-task means, normalisation, reward and regret recomputed on every draw)."
                      if any(s.get("reward_ci") for s in summary.values()) else ""), ""]
-        header = ["method", "reward", "regret", "Pearson r-a", "Pearson r-d"] + [f"range {m}" for m in ranged]
+        fair = any("pearson_rf" in s for s in summary.values())  # the fairness utility's curve
+        header = (["method", "reward", "regret", "Pearson r-a", "Pearson r-d"] + (["Pearson r-f"] if fair else [])
+                  + [f"range {m}" for m in ranged])
         rows = [[m, _ci(s.get("reward"), s.get("reward_ci")), _ci(s.get("regret"), s.get("regret_ci")),
-                 s["pearson_ra"], s["pearson_rd"]]
+                 s["pearson_ra"], s["pearson_rd"]] + ([s.get("pearson_rf")] if fair else [])
                 + [(s.get("range") or {}).get(x) for x in ranged] for m, s in summary.items()]
         lines += _table(header, rows)
+        lines += _band_lines(report, ref)
         lines += _uncertainty_lines(report, ref)
 
         lines += ["## The paper's metrics", "",

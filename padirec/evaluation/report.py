@@ -32,6 +32,12 @@ Schema version 1 (``report_schema(k)`` is the JSON Schema, draft 2020-12)::
     choices         (optional) {setting: {"value", "split", "how"}}: the settings chosen by
                     measurement and the split each was chosen on ("valid", "test",
                     "synthetic", or "none" when set a priori); see ``selection_choices``
+    protocols       (optional) {"grid": {"description", "tasks", "summary"}, "band": {"description",
+                    "tasks", "methods", "summary", "band": [low, high], "task_index" (into ``tasks``),
+                    "bank_tasks_removed", "bank_rows_left", "rerun", "reused_from_grid",
+                    "generator": {its training figures}, "skipped": why, when it could not run}}:
+                    each protocol's own per-method summary
+                    (same fields as ``summary``; see ``protocols.py``). ``grid``'s is ``summary``.
     response_time   {method: {"median_s", "p25_s", "p75_s", "repeats", "times_s", ...}}:
                     seconds from new task weights to a model ready to serve them
     analyses        {"robustness": ..., "case_study": ...} (see ``analyses.py``), may be empty
@@ -46,7 +52,7 @@ undefined (e.g. a correlation over a constant series) is ``null``, never NaN (Na
 schema cannot say: one result per task, task weights on the simplex, per-task reward and regret
 lists as long as ``tasks``.
 
-The reward/regret/range fields, ``split``, ``choices`` and the uncertainty fields (``se``,
+The reward/regret/range fields, ``split``, ``choices``, ``protocols`` and the uncertainty fields (``se``,
 ``vs_reference``, ``reward_ci``, ``regret_ci``, ``pearson_ceiling``, ``uncertainty``) were added
 without a version bump: they are optional in the schema, so version-1 reports written before them (e.g. a cached timing report)
 still validate; every report written now carries them.
@@ -100,6 +106,11 @@ CHOICE_PROVENANCE: dict[str, dict[str, str]] = {
         "split": "test",
         "how": "benchmarks/controllability.py on ML-100K/SASRec, 11-point grid, when its default was "
                "--split test (AdapterConfig docstring); not yet re-run on valid"},
+    "adapters.checkpoint_lr": {
+        "split": "valid",
+        "how": "1 (constant) kept after benchmarks/bank_settling.py on valid (ML-100K/SASRec, seed 0): 0.1 settles the "
+               "checkpoints (spread 0.118 -> 0.021) but with targets task_mean PaDiRec's band regret moved only "
+               "-0.0090 -> -0.0102 (docs/evaluation.md)"},
     "generator.conditioning": {
         "split": "none",
         "how": "adaln_zero set a priori (DiT's default); benchmarks/conditioning.py compared the strategies on "
@@ -121,6 +132,10 @@ CHOICE_PROVENANCE: dict[str, dict[str, str]] = {
         "split": "valid",
         "how": "1 step chosen on valid with samples_per_task (3.1 ms vs 59.5 ms for 25 steps; r-a -0.009, "
                "r-d +0.021, reward +0.014)"},
+    "generator.targets": {
+        "split": "valid",
+        "how": "task_mean vs checkpoints by benchmarks/band.py on valid (ML-100K/SASRec, seeds 0-2): PaDiRec's "
+               "regret +0.0155 -> -0.0018 on the band protocol, +0.0376 -> +0.0335 on the grid (docs/evaluation.md)"},
     "generator.prediction": {
         "split": "synthetic",
         "how": "x0 chosen on synthetic banks (GeneratorConfig comment): eps did not learn w on CPU"},
@@ -166,6 +181,47 @@ def report_schema(k: int = 10) -> dict[str, Any]:
         "additionalProperties": _NUM_OR_NULL,
     }
     method_names = {"enum": list(METHODS)}
+    summary = {
+        "type": "object",
+        "propertyNames": method_names,
+        "additionalProperties": {
+            "type": "object",
+            "required": ["avg_hv", "front_hv", "pearson_ra", "pearson_rd", "spearman"],
+            "properties": {
+                "reward": _NUM_OR_NULL,
+                "regret": _NUM_OR_NULL,
+                "reward_per_task": {"type": "array", "items": _NUM_OR_NULL},
+                "regret_per_task": {"type": "array", "items": _NUM_OR_NULL},
+                "range": {"type": "object", "additionalProperties": _NUM_OR_NULL},
+                "range_norm": {"type": "object", "additionalProperties": _NUM_OR_NULL},
+                "avg_hv": _NUM_OR_NULL,
+                "front_hv": _NUM_OR_NULL,
+                "pearson_ra": _NUM_OR_NULL,
+                "pearson_rd": _NUM_OR_NULL,
+                "pearson_rf": _NUM_OR_NULL,
+                "spearman": {"type": "object", "additionalProperties": _NUM_OR_NULL},
+                "undefined": {"type": "object", "additionalProperties": {"type": "string"}},
+                "se": {"type": "object", "additionalProperties": _PER_TASK},
+                "vs_reference": _DIFFERENCES,
+                "reward_ci": _INTERVAL,
+                "regret_ci": _INTERVAL,
+                "pearson_ceiling": {
+                    "type": "object",
+                    "required": ["pearson_ra", "pearson_rd", "seed"],
+                    "properties": {
+                        "pearson_ra": _NUM_OR_NULL,
+                        "pearson_rd": _NUM_OR_NULL,
+                        "seed": {"type": "integer"},
+                        "reference_seed": {"type": "integer"},
+                        "regret": _NUM_OR_NULL,
+                        "regret_per_task": _PER_TASK,
+                        "metrics": {"type": "array", "items": metrics_row},
+                        "vs_reference": _DIFFERENCES,
+                    },
+                },
+            },
+        },
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "padirec evaluation report",
@@ -189,46 +245,7 @@ def report_schema(k: int = 10) -> dict[str, Any]:
                 "propertyNames": method_names,
                 "additionalProperties": {"type": "array", "items": metrics_row},
             },
-            "summary": {
-                "type": "object",
-                "propertyNames": method_names,
-                "additionalProperties": {
-                    "type": "object",
-                    "required": ["avg_hv", "front_hv", "pearson_ra", "pearson_rd", "spearman"],
-                    "properties": {
-                        "reward": _NUM_OR_NULL,
-                        "regret": _NUM_OR_NULL,
-                        "reward_per_task": {"type": "array", "items": _NUM_OR_NULL},
-                        "regret_per_task": {"type": "array", "items": _NUM_OR_NULL},
-                        "range": {"type": "object", "additionalProperties": _NUM_OR_NULL},
-                        "range_norm": {"type": "object", "additionalProperties": _NUM_OR_NULL},
-                        "avg_hv": _NUM_OR_NULL,
-                        "front_hv": _NUM_OR_NULL,
-                        "pearson_ra": _NUM_OR_NULL,
-                        "pearson_rd": _NUM_OR_NULL,
-                        "spearman": {"type": "object", "additionalProperties": _NUM_OR_NULL},
-                        "undefined": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "se": {"type": "object", "additionalProperties": _PER_TASK},
-                        "vs_reference": _DIFFERENCES,
-                        "reward_ci": _INTERVAL,
-                        "regret_ci": _INTERVAL,
-                        "pearson_ceiling": {
-                            "type": "object",
-                            "required": ["pearson_ra", "pearson_rd", "seed"],
-                            "properties": {
-                                "pearson_ra": _NUM_OR_NULL,
-                                "pearson_rd": _NUM_OR_NULL,
-                                "seed": {"type": "integer"},
-                                "reference_seed": {"type": "integer"},
-                                "regret": _NUM_OR_NULL,
-                                "regret_per_task": _PER_TASK,
-                                "metrics": {"type": "array", "items": metrics_row},
-                                "vs_reference": _DIFFERENCES,
-                            },
-                        },
-                    },
-                },
-            },
+            "summary": summary,
             "uncertainty": {
                 "type": "object",
                 "properties": {
@@ -257,6 +274,26 @@ def report_schema(k: int = 10) -> dict[str, Any]:
                 },
             },
             "analyses": {"type": "object"},
+            "protocols": {
+                "type": "object",
+                "propertyNames": {"enum": ["grid", "band"]},
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["description", "tasks", "summary"],
+                    "properties": {
+                        "description": {"type": "string"},
+                        "tasks": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+                        "summary": summary,
+                        "methods": {
+                            "type": "object",
+                            "propertyNames": method_names,
+                            "additionalProperties": {"type": "array", "items": metrics_row},
+                        },
+                        "band": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}},
+                        "skipped": {"type": "string"},
+                    },
+                },
+            },
             "split": {"enum": list(SPLITS)},
             "choices": {
                 "type": "object",
@@ -320,20 +357,35 @@ def validate_report(report: Mapping[str, Any]) -> None:
     for m, rows in report["methods"].items():
         if len(rows) != len(report["tasks"]):
             raise ReportError(f"report.methods.{m}: {len(rows)} results for {len(report['tasks'])} tasks")
-    n = len(report["tasks"])
-    for m, s in report["summary"].items():
+    _check_per_task(report["summary"], len(report["tasks"]), "report.summary")
+    for name, protocol in (report.get("protocols") or {}).items():
+        where = f"report.protocols.{name}"
+        for i, w in enumerate(protocol["tasks"]):
+            try:
+                validate_weights(w, p)
+            except TaskWeightsError as e:
+                raise ReportError(f"{where}.tasks[{i}]: {e} (utilities {report['utilities']})") from e
+        for m, rows in (protocol.get("methods") or {}).items():
+            if len(rows) != len(protocol["tasks"]):
+                raise ReportError(f"{where}.methods.{m}: {len(rows)} results for {len(protocol['tasks'])} tasks")
+        _check_per_task(protocol["summary"], len(protocol["tasks"]), f"{where}.summary")
+
+
+def _check_per_task(summary: Mapping[str, Any], n: int, where: str) -> None:
+    """Every per-task list of ``summary`` has one value per task."""
+    for m, s in summary.items():
         per_task = {name: s[name] for name in ("reward_per_task", "regret_per_task") if name in s}
         per_task.update({f"se.{key}": v for key, v in (s.get("se") or {}).items()})
         ceiling = s.get("pearson_ceiling") or {}
         per_task.update({f"pearson_ceiling.{name}": ceiling[name] for name in ("regret_per_task", "metrics")
                          if name in ceiling})
-        for where, diffs in (("vs_reference", s.get("vs_reference")),
+        for field, diffs in (("vs_reference", s.get("vs_reference")),
                              ("pearson_ceiling.vs_reference", ceiling.get("vs_reference"))):
             for key, d in (diffs or {}).items():
-                per_task.update({f"{where}.{key}.{part}": d[part] for part in ("mean", "lo", "hi")})
+                per_task.update({f"{field}.{key}.{part}": d[part] for part in ("mean", "lo", "hi")})
         for name, values in per_task.items():
             if len(values) != n:
-                raise ReportError(f"report.summary.{m}.{name}: {len(values)} values for {n} tasks")
+                raise ReportError(f"{where}.{m}.{name}: {len(values)} values for {n} tasks")
 
 
 # ----------------------------------------------------------------------------- building
@@ -369,12 +421,14 @@ def build_report(
     split: str = "test",
     choices: Mapping[str, Any] | None = None,
     uncertainty: Mapping[str, Any] | None = None,
+    protocols: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble and validate a report (NaN -> null); raises ``ReportError`` if it is invalid.
 
     ``split``: the split the metrics were measured on. ``choices``: default
     ``selection_choices(config)``, the recorded split of each measured setting. ``uncertainty``:
-    how the summary's intervals were drawn (``uncertainty.add_uncertainty``), omitted when None."""
+    how the summary's intervals were drawn (``uncertainty.add_uncertainty``), omitted when None.
+    ``protocols``: ``{name: protocol_section(...)}`` (``protocols.py``), omitted when None."""
     report = jsonable({
         "schema_version": REPORT_SCHEMA_VERSION,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -393,6 +447,7 @@ def build_report(
         "config": dict(config or {}),
         "versions": {"padirec": __version__, **dict(versions or {})},
         **({"uncertainty": dict(uncertainty)} if uncertainty is not None else {}),
+        **({"protocols": dict(protocols)} if protocols is not None else {}),
     })
     validate_report(report)
     return report

@@ -21,7 +21,8 @@ and max over every method and task of the report), and then:
 - ``avg_hv`` (the paper's metric): mean over tasks of the hypervolume of the method's single point w.r.t. the
   reference point 0 (for one point that is the product of its coordinates);
 - ``front_hv``: the hypervolume of all the method's points together (its trade-off front);
-- ``pearson_ra`` / ``pearson_rd``: Pearson correlation over the tasks between the method's
+- ``pearson_ra`` / ``pearson_rd`` (and ``pearson_rf`` with the fairness utility, on the NDCG gap):
+  Pearson correlation over the tasks between the method's
   NDCG@k (resp. alpha-NDCG@k) and the reference method's (Retrain, assumed optimal);
 - ``spearman``: per metric, the Spearman correlation of the metric with ``w_acc`` over the
   tasks (controllability: NDCG should rise and alpha-NDCG fall with ``w_acc``).
@@ -225,9 +226,17 @@ def summarise(
             "pearson_rd": pearson(series(rows, div_key), series(ref_rows, div_key)) if ref_rows else math.nan,
             "spearman": {key: spearman(series(rows, key), w_acc) for key in metric_keys},
         }
+        if "fairness" in utilities:  # the third utility's curve against Retrain's, as r-a and r-d
+            fair_key = metric_key("fairness", k)
+            summary[m]["pearson_rf"] = (pearson(series(rows, fair_key), series(ref_rows, fair_key)) if ref_rows
+                                        else math.nan)
         ref = {key: series(ref_rows, key) if ref_rows else None for key in (acc_key, div_key)}
         why = {f"pearson_{x}": correlation_reason(series(rows, key), ref[key], f"{m} {key}", f"{reference} {key}")
                for x, key in (("ra", acc_key), ("rd", div_key))}
+        if "pearson_rf" in summary[m]:
+            fair_key = metric_key("fairness", k)
+            why["pearson_rf"] = correlation_reason(series(rows, fair_key), series(ref_rows, fair_key) if ref_rows
+                                                   else None, f"{m} {fair_key}", f"{reference} {fair_key}")
         why["reward"] = "no task has a defined point"
         why["regret"] = (f"no reference method ({reference}) in the sweep" if ref_rows is None
                          else f"no task where both {m} and {reference} have a defined point")

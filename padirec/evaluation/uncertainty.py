@@ -290,7 +290,7 @@ def second_retrain(
     features: Features, tasks: np.ndarray, layout: Layout, cfg: AdapterConfig, seed: int,
 ) -> torch.Tensor:
     """Retrain's adapters ``(T, P)`` for every task, trained with ``seed`` (batched ``train_bank``;
-    equal to ``train_adapter`` task by task)."""
+    ``train_adapter``'s recipe task by task, up to float rounding)."""
     one = AdapterConfig(**{**cfg.__dict__, "checkpoints_per_task": 1})
     return train_bank(features, np.asarray(tasks, dtype=np.float64), one, seed).checkpoints[:, -1]
 
@@ -350,13 +350,14 @@ def ceiling_summary(
 
 
 def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cfg: Any, reference: str | None,
-                    evaluator: SplitEvaluator | None = None) -> dict[str, Any]:
+                    evaluator: SplitEvaluator | None = None, ceiling: bool = True) -> dict[str, Any]:
     """Add ``se``, ``vs_reference``, ``reward_ci``, ``regret_ci`` to ``summary`` (in place) from
     ``sweep`` (a ``SweepResult`` run with ``per_user=True``), and the reference method's
     ``pearson_ceiling`` when ``retrain_ceiling``; returns the report's ``uncertainty`` section.
 
     ``ctx``: the stage's ``MethodContext``; ``cfg``: the ``Config``; ``evaluator``: the split's
-    ``SplitEvaluator`` for the second Retrain (built when None)."""
+    ``SplitEvaluator`` for the second Retrain (built when None); ``ceiling=False`` skips that Retrain
+    (the band protocol: its tasks are grid tasks, whose ceiling the grid's summary already has)."""
     ev = cfg.evaluation
     st = evaluation_settings(ev)
     utilities = list(ctx.utilities)
@@ -368,7 +369,7 @@ def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cf
                                     st.confidence, cfg.seed, sweep.user_groups)
         for m, figures in extra.items():
             summary.setdefault(m, {}).update(figures)
-    if st.retrain_ceiling and reference and reference in sweep.metrics:
+    if ceiling and st.retrain_ceiling and reference and reference in sweep.metrics:
         seed = st.ceiling_seed if st.ceiling_seed >= 0 else int(cfg.seed) + 1
         evaluator = evaluator or SplitEvaluator(ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed)
         params = second_retrain(ctx.features, sweep.tasks, ctx.layout, ctx.adapters, seed)

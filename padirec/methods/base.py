@@ -62,6 +62,9 @@ class MethodContext:
     bank: AdapterBank | None = None
     generator: Generator | str | Path | None = None  # a trained generator or its folder (read on use)
     reuse_bank: bool = True  # False in the response-time comparison: a new task is never in the bank
+    # the band protocol: tasks with w_acc in this closed interval are unseen; a method that draws its
+    # own training tasks (CMR) must not draw them (the bank's are already held out)
+    band: tuple[float, float] | None = None
 
     @property
     def utilities(self) -> list[str]:
@@ -92,6 +95,11 @@ class Method(ABC):
     # assumed optimal: the Pearson correlations, robustness distances, the speed-up's numerator)
     role: ClassVar[str] = ""
     robustness: ClassVar[bool] = False  # its adapters enter the robustness analysis (paper Fig. 4)
+    # it learns from other tasks (the bank's rows, or task draws): the band protocol rebuilds it
+    # without the band's tasks (``padirec.evaluation.protocols``); False = a task's result depends
+    # on that task alone
+    learns_from_tasks: ClassVar[bool] = False
+    uses_generator: ClassVar[bool] = False  # built from the trained generator
 
     def __init__(self, features: Features, utilities: list[str]) -> None:
         self.features = features

@@ -7,7 +7,8 @@ same scalarised loss as Retrain (``sum_j w_j loss_j``, the utilities of
 mini-batch (``tasks_per_batch`` draws share the batch's candidates, as the batched bank
 training does). ``A = 0`` and ``c`` = the identity adapter at the start, as every adapter starts.
 Budget: ``epochs`` passes over the training prefixes (0: the adapters' ``epochs``, one Retrain
-run's budget), each capped at the adapters' ``steps_per_epoch``.
+run's budget), each capped at the adapters' ``steps_per_epoch``. Under the band protocol the draws
+skip the band's ``w_acc`` (``MethodContext.band``), so its tasks stay unseen.
 """
 
 from __future__ import annotations
@@ -36,6 +37,21 @@ def uniform_simplex(n: int, p: int, generator: torch.Generator) -> torch.Tensor:
     """``(n, p)`` draws uniform on the simplex (Dirichlet(1): normalised exponentials)."""
     e = -torch.log(torch.rand(n, p, generator=generator).clamp_min(1e-12))
     return e / e.sum(1, keepdim=True)
+
+
+def draws_outside(n: int, p: int, generator: torch.Generator, band: tuple[float, float] | None,
+                  acc: int = 0) -> torch.Tensor:
+    """``uniform_simplex`` draws with ``w[:, acc]`` (w_acc) outside the closed ``band``: rejected
+    draws are redrawn (the band protocol's unseen tasks are never trained on)."""
+    w = uniform_simplex(n, p, generator)
+    if band is None:
+        return w
+    for _ in range(1000):
+        inside = (w[:, acc] >= band[0]) & (w[:, acc] <= band[1])
+        if not inside.any():
+            return w
+        w[inside] = uniform_simplex(int(inside.sum()), p, generator)
+    raise ValueError(f"cmr: no task draw outside the band {list(band)} in 1000 rounds")
 
 
 class PolicyHypernetwork(nn.Module):
@@ -68,11 +84,12 @@ class CMRConfig:
 @register
 class CMR(AdapterMethod):
     key = "cmr"
+    learns_from_tasks = True
     config_class = CMRConfig
 
     def __init__(
         self, features: Features, utilities: list[str], layout: Layout, cfg: AdapterConfig,
-        seed: int = 0, epochs: int = 0, tasks_per_batch: int = 8,
+        seed: int = 0, epochs: int = 0, tasks_per_batch: int = 8, band: tuple[float, float] | None = None,
     ) -> None:
         super().__init__(features, utilities, layout)
         if list(cfg.utilities) != list(utilities):
@@ -80,12 +97,13 @@ class CMR(AdapterMethod):
         self.cfg, self.seed = cfg, seed
         self.epochs = epochs or cfg.epochs
         self.tasks_per_batch = tasks_per_batch
+        self.band = band
         self.model: PolicyHypernetwork | None = None
 
     @classmethod
     def build(cls, ctx: MethodContext, settings: CMRConfig) -> CMR:
         return cls(ctx.features, ctx.utilities, ctx.layout, ctx.adapters, ctx.seed, settings.epochs,
-                   settings.tasks_per_batch)
+                   settings.tasks_per_batch, ctx.band)
 
     def fit(self) -> None:
         cfg, f = self.cfg, self.features
@@ -94,6 +112,7 @@ class CMR(AdapterMethod):
         model = PolicyHypernetwork(len(utilities), self.layout, init_params(self.layout, gen)).to(self.device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         cols = diversity_columns(cfg)
+        acc = self.utilities.index("accuracy") if "accuracy" in self.utilities else 0
         topk = backbone_topk(f, cfg.topk_candidates) if cfg.candidates == "topk" else None
         m = f.train_h.shape[0]
         steps = min(-(-m // cfg.batch_size), cfg.steps_per_epoch or m)
@@ -105,7 +124,8 @@ class CMR(AdapterMethod):
                 idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                 users = f.train_user[idx]
                 cands = candidate_lists(f, idx, cfg.num_negatives, gen, topk)  # (B, L)
-                w = uniform_simplex(self.tasks_per_batch, len(utilities), gen).to(self.device)  # (n, p)
+                w = draws_outside(self.tasks_per_batch, len(utilities), gen, self.band,
+                                  acc).to(self.device)  # (n, p)
                 h = apply_adapters(f.train_h[idx], model(w), self.layout)  # (n, B, d)
                 batch = CandidateBatch(
                     scores=torch.einsum("nbd,bld->nbl", h, f.item_embedding[cands]),

@@ -45,6 +45,7 @@ class HypernetworkConfig:
 @register
 class Hypernetwork(AdapterMethod):
     key = "hypernetwork"
+    learns_from_tasks = True
     config_class = HypernetworkConfig
     robustness = True
 

@@ -42,6 +42,7 @@ _INSIDE = 1e-9  # barycentric coordinates down to -_INSIDE count as inside (roun
 @register
 class Interpolation(AdapterMethod):
     key = "interpolation"
+    learns_from_tasks = True
     config_class = BankLookupConfig
 
     def __init__(self, features: Features, utilities: list[str], layout: Layout,

@@ -76,6 +76,7 @@ def check_tasks(key: str, params: torch.Tensor, weights: torch.Tensor, num_param
 @register
 class NNLookup(AdapterMethod):
     key = "nn_lookup"
+    learns_from_tasks = True
     config_class = BankLookupConfig
 
     def __init__(self, features: Features, utilities: list[str], layout: Layout,

@@ -24,6 +24,8 @@ class PaDiRec(AdapterMethod):
     generator's ``samples_per_task`` samples (``Generator.adapters``)."""
 
     key = "padirec"
+    learns_from_tasks = True
+    uses_generator = True
     role = "proposed"
     robustness = True
 

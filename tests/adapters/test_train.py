@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from padirec.adapters.evaluate import evaluate_adapters
-from padirec.adapters.train import backbone_topk, sample_negatives, train_adapter, train_bank
+from padirec.adapters.train import (
+    backbone_topk,
+    checkpoint_spread,
+    sample_negatives,
+    train_adapter,
+    train_bank,
+)
 from padirec.core.layout import adapter_layout
 from padirec.core.metrics import evaluate_scores, mask_history
 
@@ -85,3 +91,17 @@ def test_evaluation_agrees_with_shared_metrics(features):
     assert "ndcg_gap@10" in ours and (ours["ndcg_gap@10"] >= 0).all()
     bare = evaluate_adapters(features, None, lay, "valid")
     assert bare["ndcg@10"].shape == (1,)
+
+
+def test_checkpoints_settle_with_a_lower_checkpoint_lr(features, small_cfg):
+    weights = np.array([[0.5, 0.5], [1.0, 0.0]])
+    cfg = dataclasses.replace(small_cfg, epochs=4, checkpoints_per_task=2)
+    runs = [train_bank(features, weights, dataclasses.replace(cfg, checkpoint_lr=f), seed=3) for f in (1.0, 0.01)]
+    moving, settled = runs[0].checkpoints, runs[1].checkpoints
+    # the epochs before the checkpoint epochs are the same run
+    np.testing.assert_array_equal(runs[0].loss_history[:2], runs[1].loss_history[:2])
+    a, b = checkpoint_spread(moving), checkpoint_spread(settled)
+    assert b["checkpoint_spread"] < 0.2 * a["checkpoint_spread"]
+    assert b["checkpoint_last_move"] < 0.2 * a["checkpoint_last_move"]
+    flat = checkpoint_spread(moving[:, :1].repeat(1, 3, 1))
+    assert flat["checkpoint_spread"] == pytest.approx(0.0, abs=1e-6) and flat["checkpoint_last_move"] == 0.0

@@ -1,5 +1,7 @@
+import dataclasses
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import safetensors.torch
@@ -78,8 +80,11 @@ def test_stage_trains_saves_and_reports(bank, tmp_path):
     for key in ("final_loss", "train_seconds", "num_train_rows", "heldout_rel_l2",
                 "heldout_rel_l2_nearest", "heldout_rel_l2_train_mean", "heldout_tasks"):
         assert key in summary, key
-    assert summary["num_train_rows"] == int((~bank.held_out).sum())
+    # the default targets: one row per training task, the mean of its checkpoints
+    assert summary["num_train_rows"] == len(np.unique(bank.task_id[~bank.held_out])) == 9
     assert summary["heldout_tasks"] == 11
+    every = train_generator_stage(bank_dir, tmp_path / "gen_all", dataclasses.replace(cfg, targets="checkpoints"))
+    assert every["num_train_rows"] == int((~bank.held_out).sum()) == 27
     assert [s for s, _ in tracker.metrics if s is not None] == [10, 20, 30]
     assert tracker.params["generator.train_steps"] == 30
     manifest = read_manifest(tmp_path / "gen", kind="generator")

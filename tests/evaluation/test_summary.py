@@ -172,3 +172,17 @@ def test_reward_with_a_minimised_fairness_gap():
     # points (1, 0, 0) and (0, 1, 1): the smaller gap normalises to 1
     assert s["reward_per_task"] == pytest.approx([0.5, 0.8]) and s["reward"] == pytest.approx(0.65)
     assert s["range"]["ndcg_gap@10"] == pytest.approx(0.04)
+
+
+def test_fairness_gets_its_own_pearson():
+    tasks = np.array([[1.0, 0.0, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])
+    gap = [0.05, 0.03, 0.02, 0.01]
+    rows = {m: [{"ndcg@10": 0.1 - 0.01 * t, "alpha_ndcg@10": 0.5 + 0.01 * t, "ndcg_gap@10": g * scale}
+                for t, g in enumerate(gap)] for m, scale in (("retrain", 1.0), ("padirec", 2.0))}
+    rows["mmr"] = [{**r, "ndcg_gap@10": 0.02} for r in rows["retrain"]]  # a flat gap: no correlation
+    s = summarise(rows, tasks, ["accuracy", "diversity", "fairness"])
+    assert s["padirec"]["pearson_rf"] == pytest.approx(1.0) and s["retrain"]["pearson_rf"] == pytest.approx(1.0)
+    assert math.isnan(s["mmr"]["pearson_rf"]) and "pearson_rf" in s["mmr"]["undefined"]
+    two = {m: [{k: v for k, v in r.items() if k != "ndcg_gap@10"} for r in rs] for m, rs in rows.items()}
+    assert "pearson_rf" not in summarise(two, np.array([[1.0, 0.0], [0.7, 0.3], [0.3, 0.7], [0.0, 1.0]]),
+                                         ["accuracy", "diversity"])["padirec"]

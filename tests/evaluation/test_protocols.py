@@ -1,0 +1,147 @@
+"""The band protocol: which tasks it evaluates, what it hides from the methods that learn from tasks,
+and its section of the report."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from padirec.config_checks import check
+from padirec.core.tasks import grid
+from padirec.diffusion.stage import training_rows
+from padirec.errors import ConfigError
+from padirec.evaluation.protocols import (
+    EmptyBand,
+    band_bank,
+    band_context,
+    band_task_index,
+    in_band,
+    run_band,
+)
+from padirec.evaluation.report import ReportError, validate_report
+from padirec.evaluation.stage import evaluate_stage
+from padirec.evaluation.sweep import run_sweep
+from padirec.methods.cmr import draws_outside
+from padirec.methods.registry import METHODS, build_methods
+
+
+def test_band_tasks_are_the_grid_inside_plus_the_ends():
+    tasks = grid(2, 11)
+    index = band_task_index(tasks, ["accuracy", "diversity"], (0.3, 0.7))
+    assert tasks[index, 0].round(2).tolist() == [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0]
+    # w_acc is found by name, not position
+    flipped = band_task_index(tasks[:, ::-1], ["diversity", "accuracy"], (0.3, 0.7))
+    assert flipped.tolist() == index.tolist()
+    three = grid(3, 5)
+    picked = three[band_task_index(three, ["accuracy", "diversity", "fairness"], (0.25, 0.5))]
+    vertices = np.isclose(picked.max(1), 1)
+    assert vertices.sum() == 3 and ((picked[~vertices, 0] >= 0.25) & (picked[~vertices, 0] <= 0.5)).all()
+    with pytest.raises(ConfigError, match="accuracy"):
+        in_band(tasks, ["diversity", "novelty"], (0.3, 0.7))
+
+
+def test_band_bank_holds_out_every_row_in_the_band(tiny):
+    bank = tiny["bank"]
+    reduced, removed = band_bank(bank, (0.3, 0.7))
+    w_acc = bank.weights[:, 0].numpy()
+    inside = (w_acc >= 0.3) & (w_acc <= 0.7)
+    assert (reduced.held_out == (bank.held_out | inside)).all()
+    assert removed == len(np.unique(bank.task_id[inside & ~bank.held_out]))
+    assert not reduced.held_out[~inside & ~bank.held_out].any()  # nothing outside the band is lost
+    assert bank.held_out.sum() < reduced.held_out.sum() or removed == 0
+    with pytest.raises(EmptyBand, match="every bank task"):
+        band_context(tiny["context"], tiny["cfg"].generator, (0.0, 1.0), False, 0)
+
+
+def test_cmr_draws_skip_the_band():
+    gen = torch.Generator().manual_seed(0)
+    w = draws_outside(2000, 3, gen, (0.3, 0.7), acc=1)
+    assert torch.allclose(w.sum(1), torch.ones(2000)) and (w >= 0).all()
+    assert not ((w[:, 1] >= 0.3) & (w[:, 1] <= 0.7)).any()
+    assert ((w[:, 0] >= 0.3) & (w[:, 0] <= 0.7)).any()  # only w_acc is constrained
+    free = draws_outside(50, 2, torch.Generator().manual_seed(1), None)
+    assert ((free[:, 0] >= 0.3) & (free[:, 0] <= 0.7)).any()
+
+
+@pytest.mark.slow  # trains a second tiny generator and refits the learners (about 10 s)
+def test_run_band_reruns_the_learners_and_reuses_the_rest(tiny):
+    cfg, ctx, f = copy.deepcopy(tiny["cfg"]), tiny["context"], tiny["features"]
+    names = ["padirec", "retrain", "nn_lookup", "mmr", "cmr"]
+    tasks = grid(2, 11)
+    sweep = run_sweep(build_methods(names, ctx, cfg.methods), tasks, f, "test", 10, 0.5, per_user=True)
+    band, index, info = run_band(sweep, ctx, cfg, (0.3, 0.7))
+    assert info["rerun"] == ["padirec", "nn_lookup", "cmr"] and info["reused_from_grid"] == ["retrain", "mmr"]
+    assert all(METHODS[m].learns_from_tasks for m in info["rerun"])
+    assert list(band.metrics) == names and band.tasks.shape == (7, 2) and info["task_index"] == index.tolist()
+    for m in ("retrain", "mmr"):  # the same task, the same result: taken from the grid sweep
+        assert band.metrics[m] == [sweep.metrics[m][i] for i in index]
+        assert np.array_equal(band.per_user[m][1]["ndcg@10"], sweep.per_user[m][index[1]]["ndcg@10"])
+    assert info["generator"]["num_train_rows"] < int((~tiny["bank"].held_out).sum()) or info["bank_tasks_removed"] == 0
+    # NN lookup never returns a bank task inside the band
+    reduced, _ = band_bank(tiny["bank"], (0.3, 0.7))
+    inside = torch.as_tensor(~reduced.held_out)
+    for t in range(len(index)):
+        got = band.adapters["nn_lookup"][t]
+        dist = (tiny["bank"].params - got).abs().amax(1)
+        assert not bool(((dist < 1e-6) & ~inside).any()) or bool(((dist < 1e-6) & inside).any())
+
+
+def test_protocols_config_is_checked(tiny):
+    cfg = copy.deepcopy(tiny["cfg"])
+    cfg.evaluation.protocols = ["band"]
+    with pytest.raises(ConfigError, match="evaluation.protocols"):
+        check(cfg)
+    cfg.evaluation.protocols = ["grid", "band"]
+    cfg.evaluation.band_low, cfg.evaluation.band_high = 0.7, 0.3
+    with pytest.raises(ConfigError, match="band_low"):
+        check(cfg)
+
+
+@pytest.mark.slow  # the evaluate stage with both protocols (about 15 s)
+def test_report_carries_both_protocols(tiny, tmp_path):
+    cfg = copy.deepcopy(tiny["cfg"])
+    cfg.adapters.grid_size = 3
+    cfg.evaluation.methods = ["padirec", "retrain", "nn_lookup", "interpolation", "mmr"]
+    args = (tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"], None)
+    report = evaluate_stage(*args, tmp_path / "eval", cfg)
+    protocols = report["protocols"]
+    assert set(protocols) == {"grid", "band"}
+    assert protocols["grid"]["summary"] == report["summary"] and protocols["grid"]["tasks"] == report["tasks"]
+    band = protocols["band"]
+    assert band["band"] == [0.3, 0.7] and len(band["tasks"]) == 3  # grid_size 3: 0.5 and the two ends
+    assert set(band["summary"]) == set(cfg.evaluation.methods)
+    assert band["summary"]["retrain"]["regret"] == 0.0
+    assert all(len(s["reward_per_task"]) == 3 and len(s["reward_ci"]) == 2 for s in band["summary"].values())
+    assert "pearson_ceiling" not in band["summary"]["retrain"]  # the grid's ceiling covers these tasks
+    text = (tmp_path / "eval" / "report.md").read_text()
+    assert "## Band protocol: w_acc in [0.30, 0.70] unseen" in text
+    broken = copy.deepcopy(report)
+    broken["protocols"]["band"]["summary"]["padirec"]["reward_per_task"].append(0.0)
+    with pytest.raises(ReportError, match=r"protocols\.band\.summary\.padirec\.reward_per_task"):
+        validate_report(broken)
+    cfg.evaluation.protocols = ["grid"]
+    assert set(evaluate_stage(*args, tmp_path / "eval2", cfg)["protocols"]) == {"grid"}
+    # a band over the whole simplex leaves nothing to learn from: reported as skipped, not a crash
+    cfg.evaluation.protocols, cfg.evaluation.band_low, cfg.evaluation.band_high = ["grid", "band"], 0.0, 1.0
+    cfg.evaluation.methods = ["retrain", "nn_lookup"]
+    skipped = evaluate_stage(*args, tmp_path / "eval3", cfg)["protocols"]["band"]
+    assert "every bank task" in skipped["skipped"] and skipped["summary"] == {}
+    assert "Skipped: evaluation.band_low" in (tmp_path / "eval3" / "report.md").read_text()
+
+
+def test_generator_targets_the_task_mean(tiny):
+    bank = tiny["bank"]
+    params, weights, held = training_rows(bank, "checkpoints")
+    assert params is bank.params and held.tolist() == bank.held_out.tolist()
+    params, weights, held = training_rows(bank, "task_mean")
+    ids = np.unique(bank.task_id)
+    assert params.shape == (len(ids), bank.params.shape[1]) and weights.shape == (len(ids), bank.weights.shape[1])
+    for i, t in enumerate(ids.tolist()):
+        rows = np.flatnonzero(bank.task_id == t)
+        torch.testing.assert_close(params[i], bank.params[rows].mean(0))
+        assert torch.equal(weights[i], bank.weights[rows[0]]) and bool(held[i]) == bool(bank.held_out[rows].any())
+    with pytest.raises(ConfigError, match="generator.targets"):
+        training_rows(bank, "median")
