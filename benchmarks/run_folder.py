@@ -9,6 +9,7 @@ from pipelines.run_local import find_output
 
 # where each stage output of evaluate's inputs lies in a run folder
 INPUTS = ("prepare-data/data", "train-backbone/backbone", "train-generator/bank", "train-generator/generator")
+FEATURES = "compute-features/features"  # run folders made before the features step have none
 
 
 def find(run: Path, pattern: str) -> Path:
@@ -21,7 +22,10 @@ def find(run: Path, pattern: str) -> Path:
 
 
 def run_inputs(run: Path, cfg: Any):
-    """The evaluation stage's inputs (data, backbone, bank, generator) of the run, read as it reads them."""
+    """The evaluation stage's inputs (data, backbone, bank, generator) of the run, read as it reads
+    them: the run's features artifact where it has one, else the features computed again."""
     from padirec.evaluation.stage import load_inputs
 
-    return load_inputs(*(find(run, f"**/{out}/manifest.json") for out in INPUTS), cfg)
+    features = find_output(run, f"**/{FEATURES}/manifest.json")
+    return load_inputs(*(find(run, f"**/{out}/manifest.json") for out in INPUTS), cfg,
+                       features_dir=None if features is None else features.parent)

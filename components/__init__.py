@@ -12,6 +12,7 @@ from components.adapters import build_adapters, plan_shards
 from components.backbone import train_backbone
 from components.data import prepare_data
 from components.evaluate import compare_response_time, evaluate
+from components.features import compute_features
 from components.finish import finish_run
 from components.generator import train_generator
 from components.register import register_and_promote
@@ -19,6 +20,7 @@ from components.register import register_and_promote
 FUNCTIONS = {
     "prepare_data": prepare_data,
     "train_backbone": train_backbone,
+    "compute_features": compute_features,
     "plan_shards": plan_shards,
     "build_adapters": build_adapters,
     "train_generator": train_generator,

@@ -9,8 +9,9 @@ def plan_shards(config_json: str) -> list[int]:
 
 
 def build_adapters(config_json: str, shard_index: int, data: Input[Dataset],
-                   backbone: Input[Model], bank: Output[Dataset]):
+                   backbone: Input[Model], features: Input[Dataset], bank: Output[Dataset]):
     """Phase 2: one shard of the adapter bank (``padirec.steps.build_adapters``)."""
     from padirec import steps
 
-    bank.metadata.update(steps.build_adapters(config_json, shard_index, data.path, backbone.path, bank.path))
+    bank.metadata.update(steps.build_adapters(config_json, shard_index, data.path, backbone.path, features.path,
+                                              bank.path))

@@ -49,9 +49,10 @@ def source_hash(root: Path) -> str:
 
 def input_identity(folder: str | Path) -> dict[str, Any]:
     """What an input folder's content is: the prepared data's ``data_checksum`` (its tables; the
-    validation report beside them changes with every run), else every listed file's sha256."""
+    validation report beside them changes with every run), else every listed file's sha256 (other
+    kinds, e.g. ``features``, record the data checksum they came from: not their own content)."""
     manifest = json.loads((Path(folder) / MANIFEST).read_text())
-    if manifest.get("data_checksum"):
+    if manifest.get("kind") == "prepared_data" and manifest.get("data_checksum"):
         return {"kind": manifest.get("kind"), "data_checksum": manifest["data_checksum"]}
     return {"kind": manifest.get("kind"), "files": {k: v["sha256"] for k, v in manifest.get("files", {}).items()}}
 

@@ -1,4 +1,4 @@
-"""The PaDiRec pipeline: data -> backbone -> adapter bank (fan-out) -> generator -> evaluation.
+"""The PaDiRec pipeline: data -> backbone -> features -> adapter bank (fan-out) -> generator -> evaluation.
 
 ``build_pipeline(image, cluster)`` returns the pipeline with every component on ``image`` (the
 project image, a compile-time parameter) and the cluster's resources on each step. The whole
@@ -22,7 +22,8 @@ from padirec.tracking import KFP_RUN_ID_ENV
 
 PIPELINE_NAME = "padirec"
 DEFAULT_IMAGE = "padirec:0.1.0"
-GPU_STEPS = ("train_backbone", "build_adapters", "train_generator", "evaluate", "compare_response_time")
+GPU_STEPS = ("train_backbone", "compute_features", "build_adapters", "train_generator", "evaluate",
+             "compare_response_time")
 # Timing steps measure wall time: a cached result would report a stale machine's figures.
 UNCACHED_STEPS = ("compare_response_time", "finish_run", "evaluate", "register_and_promote")
 
@@ -98,14 +99,18 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: ClusterOptions | None = 
         with dsl.ExitHandler(step("finish_run", config_json=config_json), name="tracked-run"):
             data = step("prepare_data", config_json=config_json, data_version=data_version)
             backbone = step("train_backbone", config_json=config_json, data=data.outputs["data"])
+            # the frozen backbone's features, once: every shard and both evaluation steps read them
+            features = step("compute_features", config_json=config_json, data=data.outputs["data"],
+                            backbone=backbone.outputs["backbone"])
             shards = step("plan_shards", config_json=config_json)
             with dsl.ParallelFor(shards.output, name="adapter-shards") as shard_index:
                 shard = step("build_adapters", config_json=config_json, shard_index=shard_index,
-                             data=data.outputs["data"], backbone=backbone.outputs["backbone"])
+                             data=data.outputs["data"], backbone=backbone.outputs["backbone"],
+                             features=features.outputs["features"])
             generator = step("train_generator", config_json=config_json, banks=dsl.Collected(shard.outputs["bank"]))
             inputs = dict(config_json=config_json, data=data.outputs["data"],
-                          backbone=backbone.outputs["backbone"], bank=generator.outputs["bank"],
-                          generator=generator.outputs["generator"])
+                          backbone=backbone.outputs["backbone"], features=features.outputs["features"],
+                          bank=generator.outputs["bank"], generator=generator.outputs["generator"])
             timing = step("compare_response_time", **inputs)
             report = step("evaluate", **inputs, timing=timing.outputs["timing"])
             step("register_and_promote", config_json=config_json, data=data.outputs["data"],

@@ -101,3 +101,16 @@ def test_a_changed_source_file_is_a_miss(tmp_path, monkeypatch):
     stage = copy / "backbones" / "train.py"
     stage.write_text(stage.read_text() + "\n# a one-line change\n")
     assert cache_key("s", {"lr": 1}, [src]) != before
+
+
+def test_an_artifact_recording_a_data_checksum_is_keyed_by_its_files(tmp_path):
+    """A ``features`` folder records the data checksum it came from; two such folders of other
+    content (another backbone, same data) must not share a key, as the prepared data's do."""
+    keys = []
+    for content in (b"backbone one", b"backbone two"):
+        d = tmp_path / content.decode().replace(" ", "_")
+        d.mkdir()
+        (d / "features.safetensors").write_bytes(content)
+        write_manifest(d, "features", ["features.safetensors"], config={}, data_checksum="same data")
+        keys.append(cache_key("s", {}, [d]))
+    assert keys[0] != keys[1]

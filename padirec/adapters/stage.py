@@ -20,10 +20,10 @@ import pandas as pd
 from padirec.adapters.bank import merge_banks, write_bank
 from padirec.adapters.config import CANDIDATE_LISTS, AdapterConfig
 from padirec.adapters.evaluate import evaluate_adapters
-from padirec.adapters.features import compute_features
+from padirec.adapters.features_stage import frozen_features
 from padirec.adapters.objectives import get_utilities
-from padirec.adapters.train import train_bank
-from padirec.backbones.checkpoint import backbone_sha256, load_backbone
+from padirec.adapters.train import checkpoint_spread, train_bank
+from padirec.backbones.checkpoint import backbone_sha256
 from padirec.core.layout import adapter_layout
 from padirec.core.tasks import sample_tasks, shard_tasks
 from padirec.core.tracker import NullTracker, Tracker, flatten
@@ -66,8 +66,12 @@ def build_adapters_stage(
     tracker: Tracker | None = None,
     shard_index: int = 0,
     num_shards: int = 1,
+    features_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train this shard's adapters and write the ``adapter_bank`` artifact to ``out_dir``.
+
+    ``features_dir``: the pipeline's ``features`` artifact (``features_stage``), read instead of
+    running the backbone again in every shard; None computes them here.
 
     Returns a summary: number of tasks and rows, seconds, and the mean final valid metrics.
     """
@@ -82,12 +86,11 @@ def build_adapters_stage(
     dev = pick_device(device)
     data = load_prepared(data_dir)
     check_data_for_utilities(data, cfg.utilities)
-    backbone = load_backbone(backbone_dir, dev)  # verifies the backbone's checksums
     tracker.log_params(flatten({"adapters": dataclasses.asdict(cfg)}) | {
         "max_len": max_len, "seed": seed, "shard_index": shard_index, "num_shards": num_shards})
 
     start = time.perf_counter()
-    features = compute_features(backbone, data, max_len, dev, cfg.feature_stride)
+    features = frozen_features(data, backbone_dir, features_dir, cfg, max_len, dev)  # verifies the backbone's checksums
     weights, held_out = sample_tasks(len(utilities), cfg.grid_size, cfg.num_random_tasks,
                                      cfg.hold_out_grid, seed)
     task_ids = shard_tasks(len(weights), shard_index, num_shards)
@@ -101,7 +104,6 @@ def build_adapters_stage(
     lay = adapter_layout(features.dim, cfg.bottleneck)
     flat = result.checkpoints.reshape(n * k, p)
     valid = evaluate_adapters(features, flat, lay, "valid", alpha=cfg.alpha)
-    final = evaluate_adapters(features, result.checkpoints[:, -1], lay, "test", alpha=cfg.alpha)
     tasks = pd.DataFrame({
         "row": np.arange(n * k),
         "task_id": np.repeat(task_ids, k),
@@ -111,11 +113,12 @@ def build_adapters_stage(
         "shard": shard_index,
         **{f"valid_{name}": values for name, values in valid.items()},
     })
-    _log_task_table(tracker, shard_index, task_ids, held_out, weights, cfg.utilities, valid, final, k)
+    _log_task_table(tracker, shard_index, task_ids, held_out, weights, cfg.utilities, valid, k)
     seconds = time.perf_counter() - start
     stats = {
         "num_tasks": int(n), "num_rows": int(n * k), "num_params": int(p), "train_seconds": result.seconds,
         "seconds": seconds, "final_loss_mean": float(result.loss_history[-1].mean()),
+        **checkpoint_spread(result.checkpoints),
         **{f"valid_{m}_mean": float(v.reshape(n, k)[:, -1].mean()) for m, v in valid.items()},
     }
     config = {"adapters": dataclasses.asdict(cfg), "max_len": max_len, "seed": seed}
@@ -130,16 +133,16 @@ def build_adapters_stage(
 
 def _log_task_table(tracker: Tracker, shard_index: int, task_ids: np.ndarray, held_out: np.ndarray,
                     weights: np.ndarray, utilities: list[str], valid: dict[str, np.ndarray],
-                    final: dict[str, np.ndarray], k: int) -> None:
-    """One row per task of this shard (its weights, the last checkpoint's valid metrics, the test
-    metrics) as the table ``adapter_bank/tasks_shard_<i>.json`` (``mlflow.log_table``): per-task
-    results are keyed by task, never put on a metric's step axis (the task index is not a step)."""
+                    k: int) -> None:
+    """One row per task of this shard (its weights, the last checkpoint's valid metrics) as the
+    table ``adapter_bank/tasks_shard_<i>.json`` (``mlflow.log_table``): per-task results are keyed
+    by task, never put on a metric's step axis (the task index is not a step). No test metrics:
+    the test split is read once, by the evaluate stage."""
     rows = []
     for i, t in enumerate(task_ids):
         row: dict[str, Any] = {"task_id": int(t), "shard": shard_index, "held_out": bool(held_out[t])}
         row.update({f"w_{u}": float(x) for u, x in zip(utilities, weights[t], strict=True)})
         row.update({_metric(f"valid_{m}"): float(v[i * k + k - 1]) for m, v in valid.items()})
-        row.update({_metric(f"test_{m}"): float(v[i]) for m, v in final.items()})
         rows.append(row)
     tracker.log_table(rows, f"adapter_bank/tasks_shard_{shard_index}.json")
 

@@ -1,11 +1,12 @@
 """The ``evaluate`` and ``compare_response_time`` stages: folders in, a report folder out.
 
-Both read the prepared data, the frozen backbone, the adapter bank and the generator, compute
-the frozen features once, build the methods of ``cfg.evaluation.methods`` and write
-``report.json`` (schema in ``report.py``), ``report.md``, ``plots/*.png`` and a manifest of kind
-``report``. ``evaluate_stage`` runs the method x task sweep over the evaluation grid, the
-summary and the analyses, and merges the timings of ``response_time_stage`` (which runs first,
-times new tasks, and writes a report holding only ``response_time``).
+Both read the prepared data, the frozen backbone, the adapter bank and the generator, read the
+frozen features (the ``features`` artifact; without one, computed once), build the methods of
+``cfg.evaluation.methods`` and write ``report.json`` (schema in ``report.py``), ``report.md``,
+``plots/*.png`` and a manifest of kind ``report``. ``evaluate_stage`` runs the method x task sweep
+over the evaluation grid, the summary, the protocols (``protocols.py``) and the analyses, and
+merges the timings of ``response_time_stage`` (which runs first, times new tasks, and writes a
+report holding only ``response_time``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from padirec.adapters.bank import load_bank
-from padirec.adapters.features import compute_features
+from padirec.adapters.features_stage import frozen_features
 from padirec.artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
-from padirec.backbones.checkpoint import backbone_sha256, load_backbone
+from padirec.backbones.checkpoint import backbone_sha256
 from padirec.config import Config
 from padirec.core.tasks import grid
 from padirec.core.tracker import NullTracker, Tracker
@@ -32,10 +33,17 @@ from padirec.errors import ArtifactError, ConfigError
 from padirec.evaluation.analyses import case_study, robustness
 from padirec.evaluation.markdown import render_markdown
 from padirec.evaluation.plots import make_plots
+from padirec.evaluation.protocols import (
+    BAND_DESCRIPTION,
+    GRID_DESCRIPTION,
+    EmptyBand,
+    protocol_section,
+    run_band,
+)
 from padirec.evaluation.report import build_report, metric_name, validate_report
 from padirec.evaluation.response_time import compare_response_time, speedup
 from padirec.evaluation.summary import summarise
-from padirec.evaluation.sweep import SplitEvaluator, run_sweep
+from padirec.evaluation.sweep import SplitEvaluator, SweepResult, run_sweep
 from padirec.evaluation.uncertainty import add_uncertainty
 from padirec.methods.registry import METHODS, MethodContext, build_methods, method_with_role
 from padirec.seeding import pick_device, seed_everything
@@ -56,14 +64,14 @@ class StageInputs:
 
 def load_inputs(
     data_dir: str | Path, backbone_dir: str | Path, bank_dir: str | Path, generator_dir: str | Path | None,
-    cfg: Config,
+    cfg: Config, features_dir: str | Path | None = None,
 ) -> StageInputs:
-    """Read and cross-check every input folder, compute the frozen features once (the generator is
-    read only when a method asks for it)."""
+    """Read and cross-check every input folder; the frozen features come from ``features_dir``
+    (the pipeline's ``features`` artifact), else are computed once here (the generator is read only
+    when a method asks for it)."""
     device = pick_device(cfg.device)
     utilities = list(cfg.adapters.utilities)
     data = load_prepared(data_dir)
-    backbone = load_backbone(backbone_dir, device)
     bank = load_bank(bank_dir, device)
     if bank.utilities != utilities:
         raise ConfigError(f"adapters.utilities {utilities} differ from the bank's {bank.utilities} ({bank_dir})")
@@ -71,7 +79,7 @@ def load_inputs(
     if bank.manifest.get("backbone_sha256") not in (None, backbone_sha):
         raise ArtifactError(f"{bank_dir}: the adapter bank was trained on another backbone "
                             f"({str(bank.manifest['backbone_sha256'])[:12]}..., not {backbone_sha[:12]}... in {backbone_dir})")
-    features = compute_features(backbone, data, cfg.data.max_len, device, cfg.adapters.feature_stride)
+    features = frozen_features(data, backbone_dir, features_dir, cfg.adapters, cfg.data.max_len, device)
     versions = {
         "data_sha256": data.manifest.get("data_checksum"),
         "backbone_sha256": backbone_sha,
@@ -103,12 +111,17 @@ def write_report(out_dir: str | Path, report: dict[str, Any], cfg: Config) -> di
 def _log_summary(tracker: Tracker, report: dict[str, Any]) -> None:
     metrics: dict[str, float] = {}
     for m, s in report["summary"].items():
-        for name in ("avg_hv", "front_hv", "pearson_ra", "pearson_rd"):
-            if s[name] is not None:
+        for name in ("reward", "regret", "avg_hv", "front_hv", "pearson_ra", "pearson_rd"):
+            if s.get(name) is not None:
                 metrics[f"{m}/{name}"] = s[name]
         for metric, rho in s["spearman"].items():
             if rho is not None:
                 metrics[f"{m}/spearman_{metric_name(metric)}"] = rho
+    band = (report.get("protocols") or {}).get("band")
+    for m, s in (band["summary"] if band else {}).items():  # the band protocol's, under band/
+        for name in ("reward", "regret", "pearson_ra", "pearson_rd", "avg_hv"):
+            if s.get(name) is not None:
+                metrics[f"band/{m}/{name}"] = s[name]
     for m, r in (report.get("response_time") or {}).items():
         metrics[f"{m}/response_median_s"] = r["median_s"]
     ratio = speedup(report.get("response_time") or {})
@@ -160,6 +173,7 @@ def read_timing(timing_dir: str | Path | None) -> dict[str, Any]:
 def evaluate_stage(
     data_dir: str | Path, backbone_dir: str | Path, bank_dir: str | Path, generator_dir: str | Path | None,
     timing_dir: str | Path | None, out_dir: str | Path, cfg: Config, tracker: Tracker | None = None,
+    features_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Every method x every grid task on the test split -> the report folder. Returns the report.
 
@@ -169,7 +183,7 @@ def evaluate_stage(
     seed_everything(cfg.seed)
     ev = cfg.evaluation
     timings = read_timing(timing_dir)
-    inputs = load_inputs(data_dir, backbone_dir, bank_dir, generator_dir, cfg)
+    inputs = load_inputs(data_dir, backbone_dir, bank_dir, generator_dir, cfg, features_dir)
     ctx = inputs.context
     methods = build_methods(list(ev.methods), ctx, cfg.methods)
     tasks = grid(len(ctx.utilities), cfg.adapters.grid_size)
@@ -179,6 +193,9 @@ def evaluate_stage(
     sweep = run_sweep(methods, tasks, ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed, per_user=True)
     summary = summarise(sweep.metrics, tasks, ctx.utilities, ev.k, reference=method_with_role("reference"))
     uncertainty = add_uncertainty(summary, sweep, ctx, cfg, method_with_role("reference"))  # CIs, Retrain ceiling
+    protocols = {"grid": protocol_section(GRID_DESCRIPTION, tasks, summary)}
+    if "band" in ev.protocols:
+        protocols["band"] = _band_protocol(sweep, ctx, cfg)
 
     analyses: dict[str, Any] = {
         "fit_seconds": sweep.fit_seconds,
@@ -199,6 +216,7 @@ def evaluate_stage(
         k=ev.k, alpha=ev.alpha, utilities=ctx.utilities, tasks=tasks.tolist(), methods=sweep.metrics,
         summary=summary, response_time=timings, analyses=analyses, config=cfg.to_dict(),
         versions=inputs.versions, dataset=cfg.data.source, backbone=inputs.backbone_name, uncertainty=uncertainty,
+        protocols=protocols,
     )
     write_report(out_dir, report, cfg)
     _log_summary(tracker, report)
@@ -207,16 +225,32 @@ def evaluate_stage(
     return report
 
 
+def _band_protocol(sweep: SweepResult, ctx: MethodContext, cfg: Config) -> dict[str, Any]:
+    """The report's ``protocols.band``; ``skipped`` with the reason when the bank leaves nothing
+    outside the band to learn from (a tiny bank), rather than failing the finished pipeline."""
+    ev, reference = cfg.evaluation, method_with_role("reference")
+    band = (ev.band_low, ev.band_high)
+    try:
+        band_sweep, _, info = run_band(sweep, ctx, cfg, band, "test")
+    except EmptyBand as e:
+        log.warning("band protocol skipped: %s", e)
+        return protocol_section(BAND_DESCRIPTION, np.zeros((0, len(ctx.utilities))), {}, band=list(band),
+                                skipped=str(e))
+    band_summary = summarise(band_sweep.metrics, band_sweep.tasks, ctx.utilities, ev.k, reference=reference)
+    add_uncertainty(band_summary, band_sweep, ctx, cfg, reference, ceiling=False)
+    return protocol_section(BAND_DESCRIPTION, band_sweep.tasks, band_summary, band_sweep.metrics, **info)
+
+
 def response_time_stage(
     data_dir: str | Path, backbone_dir: str | Path, bank_dir: str | Path, generator_dir: str | Path | None,
-    out_dir: str | Path, cfg: Config, tracker: Tracker | None = None,
+    out_dir: str | Path, cfg: Config, tracker: Tracker | None = None, features_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Time every method on new tasks -> a report folder holding only ``response_time`` (plus its
     plot), which ``evaluate_stage`` merges through ``timing_dir``. Returns that report."""
     tracker = tracker or NullTracker()
     seed_everything(cfg.seed)
     ev = cfg.evaluation
-    inputs = load_inputs(data_dir, backbone_dir, bank_dir, generator_dir, cfg)
+    inputs = load_inputs(data_dir, backbone_dir, bank_dir, generator_dir, cfg, features_dir)
     ctx = dataclasses.replace(inputs.context, reuse_bank=False)  # new tasks: nothing to reuse
     methods = build_methods(list(ev.methods), ctx, cfg.methods)
     assert ctx.bank is not None

@@ -72,7 +72,9 @@ def test_stage_writes_the_documented_artifact(tmp_path, synthetic_prepared, back
     assert manifest["held_out"]["rule"] == "grid"
     assert stats["num_rows"] == 10
     rows = tracker.tables["adapter_bank/tasks_shard_0.json"]  # one row per task, not a metric per task index
-    assert [r["task_id"] for r in rows] == list(range(5)) and {"valid_ndcg_at_10", "test_alpha_ndcg_at_10"} <= set(rows[0])
+    assert [r["task_id"] for r in rows] == list(range(5)) and "valid_ndcg_at_10" in rows[0]
+    assert not any(key.startswith("test_") for key in rows[0])  # the test split is read once, by evaluate
+    assert stats["checkpoint_spread"] > 0 and stats["checkpoint_last_move"] > 0
     assert all(step is None or "adapters_train_loss_mean" in m for m, step in tracker.metrics)
     assert not any("@" in name for m, _ in tracker.metrics for name in m)  # MLflow rejects '@'
     assert tracker.params["adapters.epochs"] == 3

@@ -13,7 +13,7 @@ def _load(path: Path) -> tuple[dict, dict]:
     spec, platform = yaml.safe_load_all(path.read_text())
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
-STAGES = {"prepare-data", "train-backbone", "plan-shards", "build-adapters", "train-generator", "register-and-promote",
+STAGES = {"prepare-data", "train-backbone", "compute-features", "plan-shards", "build-adapters", "train-generator", "register-and-promote",
           "compare-response-time", "evaluate", "finish-run"}
 
 
@@ -49,7 +49,7 @@ def test_cluster_resources_retries_and_caching(tmp_path):
     path = tmp_path / "p.yaml"
     compiler.Compiler().compile(build_pipeline("padirec:1-x", ClusterOptions(gpu_type="nvidia.com/gpu", gpu_count=2)), str(path))
     spec, _ = _load(path)
-    for gpu_step in ("train-backbone", "build-adapters", "train-generator", "evaluate"):
+    for gpu_step in ("train-backbone", "compute-features", "build-adapters", "train-generator", "evaluate"):
         accel = _executor_of(spec, gpu_step)["resources"]["accelerator"]
         assert accel["resourceCount"] == "2" and accel["resourceType"] == "nvidia.com/gpu"
     assert "accelerator" not in _executor_of(spec, "prepare-data").get("resources", {})
@@ -60,6 +60,7 @@ def test_cluster_resources_retries_and_caching(tmp_path):
     caching = {name: task.get("cachingOptions", {}).get("enableCache", False)
                for comp in spec["components"].values() for name, task in comp.get("dag", {}).get("tasks", {}).items()}
     assert caching["train-backbone"] and caching["build-adapters"] and caching["prepare-data"]
+    assert caching["compute-features"]  # a pure function of the data, the backbone and the settings
     assert not caching["compare-response-time"]  # timings are never reused from a cache
 
 

@@ -61,6 +61,8 @@ def test_pipeline_registers_and_promotes(stack, capfd):
     folder = _run(stack)
     _assert_no_credentials(stack, folder, capfd.readouterr())
     report = json.loads(find_output(folder, "**/report/report.json").read_text())
+    features = json.loads(find_output(folder, "**/compute-features/features/manifest.json").read_text())
+    assert features["kind"] == "features" and features["backbone_sha256"] == report["versions"]["backbone_sha256"]
     assert {"padirec", "retrain", "soup", "mmr", "cmr", "hypernetwork", "deepprl"} <= set(report["methods"])
 
     client = MlflowClient(stack["uri"])
@@ -69,8 +71,8 @@ def test_pipeline_registers_and_promotes(stack, capfd):
     parents = [r for r in runs if r.data.tags.get("padirec.role") == "pipeline"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     steps = {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
-    assert {"prepare_data", "train_backbone", "build_adapters_0", "build_adapters_1", "train_generator",
-            "compare_response_time", "evaluate", "register_and_promote"} <= steps
+    assert {"prepare_data", "train_backbone", "compute_features", "build_adapters_0", "build_adapters_1",
+            "train_generator", "compare_response_time", "evaluate", "register_and_promote"} <= steps
 
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert champion.version == "1"
