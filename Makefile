@@ -10,7 +10,7 @@ IMAGE  ?= padirec:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(
 # Every install goes through the torch pin, so nothing can pull a CUDA build on a CPU machine.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving gpu-check bench-scale readme-results clean
+.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving gpu-check bench-scale readme-results clean paper model-image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -83,3 +83,9 @@ readme-results: $(STAMP) ## write the README's results section from the newest r
 
 clean: ## remove build outputs (keeps .venv and runs/)
 	rm -rf dist build .pytest_cache .ruff_cache
+
+paper: $(STAMP) ## the paper's Table 1, Table 2 and Figure 3: 4 backbones x 3 seeds on ML-100K (docs/experiment.md; about 2.5 h on 2 cores)
+	$(PY) -m pipelines experiment table1 --config configs/paper.yaml --seeds 3
+
+model-image: $(STAMP) ## the serving image of a registered model from MLflow's build-docker Dockerfile (MODEL_URI, TRACKING_URI, MODEL_TAG, BASE, TORCH=cpu|cuda; docs/serving.md)
+	$(PY) tools/model_image.py $(if $(MODEL_URI),--model-uri '$(MODEL_URI)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)') $(if $(MODEL_TAG),--tag '$(MODEL_TAG)') $(if $(BASE),--base '$(BASE)') --torch $(or $(TORCH),cpu)

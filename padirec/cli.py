@@ -74,7 +74,7 @@ def cmd_backbone(args: argparse.Namespace) -> int:
 
     cfg = load_config_from_args(args)
     bcfg = dataclasses.replace(cfg.backbone, model=args.model or cfg.backbone.model)
-    metrics = train_backbone_stage(args.data, args.out, bcfg, cfg.data.max_len, cfg.seed, cfg.device, None)
+    metrics = train_backbone_stage(args.data, args.out, bcfg, cfg.data.max_len, bcfg.seed_for(cfg.seed), cfg.device, None)
     print(json.dumps(metrics, indent=2))
     return 0
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from padirec.diffusion.config import TARGETS
 from padirec.errors import ConfigError
 from padirec.methods.registry import METHODS
 
@@ -51,10 +52,10 @@ RANGES: dict[str, str] = {
     "backbone.num_negatives": _ANY, "backbone.batch_size": _ANY, "backbone.lr": "(0, inf)",
     "backbone.weight_decay": "[0, inf)", "backbone.epochs": _ANY, "backbone.patience": _ANY,
     "backbone.eval_every": _ANY, "backbone.max_time_interval": _ANY, "backbone.eval_batch_size": _ANY,
-    "backbone.train_stride": "[0, inf)",
+    "backbone.train_stride": "[0, inf)", "backbone.seed": "[-1, 4294967295]",  # -1 = the run's seed
     "adapters.bottleneck": _ANY, "adapters.num_random_tasks": "[0, inf)", "adapters.grid_size": "[2, inf)",
     "adapters.checkpoints_per_task": _ANY, "adapters.epochs": _ANY, "adapters.steps_per_epoch": _ANY,
-    "adapters.lr": "(0, inf)", "adapters.batch_size": _ANY, "adapters.alpha": "[0, 1]",
+    "adapters.lr": "(0, inf)", "adapters.checkpoint_lr": "(0, 1]", "adapters.batch_size": _ANY, "adapters.alpha": "[0, 1]",
     "adapters.temperature": "(0, inf)", "adapters.num_negatives": _ANY, "adapters.topk_candidates": _ANY,
     "adapters.num_shards": _ANY, "adapters.feature_stride": _ANY,
     "generator.token_size": _ANY, "generator.num_train_timesteps": "[2, inf)", "generator.beta_start": "(0, 1)",
@@ -67,6 +68,7 @@ RANGES: dict[str, str] = {
     "evaluation.robustness_noise": "[0, inf)", "evaluation.robustness_repeats": _ANY,
     "evaluation.case_study_user": "[0, inf)", "evaluation.bootstrap_resamples": "[0, inf)",
     "evaluation.bootstrap_confidence": "(0, 1)", "evaluation.ceiling_seed": "[-1, inf)",
+    "evaluation.band_low": "[0, 1]", "evaluation.band_high": "[0, 1]",
     "promotion.min_avg_hv": "[0, 1]", "promotion.min_pearson_ra": "[-1, 1]", "promotion.min_pearson_rd": "[-1, 1]",
     # each method's ranges live with its settings (``ranges`` of its config class): one file per method
     **{f"methods.{key}.{field}": text for key, cls in METHODS.items()
@@ -74,6 +76,7 @@ RANGES: dict[str, str] = {
 }
 INTERVALS = {key: interval(text) for key, text in RANGES.items()}
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+PROTOCOLS = ("grid", "band")  # the evaluation protocols (``padirec.evaluation.protocols``)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a folder name: never leaves run_dir
 
 
@@ -90,7 +93,7 @@ def check(cfg: Any) -> None:
         value = lookup(cfg, key)
         if isinstance(value, bool) or value not in allowed:
             raise ConfigError(f"{key}: {value!r} is outside {allowed.text}")
-    b, a, g = cfg.backbone, cfg.adapters, cfg.generator
+    b, a, g, ev = cfg.backbone, cfg.adapters, cfg.generator, cfg.evaluation
     rules = [
         (b.dim % b.num_heads == 0, "backbone.num_heads", f"{b.num_heads} does not divide backbone.dim {b.dim}"),
         (g.beta_start < g.beta_end, "generator.beta_start", f"{g.beta_start} is not below beta_end {g.beta_end}"),
@@ -100,6 +103,12 @@ def check(cfg: Any) -> None:
          f"{a.num_shards} shards for {a.grid_size + a.num_random_tasks} tasks (grid_size + num_random_tasks)"),
         (len(a.utilities) >= 2 and len(set(a.utilities)) == len(a.utilities), "adapters.utilities",
          f"{a.utilities}: at least two different utilities make a trade-off"),
+        (g.targets in TARGETS, "generator.targets", f"{g.targets!r} is not one of {', '.join(TARGETS)}"),
+        (set(ev.protocols) <= set(PROTOCOLS) and "grid" in ev.protocols, "evaluation.protocols",
+         f"{ev.protocols}: 'grid' (the main summary) plus optionally 'band'; valid: {list(PROTOCOLS)}"),
+        (ev.band_low < ev.band_high, "evaluation.band_low", f"{ev.band_low} is not below band_high {ev.band_high}"),
+        ("band" not in ev.protocols or "accuracy" in a.utilities, "evaluation.protocols",
+         "the band protocol holds out a band of w_acc: adapters.utilities needs 'accuracy'"),
         (bool(DEVICE.fullmatch(cfg.device)), "device", f"{cfg.device!r} is not auto, cpu, mps, cuda or cuda:N"),
         (bool(NAME.fullmatch(cfg.name)) and ".." not in cfg.name, "name",
          f"{cfg.name!r} must be a plain folder name (letters, digits, '.', '_', '-'; no '/' or '..')"),

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from padirec.adapters.features_stage import features_stage, topk_size
 from padirec.adapters.stage import build_adapters_stage, merge_adapter_banks
 from padirec.backbones.stage import train_backbone_stage
 from padirec.cache import cache_key, run_cached
@@ -77,11 +78,23 @@ def prepare_data(config_json: str, data_version: str, out: str) -> dict[str, Any
 
 def train_backbone(config_json: str, data: str, out: str) -> dict[str, Any]:
     with _step(config_json, "train_backbone", data, system_metrics=True) as (cfg, tracker):
-        settings = [dataclasses.asdict(cfg.backbone), cfg.data.max_len, cfg.seed]
+        # the seed it trains with, not how it was given: -1 under seed 0 and 0 share an entry
+        seed = cfg.backbone.seed_for(cfg.seed)
+        settings = [{k: v for k, v in dataclasses.asdict(cfg.backbone).items() if k != "seed"}, cfg.data.max_len, seed]
         metrics = _cached(cfg, "train_backbone", settings, [data], out, lambda: train_backbone_stage(
-            data, out, cfg.backbone, cfg.data.max_len, cfg.seed, cfg.device, tracker))
+            data, out, cfg.backbone, cfg.data.max_len, seed, cfg.device, tracker))
     return _metadata({"model": cfg.backbone.model, "cache": metrics.get("cache", "off"),
                       **{f"test_{k}": v for k, v in metrics["test"].items()}})
+
+
+def compute_features(config_json: str, data: str, backbone: str, out: str) -> dict[str, Any]:
+    """The frozen backbone's features (and top-k lists), once per pipeline, for every later step."""
+    with _step(config_json, "compute_features", data, system_metrics=True) as (cfg, tracker):
+        a = cfg.adapters
+        settings = [cfg.data.max_len, a.feature_stride, topk_size(a)]
+        summary = _cached(cfg, "compute_features", settings, [data, backbone], out, lambda: features_stage(
+            data, backbone, out, a, cfg.data.max_len, cfg.device, tracker))
+    return _metadata(summary)
 
 
 def plan_shards(config_json: str) -> list[int]:
@@ -89,12 +102,13 @@ def plan_shards(config_json: str) -> list[int]:
     return list(range(config_from_json(config_json).adapters.num_shards))
 
 
-def build_adapters(config_json: str, shard_index: int, data: str, backbone: str, out: str) -> dict[str, Any]:
+def build_adapters(config_json: str, shard_index: int, data: str, backbone: str, features: str,
+                   out: str) -> dict[str, Any]:
     with _step(config_json, f"build_adapters_{shard_index}", data, system_metrics=True) as (cfg, tracker):
         settings = [dataclasses.asdict(cfg.adapters), cfg.data.max_len, cfg.seed, shard_index]
-        summary = _cached(cfg, "build_adapters", settings, [data, backbone], out, lambda: build_adapters_stage(
+        summary = _cached(cfg, "build_adapters", settings, [data, backbone, features], out, lambda: build_adapters_stage(
             data, backbone, out, cfg.adapters, cfg.data.max_len, cfg.seed, cfg.device, tracker,
-            shard_index=shard_index, num_shards=cfg.adapters.num_shards))
+            shard_index=shard_index, num_shards=cfg.adapters.num_shards, features_dir=features))
     return _metadata(summary)
 
 
@@ -110,18 +124,18 @@ def train_generator(config_json: str, banks: list[str], bank_out: str, out: str)
     return _metadata(summary)
 
 
-def compare_response_time(config_json: str, data: str, backbone: str, bank: str, generator: str,
+def compare_response_time(config_json: str, data: str, backbone: str, features: str, bank: str, generator: str,
                           out: str) -> dict[str, Any]:
     """Never cached: wall times belong to the machine and the moment they were measured on."""
     with _step(config_json, "compare_response_time", data, "evaluation") as (cfg, tracker):
-        response_time_stage(data, backbone, bank, generator, out, cfg, tracker)
+        response_time_stage(data, backbone, bank, generator, out, cfg, tracker, features_dir=features)
     return {}
 
 
-def evaluate(config_json: str, data: str, backbone: str, bank: str, generator: str, timing: str,
+def evaluate(config_json: str, data: str, backbone: str, features: str, bank: str, generator: str, timing: str,
              out: str) -> dict[str, Any]:
     with _step(config_json, "evaluate", data, "evaluation", system_metrics=True) as (cfg, tracker):
-        evaluate_stage(data, backbone, bank, generator, timing, out, cfg, tracker)
+        evaluate_stage(data, backbone, bank, generator, timing, out, cfg, tracker, features_dir=features)
     return {}
 
 

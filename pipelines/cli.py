@@ -1,5 +1,5 @@
-"""The ``padirec`` command with the pipeline commands: ``run``, ``compile``, ``submit``, ``schedule``
-on top of the library's (``padirec.cli``: ``data``, ``backbone``, ``adapters``, ``generate``,
+"""The ``padirec`` command with the pipeline commands: ``run``, ``compile``, ``submit``, ``schedule``,
+``experiment`` on top of the library's (``padirec.cli``: ``data``, ``backbone``, ``adapters``, ``generate``,
 ``recommend``, ``promote``). The console script ``padirec`` and ``python -m pipelines`` run this
 one; ``python -m padirec`` runs the library's commands alone (no kfp)."""
 
@@ -76,8 +76,39 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from padirec.cli import DEFAULT_CONFIG, _overrides
+    from pipelines.experiment import (
+        PRESETS,
+        data_overrides,
+        default_out,
+        parse_backbones,
+        plan,
+        run_experiment,
+    )
+
+    preset = PRESETS.get(args.preset or "", {})
+    config = args.config or preset.get("config") or DEFAULT_CONFIG
+    overrides = {**_overrides(args.set), **data_overrides(args.data)}
+    if args.backbones is not None or preset:
+        backbones = parse_backbones(args.backbones, preset.get("backbones", ()))
+    else:
+        from padirec.config import load_config
+
+        backbones = [load_config(config, overrides).backbone.model]
+    cells = plan(config, overrides, backbones, args.seeds)
+    out = Path(args.out) if args.out else default_out(cells)
+    print(f"experiment: {len(backbones)} backbone(s) x {args.seeds} seed(s) = {len(cells)} pipeline runs of {config} "
+          f"-> {out}", flush=True)
+    result = run_experiment(cells, out, label=config)
+    for name in result["outputs"]:
+        print(out / name)
+    print(out / "experiment.json")
+    return 0
+
+
 def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
-    """Add ``run``, ``compile``, ``submit`` and ``schedule`` to the library's sub-commands."""
+    """Add ``run``, ``compile``, ``submit``, ``schedule`` and ``experiment`` to the library's sub-commands."""
     sp = sub.add_parser("run", help="run the whole pipeline locally (KFP local runner) and print where the report is")
     add_config_arguments(sp)
     sp.set_defaults(func=cmd_run)
@@ -104,6 +135,20 @@ def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
         if name == "schedule":
             sp.add_argument("--cron", required=True, help="e.g. '0 0 3 * * *' = 03:00 daily (seconds first)")
         sp.set_defaults(func=fn)
+
+    sp = sub.add_parser("experiment", help="the pipeline under N seeds (and backbones): tables of mean ± sd; "
+                        "'table1' = the paper's tables (docs/experiment.md)")
+    sp.add_argument("preset", nargs="?", choices=["table1"], help="table1: the four backbones and configs/paper.yaml")
+    sp.add_argument("--config", help="YAML config (default: configs/paper.yaml for table1, else configs/ml100k.yaml)")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. backbone.epochs=3")
+    sp.add_argument("--seeds", type=int, default=3, help="seeds per backbone: the config's seed + 0..N-1 (default 3)")
+    sp.add_argument("--backbones", help="comma-separated, e.g. sasrec,gru4rec (default: the config's; "
+                    "table1: sasrec,gru4rec,tisasrec,lrurec)")
+    sp.add_argument("--data", help="ml-100k, or a folder with ML-1M (ratings.dat, ...) or Amazon (meta_*.json[.gz], "
+                    "reviews) files (default: the config's data)")
+    sp.add_argument("--out", help="output folder (default <run_dir>/experiments/<name>-<data>); "
+                    "finished cells found there are reused")
+    sp.set_defaults(func=cmd_experiment)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,3 +30,11 @@ class BackboneConfig:
     # (non-overlapping windows, as the original SASRec training): the default, measured on
     # MovieLens-100K to reach the quality bar at ~1/20 of the compute of stride 1.
     train_stride: int = 0
+    # The backbone's own seed; -1 = the run's ``seed``. Pinned, runs under other seeds share one
+    # backbone (and its cache entry): ``padirec experiment`` varies the bank, generator and
+    # sampling over seeds, not phase 1.
+    seed: int = -1
+
+    def seed_for(self, run_seed: int) -> int:
+        """The seed phase 1 trains with in a run seeded ``run_seed``."""
+        return run_seed if self.seed < 0 else self.seed
