@@ -21,15 +21,13 @@ experiment``) with the pipeline runs of its cells nested under it.
 
 from __future__ import annotations
 
-import builtins
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +151,7 @@ def run_experiment(cells: list[Cell], out: Path, *, label: str,
                 log.info("%s: running the pipeline", where)
                 t0 = time.monotonic()
                 try:
-                    with _print_kept():
-                        folder = runner(cell.config)
+                    folder = runner(cell.config)  # run_local restores print and logging after it
                 except PadirecError as e:
                     raise PadirecError(f"{where}: {e}; the finished cells are kept: the same command "
                                        "resumes") from None
@@ -185,17 +182,6 @@ def run_experiment(cells: list[Cell], out: Path, *, label: str,
     if tracker is not None:
         tracker.end("FINISHED")
     return result
-
-
-@contextlib.contextmanager
-def _print_kept() -> Iterator[None]:
-    """kfp's local runner indents ``print`` around each task by swapping ``builtins.print``; the
-    adapter shards run in parallel threads and can leave it indented for good."""
-    original = builtins.print
-    try:
-        yield
-    finally:
-        builtins.print = original
 
 
 def _find_report(folder: Path) -> Path:

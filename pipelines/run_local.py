@@ -19,6 +19,7 @@ setting holding a URI with credentials is refused. SIGINT and SIGTERM stop the s
 (``pipelines.interrupt``).
 """
 
+import builtins
 import contextlib
 import dataclasses
 import datetime as dt
@@ -130,12 +131,18 @@ def refuse_credentials(cfg: Config) -> None:
                                "never in the config, which every step logs")
 
 
+# ``print`` as this module found it, before any local run: kfp's runner swaps ``builtins.print`` for
+# an indenting one around each task, and overlapping parallel tasks can leave that one in place
+_PRINT = builtins.print
+
+
 @contextlib.contextmanager
 def _root_logger_kept() -> Iterator[None]:
-    """The root logger's handlers and level as they were before the run. kfp's local runner swaps
-    its own handler in and out around each task, from a thread pool for parallel tasks; two tasks
-    that overlap restore each other's handler, leaving one bound to the stream of that moment
-    (closed later: 'I/O operation on closed file' on every log line after)."""
+    """The root logger's handlers and level, and ``print``, as they were before the run. kfp's local
+    runner swaps its own handler (and an indenting ``print``) in and out around each task, from a
+    thread pool for parallel tasks; two tasks that overlap restore each other's, leaving a handler
+    bound to the stream of that moment (closed later: 'I/O operation on closed file' on every log
+    line after) and every later ``print`` indented."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
@@ -143,6 +150,7 @@ def _root_logger_kept() -> Iterator[None]:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+        builtins.print = _PRINT
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ server with a SQLite backend. Then: nested runs, the registered model version an
 ``champion`` alias, a prediction from ``models:/padirec-smoke@champion`` in a fresh process,
 ``mlflow models serve`` answering, and a worse second run that does not take the alias."""
 
+import builtins
 import contextlib
 import json
 import logging
@@ -52,8 +53,9 @@ def _run(stack, **overrides):
     root = logging.getLogger()
     before = (root.handlers[:], root.level)
     folder = run_local(cfg)
-    # kfp's local runner swaps root handlers from parallel threads; none of its handlers may stay
+    # kfp's local runner swaps root handlers and print from parallel threads; none of its may stay
     assert (root.handlers, root.level) == before
+    assert builtins.print.__name__ == "print"  # not kfp's indented_print_function
     return folder
 
 
