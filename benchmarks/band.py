@@ -57,6 +57,19 @@ def newest_run() -> Path:
     return runs[-1]
 
 
+def run_config(run: Path, generator: dict[str, object] | None = None):
+    """The run's config on the CPU, with today's method settings (the run's may predate a method)
+    and ``generator`` overrides."""
+    from padirec.config import config_from_dict
+
+    raw = json.loads((run / "config.json").read_text())
+    raw.pop("methods", None)
+    raw["device"] = "cpu"
+    for key, value in (generator or {}).items():
+        raw.setdefault("generator", {})[key] = value
+    return config_from_dict(raw)
+
+
 def parse_overrides(items: list[str]) -> dict[str, object]:
     out = {}
     for item in items:
@@ -156,17 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup_logging()
     torch.set_num_threads(args.threads)
-    from padirec.config import config_from_dict
-
     run = args.run or newest_run()
-    raw = json.loads((run / "config.json").read_text())
-    raw.pop("methods", None)  # today's method settings (the run's may predate a method)
-    raw["device"] = "cpu"
-    for key, value in parse_overrides(args.generator).items():
-        raw.setdefault("generator", {})[key] = value
     if "retrain" not in args.methods:
         raise SystemExit("--methods must include retrain (the reference of regret and Pearson)")
-    base = config_from_dict(raw)
+    base = run_config(run, parse_overrides(args.generator))
     t0 = time.perf_counter()
     ctx = run_inputs(run, base).context
     print(f"{run}: inputs and features in {time.perf_counter() - t0:.1f} s; split {args.split}, band {args.band}, "

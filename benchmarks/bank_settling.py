@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from band import newest_run, one_seed  # noqa: E402 (benchmarks/band.py)
+from band import newest_run, one_seed, run_config  # noqa: E402 (benchmarks/band.py)
 from run_folder import run_inputs  # noqa: E402 (benchmarks/run_folder.py)
 
 from padirec.progress import setup_logging  # noqa: E402
@@ -77,13 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup_logging()
     torch.set_num_threads(args.threads)
-    from padirec.config import config_from_dict
-
     run = args.run or newest_run()
-    raw = json.loads((run / "config.json").read_text())
-    raw.pop("methods", None)
-    raw["device"] = "cpu"
-    base = dataclasses.replace(config_from_dict(raw), seed=args.seed)
+    base = dataclasses.replace(run_config(run), seed=args.seed)
     ctx = run_inputs(run, base).context
     rows = []
     for lr in args.checkpoint_lr:
