@@ -51,8 +51,8 @@ def in_band(weights: np.ndarray | torch.Tensor, utilities: Sequence[str], band: 
     """``(N,)`` bool: rows of ``weights (N, p)`` whose ``w_acc`` lies in the closed ``band``."""
     if "accuracy" not in utilities:
         raise ConfigError(f"evaluation.protocols: the band protocol needs the accuracy utility, got {list(utilities)}")
-    w = np.asarray(torch.as_tensor(weights).cpu().numpy() if isinstance(weights, torch.Tensor) else weights,
-                   dtype=np.float64).reshape(len(weights), -1)
+    w = np.asarray(weights.cpu() if isinstance(weights, torch.Tensor) else weights, dtype=np.float64)
+    w = w.reshape(len(w), -1)
     w_acc = w[:, list(utilities).index("accuracy")]
     return (w_acc >= band[0] - _TOL) & (w_acc <= band[1] + _TOL)
 
