@@ -119,6 +119,21 @@ def test_sigterm_during_a_step_raises_and_fails_its_run(tmp_path):
     assert run.info.status == "FAILED" and run.data.tags["padirec.failure"].startswith("SIGTERM")
 
 
+def test_sigterm_turned_into_another_error_still_fails_the_run_as_sigterm(tmp_path):
+    # torch's C code can catch the handler's exception and raise its own ValueError instead
+    # (seen in CI: "could not determine the shape of object type 'torch.storage.UntypedStorage'").
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(StepTerminated) as e, step_tracker(_cfg(uri), "train_generator"):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except BaseException:
+            raise ValueError("could not determine the shape of object type") from None
+    assert e.value.code == 143 and isinstance(e.value.__cause__, ValueError)
+    [run] = [r for r in _runs(uri) if r.info.run_name == "train_generator"]
+    assert run.info.status == "FAILED" and run.data.tags["padirec.failure"].startswith("SIGTERM")
+
+
 def test_a_step_in_another_thread_installs_no_handler(tmp_path):
     # Python refuses signal handlers outside the main thread; the step must still run.
     errors = []

@@ -152,6 +152,12 @@ def step_tracker(cfg: Any, step: str, system_metrics: bool = False) -> Iterator[
                 yield tracker
         except BaseException as e:
             guard.disarm()  # a second SIGTERM must not interrupt marking the run FAILED
+            if guard.fired is not None and not isinstance(e, StepTerminated):
+                # C code (torch's tensor and storage builders) can turn the handler's exception into
+                # its own error; the step still died of SIGTERM and must exit as such (143).
+                error = StepTerminated(128 + guard.fired)
+                _mark_failed(tracker, error, runner_died=dog.runner_died)
+                raise error from e
             _mark_failed(tracker, e, runner_died=dog.runner_died)
             raise
         guard.disarm()
@@ -268,6 +274,7 @@ def _quoted(value: str) -> str:
 class _Guard:
     armed = True
     pending = False
+    fired: int | None = None  # the signal whose handler raised StepTerminated
 
     def disarm(self) -> None:
         self.armed = False
@@ -286,6 +293,7 @@ def _sigterm_raises() -> Iterator[_Guard]:
     def handler(signum: int, frame: Any) -> None:
         if guard.armed:
             guard.armed = False
+            guard.fired = signum
             raise StepTerminated(128 + signum)
         guard.pending = True
 
