@@ -126,7 +126,7 @@ def test_markdown_and_plots(tmp_path):
     assert "| method | reward | regret | Pearson r-a | Pearson r-d | range ndcg@10 | range alpha_ndcg@10 |" in text
     assert "| mmr | 0.6000 | 0.1000 | 1.0000 | n/a | 0.2000 | 0.2000 |" in text
     assert "## Regret vs retrain per task" in text and "| (0.50, 0.50) | n/a | n/a |" in text
-    assert "| adapters.candidates | topk | test |" in text and "| generator.guidance_scale | 0.5 | none |" in text
+    assert "| adapters.candidates | topk | valid |" in text and "| generator.guidance_scale | 0.5 | none |" in text
     assert "| mmr |" in text and "n/a" in text  # the NaN Pearson shows as n/a
     assert "![tradeoff.png](plots/tradeoff.png)" in text
     empty = _report(methods={}, summary={}, tasks=[], response_time={}, analyses={})
@@ -143,7 +143,8 @@ def test_choices_record_the_split_of_each_setting():
     assert set(choices) == set(CHOICE_PROVENANCE)  # every recorded setting exists in the config
     assert choices["adapters.candidates"] == {"value": cfg["adapters"]["candidates"], **CHOICE_PROVENANCE[
         "adapters.candidates"]}
-    assert choices["adapters.candidates"]["split"] == "test"  # chosen looking at test, said so
+    assert choices["adapters.candidates"]["split"] == "valid"  # re-chosen on valid (docs/evaluation.md)
+    assert all(c["split"] != "test" for c in choices.values())  # nothing left that was chosen on test
     assert choices["generator.samples_per_task"]["split"] == "valid"  # re-chosen on valid with the sampler
     cfg["evaluation"]["selected_on"] = {"generator.guidance_scale": "valid"}
     assert selection_choices(cfg)["generator.guidance_scale"]["split"] == "valid"
