@@ -10,7 +10,7 @@ IMAGE  ?= padirec:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(
 # Every install goes through the torch pin, so nothing can pull a CUDA build on a CPU machine.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving gpu-check bench-scale readme-results clean paper model-image
+.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving gpu-check bench-scale readme-results readme-paper clean paper model-image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ bench-scale: $(STAMP) ## stage-by-stage wall time and peak memory on ML-1M-forma
 
 readme-results: $(STAMP) ## write the README's results section from the newest run folder (after make run)
 	$(PY) tools/readme_results.py
+
+readme-paper: $(STAMP) ## write the README's paper section (Tables 1, 2, Figure 3) from make paper's output
+	$(PY) tools/readme_results.py --experiment runs/experiments/paper-ml-100k
 
 clean: ## remove build outputs (keeps .venv and runs/)
 	rm -rf dist build .pytest_cache .ruff_cache
