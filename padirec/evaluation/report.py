@@ -107,6 +107,11 @@ CHOICE_PROVENANCE: dict[str, dict[str, str]] = {
         "how": "topk kept after benchmarks/controllability.py --split valid (ML-100K/SASRec, 11-point grid, seeds "
                "0-2): front HV 0.0841 / 0.0833 / 0.0850 vs train 0.0723 / 0.0733 / 0.0740, Spearman(w_acc, "
                "alpha-NDCG@10) -1.000 / -0.982 / -1.000 vs -0.491 / -0.864 / -0.736 (first chosen on test)"},
+    "adapters.num_random_tasks": {
+        "split": "valid",
+        "how": "89 kept after benchmarks/bank_settling.py --random-tasks 49 89 189 on valid (ML-100K/SASRec, seed 0): "
+               "PaDiRec's band regret -0.0012 / -0.0045 / +0.0124, NN lookup's -0.0145 / -0.0244 / -0.0165 "
+               "(docs/evaluation.md)"},
     "adapters.checkpoint_lr": {
         "split": "valid",
         "how": "1 (constant) kept after benchmarks/bank_settling.py on valid (ML-100K/SASRec, seed 0): 0.1 settles the "
