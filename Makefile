@@ -87,7 +87,7 @@ readme-paper: $(STAMP) ## write the README's paper section (Tables 1, 2, Figure 
 clean: ## remove build outputs (keeps .venv and runs/)
 	rm -rf dist build .pytest_cache .ruff_cache
 
-paper: $(STAMP) ## the paper's Table 1, Table 2 and Figure 3: 4 backbones x 3 seeds on ML-100K (docs/experiment.md; about 2.5 h on 2 cores)
+paper: $(STAMP) ## the paper's Table 1, Table 2 and Figure 3: 4 backbones x 3 seeds on ML-100K (docs/experiment.md; 2 h 3 min measured on 2 cores)
 	$(PY) -m pipelines experiment table1 --config configs/paper.yaml --seeds 3
 
 model-image: $(STAMP) ## the serving image of a registered model from MLflow's build-docker Dockerfile (MODEL_URI, TRACKING_URI, MODEL_TAG, BASE, TORCH=cpu|cuda; docs/serving.md)

@@ -158,6 +158,7 @@ def render_experiment(folder: Path, readme_dir: Path) -> str:
              f"{len(result['backbones'])} backbones x {len(result['seeds'])} seeds = {len(result['cells'])} pipeline "
              f"runs of `{result['config']}`, {sum(seconds) / 3600:.1f} h of pipeline runs on the machine that ran them).",
              *tables]
+    lines += _experiment_plainly(result)
     figure = folder / "fig3.png"
     if figure.is_file():
         target = FIGURES_DIR / f"{folder.name}-fig3.png"
@@ -165,10 +166,28 @@ def render_experiment(folder: Path, readme_dir: Path) -> str:
         fd, tmp = tempfile.mkstemp(dir=readme_dir / FIGURES_DIR, prefix=".fig-")
         os.close(fd)
         shutil.copyfile(figure, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the figure from other readers of the checkout
         os.replace(tmp, readme_dir / target)
         lines += ["", f"Figure 3: NDCG@{result['k']} and alpha-NDCG@{result['k']} against w_acc per backbone "
                       "(mean over the seeds, ± sd band).", "", f"![Figure 3]({target.as_posix()})"]
     return "\n".join(lines + ["", PAPER_END])
+
+
+def _experiment_plainly(result: dict[str, Any]) -> list[str]:
+    """Per backbone: which method has the highest reward, and PaDiRec's regret (mean ± sd)."""
+    lines = []
+    summary = result.get("summary") or {}
+    for backbone in [b for b in result.get("backbones", summary) if b in summary]:  # the experiment's order
+        methods = summary[backbone]
+        rewards = {m: s["reward"]["mean"] for m, s in methods.items() if (s.get("reward") or {}).get("mean") is not None}
+        mine = (methods.get("padirec") or {}).get("regret") or {}
+        if not rewards or mine.get("mean") is None:
+            continue
+        best = max(rewards, key=rewards.get)
+        lines.append(f"- {backbone}: highest reward **{best}** ({_f(rewards[best])}); PaDiRec's reward "
+                     f"{_f(rewards.get('padirec'))}, regret against Retrain {mine['mean']:+.3f}"
+                     + (f" ± {mine['sd']:.3f}" if mine.get("sd") is not None else "") + ".")
+    return ["", "Said plainly, per backbone (mean over the seeds):", "", *lines] if lines else []
 
 
 def replace_section(readme: Path, section: str, start: str = START, end: str = END) -> None:
@@ -179,6 +198,7 @@ def replace_section(readme: Path, section: str, start: str = START, end: str = E
     fd, tmp = tempfile.mkstemp(dir=readme.parent, prefix=".readme-")
     with os.fdopen(fd, "w") as f:
         f.write(new)
+    os.chmod(tmp, os.stat(readme).st_mode & 0o777)  # keep the README's mode, not mkstemp's 0600
     os.replace(tmp, readme)
 
 
