@@ -103,7 +103,7 @@ def test_paper_section_is_written_from_a_finished_experiment(tmp_path):
     text = readme.read_text()
     assert "old" not in text and f"{START}\nrun\n{END}" in text  # the make run section is untouched
     assert "2 pipeline runs of `configs/paper.yaml`, 1.0 h of pipeline runs" in text
-    assert "### Table 1: controllability on ml-100k" in text and "#### SASRec" in text
+    assert "\n#### Table 1: controllability on ml-100k" in text and "\n##### SASRec" in text
     assert "| padirec | 0.220 ± 0.004 |" in text and "| padirec | 4.10 ± 0.20 ms |" in text
     assert "- sasrec: highest reward **nn_lookup** (0.600); PaDiRec's reward 0.550, regret against Retrain +0.040 ± 0.010." in text
     assert "![Figure 3](docs/figures/paper-ml-100k-fig3.png)" in text

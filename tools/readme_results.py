@@ -149,8 +149,8 @@ def render_experiment(folder: Path, readme_dir: Path) -> str:
     for name in ("table1.md", "table2.md"):
         if not (folder / name).is_file():
             raise SystemExit(f"readme_results: {folder} has no {name}")
-        # the tables' own headings go under the README's "##" section
-        tables += ["", *("###" + line[1:] if line.startswith("# ") else "##" + line if line.startswith("## ") else line
+        # the tables' own headings go under the README's "### Seeds and the paper's tables"
+        tables += ["", *("###" + line if line.startswith("#") else line
                          for line in (folder / name).read_text().strip().splitlines())]
     seconds = [float(c["seconds"]) for c in result["cells"] if c.get("seconds") is not None]
     lines = [PAPER_START, "",
