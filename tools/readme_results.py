@@ -163,11 +163,7 @@ def render_experiment(folder: Path, readme_dir: Path) -> str:
     if figure.is_file():
         target = FIGURES_DIR / f"{folder.name}-fig3.png"
         (readme_dir / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=readme_dir / FIGURES_DIR, prefix=".fig-")
-        os.close(fd)
-        shutil.copyfile(figure, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the figure from other readers of the checkout
-        os.replace(tmp, readme_dir / target)
+        _write_atomically(readme_dir / target, lambda tmp: shutil.copyfile(figure, tmp), 0o644)
         lines += ["", f"Figure 3: NDCG@{result['k']} and alpha-NDCG@{result['k']} against w_acc per backbone "
                       "(mean over the seeds, ± sd band).", "", f"![Figure 3]({target.as_posix()})"]
     return "\n".join(lines + ["", PAPER_END])
@@ -195,11 +191,21 @@ def replace_section(readme: Path, section: str, start: str = START, end: str = E
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
         raise SystemExit(f"readme_results: {readme} needs exactly one {start} ... {end} pair")
     new = text[:text.index(start)] + section + text[text.index(end) + len(end):]
-    fd, tmp = tempfile.mkstemp(dir=readme.parent, prefix=".readme-")
-    with os.fdopen(fd, "w") as f:
-        f.write(new)
-    os.chmod(tmp, os.stat(readme).st_mode & 0o777)  # keep the README's mode, not mkstemp's 0600
-    os.replace(tmp, readme)
+    _write_atomically(readme, lambda tmp: Path(tmp).write_text(new), os.stat(readme).st_mode & 0o777)
+
+
+def _write_atomically(target: Path, write: Any, mode: int) -> None:
+    """``write(tmp)`` into a temporary file beside ``target``, then rename it over ``target`` with
+    ``mode`` (not mkstemp's 0600, which would hide the file from other readers of the checkout)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:

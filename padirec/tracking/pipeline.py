@@ -152,14 +152,13 @@ def step_tracker(cfg: Any, step: str, system_metrics: bool = False) -> Iterator[
                 yield tracker
         except BaseException as e:
             guard.disarm()  # a second SIGTERM must not interrupt marking the run FAILED
-            if guard.fired is not None and not isinstance(e, StepTerminated):
-                # C code (torch's tensor and storage builders) can turn the handler's exception into
-                # its own error; the step still died of SIGTERM and must exit as such (143).
-                error = StepTerminated(128 + guard.fired)
-                _mark_failed(tracker, error, runner_died=dog.runner_died)
-                raise error from e
-            _mark_failed(tracker, e, runner_died=dog.runner_died)
-            raise
+            # C code (torch's tensor and storage builders) can turn the handler's exception into its
+            # own error; the step still died of SIGTERM and must exit as such (143).
+            error = e if guard.fired is None or isinstance(e, StepTerminated) else StepTerminated(128 + guard.fired)
+            _mark_failed(tracker, error, runner_died=dog.runner_died)
+            if error is e:
+                raise
+            raise error from e
         guard.disarm()
         if not plugin:  # the plugin's launcher ends its own run
             tracker.end("FINISHED")
