@@ -75,8 +75,8 @@ bench-serving: $(STAMP) ## 2,000 requests from 8 clients to mlflow models serve 
 gpu-check: ## on a machine with one NVIDIA GPU, no Docker: CUDA torch in a fresh venv, the pipeline on cuda vs cpu (times, agreement), bench_scale
 	scripts/gpu_check.sh
 
-bench-scale: $(STAMP) ## stage-by-stage wall time and peak memory on ML-1M-format data (SCALE=1; QUICK=1 for a 0.25x reduced run)
-	$(PY) benchmarks/bench_scale.py $(if $(SCALE),--scale $(SCALE)) $(if $(QUICK),--quick) --threads $(or $(THREADS),0)
+bench-scale: $(STAMP) ## the whole pipeline on ML-1M-format data: each step's wall time, peak memory, cost per unit (SCALE=1; STAGES=1 for the costly stages one by one, QUICK=1 for those at 0.25x, reduced)
+	$(PY) benchmarks/bench_scale.py $(if $(SCALE),--scale $(SCALE)) $(if $(or $(STAGES),$(QUICK)),--stages) $(if $(QUICK),--quick) --threads $(or $(THREADS),0)
 
 readme-results: $(STAMP) ## write the README's results section from the newest run folder (after make run)
 	$(PY) tools/readme_results.py

@@ -1,10 +1,11 @@
 """Train the backbones on a prepared folder and print quality, time and memory per backbone.
 
     python benchmarks/bench_backbones.py --data /work/ml100k_prepared [--models sasrec gru4rec]
-        [--epochs N] [--set lr=2e-3 --set train_stride=10] [--device auto] [--out DIR]
+        [--epochs N] [--set lr=2e-3 --set train_stride=10] [--device auto] [--out DIR] [--valid-only]
 
 Metrics are full ranking with the history masked (leave-one-out test item), of the
-best-validation weights. Peak memory is the process's max RSS (``resource``), which only
+best-validation weights. ``--valid-only`` (for choosing a setting: the test split is not read)
+trains without the stage's test evaluation and prints the validation figures alone. Peak memory is the process's max RSS (``resource``), which only
 grows, so later rows include earlier ones; on CUDA, the max allocated memory per backbone.
 """
 
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", nargs="*", default=[], help="BackboneConfig overrides key=value")
     ap.add_argument("--out", default=None, help="keep the trained backbones here")
+    ap.add_argument("--valid-only", action="store_true", help="validation figures only; the test split is not read")
     args = ap.parse_args()
     setup_logging()
     overrides = _parse_set(args.set)
@@ -53,6 +55,8 @@ def main() -> None:
         overrides["epochs"] = args.epochs
     out_root = Path(args.out or tempfile.mkdtemp(prefix="bench_backbones_"))
 
+    if args.valid_only:
+        return valid_only(args, overrides)
     rows = []
     for name in args.models:
         cfg = dataclasses.replace(BackboneConfig(), model=name, **overrides)
@@ -76,6 +80,27 @@ def main() -> None:
     for r in rows:
         print(f"{r[0]} | {r[1]:.4f} | {r[2]:.4f} | {r[3]:.4f} | {r[4]:.4f} | {r[5]} | {r[6]} | "
               f"{r[7]:.1f} | {r[8]:.2f} | {r[9]:.0f} | {r[10]:.0f}")
+
+
+def valid_only(args: argparse.Namespace, overrides: dict) -> None:
+    """Each backbone trained to early stopping; its best validation epoch's figures and its time."""
+    from padirec.backbones.registry import build_backbone
+    from padirec.backbones.train import train_backbone
+    from padirec.data.dataset import load_prepared
+    from padirec.seeding import pick_device, seed_everything
+
+    data, device = load_prepared(args.data), pick_device(args.device)
+    print("backbone | overrides | valid_ndcg@10 | valid_hr@10 | valid_alpha_ndcg@10 | epochs | best_epoch | "
+          "train_s | s_per_epoch\n--- | --- | --- | --- | --- | --- | --- | --- | ---")
+    for name in args.models:
+        cfg = dataclasses.replace(BackboneConfig(), model=name, **overrides)
+        seed_everything(args.seed)
+        model = build_backbone(name, data.num_items, cfg, args.max_len)
+        r = train_backbone(model, data, cfg, args.max_len, args.seed, device)
+        v = r.best_valid
+        print(f"{name} | {overrides or '{}'} | {v['ndcg@10']:.4f} | {v['hr@10']:.4f} | {v['alpha_ndcg@10']:.4f} | "
+              f"{r.epochs} | {r.best_epoch} | {r.train_seconds:.1f} | {r.train_seconds / max(r.epochs, 1):.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":

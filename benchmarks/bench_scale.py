@@ -1,16 +1,23 @@
-"""Scale benchmark: the pipeline's costly stages, stage by stage, on MovieLens-1M-format data.
+"""Scale benchmark: the whole pipeline, or its costly stages one by one, on MovieLens-1M-format data.
 
-    .venv/bin/python benchmarks/bench_scale.py [--scale 1.0] [--quick] [--threads 1] [--work DIR]
+    .venv/bin/python benchmarks/bench_scale.py [--scale 1.0] [--threads N] [--work DIR] [--set KEY=VALUE ...]
+    .venv/bin/python benchmarks/bench_scale.py --stages [--scale 1.0] [--quick] [--threads 1] [--work DIR]
 
 Generates ML-1M-format files (``padirec/data/synthetic_ml1m.py``) at ``--scale`` (1 = ML-1M's
 6,040 users, 3,706 items, 1,000,209 ratings; below 1, that share of the users, every item: see
-``write_ml1m``), prepares them with ``configs/ml1m.yaml``, then
+``write_ml1m``).
+
+By default it runs the whole pipeline on them with ``configs/ml1m.yaml`` (``scale_pipeline.py``:
+every step's wall time, peak memory and cost per unit, read back from MLflow and logged there).
+
+``--stages`` prepares them instead and
 calls the library functions the pipeline steps call (``padirec/steps.py``), one stage at a time:
 
 - ``data``: synthetic files + validation + leave-one-out split (``run_data_stage``);
 - ``negatives``: one epoch's negative sampling of backbone training (``NegativeSampler.sample``);
 - ``backbone epoch``: one SASRec training epoch with its validation (``train_backbone``);
-- ``features``: the frozen backbone's features for the adapters (``compute_features``);
+- ``features``: the frozen backbone's features for the adapters (``compute_features``, with the
+  config's ``adapters.feature_stride``);
 - ``topk`` / ``topk again``: the backbone's masked top-k candidates (``backbone_topk``), twice;
 - ``adapter bank``: ``train_bank`` for a few tasks (per adapter);
 - ``retrain fit`` / ``retrain task``: the Retrain baseline's one-off work and one new task;
@@ -18,7 +25,7 @@ calls the library functions the pipeline steps call (``padirec/steps.py``), one 
 
 Each row: wall seconds, the peak resident memory during the stage above the stage's start
 (``+peak MB``, sampled every 5 ms from ``/proc/self/statm``), the process's peak, and a per-unit cost.
-``--quick`` runs a reduced budget (scale 0.25 unless given, fewer adapter epochs/steps/tasks).
+``--quick`` (with ``--stages``) runs a reduced budget (scale 0.25 unless given, fewer adapter epochs/steps/tasks).
 Prints the table; no assertions on time.
 """
 
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
+import json
 import os
 import resource
 import shutil
@@ -37,11 +44,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scale_pipeline import run_pipeline
 
 from padirec.adapters.features import compute_features
 from padirec.adapters.train import backbone_topk, train_bank
+from padirec.artifacts import atomic_write_text
 from padirec.backbones.registry import build_backbone
 from padirec.backbones.train import NegativeSampler, train_backbone, training_windows
+from padirec.compute import THREADS_ENV
 from padirec.config import load_config
 from padirec.core.layout import adapter_layout
 from padirec.core.tasks import random_tasks
@@ -119,15 +129,21 @@ def main() -> None:
     ap.add_argument("--work", default="", help="folder for the generated and prepared data (kept; reused)")
     ap.add_argument("--tasks", type=int, default=0, help="adapters in the bank row (default 8, 2 with --quick)")
     ap.add_argument("--skip", default="", help="comma-separated stages to skip: backbone,bank,retrain,cmr")
+    ap.add_argument("--stages", action="store_true", help="the costly stages one by one, not the whole pipeline")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key of the pipeline run, e.g. backbone.epochs=3")
+    ap.add_argument("--markdown", default="", help="also write the pipeline's table to this file (e.g. docs/scale.md)")
     args = ap.parse_args()
     scale = args.scale or (0.25 if args.quick else 1.0)
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_scale_"))
+    raw, prepared = work / f"ml1m_x{scale:g}", work / f"prepared_x{scale:g}"
+    if not (args.stages or args.quick):  # --quick is a reduced --stages run
+        return pipeline_mode(args, scale, work, raw)
     skip = set(filter(None, args.skip.split(",")))
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="bench_scale_"))
-    raw, prepared = work / f"ml1m_x{scale:g}", work / f"prepared_x{scale:g}"
     cfg = load_config(args.config, {"data.path": str(raw)})
     acfg = cfg.adapters
     if args.quick:
@@ -167,15 +183,12 @@ def main() -> None:
         row("backbone epoch", st, f"{st.seconds:.1f} s per epoch, {len(windows)} windows")
     model.eval()
 
+    stride = acfg.feature_stride
     with Stage() as st:
-        features = compute_features(model, data, max_len, device)
+        features = compute_features(model, data, max_len, device, stride=stride)
     m = features.train_h.shape[0]
-    row("features", st, f"{st.seconds / m * 1e3:.3f} s per 1k examples, {m} examples")
-    stride = bcfg.train_stride or max_len
-    if "stride" in inspect.signature(compute_features).parameters:  # the window pass (issue 16)
-        with Stage() as st:
-            compute_features(model, data, max_len, device, stride=stride)
-        row(f"features, stride {stride}", st, f"{st.seconds / m * 1e3:.3f} s per 1k examples (backbone training's windows)")
+    row(f"features, stride {stride}", st, f"{st.seconds / m * 1e3:.3f} s per 1k examples, {m} examples "
+                                          f"({'every prefix' if stride == 1 else 'one pass per window'})")
 
     with Stage() as st:
         backbone_topk(features, acfg.topk_candidates)
@@ -212,6 +225,30 @@ def main() -> None:
     for name, st, unit in rows:
         print(f"| {name} | {st.seconds:.2f} | {st.peak_mb:.0f} | {unit} |")
     print(f"process peak RSS: {peak:.0f} MB")
+
+
+def pipeline_mode(args: argparse.Namespace, scale: float, work: Path, raw: Path) -> None:
+    """Generate the files (or reuse them) and run the whole pipeline on them (``scale_pipeline``)."""
+    overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
+    bad = [item for item in args.set if "=" not in item]
+    if bad:
+        raise SystemExit(f"--set {bad[0]!r}: expected KEY=VALUE")
+    cfg = load_config(args.config, {"data.path": str(raw), "run_dir": str(work / "runs"), **overrides})
+    if args.threads:
+        os.environ[THREADS_ENV] = str(args.threads)  # every step sets torch's threads from it
+    counts_file = raw / "counts.json"
+    if counts_file.exists():
+        counts = json.loads(counts_file.read_text())
+    else:
+        t0 = time.perf_counter()
+        counts = write_ml1m(raw, scale, cfg.seed)
+        counts_file.write_text(json.dumps(counts))
+        print(f"generated {counts} in {time.perf_counter() - t0:.1f} s -> {raw}", flush=True)
+    table = run_pipeline(cfg, scale, counts, str(args.threads) if args.threads else "the cores each step is given")
+    if args.markdown:
+        atomic_write_text(Path(args.markdown), f"<!-- written by: benchmarks/bench_scale.py --scale {scale:g}"
+                          f"{''.join(' --set ' + s for s in args.set)} -->\n\n{table}\n")
+        print(f"table written to {args.markdown}")
 
 
 if __name__ == "__main__":

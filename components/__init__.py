@@ -11,7 +11,7 @@ from kfp import dsl
 from components.adapters import build_adapters, plan_shards
 from components.backbone import train_backbone
 from components.data import prepare_data
-from components.evaluate import compare_response_time, evaluate
+from components.evaluate import evaluate
 from components.features import compute_features
 from components.finish import finish_run
 from components.generator import train_generator
@@ -25,7 +25,6 @@ FUNCTIONS = {
     "build_adapters": build_adapters,
     "train_generator": train_generator,
     "evaluate": evaluate,
-    "compare_response_time": compare_response_time,
     "register_and_promote": register_and_promote,
     "finish_run": finish_run,
 }

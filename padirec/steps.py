@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import resource
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +26,7 @@ from padirec.config import Config, config_from_json
 from padirec.core.tracker import Tracker
 from padirec.data.stage import run_data_stage
 from padirec.diffusion.stage import train_generator_stage
-from padirec.evaluation.stage import evaluate_stage, response_time_stage
+from padirec.evaluation.stage import evaluate_stage
 from padirec.finite import finite_metadata
 from padirec.progress import setup_logging
 from padirec.promotion import register_and_promote_stage
@@ -40,6 +42,7 @@ def _step(config_json: str, name: str, data: str | None = None, context: str = "
     ``context`` (lineage: the same MLflow dataset as the data step's). ``system_metrics``: CPU,
     memory (and GPU) sampled into the run while the step works."""
     setup_logging()
+    started = time.perf_counter()
     cfg = config_from_json(config_json)
     threads = set_torch_threads()
     with step_tracker(cfg, name, system_metrics=system_metrics) as tracker:
@@ -47,6 +50,15 @@ def _step(config_json: str, name: str, data: str | None = None, context: str = "
         if data is not None:
             _log_input(tracker, lambda: tracker.log_dataset(Path(data), context=context))
         yield cfg, tracker
+        tracker.log_metrics(step_cost(started))
+
+
+def step_cost(started: float) -> dict[str, float]:
+    """What a step cost its process: ``step_seconds`` since ``started`` (``time.perf_counter``) and
+    ``process_peak_rss_mb``, the process's peak resident memory so far (imports included: in a
+    pod, what the memory request must cover). ``make bench-scale`` reads both from every step."""
+    return {"step_seconds": time.perf_counter() - started,
+            "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def _log_input(tracker: Tracker, log_it: Callable[[], Any]) -> None:
@@ -124,18 +136,13 @@ def train_generator(config_json: str, banks: list[str], bank_out: str, out: str)
     return _metadata(summary)
 
 
-def compare_response_time(config_json: str, data: str, backbone: str, features: str, bank: str, generator: str,
-                          out: str) -> dict[str, Any]:
-    """Never cached: wall times belong to the machine and the moment they were measured on."""
-    with _step(config_json, "compare_response_time", data, "evaluation") as (cfg, tracker):
-        response_time_stage(data, backbone, bank, generator, out, cfg, tracker, features_dir=features)
-    return {}
-
-
-def evaluate(config_json: str, data: str, backbone: str, features: str, bank: str, generator: str, timing: str,
+def evaluate(config_json: str, data: str, backbone: str, features: str, bank: str, generator: str,
              out: str) -> dict[str, Any]:
+    """Never cached. The response-time comparison first (wall times belong to the machine and the
+    moment they were measured on), with the methods it fits; then the sweep reuses them."""
     with _step(config_json, "evaluate", data, "evaluation", system_metrics=True) as (cfg, tracker):
-        evaluate_stage(data, backbone, bank, generator, timing, out, cfg, tracker, features_dir=features)
+        evaluate_stage(data, backbone, bank, generator, None, out, cfg, tracker, features_dir=features,
+                       time_responses=True)
     return {}
 
 

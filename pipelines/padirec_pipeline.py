@@ -22,10 +22,9 @@ from padirec.tracking import KFP_RUN_ID_ENV
 
 PIPELINE_NAME = "padirec"
 DEFAULT_IMAGE = "padirec:0.1.0"
-GPU_STEPS = ("train_backbone", "compute_features", "build_adapters", "train_generator", "evaluate",
-             "compare_response_time")
-# Timing steps measure wall time: a cached result would report a stale machine's figures.
-UNCACHED_STEPS = ("compare_response_time", "finish_run", "evaluate", "register_and_promote")
+GPU_STEPS = ("train_backbone", "compute_features", "build_adapters", "train_generator", "evaluate")
+# evaluate times new tasks (wall time): a cached result would report a stale machine's figures.
+UNCACHED_STEPS = ("finish_run", "evaluate", "register_and_promote")
 
 # The environment of every step, by source (names of the objects in manifests/runs/).
 SETTINGS_CONFIG_MAP = "padirec-env"
@@ -99,7 +98,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: ClusterOptions | None = 
         with dsl.ExitHandler(step("finish_run", config_json=config_json), name="tracked-run"):
             data = step("prepare_data", config_json=config_json, data_version=data_version)
             backbone = step("train_backbone", config_json=config_json, data=data.outputs["data"])
-            # the frozen backbone's features, once: every shard and both evaluation steps read them
+            # the frozen backbone's features, once: every shard and the evaluate step read them
             features = step("compute_features", config_json=config_json, data=data.outputs["data"],
                             backbone=backbone.outputs["backbone"])
             shards = step("plan_shards", config_json=config_json)
@@ -111,8 +110,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: ClusterOptions | None = 
             inputs = dict(config_json=config_json, data=data.outputs["data"],
                           backbone=backbone.outputs["backbone"], features=features.outputs["features"],
                           bank=generator.outputs["bank"], generator=generator.outputs["generator"])
-            timing = step("compare_response_time", **inputs)
-            report = step("evaluate", **inputs, timing=timing.outputs["timing"])
+            report = step("evaluate", **inputs)
             step("register_and_promote", config_json=config_json, data=data.outputs["data"],
                  backbone=backbone.outputs["backbone"], generator=generator.outputs["generator"],
                  report=report.outputs["report"])

@@ -11,7 +11,8 @@
 #   3. every stage's wall time, CUDA against CPU, and a check that the results agree: the backbone's
 #      validation NDCG@10 within $GPU_CHECK_TOL (default 0.01); PaDiRec's test Pearson r-a / r-d and
 #      reward are printed beside each other;
-#   4. benchmarks/bench_scale.py --quick, when it exists (with --device cuda and cpu if it takes one).
+#   4. benchmarks/bench_scale.py: the whole pipeline on ML-1M-format data ($GPU_CHECK_SCALE x ML-1M,
+#      default 1) with device cuda, step by step.
 #
 # Fails with one line on stderr ("gpu-check: ...") when there is no GPU, before installing anything.
 #
@@ -141,17 +142,9 @@ print("gpu-check: results agree within tolerance")
 EOF
 
 # --------------------------------------------------------------------------- 4. the scale benchmark
-if [ -f benchmarks/bench_scale.py ]; then
-  if "$PY" benchmarks/bench_scale.py --help 2>/dev/null | grep -q -- '--device'; then
-    for dev in cuda cpu; do
-      echo "gpu-check: benchmarks/bench_scale.py --quick --device $dev"
-      "$PY" benchmarks/bench_scale.py --quick --device "$dev" --work "$WORK/scale" || die "bench_scale.py failed on $dev"
-    done
-  else
-    echo "gpu-check: benchmarks/bench_scale.py takes no --device option: run as it is (its own device choice)"
-    "$PY" benchmarks/bench_scale.py --quick --work "$WORK/scale" || die "bench_scale.py failed"
-  fi
-else
-  echo "gpu-check: benchmarks/bench_scale.py not found: scale benchmark skipped"
-fi
+# The whole pipeline on ML-1M-format data at $GPU_CHECK_SCALE (default 1) with device cuda: every
+# step's wall time and peak memory, to set beside the CPU figures of `make bench-scale`.
+echo "gpu-check: benchmarks/bench_scale.py --scale ${GPU_CHECK_SCALE:-1} --set device=cuda"
+"$PY" benchmarks/bench_scale.py --scale "${GPU_CHECK_SCALE:-1}" --set device=cuda --work "$WORK/scale" \
+  || die "bench_scale.py failed on cuda"
 echo "gpu-check: done; run folders and logs in $WORK"

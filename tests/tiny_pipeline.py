@@ -36,7 +36,7 @@ def run_tiny_pipeline(tmp_path_factory, overrides: dict | None = None):
     art = {name: kind(uri=str(root / name)) for name, kind in (
         ("data", dsl.Dataset), ("backbone", dsl.Model), ("features", dsl.Dataset), ("bank", dsl.Dataset),
         ("generator", dsl.Model),
-        ("timing", dsl.Artifact), ("report", dsl.Artifact), ("system", dsl.Model))}
+        ("report", dsl.Artifact), ("system", dsl.Model))}
     shards = [dsl.Dataset(uri=str(root / f"shard{i}")) for i in range(cfg.adapters.num_shards)]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(KFP_RUN_ID_ENV, "components-test")
@@ -50,8 +50,7 @@ def run_tiny_pipeline(tmp_path_factory, overrides: dict | None = None):
         art["bank_shards"] = shards
         comps["train_generator"](config_json=cj, banks=shards, bank=art["bank"], generator=art["generator"])
         inputs = {k: art[k] for k in ("data", "backbone", "features", "bank", "generator")}
-        comps["compare_response_time"](config_json=cj, **inputs, timing=art["timing"])
-        comps["evaluate"](config_json=cj, **inputs, timing=art["timing"], report=art["report"])
+        comps["evaluate"](config_json=cj, **inputs, report=art["report"])
         comps["register_and_promote"](config_json=cj, data=art["data"], backbone=art["backbone"],
                                       generator=art["generator"], report=art["report"], system=art["system"])
         comps["finish_run"](config_json=cj, status=FinalStatus())

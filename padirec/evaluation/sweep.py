@@ -134,8 +134,10 @@ def run_sweep(
     seed: int = 0,
     tracker: Tracker | None = None,
     per_user: bool = False,
+    fitted: bool = False,
 ) -> SweepResult:
-    """Fit every method once, then evaluate it on every task of ``tasks (T, p)``.
+    """Fit every method once (unless ``fitted``: already done, e.g. by the response-time
+    comparison), then evaluate it on every task of ``tasks (T, p)``.
 
     ``per_user``: also keep every user's metric values (``SweepResult.per_user``, for the
     bootstrap of ``padirec.evaluation.uncertainty``).
@@ -150,7 +152,8 @@ def run_sweep(
         result.user_groups = evaluator.split.groups.cpu().numpy().astype(np.int64)
     for key, method in methods.items():
         start = time.perf_counter()
-        method.fit()
+        if not fitted:
+            method.fit()
         result.fit_seconds[key] = time.perf_counter() - start
         start = time.perf_counter()
         rows, adapters, users = [], [], []

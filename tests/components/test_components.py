@@ -15,10 +15,9 @@ pytestmark = pytest.mark.slow  # the shared run trains every stage: about 45 s h
 OUTPUTS = {  # component -> (output artifact, the manifest kind it holds, or a file it holds)
     "prepare_data": ("data", "prepared_data"),
     "train_backbone": ("backbone", "backbone"),
-    "compute_features": ("features", "features"),  # read by the shards and both evaluation steps
+    "compute_features": ("features", "features"),  # read by the shards and the evaluate step
     "build_adapters": ("bank", "adapter_bank"),
     "train_generator": ("generator", "generator"),
-    "compare_response_time": ("timing", "report"),  # the response-time part of the report
     "evaluate": ("report", "report"),
     "register_and_promote": ("system", "system"),
 }

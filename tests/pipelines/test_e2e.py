@@ -74,7 +74,7 @@ def test_pipeline_registers_and_promotes(stack, capfd):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     steps = {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
     assert {"prepare_data", "train_backbone", "compute_features", "build_adapters_0", "build_adapters_1",
-            "train_generator", "compare_response_time", "evaluate", "register_and_promote"} <= steps
+            "train_generator", "evaluate", "register_and_promote"} <= steps
 
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert champion.version == "1"

@@ -130,8 +130,7 @@ def test_the_dataset_links_data_training_and_the_model(store):
     assert str(data_dir) not in source and "padirec.data.synthetic.generate" in json.loads(source)["uri"]
     for step in TRAINING_STEPS:
         assert inputs(step) == [(name, digest, source, "training")], step
-    for step in ("evaluate", "compare_response_time"):
-        assert inputs(step) == [(name, digest, source, "evaluation")], step
+    assert inputs("evaluate") == [(name, digest, source, "evaluation")]
     version = client.get_model_version(store["cfg"].tracking.registered_model, "1")
     assert version.tags["dataset.name"] == name and version.tags["dataset.digest"] == digest
     assert version.tags["dataset.source"] == json.loads(source)["uri"]
