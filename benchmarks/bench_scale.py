@@ -13,7 +13,7 @@ every step's wall time, peak memory and cost per unit, read back from MLflow and
 ``--stages`` prepares them instead and
 calls the library functions the pipeline steps call (``padirec/steps.py``), one stage at a time:
 
-- ``data``: synthetic files + validation + leave-one-out split (``run_data_stage``);
+- ``generate files``: the synthetic files; ``data``: validation + leave-one-out split (``run_data_stage``);
 - ``negatives``: one epoch's negative sampling of backbone training (``NegativeSampler.sample``);
 - ``backbone epoch``: one SASRec training epoch with its validation (``train_backbone``);
 - ``features``: the frozen backbone's features for the adapters (``compute_features``, with the
@@ -51,6 +51,7 @@ from padirec.adapters.train import backbone_topk, train_bank
 from padirec.artifacts import atomic_write_text
 from padirec.backbones.registry import build_backbone
 from padirec.backbones.train import NegativeSampler, train_backbone, training_windows
+from padirec.cli import _overrides
 from padirec.compute import THREADS_ENV
 from padirec.config import load_config
 from padirec.core.layout import adapter_layout
@@ -58,6 +59,7 @@ from padirec.core.tasks import random_tasks
 from padirec.data import synthetic_ml1m
 from padirec.data.dataset import load_prepared
 from padirec.data.stage import run_data_stage
+from padirec.errors import PadirecError
 from padirec.methods.cmr import CMR
 from padirec.methods.retrain import Retrain
 
@@ -97,14 +99,15 @@ class Stage:
 
 
 def write_ml1m(folder: Path, scale: float, seed: int) -> dict[str, int]:
-    """ML-1M-format files for ``scale`` x ML-1M's users (and so about its ratings), every item.
+    """ML-1M-format files for ``scale`` x ML-1M's users (and so about its ratings).
 
-    The full-size data, then its first users (a random sample: lengths are drawn independently):
+    From 1 up, ``synthetic_ml1m.write(scale=...)``: users, items and ratings all scaled. Below 1,
+    the full-size data, then its first users (a random sample: lengths are drawn independently):
     per-user lengths and their heavy tail stay as at 1x (``synthetic_ml1m.write(scale=...)`` scales
     the catalogue too, so at 0.25x its heaviest users have seen nearly every item, which is not
     ML-1M's shape and makes rejection sampling degenerate)."""
-    if scale == 1.0:
-        return synthetic_ml1m.write(folder, scale=1.0, seed=seed)
+    if scale >= 1.0:  # every dimension scales (users, items, ratings): ``synthetic_ml1m.write``
+        return synthetic_ml1m.write(folder, scale=scale, seed=seed)
     (u, i, r, t), movies, (uid, gender, age, occ) = synthetic_ml1m.generate(1.0, seed=seed)
     n_users = max(int(round(len(uid) * scale)), 1)
     keep = u <= n_users
@@ -158,6 +161,8 @@ def main() -> None:
     if not (prepared / "manifest.json").exists():
         with Stage() as st:
             counts = write_ml1m(raw, scale, cfg.seed)
+        row("generate files", st, f"{counts['ratings']} ratings")
+        with Stage() as st:
             shutil.rmtree(prepared, ignore_errors=True)
             run_data_stage(cfg.data, prepared, eval_k=cfg.evaluation.k)
         row("data", st, f"{st.seconds / counts['ratings'] * 1e6:.1f} s per 1M ratings")
@@ -229,10 +234,10 @@ def main() -> None:
 
 def pipeline_mode(args: argparse.Namespace, scale: float, work: Path, raw: Path) -> None:
     """Generate the files (or reuse them) and run the whole pipeline on them (``scale_pipeline``)."""
-    overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
-    bad = [item for item in args.set if "=" not in item]
-    if bad:
-        raise SystemExit(f"--set {bad[0]!r}: expected KEY=VALUE")
+    try:
+        overrides = _overrides(args.set)  # values parsed as YAML, as ``padirec run --set``
+    except PadirecError as e:
+        raise SystemExit(str(e)) from None
     cfg = load_config(args.config, {"data.path": str(raw), "run_dir": str(work / "runs"), **overrides})
     if args.threads:
         os.environ[THREADS_ENV] = str(args.threads)  # every step sets torch's threads from it

@@ -59,9 +59,10 @@ def tree_rss(root: int) -> int:
 
 
 class TreeMemory:
-    """The peak of ``tree_rss(this process)`` while the block runs, sampled every ``interval`` s."""
+    """The peak of ``tree_rss(this process)`` while the block runs, sampled every ``interval`` s
+    (a scan of /proc: at 0.25 s it took 5% of a core from the steps it measures)."""
 
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, interval: float = 1.0) -> None:
         self.interval, self.peak = interval, 0
 
     def __enter__(self) -> TreeMemory:

@@ -43,7 +43,7 @@ FIGURES = ("avg_hv", "pearson_ra", "pearson_rd", "reward", "regret")
 LABELS = {"avg_hv": "Avg.HV", "pearson_ra": "Pearson r-a", "pearson_rd": "Pearson r-d",
           "reward": "reward", "regret": "regret"}
 DISPLAY = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "tisasrec": "TiSASRec", "lrurec": "LRURec"}
-REPORT = "**/evaluate/report/report.json"  # the evaluation's report (the timing step writes one too)
+REPORT = "**/evaluate/report/report.json"  # the evaluate step's report
 RESULT = "experiment.json"
 ROLE = "experiment"  # the padirec.role tag of the experiment's MLflow run
 SCHEMA_VERSION = 1

@@ -61,3 +61,14 @@ def test_tree_memory_counts_the_child_processes():
     finally:
         child.kill()
         child.wait()
+
+
+def test_files_above_1x_scale_every_dimension(monkeypatch, tmp_path):
+    """5x is 5x the users, items and ratings (``synthetic_ml1m.write``), not 1x cut to 5x the users."""
+    import bench_scale
+
+    calls = []
+    monkeypatch.setattr(bench_scale.synthetic_ml1m, "write", lambda folder, scale, seed: calls.append(scale) or {})
+    bench_scale.write_ml1m(tmp_path, 5.0, 0)
+    bench_scale.write_ml1m(tmp_path, 1.0, 0)
+    assert calls == [5.0, 1.0]

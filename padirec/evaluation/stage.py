@@ -6,7 +6,7 @@ frozen features (the ``features`` artifact; without one, computed once), build t
 ``plots/*.png`` and a manifest of kind ``report``. ``evaluate_stage`` runs the method x task sweep
 over the evaluation grid, the summary, the protocols (``protocols.py``) and the analyses. With
 ``time_responses`` (the pipeline's evaluate step) it first times new tasks with the very methods it
-has fitted, so each method is fitted once per pipeline run (MODT4R's fit alone took 204 s at
+has fitted, so each method is fitted once per pipeline run (MODT4R's fit alone took about 200 s at
 ML-1M size); else it merges the timings of ``response_time_stage`` (the timing alone, in a report
 holding only ``response_time``), or has none.
 """
