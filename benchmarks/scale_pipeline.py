@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from padirec.config import Config
-from padirec.tracking.core import resolve_tracking_uri, search_all_runs
+from padirec.tracking.core import MlflowTracker, resolve_tracking_uri, search_all_runs
 from pipelines.run_local import find_output, run_local
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -168,27 +168,19 @@ def markdown(costs: list[StepCost], header: str, total_s: float, tree_peak_mb: f
 
 def log_to_mlflow(uri: str, experiment: str, kfp_run_id: str, params: dict[str, Any], costs: list[StepCost],
                   total_s: float, tree_peak_mb: float, table: str) -> str:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    run = client.create_run(exp_id, run_name=f"bench-scale-x{params['scale']:g}",
-                            tags={"kfp.run_id": kfp_run_id, "padirec.role": "benchmark"})
-    rid = run.info.run_id
-    for k, v in params.items():
-        client.log_param(rid, k, v)
+    """The table as a run of ``experiment`` (made as the pipeline's are: with a SQLite store, its
+    artifacts beside the database); returns the run id."""
+    tracker = MlflowTracker.start(uri, experiment, f"bench-scale-x{params['scale']:g}",
+                                  tags={"kfp.run_id": kfp_run_id, "padirec.role": "benchmark"})
+    tracker.log_params(params)
     metrics = {"total_seconds": total_s, "tree_peak_rss_mb": tree_peak_mb}
     for c in costs:
         metrics[f"{c.step}_seconds"] = c.seconds
         metrics[f"{c.step}_peak_rss_mb"] = c.peak_mb
-    now = int(time.time() * 1e3)
-    from mlflow.entities import Metric
-
-    client.log_batch(rid, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
-    client.log_text(rid, table + "\n", "bench_scale.md")
-    client.set_terminated(rid)
-    return rid
+    tracker.log_metrics(metrics)
+    tracker.client.log_text(tracker.run_id, table + "\n", "bench_scale.md")
+    tracker.end()
+    return tracker.run_id
 
 
 def run_pipeline(cfg: Config, scale: float, counts: dict[str, int], threads: str) -> str:

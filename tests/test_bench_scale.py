@@ -47,6 +47,9 @@ def test_step_costs_come_back_in_pipeline_order_with_a_cost_per_unit(tiny_run, t
     assert run.info.run_name == "bench-scale-x0.5" and run.info.status == "FINISHED"
     assert run.data.metrics["total_seconds"] == 12.0 and run.data.metrics["evaluate_seconds"] > 0
     assert run.data.tags["kfp.run_id"] == "components-test" and run.data.params["users"] == "3"
+    # the artifacts lie beside the database, not in the current directory
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+    assert (tmp_path / "mlartifacts").is_dir()
 
 
 def test_tree_memory_counts_the_child_processes():
