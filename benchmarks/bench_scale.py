@@ -38,13 +38,12 @@ import os
 import resource
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from scale_pipeline import run_pipeline
+from scale_pipeline import PeakMemory, run_pipeline
 
 from padirec.adapters.features import compute_features
 from padirec.adapters.train import backbone_topk, train_bank
@@ -72,30 +71,22 @@ def _rss() -> int:
 
 
 class Stage:
-    """Times a block and samples its resident memory: ``seconds``, ``peak_mb`` (above the start)."""
+    """Times a block and samples its resident memory every 5 ms: ``seconds``, ``peak_mb`` (above the start)."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.peak_mb = 0.0
 
     def __enter__(self) -> Stage:
-        self._start_rss = self._peak = _rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        self._start_rss = _rss()
+        self._memory = PeakMemory(0.005, _rss).__enter__()
         self._t0 = time.perf_counter()
         return self
 
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self._peak = max(self._peak, _rss())
-
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self._t0
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, _rss())
-        self.peak_mb = (self._peak - self._start_rss) / 2**20
+        self._memory.__exit__()
+        self.peak_mb = (self._memory.peak - self._start_rss) / 2**20
 
 
 def write_ml1m(folder: Path, scale: float, seed: int) -> dict[str, int]:

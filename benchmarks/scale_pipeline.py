@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,14 +59,16 @@ def tree_rss(root: int) -> int:
     return total
 
 
-class TreeMemory:
-    """The peak of ``tree_rss(this process)`` while the block runs, sampled every ``interval`` s
-    (a scan of /proc: at 0.25 s it took 5% of a core from the steps it measures)."""
+class PeakMemory:
+    """The peak of ``measure()`` (bytes; default ``tree_rss`` of this process) while the block runs,
+    sampled every ``interval`` s and once more at the end (a scan of /proc every 0.25 s took 5% of a
+    core from the steps it measures)."""
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 1.0, measure: Callable[[], int] | None = None) -> None:
         self.interval, self.peak = interval, 0
+        self.measure = measure or (lambda: tree_rss(os.getpid()))
 
-    def __enter__(self) -> TreeMemory:
+    def __enter__(self) -> PeakMemory:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -73,13 +76,14 @@ class TreeMemory:
 
     def _sample(self) -> None:
         while True:
-            self.peak = max(self.peak, tree_rss(os.getpid()))
+            self.peak = max(self.peak, self.measure())
             if self._stop.wait(self.interval):
                 return
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join()
+        self.peak = max(self.peak, self.measure())
 
 
 @dataclass
@@ -187,7 +191,7 @@ def run_pipeline(cfg: Config, scale: float, counts: dict[str, int], threads: str
     """Run the pipeline on ``cfg`` (its data.path holds the generated files); print and log the
     table; return it."""
     t0 = time.perf_counter()
-    with TreeMemory() as mem:
+    with PeakMemory() as mem:
         folder = run_local(cfg)
     total = time.perf_counter() - t0
     uri = resolve_tracking_uri(cfg.tracking.uri, Path(cfg.run_dir).resolve())

@@ -58,7 +58,7 @@ def test_tree_memory_counts_the_child_processes():
                               "time.sleep(30)"], stdout=subprocess.PIPE)
     try:
         assert child.stdout.readline().strip() == b"ready"
-        with scale_pipeline.TreeMemory(interval=0.05) as mem:
+        with scale_pipeline.PeakMemory(interval=0.05) as mem:
             time.sleep(0.2)
         assert mem.peak - before > 250 << 20
     finally:
