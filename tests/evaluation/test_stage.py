@@ -4,6 +4,7 @@ the response-time stage, and the evaluator against the shared metrics."""
 from __future__ import annotations
 
 import copy
+import math
 import json
 
 import numpy as np
@@ -161,3 +162,30 @@ def test_bank_of_another_backbone_is_refused(tiny, tmp_path):
     cfg.evaluation.methods = ["mmr"]
     with pytest.raises(ArtifactError, match="another backbone"):
         evaluate_stage(tiny["data_dir"], tmp_path / "backbone", tmp_path / "bank", None, None, tmp_path / "out", cfg)
+
+
+@pytest.mark.parametrize("case", ["plain", "ties", "method_masked", "nan", "shuffled_history"])
+def test_evaluator_in_user_chunks_equals_the_whole_matrix(case):
+    """``per_user`` masks, ranks and sorts a chunk of users at a time: the same per-user values as
+    the shared metrics on the whole masked matrix, over several chunks, with ties, with scores a
+    method masked itself, with a NaN row, and with history pairs not sorted by user."""
+    from tests.methods.conftest import make_features
+
+    f = make_features(num_users=700, num_items=60, seed=3)
+    if case == "shuffled_history":
+        order = torch.randperm(len(f.test.mask_rows), generator=torch.Generator().manual_seed(1))
+        f.test.mask_rows, f.test.mask_cols = f.test.mask_rows[order], f.test.mask_cols[order]
+    scores = torch.randn(700, 61, generator=torch.Generator().manual_seed(2))
+    if case == "ties":
+        scores = scores.round()
+    elif case == "method_masked":
+        scores[:, 5:9] = -math.inf
+    elif case == "nan":
+        scores[300] = math.nan
+    ev = SplitEvaluator(f, "test", 10, 0.5)
+    assert len(ev._chunks) == 3
+    ours = ev.per_user(scores)
+    ref = evaluate_scores(mask_history(scores, f.test.mask_rows, f.test.mask_cols), f.test.targets,
+                          f.item_categories, 10, 0.5, per_user=True)
+    for key, value in ref.items():
+        assert torch.equal(ours[key], value), key

@@ -158,3 +158,21 @@ def test_modt4r_weights_and_settings(features_factory):
     other = features_factory()  # prefixes that do not match the data's sequences
     with pytest.raises(ValueError):
         MODT4R(other, UTIL, data)
+
+
+def test_frozen_head_skips_its_constant_loss_without_changing_training():
+    """With ``user_lr = 0`` the head's ``L_S`` trains nothing, so it is measured in the first epoch
+    only: the fitted model equals, bit for bit, one fitted with ``L_S`` computed at every step."""
+    data, features = tiny()
+    cfg = MODT4RConfig(context=6, epochs=3, batch_size=16, dropout=0.1, user_lr=0.0)
+
+    class EveryStep(MODT4R):
+        def loss(self, model, win, user_loss=True):
+            return super().loss(model, win, True)
+
+    fast, slow = MODT4R(features, UTIL, data, seed=0, cfg=cfg), EveryStep(features, UTIL, data, seed=0, cfg=cfg)
+    fast.fit()
+    slow.fit()
+    for (name, a), (_, b) in zip(fast.model.state_dict().items(), slow.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert fast.losses[0] == slow.losses[0]
