@@ -12,6 +12,7 @@ from torch import nn
 
 from padirec.backbones.base import Backbone, init_embeddings
 from padirec.backbones.config import BackboneConfig
+from padirec.backbones.dropout import FastDropout
 
 
 class GRU4Rec(Backbone):
@@ -20,7 +21,7 @@ class GRU4Rec(Backbone):
     def __init__(self, num_items: int, cfg: BackboneConfig, max_len: int) -> None:
         super().__init__(num_items, cfg.dim)
         self.cfg, self.max_len = cfg, max_len
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = FastDropout(cfg.dropout)
         self.gru = nn.GRU(cfg.dim, cfg.dim, num_layers=cfg.num_layers, batch_first=True,
                           dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
         self.dense = nn.Linear(cfg.dim, cfg.dim)

@@ -18,6 +18,7 @@ from torch import nn
 
 from padirec.backbones.base import Backbone, init_embeddings
 from padirec.backbones.config import BackboneConfig
+from padirec.backbones.dropout import FastDropout
 from padirec.backbones.sasrec import FeedForward
 
 
@@ -63,7 +64,7 @@ class LRUBlock(nn.Module):
     def __init__(self, dim: int, dropout: float) -> None:
         super().__init__()
         self.lru = LRU(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.norm = nn.LayerNorm(dim)
         self.ff = FeedForward(dim, dropout, activation="gelu")
         self.norm_ff = nn.LayerNorm(dim)
@@ -80,7 +81,7 @@ class LRURec(Backbone):
         super().__init__(num_items, cfg.dim)
         self.cfg, self.max_len = cfg, max_len
         self.norm_in = nn.LayerNorm(cfg.dim)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = FastDropout(cfg.dropout)
         self.blocks = nn.ModuleList(LRUBlock(cfg.dim, cfg.dropout) for _ in range(cfg.num_layers))
         init_embeddings(self.item_embedding)
 

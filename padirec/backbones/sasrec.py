@@ -13,6 +13,7 @@ from torch import nn
 
 from padirec.backbones.base import Backbone, init_embeddings
 from padirec.backbones.config import BackboneConfig
+from padirec.backbones.dropout import FastDropout
 
 
 def attention_mask(seqs: torch.Tensor) -> torch.Tensor:
@@ -32,7 +33,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(dim, dim)
         self.fc2 = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,7 +74,7 @@ class SASRec(Backbone):
         super().__init__(num_items, cfg.dim)
         self.cfg, self.max_len = cfg, max_len
         self.position = nn.Embedding(max_len, cfg.dim)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = FastDropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             SelfAttentionBlock(cfg.dim, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_layers)
         )

@@ -18,6 +18,7 @@ from torch import nn
 
 from padirec.backbones.base import Backbone, init_embeddings
 from padirec.backbones.config import BackboneConfig
+from padirec.backbones.dropout import FastDropout
 from padirec.backbones.sasrec import FeedForward, attention_mask
 
 
@@ -45,7 +46,7 @@ class TimeAwareBlock(nn.Module):
         self.heads = heads
         self.norm_q = nn.LayerNorm(dim, eps=1e-8)
         self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.attn_dropout = nn.Dropout(dropout)
+        self.attn_dropout = FastDropout(dropout)
         self.norm_ff = nn.LayerNorm(dim, eps=1e-8)
         self.ff = FeedForward(dim, dropout)
 
@@ -82,7 +83,7 @@ class TiSASRec(Backbone):
         self.pos_k, self.pos_v = nn.Embedding(max_len, dim), nn.Embedding(max_len, dim)
         self.rel_k = nn.Embedding(cfg.max_time_interval + 1, dim)
         self.rel_v = nn.Embedding(cfg.max_time_interval + 1, dim)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = FastDropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             TimeAwareBlock(dim, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_layers)
         )
