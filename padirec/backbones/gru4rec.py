@@ -12,7 +12,7 @@ from torch import nn
 
 from padirec.backbones.base import Backbone, init_embeddings
 from padirec.backbones.config import BackboneConfig
-from padirec.backbones.dropout import FastDropout
+from padirec.core.dropout import FastDropout
 
 
 class GRU4Rec(Backbone):

@@ -13,7 +13,7 @@ from torch import nn
 
 from padirec.backbones.base import Backbone, init_embeddings
 from padirec.backbones.config import BackboneConfig
-from padirec.backbones.dropout import FastDropout
+from padirec.core.dropout import FastDropout
 
 
 def attention_mask(seqs: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,8 @@ from torch import nn
 
 from padirec.backbones.base import Backbone, init_embeddings
 from padirec.backbones.config import BackboneConfig
-from padirec.backbones.dropout import FastDropout
 from padirec.backbones.sasrec import FeedForward, attention_mask
+from padirec.core.dropout import FastDropout
 
 
 def interval_matrix(seqs: torch.Tensor, times: torch.Tensor, max_interval: int) -> torch.Tensor:

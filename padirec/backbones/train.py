@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from padirec.backbones.base import Backbone
 from padirec.backbones.config import BackboneConfig
-from padirec.core.metrics import evaluate_scores, mask_history
+from padirec.core.metrics import evaluate_scores, ideal_per_user, mask_history
 from padirec.core.tracker import NullTracker, Tracker
 from padirec.data.dataset import PreparedData
 
@@ -128,6 +128,9 @@ class Evaluator:
         self.rows, self.cols = torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
         self.item_categories = torch.from_numpy(data.item_categories).to(device)
         self.k, self.alpha, self.batch_size = k, alpha, batch_size
+        # each batch's ideal alpha-DCG depends only on which items can be ranked, the same every epoch
+        # while the scores are finite: computed once (it was about half of a validation pass)
+        self._ideal: dict[int, torch.Tensor] = {}
 
     @torch.no_grad()
     def __call__(self, model: Backbone, per_user: bool = False) -> dict[str, Any]:
@@ -138,10 +141,14 @@ class Evaluator:
         for s in range(0, n, self.batch_size):
             e = min(s + self.batch_size, n)
             scores = model.score_all(model.user_representation(self.seqs[s:e], self.times[s:e]))
+            finite = bool(torch.isfinite(scores.sum()))  # then the candidates are exactly the unmasked items
             lo, hi = torch.searchsorted(self.rows, torch.tensor([s, e], device=self.rows.device)).tolist()
             scores = mask_history(scores, self.rows[lo:hi] - s, self.cols[lo:hi], inplace=True)
+            ideal = self._ideal.get(s) if finite else None
+            if finite and ideal is None:
+                ideal = self._ideal[s] = ideal_per_user(self.item_categories, self.k, self.alpha, torch.isfinite(scores))
             parts.append(evaluate_scores(scores, self.targets[s:e], self.item_categories,
-                                         k=self.k, alpha=self.alpha, per_user=True))
+                                         k=self.k, alpha=self.alpha, per_user=True, ideal=ideal))
         model.train(was_training)
         merged = {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
         return merged if per_user else {name: float(v.mean()) for name, v in merged.items()}

@@ -128,13 +128,16 @@ def alpha_ndcg_at_k(
     item_categories: torch.Tensor,
     alpha: float = 0.5,
     candidates_mask: torch.Tensor | None = None,
+    ideal: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-user alpha-NDCG@k ``(B,)`` of the ranked lists ``topk (B, k)`` (item ids).
 
     ``item_categories (N, C)`` bool/float multi-hot; ``candidates_mask (B, N)`` bool, True for the
     items that could be ranked (e.g. ``torch.isfinite(masked_scores)``); None = all but padding.
     A user whose candidates cover no category gets 0. The greedy ideal is not always optimal,
-    so (as with ``ndeval``) a value can in rare cases exceed 1; it is not clipped.
+    so (as with ``ndeval``) a value can in rare cases exceed 1; it is not clipped. ``ideal (B,)``:
+    ``ideal_per_user`` of ``candidates_mask`` already computed (a caller that evaluates the same
+    candidates again, e.g. every epoch), else computed here.
     """
     if topk.dim() != 2:
         raise ValueError(f"topk must be (batch, k) item ids, got shape {tuple(topk.shape)}")
@@ -147,14 +150,23 @@ def alpha_ndcg_at_k(
     k = topk.shape[1]
     listed_ok = None if candidates_mask is None else candidates_mask.to(topk.device).gather(1, topk)
     dcg = _alpha_dcg(topk, cats, alpha, listed_ok)
-    if candidates_mask is None:  # same ideal for every user
+    if ideal is not None:
+        ideal = ideal.to(dcg)
+    elif candidates_mask is None:  # same ideal for every user
         ideal = ideal_alpha_dcg(cats, k, alpha).expand(topk.shape[0])
     else:
-        ideal = torch.cat([
-            ideal_alpha_dcg(cats, k, alpha, candidates_mask[s:s + _ALPHA_CHUNK].to(topk.device))
-            for s in range(0, topk.shape[0], _ALPHA_CHUNK)
-        ]) if topk.shape[0] else dcg.new_zeros(0)
+        ideal = ideal_per_user(cats, k, alpha, candidates_mask.to(topk.device))
     return torch.where(ideal > 0, dcg / ideal.clamp_min(1e-300), torch.zeros_like(dcg))
+
+
+def ideal_per_user(item_categories: torch.Tensor, k: int, alpha: float, candidates_mask: torch.Tensor) -> torch.Tensor:
+    """``ideal_alpha_dcg`` ``(B,)`` float64 for each row of ``candidates_mask (B, N)``, in chunks of
+    users (memory bounded at ``(chunk, N)``): the denominator ``alpha_ndcg_at_k`` uses."""
+    cats = item_categories.to(device=candidates_mask.device, dtype=torch.float64)
+    if not candidates_mask.shape[0]:
+        return torch.zeros(0, dtype=torch.float64, device=candidates_mask.device)
+    return torch.cat([ideal_alpha_dcg(cats, k, alpha, candidates_mask[s:s + _ALPHA_CHUNK])
+                      for s in range(0, candidates_mask.shape[0], _ALPHA_CHUNK)])
 
 
 def evaluate_scores(
@@ -164,11 +176,13 @@ def evaluate_scores(
     k: int = 10,
     alpha: float = 0.5,
     per_user: bool = False,
+    ideal: torch.Tensor | None = None,
 ) -> dict[str, float] | dict[str, torch.Tensor]:
     """NDCG@k, HR@k and alpha-NDCG@k for already-masked ``scores (B, N)`` and ``targets (B,)``.
 
     Keys ``ndcg@{k}``, ``hr@{k}``, ``alpha_ndcg@{k}``: means as floats, or ``(B,)`` tensors with
-    ``per_user=True``. The alpha-NDCG candidates are the finite-scored items.
+    ``per_user=True``. The alpha-NDCG candidates are the finite-scored items; ``ideal``: their
+    ``ideal_per_user``, when the caller has it.
     """
     if scores.shape[1] != item_categories.shape[0]:
         raise ValueError(
@@ -182,7 +196,7 @@ def evaluate_scores(
     out = {
         f"ndcg@{k}": ndcg_at_k(ranks, k),
         f"hr@{k}": hr_at_k(ranks, k),
-        f"alpha_ndcg@{k}": alpha_ndcg_at_k(topk, item_categories, alpha, torch.isfinite(scores)),
+        f"alpha_ndcg@{k}": alpha_ndcg_at_k(topk, item_categories, alpha, torch.isfinite(scores), ideal),
     }
     if per_user:
         return out

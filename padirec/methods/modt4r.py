@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from padirec.adapters.features import Features
+from padirec.core.dropout import FastDropout
 from padirec.data.dataset import PreparedData
 from padirec.methods.base import Method, MethodContext, register
 from padirec.methods.fairness import (
@@ -146,6 +147,8 @@ class MODT(nn.Module):
         self.scale = float(item_embedding[1:].norm(dim=1).mean().clamp_min(1e-6))  # item vectors -> unit size
         layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout, batch_first=True, norm_first=True,
                                            activation="gelu")
+        # its three dropout layers with cheaper CPU masks (they took 13% of MODT4R's training at ML-1M size)
+        layer.dropout, layer.dropout1, layer.dropout2 = (FastDropout(dropout) for _ in range(3))
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
         self.head_ret = nn.Linear(d, 2)

@@ -95,3 +95,46 @@ def test_stage_writes_the_backbone_folder(synthetic_prepared, tmp_path):
     steps = [s for s, _ in tracker.metrics if s is not None]
     assert steps == [1, 2, 3] and all("@" not in k for _, m in tracker.metrics for k in m)
     assert tracker.params["backbone.model"] == "sasrec"
+
+
+def test_evaluator_reuses_each_batchs_ideal_and_recomputes_it_for_non_finite_scores(data):
+    """The ideal alpha-DCG is computed on the first pass and reused: later passes give the same
+    per-user figures as the shared metrics computed from scratch, batch by batch; a model with NaN
+    scores gets its candidates' own ideal, not the cached one."""
+    from padirec.core.metrics import evaluate_scores, mask_history
+
+    class NaNFirstUser(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def user_representation(self, seqs, times):
+            return self.inner.user_representation(seqs, times)
+
+        def score_all(self, h):
+            out = self.inner.score_all(h).clone()
+            out[0, 1:] = float("nan")
+            return out
+
+    def from_scratch(ev, model):
+        parts = []
+        with torch.no_grad():
+            for s in range(0, len(ev.targets), ev.batch_size):
+                e = min(s + ev.batch_size, len(ev.targets))
+                scores = model.score_all(model.user_representation(ev.seqs[s:e], ev.times[s:e]))
+                keep = (ev.rows >= s) & (ev.rows < e)
+                parts.append(evaluate_scores(mask_history(scores, ev.rows[keep] - s, ev.cols[keep]), ev.targets[s:e],
+                                             ev.item_categories, per_user=True))
+        return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+    torch.manual_seed(0)
+    model = build_backbone("sasrec", data.num_items, BackboneConfig(dim=16), 20).eval()
+    ev = Evaluator(data, "valid", 20, torch.device("cpu"), batch_size=7)  # several batches
+    first, second = ev(model, per_user=True), ev(model, per_user=True)
+    assert len(ev._ideal) == -(-len(ev.targets) // 7)
+    for key, value in from_scratch(ev, model).items():
+        assert torch.equal(first[key], value) and torch.equal(second[key], value), key
+    nan_model = NaNFirstUser(model).eval()
+    got = ev(nan_model, per_user=True)
+    for key, value in from_scratch(ev, nan_model).items():
+        assert torch.equal(got[key], value), key

@@ -4,8 +4,8 @@ the response-time stage, and the evaluator against the shared metrics."""
 from __future__ import annotations
 
 import copy
-import math
 import json
+import math
 
 import numpy as np
 import pytest

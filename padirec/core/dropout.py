@@ -1,4 +1,4 @@
-"""Dropout with cheaper random masks on the CPU, a drop-in for ``nn.Dropout`` in the backbones.
+"""Dropout with cheaper random masks on the CPU, a drop-in for ``nn.Dropout`` (the backbones, MODT4R).
 
 torch's CPU ``bernoulli_`` (what ``nn.Dropout`` draws its mask with) costs one 32-bit draw of
 the generator per element: SASRec's dropout layers took about a quarter of a training step at

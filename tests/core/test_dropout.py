@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from padirec.backbones.dropout import FastDropout, keep_mask
+from padirec.core.dropout import FastDropout, keep_mask
 
 
 @pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
