@@ -10,7 +10,7 @@ IMAGE  ?= padirec:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(
 # Every install goes through the torch pin, so nothing can pull a CUDA build on a CPU machine.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving gpu-check bench-scale readme-results readme-paper clean paper model-image
+.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving gpu-check bench-hotspots bench-scale readme-results readme-paper clean paper model-image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bench-serving: $(STAMP) ## 2,000 requests from 8 clients to mlflow models serve 
 
 gpu-check: ## on a machine with one NVIDIA GPU, no Docker: CUDA torch in a fresh venv, the pipeline on cuda vs cpu (times, agreement), bench_scale
 	scripts/gpu_check.sh
+
+bench-hotspots: $(STAMP) ## the ML-1M-sized CPU hot spots (dropout masks, evaluator, validation, greedy lists), old vs new in one process
+	$(PY) benchmarks/bench_hotspots.py
 
 bench-scale: $(STAMP) ## the whole pipeline on ML-1M-format data: each step's wall time, peak memory, cost per unit (SCALE=1; STAGES=1 for the costly stages one by one, QUICK=1 for those at 0.25x, reduced)
 	$(PY) benchmarks/bench_scale.py $(if $(SCALE),--scale $(SCALE)) $(if $(or $(STAGES),$(QUICK)),--stages) $(if $(QUICK),--quick) --threads $(or $(THREADS),0)

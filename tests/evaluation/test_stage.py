@@ -187,5 +187,6 @@ def test_evaluator_in_user_chunks_equals_the_whole_matrix(case):
     ours = ev.per_user(scores)
     ref = evaluate_scores(mask_history(scores, f.test.mask_rows, f.test.mask_cols), f.test.targets,
                           f.item_categories, 10, 0.5, per_user=True)
-    for key, value in ref.items():
-        assert torch.equal(ours[key], value), key
+    for key, value in ref.items():  # alpha-NDCG: the evaluator divides its ideal out and back in
+        assert torch.allclose(ours[key], value, rtol=0, atol=1e-12) if key.startswith("alpha") \
+            else torch.equal(ours[key], value), key
