@@ -340,7 +340,7 @@ class MODT4R(Method):
                 wins = self._windows(gen)
                 wins = wins[torch.randperm(len(wins), generator=gen)]
                 # A frozen head's L_S is the same every epoch and trains nothing: measured in the first
-                # epoch only (a third of MODT4R's training time at ML-1M size went to it)
+                # epoch only (about a sixth of MODT4R's training time at ML-1M size went to it)
                 user_loss = cfg.user_lr > 0 or epoch == 0
                 total, parts, steps = 0.0, {"L_S": 0.0, "L_a": 0.0, "L_R": 0.0}, 0
                 for b in range(0, len(wins), cfg.batch_size):
