@@ -21,11 +21,11 @@ from padirec.core.metrics import (
     alpha_ndcg_at_k,
     hr_at_k,
     ideal_alpha_dcg,
+    ideal_per_user,
     ndcg_at_k,
     target_rank,
 )
 
-_USER_CHUNK = 1024
 _SCORES_PER_CHUNK = 1 << 24  # scores held at once (adapters x users x items)
 
 
@@ -42,10 +42,7 @@ def evaluate_adapters(features: Features, params: torch.Tensor | None, lay: Layo
     rankable = torch.ones(sp.h.shape[0], emb.shape[0], dtype=torch.bool, device=emb.device)
     rankable[sp.mask_rows, sp.mask_cols] = False
     rankable[:, 0] = False
-    ideal_user = torch.cat([
-        ideal_alpha_dcg(cats, k, alpha, rankable[s:s + _USER_CHUNK])
-        for s in range(0, rankable.shape[0], _USER_CHUNK)
-    ])
+    ideal_user = ideal_per_user(cats, k, alpha, rankable)
     # alpha_ndcg_at_k without a mask normalises by the one unmasked ideal; undo that to get the DCG
     ideal_all = ideal_alpha_dcg(cats, k, alpha)[0]
     n = 1 if params is None else params.shape[0]

@@ -31,6 +31,7 @@ from padirec.core.metrics import (
     evaluate_scores,
     hr_at_k,
     ideal_alpha_dcg,
+    ideal_per_user,
     mask_history,
     ndcg_at_k,
     sample_negatives,
@@ -42,7 +43,6 @@ from padirec.methods.base import Method
 
 log = logging.getLogger("padirec")
 
-_USER_CHUNK = 1024
 _RANK_CHUNK = 256  # users per chunk when ranking: a (256, N) float32 copy fits in cache up to N ~ 10^4
 
 
@@ -83,10 +83,7 @@ class SplitEvaluator:
         self.rankable[s.mask_rows, s.mask_cols] = False
         self.rankable[:, 0] = False
         self._chunks = _history_chunks(s.mask_rows, s.mask_cols, n_users, _RANK_CHUNK)
-        self.ideal = torch.cat([
-            ideal_alpha_dcg(self.cats, k, alpha, self.rankable[i:i + _USER_CHUNK])
-            for i in range(0, n_users, _USER_CHUNK)
-        ]) if n_users else torch.zeros(0, dtype=torch.float64, device=s.h.device)
+        self.ideal = ideal_per_user(self.cats, k, alpha, self.rankable)
         # alpha_ndcg_at_k without a mask divides by the single unmasked ideal; multiply it back
         self.ideal_all = ideal_alpha_dcg(self.cats, k, alpha)[0]
 
