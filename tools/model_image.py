@@ -8,7 +8,8 @@ builds: the model in ``model_dir/`` and a Dockerfile that starts from ``python:<
 Python>-slim``, installs nginx, ``mlflow``, the model's ``requirements.txt`` (with its
 ``constraints.txt``) and ``gunicorn[gevent]``, and serves with MLflow's scoring server (nginx on
 8080 in front of uvicorn: ``/ping``, ``/invocations``). This script builds that Dockerfile, changed
-only in front of MLflow's first step, and only where MLflow's ``FROM python:...`` line is found:
+in front of MLflow's first step and before its ``ENTRYPOINT``, and only where MLflow's
+``FROM python:...`` line is found:
 
 * a first build stage installs the model's environment (the same pip commands MLflow's steps run,
   from the model's own files) into ``/opt/venv``, with torch's CPU build unless ``--torch cuda``,
@@ -18,6 +19,11 @@ only in front of MLflow's first step, and only where MLflow's ``FROM python:...`
   the layer cache.
 * ``--base`` replaces MLflow's base image (no registry here: ``images/base.sh`` makes a Debian
   bookworm with Python 3.11).
+* nginx's two log files are made links to the container's stdout and stderr at build time. MLflow's
+  entrypoint makes these links (``ln -sf``) while the nginx it has just started opens the files; on
+  overlay2 nginx's open can then fail with "File exists" and the container exits at start (1 start
+  in 20 here). With the links already in the image, ``ln -sf`` swaps a link for the same link in one
+  rename, and nginx opens through either.
 
 The model URI is resolved to its version first, so the image holds that version even if the alias
 moves, and is tagged ``<model>:v<version>`` unless ``--tag`` says otherwise. Package sources come
@@ -181,6 +187,15 @@ def torch_pin(model_dir: Path) -> str:
     raise Failure(f"{model_dir / 'requirements.txt'} pins no torch==<version>: is this a padirec model?")
 
 
+# see the module's docstring: MLflow's entrypoint races nginx for these two paths
+NGINX_LOGS = """# padirec (tools/model_image.py): nginx's logs are links before MLflow's entrypoint relinks them
+RUN mkdir -p /var/log/nginx \\
+    && ln -sf /dev/stdout /var/log/nginx/access.log \\
+    && ln -sf /dev/stderr /var/log/nginx/error.log
+
+"""
+
+
 def patch_dockerfile(context: Path, base: str | None, torch_spec: str) -> tuple[str, str]:
     """Put the model-environment stage in front of MLflow's Dockerfile; returns (mlflow_base, base)."""
     model_dir = context / "model_dir"
@@ -225,7 +240,10 @@ COPY --from=model-env /opt/venv /opt/venv
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 # an ARG, not kept in the image: pip below has nothing to fetch, so no index check either
 ARG PIP_DISABLE_PIP_VERSION_CHECK=1"""
-    dockerfile.write_text(re.sub(r"^FROM \S+$", lambda _: stage, text, count=1, flags=re.M))
+    if len(re.findall(r"^ENTRYPOINT ", text, re.M)) != 1:
+        raise Failure(f"{dockerfile}: not one ENTRYPOINT in MLflow's Dockerfile; has MLflow's template changed?")
+    text = re.sub(r"^FROM \S+$", lambda _: stage, text, count=1, flags=re.M)
+    dockerfile.write_text(re.sub(r"^ENTRYPOINT ", lambda _: NGINX_LOGS + "ENTRYPOINT ", text, count=1, flags=re.M))
     return mlflow_base, base
 
 

@@ -116,6 +116,10 @@ def test_image_serves_the_champion(model_image, champion, docker_env, tmp_path, 
     labels = json.loads(docker(docker_env, "image", "inspect", "-f", "{{json .Config.Labels}}", TAG).stdout)
     assert labels["padirec.model"] == pinned and labels["padirec.torch"] == "cpu"
     size_mb = int(docker(docker_env, "image", "inspect", "-f", "{{.Size}}", TAG).stdout) / 1e6
+    # made at build time, so MLflow's entrypoint relinking them cannot race nginx's open (model_image.py)
+    links = docker(docker_env, "run", "--rm", "--network", "none", "--entrypoint", "readlink", TAG,
+                   "/var/log/nginx/access.log", "/var/log/nginx/error.log")
+    assert links.stdout.split() == ["/dev/stdout", "/dev/stderr"], links.stdout + links.stderr
 
     name = f"padirec-test-model-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
