@@ -21,9 +21,9 @@ in front of MLflow's first step and before its ``ENTRYPOINT``, and only where ML
   bookworm with Python 3.11).
 * nginx's two log files are made links to the container's stdout and stderr at build time. MLflow's
   entrypoint makes these links (``ln -sf``) while the nginx it has just started opens the files; on
-  overlay2 nginx's open can then fail with "File exists" and the container exits at start (1 start
-  in 20 here). With the links already in the image, ``ln -sf`` swaps a link for the same link in one
-  rename, and nginx opens through either.
+  overlay2 nginx's open can then fail with "File exists" and the container exits at start (2 of
+  120 starts here; none of 140 with the links). With the links already in the image, ``ln -sf``
+  swaps a link for the same link in one rename, and nginx opens through either.
 
 The model URI is resolved to its version first, so the image holds that version even if the alias
 moves, and is tagged ``<model>:v<version>`` unless ``--tag`` says otherwise. Package sources come
