@@ -129,6 +129,7 @@ def main() -> None:
 
     import pandas as pd
 
+    from padirec.serving import SERVING_THREADS_ENV
     from padirec.tracking.registry import save_pyfunc
 
     catalogue = pd.read_parquet(Path(args.system) / "catalogue.parquet")["source_id"].astype(str).tolist()
@@ -150,7 +151,9 @@ def main() -> None:
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
-    print(f"\nmlflow models serve, {args.workers} workers, {args.clients} concurrent clients, 127.0.0.1")
+    threads = os.environ.get(SERVING_THREADS_ENV) or "1 (the default)"
+    print(f"\nmlflow models serve, {args.workers} workers, torch threads per worker: {threads} ({SERVING_THREADS_ENV}); "
+          f"{args.clients} concurrent clients, 127.0.0.1")
     print(f"{'scenario':<28}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'tasks':>7}"
           f"{'server CPU ms/req':>19}{'client CPU ms/req':>19}")
     for name, r in rows.items():

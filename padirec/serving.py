@@ -12,6 +12,10 @@ simplex, ``k`` outside 1..(items the request can rank), bad timestamps, and more
 vectors in one request than ``max_tasks`` (``PADIREC_SERVING_MAX_TASKS``, default 32: generation
 is the expensive part, so this cap bounds the work of one request). A ``deadline`` is checked
 between tasks, so a request whose client has given up stops computing (``RequestTimeout``).
+
+torch's threads in a server: ``serving_threads`` (``PADIREC_SERVING_THREADS``, default 1 per
+worker process of MLflow's scoring server). One request's tensors are too small for intra-op
+threads to share out, and the threads' spin-waits take the cores the other workers need.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ MAX_TASKS_ENV = "PADIREC_SERVING_MAX_TASKS"
 # One generation costs about 3 ms on one CPU thread (MovieLens-100K, one DDIM step x 8 samples), so 32 new tasks fit well
 # inside MLflow's default 60 s request timeout.
 DEFAULT_MAX_TASKS = 32
+SERVING_THREADS_ENV = "PADIREC_SERVING_THREADS"
 MAX_TIMESTAMP = 2**62  # fits the backbone's int64 time tensor with room for differences
 
 
@@ -134,6 +139,23 @@ def max_tasks_setting() -> int:
         value = 0
     if value < 1:
         raise ConfigError(f"{MAX_TASKS_ENV}={raw!r}: expected a whole number >= 1")
+    return value
+
+
+def serving_threads(in_server: bool) -> int | None:
+    """torch's intra-op threads for a process that serves: ``PADIREC_SERVING_THREADS``, else 1 in a
+    worker of a scoring server (``in_server``), else None (leave the caller's setting). At 2 workers
+    on 2 cores, 1 thread each served 345-374 req/s against 298-322 with torch's default of 2
+    (``make bench-serving``, docs/serving.md). A bad value fails when the model loads."""
+    raw = os.environ.get(SERVING_THREADS_ENV, "")
+    if not raw:
+        return 1 if in_server else None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{SERVING_THREADS_ENV}={raw!r}: expected a whole number >= 1")
     return value
 
 

@@ -31,12 +31,22 @@ log = logging.getLogger("padirec")
 # Set by ``mlflow models serve`` (--timeout) for its workers; the scoring server answers 504 at
 # that point but leaves the worker thread running, so predict stops its own work by then.
 TIMEOUT_ENV = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"
+# MLflow's scoring server (``mlflow models serve``, the image's entrypoint) gives each worker the
+# model's path in this variable (``mlflow.pyfunc.scoring_server._SERVER_MODEL_PATH``): a worker
+# sets torch's threads for serving, an in-process ``load_model`` leaves its caller's setting alone
+SERVER_MODEL_PATH_ENV = "__pyfunc_model_path__"
 
 
 class PadirecRecommender(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from padirec.serving import Recommender
+        import torch
 
+        from padirec.serving import Recommender, serving_threads
+
+        threads = serving_threads(in_server=SERVER_MODEL_PATH_ENV in os.environ)
+        if threads is not None:
+            torch.set_num_threads(threads)
+            log.info("padirec: torch threads %d per serving process", threads)
         self.recommender = Recommender(context.artifacts["system"])
 
     def predict(self, context, model_input, params=None):

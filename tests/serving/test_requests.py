@@ -12,9 +12,11 @@ from padirec.errors import ConfigError
 from padirec.serving import (
     DEFAULT_MAX_TASKS,
     MAX_TASKS_ENV,
+    SERVING_THREADS_ENV,
     Recommender,
     RequestError,
     RequestTimeout,
+    serving_threads,
 )
 
 
@@ -85,6 +87,44 @@ def test_task_cap_setting(system, monkeypatch):
         monkeypatch.setenv(MAX_TASKS_ENV, bad)
         with pytest.raises(ConfigError, match=MAX_TASKS_ENV):
             Recommender(system)
+
+
+def test_serving_threads_setting(monkeypatch):
+    monkeypatch.delenv(SERVING_THREADS_ENV, raising=False)
+    assert serving_threads(in_server=True) == 1 and serving_threads(in_server=False) is None
+    monkeypatch.setenv(SERVING_THREADS_ENV, "3")
+    assert serving_threads(in_server=True) == 3 == serving_threads(in_server=False)
+    for bad in ("0", "-2", "two"):
+        monkeypatch.setenv(SERVING_THREADS_ENV, bad)
+        with pytest.raises(ConfigError, match=f"{SERVING_THREADS_ENV}='{bad}': expected a whole number >= 1"):
+            serving_threads(in_server=True)
+
+
+def test_a_scoring_worker_serves_on_one_thread_a_caller_keeps_its_own(model_path, monkeypatch):
+    """The pyfunc model sets torch's threads only in a worker of MLflow's scoring server, which it
+    knows by the variable the server gives each worker."""
+    import mlflow
+    import torch
+    from mlflow.pyfunc import scoring_server
+
+    from padirec.tracking.pyfunc_model import SERVER_MODEL_PATH_ENV
+
+    assert SERVER_MODEL_PATH_ENV == scoring_server._SERVER_MODEL_PATH  # MLflow's name for it
+    monkeypatch.delenv(SERVING_THREADS_ENV, raising=False)
+    monkeypatch.delenv(SERVER_MODEL_PATH_ENV, raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        mlflow.pyfunc.load_model(str(model_path))
+        assert torch.get_num_threads() == 2  # in-process: the caller's setting
+        monkeypatch.setenv(SERVER_MODEL_PATH_ENV, str(model_path))
+        mlflow.pyfunc.load_model(str(model_path))
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv(SERVING_THREADS_ENV, "2")
+        mlflow.pyfunc.load_model(str(model_path))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_deadline_stops_the_work_between_tasks(system):
