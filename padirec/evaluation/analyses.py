@@ -102,7 +102,7 @@ def case_study(
         w = np.zeros(len(utilities))
         w[utilities.index("accuracy")] = w_acc
         w[utilities.index("diversity")] = 1.0 - w_acc
-        scores = mask_history(method.scores(method.prepare(w), split), s.mask_rows, s.mask_cols)
+        scores = mask_history(method.scores(method.prepare_split(w, split), split), s.mask_rows, s.mask_cols)
         lists[w_acc] = scores.topk(k, dim=1).indices.cpu().numpy()  # (U, k)
     if user:
         rows = np.flatnonzero(users == user)

@@ -26,7 +26,7 @@ this package): adding a method is adding one file.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +41,9 @@ from padirec.core.tasks import validate_weights
 from padirec.data.dataset import PreparedData
 from padirec.diffusion.generator import Generator
 from padirec.errors import ConfigError
+
+# the held-out splits a task's ``prepare`` serves (the users of each are ranked)
+HELD_OUT = ("valid", "test")
 
 
 @dataclass
@@ -65,6 +68,9 @@ class MethodContext:
     # the band protocol: tasks with w_acc in this closed interval are unseen; a method that draws its
     # own training tasks (CMR) must not draw them (the bank's are already held out)
     band: tuple[float, float] | None = None
+    # one-off work that two methods of this evaluation do alike, done once and read by both (keyed
+    # by everything it depends on): DeepPRL's heads are DeepPRL-static's model
+    shared: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def utilities(self) -> list[str]:
@@ -117,6 +123,12 @@ class Method(ABC):
     def fit(self) -> None:  # noqa: B027 - optional hook, most methods need no one-off work
         """One-off work before any task arrives (not timed as response time)."""
 
+    def reused_fit_seconds(self) -> float:
+        """Seconds of this method's one-off work that another method of the evaluation did and
+        ``fit`` reused (``MethodContext.shared``): a reported fit time adds them, as the method alone
+        would have spent them."""
+        return 0.0
+
     def task_weights(self, weights: Any) -> torch.Tensor:
         """Validated task weights ``(p,)`` float32 on the method's device."""
         return torch.as_tensor(validate_weights(weights, len(self.utilities)), dtype=torch.float32,
@@ -125,6 +137,13 @@ class Method(ABC):
     @abstractmethod
     def prepare(self, weights: Any) -> Any:
         """The work done when task ``weights (p,)`` arrives; returns what ``scores`` needs."""
+
+    def prepare_split(self, weights: Any, split: str) -> Any:
+        """``prepare`` for one held-out split, for evaluation that reads only that split (the
+        sweep): ``scores(prepare_split(w, s), s)`` equals ``scores(prepare(w), s)``. Methods whose
+        ``prepare`` ranks every user of both splits override it; the response time still times
+        ``prepare``, the whole of a new task's work."""
+        return self.prepare(weights)
 
     @abstractmethod
     def scores(self, prepared: Any, split: str) -> torch.Tensor:

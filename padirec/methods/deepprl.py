@@ -58,7 +58,7 @@ from padirec.adapters.features import Features, training_prefixes
 from padirec.adapters.train import seen_pairs
 from padirec.core.metrics import alpha_ndcg_at_k, mask_history
 from padirec.data.dataset import PreparedData
-from padirec.methods.base import Method, MethodContext, register
+from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 from padirec.methods.deepprl_static import DeepPRLStatic, DeepPRLStaticConfig
 from padirec.methods.fairness import fairness_weight
 
@@ -159,7 +159,7 @@ class DeepPRL(Method):
 
     def __init__(self, features: Features, utilities: list[str], context: dict[str, torch.Tensor],
                  cfg: AdapterConfig, seed: int = 0, k: int = 10, settings: DeepPRLConfig | None = None,
-                 training: PolicyTraining | None = None) -> None:
+                 training: PolicyTraining | None = None, shared: dict[Any, Any] | None = None) -> None:
         super().__init__(features, utilities)
         st = settings or DeepPRLConfig()
         self.pt = pt = training or PolicyTraining()
@@ -171,7 +171,7 @@ class DeepPRL(Method):
                              "noise >= 0, 0 <= warmup < 1")
         heads = DeepPRLStaticConfig()
         self.heads = DeepPRLStatic(features, utilities, cfg, seed, k, st.epochs, heads.steps_per_epoch, heads.hidden,
-                                   heads.lr, heads.diversity_weight, st.candidates)
+                                   heads.lr, heads.diversity_weight, st.candidates, shared=shared)
         self.context = {name: c.to(self.device) for name, c in context.items()}
         self.st, self.seed, self.k, self.alpha = st, seed, k, cfg.alpha
         self.actor: nn.Module | None = None
@@ -183,7 +183,10 @@ class DeepPRL(Method):
     @classmethod
     def build(cls, ctx: MethodContext, settings: DeepPRLConfig) -> DeepPRL:
         context = user_context(ctx.data, ctx.features, ctx.max_len, settings.context)
-        return cls(ctx.features, ctx.utilities, context, ctx.adapters, ctx.seed, ctx.k, settings)
+        return cls(ctx.features, ctx.utilities, context, ctx.adapters, ctx.seed, ctx.k, settings, shared=ctx.shared)
+
+    def reused_fit_seconds(self) -> float:
+        return self.heads.reused_fit_seconds()
 
     # ------------------------------------------------------------------ pieces
 
@@ -380,12 +383,12 @@ class DeepPRL(Method):
         a = self.actor(torch.cat([self._state(s.h, self.context[split]), task], 1))[:, 0]
         return personal_weight(w, a, self.st.max_shift)
 
-    def prepare(self, weights: Any) -> dict[str, torch.Tensor]:
+    def prepare(self, weights: Any, splits: tuple[str, ...] = HELD_OUT) -> dict[str, torch.Tensor]:
         """Per task: every held-out user's ``lambda_u`` and greedy list, both splits."""
         w_acc = self.mix_weight(weights)
         w_fair = fairness_weight(self.task_weights(weights), self.utilities)
         out = {}
-        for split in ("valid", "test"):
+        for split in splits:
             lam = self.user_weights(w_acc, split, w_fair)[:, None]
             if w_fair == 0:
                 out[split] = self.heads.rank((lam, 1 - lam), split)
@@ -393,6 +396,9 @@ class DeepPRL(Method):
             keep = (1 - w_fair) * lam
             out[split] = self.heads.rank((keep + w_fair * self.heads.fair_signs(split), 1 - w_fair - keep), split)
         return out
+
+    def prepare_split(self, weights: Any, split: str) -> dict[str, torch.Tensor]:
+        return self.prepare(weights, (split,))
 
     def scores(self, prepared: dict[str, torch.Tensor], split: str) -> torch.Tensor:
         return prepared[split]

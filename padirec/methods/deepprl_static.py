@@ -37,6 +37,8 @@ splits (head forwards, z-scores, the greedy lists), nothing cached across tasks;
 lifts the prepared list above the other items (ranked by the accuracy head), so full-ranking
 metrics at cutoff ``<= k`` see exactly the greedy list. Training is one-off (``fit``) and uses at
 least Retrain's budget (the adapters' ``epochs x steps_per_epoch`` batches of ``batch_size``).
+DeepPRL's heads are this model; when their settings match, one evaluation trains them once
+(``MethodContext.shared``) and both methods report the training in their fit time.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.adapters.train import backbone_topk, candidate_lists
 from padirec.core.metrics import mask_history
-from padirec.methods.base import Method, MethodContext, register
+from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 from padirec.methods.fairness import (
     GroupSigns,
     fairness_weight,
@@ -161,6 +163,7 @@ class DeepPRLStatic(Method):
         self, features: Features, utilities: list[str], cfg: AdapterConfig, seed: int = 0, k: int = 10,
         epochs: int = 0, steps_per_epoch: int = 0, hidden: int = 64, lr: float = 3e-3,
         diversity_weight: float = 1.0, candidates: int = 0, paper_sign: bool = False,
+        shared: dict[Any, Any] | None = None,
     ) -> None:
         super().__init__(features, utilities)
         for name in ("accuracy", "diversity"):
@@ -179,22 +182,39 @@ class DeepPRLStatic(Method):
         self.gate: torch.Tensor | None = None
         self.fit_seconds = 0.0
         self.signs: GroupSigns | None = None
+        self.shared = shared  # MethodContext.shared: heads of the same settings are trained once
+        self._reused_s = 0.0
 
     @classmethod
     def build(cls, ctx: MethodContext, settings: DeepPRLStaticConfig) -> DeepPRLStatic:
         return cls(ctx.features, ctx.utilities, ctx.adapters, ctx.seed, ctx.k, settings.epochs,
                    settings.steps_per_epoch, settings.hidden, settings.lr, settings.diversity_weight,
-                   settings.candidates)
+                   settings.candidates, shared=ctx.shared)
 
     # ------------------------------------------------------------------ training
 
     def _user_in(self, h: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         return torch.cat([h, (1.0 - self.alpha) ** counts], dim=1)
 
+    def _heads_key(self) -> tuple:
+        """Everything the trained heads depend on (the serving pool, ``candidates``, is not one)."""
+        return ("deepprl_static.heads", id(self.features), tuple(self.utilities), repr(self.cfg), self.seed, self.k,
+                self.epochs, self.steps_per_epoch, self.hidden, self.lr, self.diversity_weight, self.paper_sign)
+
+    def reused_fit_seconds(self) -> float:
+        return self._reused_s
+
     def fit(self) -> None:
         if "fairness" in self.utilities and self.signs is None:
             self.signs = group_signs(self.features, self.k)
         if self.model is not None:
+            return
+        key = self._heads_key()
+        if self.shared is not None and key in self.shared:
+            # the same training on the same inputs (seeded): the same heads, read-only once fitted
+            self.model, self.gate, self._reused_s = self.shared[key]
+            log.info("deepprl_static: heads of these settings already trained in this evaluation (%.1fs): reused",
+                     self._reused_s)
             return
         f, cfg = self.features, self.cfg
         n_cats = f.item_categories.shape[1]
@@ -249,6 +269,8 @@ class DeepPRLStatic(Method):
         self.model = model.eval().requires_grad_(False)
         self.gate = gate.detach()
         self.fit_seconds = time.perf_counter() - start
+        if self.shared is not None:
+            self.shared[key] = (self.model, self.gate, self.fit_seconds)
 
     # ------------------------------------------------------------------ serving
 
@@ -352,9 +374,12 @@ class DeepPRLStatic(Method):
         acc = mask_history(self.accuracy_of(s.h), s.mask_rows, s.mask_cols)  # history and padding -inf
         return lift_list(acc, self.greedy_lists(s.h, acc, *mix))
 
-    def prepare(self, weights: Any) -> dict[str, torch.Tensor]:
+    def prepare(self, weights: Any, splits: tuple[str, ...] = HELD_OUT) -> dict[str, torch.Tensor]:
         """The per-task work: every held-out user's greedy list, for both splits ``{split: scores}``."""
-        return {split: self.rank(self.task_mix(weights, split), split) for split in ("valid", "test")}
+        return {split: self.rank(self.task_mix(weights, split), split) for split in splits}
+
+    def prepare_split(self, weights: Any, split: str) -> dict[str, torch.Tensor]:
+        return self.prepare(weights, (split,))
 
     def scores(self, prepared: dict[str, torch.Tensor], split: str) -> torch.Tensor:
         return prepared[split]

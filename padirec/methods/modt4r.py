@@ -57,7 +57,7 @@ from torch import nn
 from padirec.adapters.features import Features
 from padirec.core.dropout import FastDropout
 from padirec.data.dataset import PreparedData
-from padirec.methods.base import Method, MethodContext, register
+from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 from padirec.methods.fairness import (
     GroupSigns,
     fairness_weight,
@@ -436,12 +436,11 @@ class MODT4R(Method):
         alpha = self.cfg.alpha_min + self.cfg.alpha_scale * w_acc / (1.0 - w_acc)
         return alpha / (1.0 + alpha)
 
-    def prepare(self, weights: Any) -> dict[str, Any]:
+    def prepare(self, weights: Any, splits: tuple[str, ...] = HELD_OUT) -> dict[str, Any]:
         """One MoTrans forward pass per held-out split: ``{"lam", "valid", "test"}`` (each ``(U, d)``),
         and ``"relevance"`` (``{split: (U, 1)}``, the weight of ``Y``) when the task has a fairness weight."""
         w_acc, w_div = self.weights_pair(weights)
-        out = {"lam": self.mixing(w_acc),
-               **{split: self.action_representation(split, w_acc, w_div) for split in ("valid", "test")}}
+        out = {"lam": self.mixing(w_acc), **{split: self.action_representation(split, w_acc, w_div) for split in splits}}
         w = self.task_weights(weights)
         w_fair = fairness_weight(w, self.utilities)
         if w_fair > 0:
@@ -449,8 +448,11 @@ class MODT4R(Method):
                 raise ValueError("MODT4R: a fairness weight needs user groups")
             acc, div = float(w[self.utilities.index("accuracy")]), float(w[self.utilities.index("diversity")])
             out["relevance"] = {split: relevance_coefficients(out["lam"], acc, div, w_fair, self.signs.per_user(
-                self.features.split(split).groups))[:, None] for split in ("valid", "test")}
+                self.features.split(split).groups))[:, None] for split in splits}
         return out
+
+    def prepare_split(self, weights: Any, split: str) -> dict[str, Any]:
+        return self.prepare(weights, (split,))
 
     @torch.no_grad()
     def user_scores(self, split: str) -> torch.Tensor:

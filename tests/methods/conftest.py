@@ -39,6 +39,16 @@ def make_features(num_users: int = 30, num_items: int = 40, dim: int = 8, num_ca
     )
 
 
+def assert_prepare_split_matches(method, tasks) -> None:
+    """``prepare_split(w, s)`` (what the sweep calls) ranks only ``s``'s users, and as ``prepare(w)`` does."""
+    for w in tasks:
+        both = method.prepare(w)
+        for split in ("valid", "test"):
+            one = method.prepare_split(w, split)
+            assert not {"valid", "test"} - {split} & set(one)  # the other split's users are not ranked
+            assert torch.equal(method.scores(one, split), method.scores(both, split)), (w, split)
+
+
 @pytest.fixture
 def features_factory():
     """``make_features`` itself, for tests that need other sizes or user groups."""

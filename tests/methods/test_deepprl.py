@@ -13,6 +13,7 @@ from padirec.methods.deepprl import (
     PolicyTraining,
     personal_weight,
 )
+from tests.methods.conftest import assert_prepare_split_matches
 
 UTIL = ["accuracy", "diversity"]
 K = 5
@@ -49,8 +50,44 @@ def test_deepprl_trains_a_policy_and_follows_the_weights(features):
         lists = mask_history(scores, s.mask_rows, s.mask_cols).topk(K, dim=1).indices
         alpha.append(float(alpha_ndcg_at_k(lists, features.item_categories, 0.5).mean()))
     assert torch.equal(m.user_weights(1.0, "test"), torch.ones(30))
+    assert_prepare_split_matches(m, [[0.3, 0.7], [1.0, 0.0]])
     assert alpha[0] > alpha[2]
     with pytest.raises(ValueError, match="training rows"):
         DeepPRL(features, UTIL, {**ctx, "train": ctx["train"][:3]}, cfg)
     with pytest.raises(ValueError, match="gamma"):
         DeepPRL(features, UTIL, ctx, cfg, settings=DeepPRLConfig(gamma=1.0))
+
+
+def test_deepprl_and_deepprl_static_train_the_same_heads_once(features):
+    """Within one evaluation (one ``MethodContext.shared``) the heads are trained once: the same
+    model as each would train alone, and both fit times count the training."""
+    from padirec.evaluation.response_time import time_method
+    from padirec.methods.deepprl_static import DeepPRLStatic
+
+    cfg = AdapterConfig(bottleneck=4, epochs=2, steps_per_epoch=3, batch_size=64, checkpoints_per_task=1,
+                        topk_candidates=10)
+    g = torch.Generator().manual_seed(0)
+    ctx = {name: torch.randn(n, 6, generator=g) for name, n in
+           (("train", features.train_h.shape[0]), ("valid", 30), ("test", 30))}
+    shared: dict = {}
+    full = DeepPRL(features, UTIL, ctx, cfg, k=K, settings=DeepPRLConfig(epochs=4, candidates=0, policy_steps=2),
+                   training=PolicyTraining(batch=32, hidden=8), shared=shared)
+    full.fit()
+    assert full.reused_fit_seconds() == 0.0 and full.heads.fit_seconds > 0 and len(shared) == 1
+
+    def static(**kw):
+        return DeepPRLStatic(features, UTIL, cfg, seed=0, k=K, epochs=4, **kw)
+
+    reused = static(shared=shared)
+    timed = time_method(reused, torch.tensor([[0.3, 0.7]]).numpy())
+    assert reused.model is full.heads.model and reused.reused_fit_seconds() == full.heads.fit_seconds
+    assert timed["fit_s"] >= full.heads.fit_seconds  # the shared training is counted
+    alone = static()
+    alone.fit()
+    assert all(torch.equal(a, b) for a, b in zip(alone.model.state_dict().values(),
+                                                 reused.model.state_dict().values(), strict=True))
+    assert torch.equal(alone.gate, reused.gate)
+    assert torch.equal(alone.prepare([0.3, 0.7])["test"], reused.prepare([0.3, 0.7])["test"])
+    other = static(hidden=8, shared=shared)  # other settings: trained anew
+    other.fit()
+    assert other.reused_fit_seconds() == 0.0 and other.model is not full.heads.model and len(shared) == 2

@@ -8,6 +8,7 @@ import torch
 from padirec.adapters.config import AdapterConfig
 from padirec.core.metrics import alpha_ndcg_at_k, mask_history
 from padirec.methods.deepprl_static import DeepPRLStatic, marginal_gain
+from tests.methods.conftest import assert_prepare_split_matches
 
 UTIL = ["accuracy", "diversity"]
 K = 5
@@ -52,6 +53,7 @@ def test_deepprl_static_shapes_and_control_direction(features, cfg):
     # pure accuracy is the accuracy head's own order; moving weight to accuracy trades diversity for it
     assert torch.equal(_listed(m, m.prepare([1.0, 0.0]), "test"), acc.topk(K, dim=1).indices)
     assert alpha[0] >= alpha[1] >= alpha[2] and alpha[0] > alpha[2]
+    assert_prepare_split_matches(m, [[0.3, 0.7], [0.0, 1.0]])
     assert relevance[0] <= relevance[1] <= relevance[2] and relevance[0] < relevance[2]
 
 

@@ -16,7 +16,7 @@ from padirec.methods.deepprl_static import DeepPRLStatic
 from padirec.methods.fairness import group_signs, relevance_coefficients, signs_from
 from padirec.methods.mmr import MMR
 from padirec.methods.modt4r import MODT4R, MODT4RConfig
-from tests.methods.conftest import make_features
+from tests.methods.conftest import assert_prepare_split_matches, make_features
 from tests.methods.test_modt4r import tiny
 
 UTIL3 = ["accuracy", "diversity", "fairness"]
@@ -107,6 +107,7 @@ def test_deepprl_static_fairness_weight_narrows_the_gap(cfg):
     m = DeepPRLStatic(planted(), UTIL3, cfg, k=K, epochs=1, hidden=8)
     m.fit()
     assert_narrows(gaps(m, TASKS))
+    assert_prepare_split_matches(m, [[0.3, 0.2, 0.5]])
 
 
 def test_deepprl_fairness_weight_narrows_the_gap(cfg):
@@ -119,6 +120,7 @@ def test_deepprl_fairness_weight_narrows_the_gap(cfg):
     m.fit()
     assert m.train_signs is not None and m.train_signs.shape == f.train_user.shape
     assert_narrows(gaps(m, TASKS))
+    assert_prepare_split_matches(m, [[0.3, 0.2, 0.5]])
 
 
 def test_modt4r_fairness_weight_narrows_the_gap():
@@ -134,6 +136,7 @@ def test_modt4r_fairness_weight_narrows_the_gap():
     m = MODT4R(f, UTIL3, data, cfg=MODT4RConfig(epochs=1, context=3), k=K)
     m.fit()
     assert_narrows(gaps(m, TASKS))
+    assert_prepare_split_matches(m, [[0.3, 0.2, 0.5]])
 
 
 def test_a_fairness_weight_needs_groups(features):

@@ -23,6 +23,7 @@ from padirec.methods.modt4r import (
     returns_to_go,
     step_rewards,
 )
+from tests.methods.conftest import assert_prepare_split_matches
 
 UTIL = ["accuracy", "diversity"]
 CATS, PER_CAT, DIM = 4, 8, 8
@@ -128,6 +129,7 @@ def test_modt4r_trains_ranks_and_follows_the_diversity_return():
     assert after < before
     assert m.losses[-1] < m.losses[0]
 
+    assert_prepare_split_matches(m, [[0.3, 0.7], [1.0, 0.0]])
     prepared = m.prepare([0.3, 0.7])
     assert prepared["valid"].shape == prepared["test"].shape == (data.num_users, features.dim)
     for split in ("valid", "test"):
