@@ -128,34 +128,35 @@ def build_system(data_dir: str | Path, backbone_dir: str | Path, generator_dir: 
                           data_checksum=data_manifest.get("data_checksum", ""))
 
 
-def max_tasks_setting() -> int:
-    """``PADIREC_SERVING_MAX_TASKS`` or the default; a bad value fails when the model loads."""
-    raw = os.environ.get(MAX_TASKS_ENV, "")
+def _positive_env(name: str) -> int | None:
+    """The whole number >= 1 in environment variable ``name``, or None where it is unset."""
+    raw = os.environ.get(name, "")
     if not raw:
-        return DEFAULT_MAX_TASKS
+        return None
     try:
         value = int(raw)
     except ValueError:
         value = 0
     if value < 1:
-        raise ConfigError(f"{MAX_TASKS_ENV}={raw!r}: expected a whole number >= 1")
+        raise ConfigError(f"{name}={raw!r}: expected a whole number >= 1")
     return value
+
+
+def max_tasks_setting() -> int:
+    """``PADIREC_SERVING_MAX_TASKS`` or the default; a bad value fails when the model loads."""
+    value = _positive_env(MAX_TASKS_ENV)
+    return DEFAULT_MAX_TASKS if value is None else value
 
 
 def serving_threads(in_server: bool) -> int | None:
     """torch's intra-op threads for a process that serves: ``PADIREC_SERVING_THREADS``, else 1 in a
-    worker of a scoring server (``in_server``), else None (leave the caller's setting). At 2 workers
-    on 2 cores, 1 thread each served 345-374 req/s against 298-322 with torch's default of 2
-    (``make bench-serving``, docs/serving.md). A bad value fails when the model loads."""
-    raw = os.environ.get(SERVING_THREADS_ENV, "")
-    if not raw:
+    worker of a scoring server (``in_server``), else None (leave the caller's setting). With 2
+    workers on 2 cores and the weights changing per request, 1 thread each served 362 req/s (median
+    of 3 rounds) against 300 with torch's default of 2 (``make bench-serving``, docs/serving.md).
+    A bad value fails when the model loads."""
+    value = _positive_env(SERVING_THREADS_ENV)
+    if value is None:
         return 1 if in_server else None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{SERVING_THREADS_ENV}={raw!r}: expected a whole number >= 1")
     return value
 
 
