@@ -100,7 +100,7 @@ def promote(uri: str, model_name: str, version: str, gate: GateThresholds, *, al
             reason = f"passed the gate and beats v{current} (score {score:.5f})" if current else "passed the gate; first champion"
         if best_version and best_version != current:
             _set_alias(client, model_name, best_version)
-            client.set_registered_model_tag(model_name, KEY_TAG, key)
+            _set_model_tag(client, model_name, KEY_TAG, key)
             current = best_version
         result = {"decision": "champion" if best_version == version else "kept", "champion": current or "",
                   "reason": reason}
@@ -217,6 +217,20 @@ def _set_alias(client, model_name: str, version: str) -> None:
     except MlflowException:
         if _champion(client, model_name) != version:
             client.set_registered_model_alias(model_name, ALIAS, version)
+
+
+def _set_model_tag(client, model_name: str, key: str, value: str) -> None:
+    """Set a registered model's tag. MLflow's SQL store writes a tag by a select, then an insert:
+    two promoters racing to write it collide on its unique key, and the loser gets an error (seen in
+    ``test_racing_promotions_end_with_the_better_version``). The loser writes again (the row exists
+    now, so the store updates it) only if the value differs, as ``_set_alias`` does."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.set_registered_model_tag(model_name, key, value)
+    except MlflowException:
+        if client.get_registered_model(model_name).tags.get(key) != value:
+            client.set_registered_model_tag(model_name, key, value)
 
 
 def _place_challenger(client, model_name: str, champion: str, gate: GateThresholds) -> str:
