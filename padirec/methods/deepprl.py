@@ -97,7 +97,7 @@ def user_context(data: PreparedData, features: Features, max_len: int, context_l
 
     prefixes = training_prefixes(data, max_len)
     out = {"train": context(prefixes["seqs"], prefixes["times"])}
-    for split in ("valid", "test"):
+    for split in HELD_OUT:
         batch = data.eval_batch(split, max_len)
         out[split] = context(batch["seqs"], batch["times"])
     return {k: v.to(features.item_embedding.device) for k, v in out.items()}

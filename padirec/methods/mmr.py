@@ -25,7 +25,7 @@ import torch
 
 from padirec.adapters.features import Features
 from padirec.core.metrics import mask_history
-from padirec.methods.base import Method, MethodContext, register
+from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 from padirec.methods.fairness import (
     GroupSigns,
     fairness_weight,
@@ -163,7 +163,7 @@ class MMR(Method):
         div = float(w[self.utilities.index("diversity")]) if "diversity" in self.utilities else 0.0
         return FairTask(lam, {split: relevance_coefficients(lam, acc, div, w_fair,
                                                             self.signs.per_user(self.features.split(split).groups))
-                              for split in ("valid", "test")})
+                              for split in HELD_OUT})
 
     @torch.no_grad()
     def scores(self, prepared: Any, split: str) -> torch.Tensor:

@@ -207,30 +207,30 @@ def _safe_get_version(client, model_name: str, version: str | None):
         return None
 
 
-def _set_alias(client, model_name: str, version: str) -> None:
-    """Point ``champion`` at ``version``. Two promoters racing to create the alias collide in the
-    store (a unique key): the loser finds it set, and sets it again only if it points elsewhere."""
+def _write_racing(write, read, value: str) -> None:
+    """``write()`` a value that racing promoters may write at once. MLflow's SQL store writes an
+    alias or a tag by a select, then an insert: two writers collide on its unique key and the loser
+    gets an error (seen in ``test_racing_promotions_end_with_the_better_version``). The loser writes
+    again (the row exists now, so the store updates it) only if ``read()`` differs from ``value``."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.set_registered_model_alias(model_name, ALIAS, version)
+        write()
     except MlflowException:
-        if _champion(client, model_name) != version:
-            client.set_registered_model_alias(model_name, ALIAS, version)
+        if read() != value:
+            write()
+
+
+def _set_alias(client, model_name: str, version: str) -> None:
+    """Point ``champion`` at ``version`` (racing promoters: ``_write_racing``)."""
+    _write_racing(lambda: client.set_registered_model_alias(model_name, ALIAS, version),
+                  lambda: _champion(client, model_name), version)
 
 
 def _set_model_tag(client, model_name: str, key: str, value: str) -> None:
-    """Set a registered model's tag. MLflow's SQL store writes a tag by a select, then an insert:
-    two promoters racing to write it collide on its unique key, and the loser gets an error (seen in
-    ``test_racing_promotions_end_with_the_better_version``). The loser writes again (the row exists
-    now, so the store updates it) only if the value differs, as ``_set_alias`` does."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.set_registered_model_tag(model_name, key, value)
-    except MlflowException:
-        if client.get_registered_model(model_name).tags.get(key) != value:
-            client.set_registered_model_tag(model_name, key, value)
+    """Set a registered model's tag (racing promoters: ``_write_racing``)."""
+    _write_racing(lambda: client.set_registered_model_tag(model_name, key, value),
+                  lambda: client.get_registered_model(model_name).tags.get(key), value)
 
 
 def _place_challenger(client, model_name: str, champion: str, gate: GateThresholds) -> str:
