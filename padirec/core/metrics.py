@@ -47,6 +47,18 @@ def mask_history(
     return out
 
 
+def history_chunks(rows: torch.Tensor, cols: torch.Tensor, n_users: int,
+                    size: int) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    """``(lo, hi, rows - lo, cols)`` per chunk of ``size`` users: the history pairs of users
+    ``lo..hi-1``, rows made relative to the chunk."""
+    order = torch.argsort(rows, stable=True)
+    rows, cols = rows[order], cols[order]
+    starts = torch.arange(0, n_users, size, device=rows.device)
+    bounds = torch.searchsorted(rows, torch.cat([starts, starts.new_tensor([n_users])])).tolist()
+    return [(lo, min(lo + size, n_users), rows[a:b] - lo, cols[a:b])
+            for lo, a, b in zip(starts.tolist(), bounds[:-1], bounds[1:], strict=True)]
+
+
 def target_rank(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """1-based rank ``(B,)`` of ``targets (B,)`` under ``scores (B, N)``; ties count against.
 

@@ -29,6 +29,7 @@ from padirec.core.metrics import (
     alpha_ndcg_at_k,
     evaluate_sampled,
     evaluate_scores,
+    history_chunks,
     hr_at_k,
     ideal_alpha_dcg,
     ideal_per_user,
@@ -44,18 +45,6 @@ from padirec.methods.base import Method
 log = logging.getLogger("padirec")
 
 _RANK_CHUNK = 256  # users per chunk when ranking: a (256, N) float32 copy fits in cache up to N ~ 10^4
-
-
-def _history_chunks(rows: torch.Tensor, cols: torch.Tensor, n_users: int,
-                    size: int) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
-    """``(lo, hi, rows - lo, cols)`` per chunk of ``size`` users: the history pairs of users
-    ``lo..hi-1``, rows made relative to the chunk."""
-    order = torch.argsort(rows, stable=True)
-    rows, cols = rows[order], cols[order]
-    starts = torch.arange(0, n_users, size, device=rows.device)
-    bounds = torch.searchsorted(rows, torch.cat([starts, starts.new_tensor([n_users])])).tolist()
-    return [(lo, min(lo + size, n_users), rows[a:b] - lo, cols[a:b])
-            for lo, a, b in zip(starts.tolist(), bounds[:-1], bounds[1:], strict=True)]
 
 
 class SplitEvaluator:
@@ -82,7 +71,7 @@ class SplitEvaluator:
         self.rankable = torch.ones(n_users, n_items, dtype=torch.bool, device=s.h.device)
         self.rankable[s.mask_rows, s.mask_cols] = False
         self.rankable[:, 0] = False
-        self._chunks = _history_chunks(s.mask_rows, s.mask_cols, n_users, _RANK_CHUNK)
+        self._chunks = history_chunks(s.mask_rows, s.mask_cols, n_users, _RANK_CHUNK)
         self.ideal = ideal_per_user(self.cats, k, alpha, self.rankable)
         # alpha_ndcg_at_k without a mask divides by the single unmasked ideal; multiply it back
         self.ideal_all = ideal_alpha_dcg(self.cats, k, alpha)[0]
@@ -99,12 +88,11 @@ class SplitEvaluator:
             scores = mask_history(scores, s.mask_rows, s.mask_cols)
             return evaluate_sampled(scores, s.targets, self.negatives, self.cats, k, self.alpha, per_user=True)
         # Every raw score finite (a finite sum: one cheap pass) means the masked scores are finite
-        # exactly where ``rankable``; otherwise check that in full.
-        if not bool(torch.isfinite(scores.sum())):
+        # exactly where ``rankable``; otherwise check that, a chunk of users at a time.
+        if not bool(torch.isfinite(scores.sum())) and not self._finite_where_rankable(scores):
+            # a method masked more items than the history: the ideal list must follow its candidates
             masked = mask_history(scores, s.mask_rows, s.mask_cols)
-            if not torch.equal(torch.isfinite(masked), self.rankable):
-                # a method masked more items than the history: the ideal list must follow its candidates
-                return evaluate_scores(masked, s.targets, self.cats, k, self.alpha, per_user=True)
+            return evaluate_scores(masked, s.targets, self.cats, k, self.alpha, per_user=True)
         ranks, top = self._ranks_and_top(scores)
         dcg = alpha_ndcg_at_k(top, self.cats, self.alpha) * self.ideal_all
         return {
@@ -112,6 +100,10 @@ class SplitEvaluator:
             f"hr@{k}": hr_at_k(ranks, k),
             f"alpha_ndcg@{k}": torch.where(self.ideal > 0, dcg / self.ideal.clamp_min(1e-300), torch.zeros_like(dcg)),
         }
+
+    def _finite_where_rankable(self, scores: torch.Tensor) -> bool:
+        return all(torch.equal(torch.isfinite(mask_history(scores[lo:hi], rows, cols)), self.rankable[lo:hi])
+                   for lo, hi, rows, cols in self._chunks)
 
     def _ranks_and_top(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The target's rank ``(U,)`` and the top-k items ``(U, k)`` under the history-masked

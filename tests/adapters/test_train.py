@@ -74,7 +74,13 @@ def test_both_candidate_modes_train(features, small_cfg):
         train_bank(features, np.array([[0.2, 0.8]]), dataclasses.replace(cfg, candidates="all"), seed=0)
 
 
-def test_evaluation_agrees_with_shared_metrics(features):
+@pytest.mark.parametrize("user_chunk, scores_per_chunk", [(256, 1 << 24), (7, 1)])
+def test_evaluation_agrees_with_shared_metrics(features, monkeypatch, user_chunk, scores_per_chunk):
+    """Also a few users and one adapter at a time (several chunks, the last one short)."""
+    from padirec.adapters import evaluate
+
+    monkeypatch.setattr(evaluate, "_USER_CHUNK", user_chunk)
+    monkeypatch.setattr(evaluate, "_SCORES_PER_CHUNK", scores_per_chunk)
     lay = adapter_layout(features.dim, 8)
     g = torch.Generator().manual_seed(3)
     params = torch.randn(2, 16 * 8 * 2 + 8 + 16, generator=g) * 0.3

@@ -68,3 +68,22 @@ def test_deepprl_static_weights_and_checks(features_factory, cfg):
         DeepPRLStatic(f, ["accuracy", "fairness"], cfg)
     with pytest.raises(ValueError, match=">= 0"):
         DeepPRLStatic(f, UTIL, cfg, candidates=-1)
+
+
+def test_rank_a_chunk_of_users_at_a_time_is_the_whole_split_at_once(features, cfg, monkeypatch):
+    """``rank`` builds the accuracy head in chunks of users and lifts the lists in place: the same
+    lists, and the same scores up to float rounding (a matrix product of fewer rows may sum in
+    another order), as the whole split's head masked, listed and lifted at once."""
+    from padirec.methods import deepprl_static
+    from padirec.methods.mmr import lift_list
+
+    m = DeepPRLStatic(features, UTIL, cfg, seed=0, k=K, epochs=2, hidden=16)
+    m.fit()
+    monkeypatch.setattr(deepprl_static, "_ACCURACY_CHUNK", 7)  # several chunks, the last one short
+    s = features.test
+    assert s.h.shape[0] > 7 and s.h.shape[0] % 7
+    for mix in ((0.3, 0.7), (torch.linspace(0.0, 1.0, s.h.shape[0])[:, None], 0.5)):
+        acc = mask_history(m.accuracy_of(s.h), s.mask_rows, s.mask_cols)
+        got, want = m.rank(mix, "test"), lift_list(acc, m.greedy_lists(s.h, acc, *mix))
+        torch.testing.assert_close(got, want)
+        assert torch.equal(got.topk(K, dim=1).indices, want.topk(K, dim=1).indices)

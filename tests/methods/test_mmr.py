@@ -66,6 +66,25 @@ def test_lift_list_puts_the_list_on_top_and_keeps_the_candidates():
     assert torch.equal(torch.isfinite(lifted), torch.isfinite(scores))
 
 
+def test_lift_list_in_chunks_and_in_place_is_the_one_pass_formula():
+    """Over several chunks of users, with rows that have no finite score and NaN: each row's list
+    goes above its largest finite score, in list order; ``inplace`` writes into the given scores."""
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(1100, 40, generator=gen)
+    scores[scores < -1.0] = -math.inf
+    scores[3] = -math.inf
+    scores[5, 7] = math.nan
+    lists = torch.rand(1100, 40, generator=gen).argsort(1)[:, :6]
+    finite_top = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, -math.inf)).max(1, keepdim=True).values
+    top = torch.where(torch.isfinite(finite_top), finite_top, torch.zeros_like(finite_top))
+    want = scores.scatter(1, lists, (top + 1.0 + torch.arange(6, 0, -1.0)).expand(1100, 6).contiguous())
+    got = lift_list(scores, lists)
+    assert torch.equal(got.nan_to_num(), want.nan_to_num()) and got.data_ptr() != scores.data_ptr()
+    same = scores.clone()
+    assert lift_list(same, lists, inplace=True).data_ptr() == same.data_ptr()
+    assert torch.equal(same.nan_to_num(), want.nan_to_num())
+
+
 def test_lambda_from_three_utilities():
     w = torch.tensor([0.2, 0.6, 0.2])
     assert abs(mmr_lambda(w, ["accuracy", "diversity", "fairness"]) - 0.25) < 1e-6

@@ -178,3 +178,28 @@ def test_frozen_head_skips_its_constant_loss_without_changing_training():
     for (name, a), (_, b) in zip(fast.model.state_dict().items(), slow.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert fast.losses[0] == slow.losses[0]
+
+
+def test_scores_are_eq_4_19_for_every_task_in_turn():
+    """``scores`` works in place on fresh buffers: each call equals ``lambda log_softmax(Y) +
+    (1 - lambda) log_softmax(A)`` bit for bit (with a per-user weight of ``Y`` too), whatever
+    the calls before it were."""
+    import torch.nn.functional as F
+
+    data, features = tiny(num_users=12, length=8)
+    m = MODT4R(features, UTIL, data, seed=0, cfg=MODT4RConfig(epochs=1, context=4, batch_size=16))
+    m.fit()
+    y = {split: F.log_softmax(m.model.user_logits(features.split(split).h), dim=1) for split in ("valid", "test")}
+    relevance = torch.linspace(-0.5, 1.0, data.num_users)[:, None]
+    for w_acc in (0.0, 0.4, 1.0, 0.4):
+        prepared = m.prepare([w_acc, 1 - w_acc])
+        for split in ("valid", "test"):
+            lam = prepared["lam"]
+            a = F.log_softmax(m.model.action_logits(prepared[split]), dim=1)
+            for weight in (lam, relevance):
+                if weight is relevance:
+                    prepared["relevance"] = {split: relevance}
+                expected = y[split] * weight + ((1.0 - lam) * a if lam < 1.0 else 0.0)
+                expected[:, 0] = -torch.inf
+                assert torch.equal(m.scores(prepared, split), expected), (w_acc, split)
+            prepared.pop("relevance")
