@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/selection.py --run runs/<name>-<time> [--split valid] \
         [--methods padirec retrain nn_lookup interpolation] [--guidance 0 0.5 1] [--samples 1 8] \
-        [--out selection.json] [--threads 1]
+        [--out selection.json] [--threads 1] [--set methods.modt4r.epochs=2 ...]
 
 1. Every method of ``--methods`` (registry keys, built from the run's data, backbone, adapter bank
    and generator exactly as the evaluate stage builds them) on the evaluation grid, on ``--split``:
@@ -55,9 +55,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, nargs="*", default=[1, 8])
     ap.add_argument("--out", default="selection.json")
     ap.add_argument("--threads", type=int, default=1)  # the dev box is shared
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change a setting of the run's config for this study (a method's, a sampler's)")
     args = ap.parse_args()
 
-    from padirec.config import config_from_json
+    from padirec.cli import _overrides
+    from padirec.config import _set_dotted, config_from_dict
     from padirec.core.tasks import grid
     from padirec.evaluation.report import jsonable
     from padirec.evaluation.summary import summarise
@@ -69,7 +72,10 @@ def main() -> None:
     setup_logging()
     torch.set_num_threads(args.threads)
     run = Path(args.run)
-    cfg = config_from_json((run / "config.json").read_text())
+    raw = json.loads((run / "config.json").read_text())
+    for key, value in _overrides(args.set).items():
+        _set_dotted(raw, key, value)
+    cfg = config_from_dict(raw)
     ev = cfg.evaluation
     t0 = time.perf_counter()
     inputs = run_inputs(run, cfg)
@@ -114,7 +120,7 @@ def main() -> None:
         vsum = {}
 
     Path(args.out).write_text(json.dumps(jsonable({
-        "run": str(run), "split": args.split, "tasks": tasks.tolist(), "reference": reference,
+        "run": str(run), "split": args.split, "set": args.set, "tasks": tasks.tolist(), "reference": reference,
         "summary": summary, "results": sweep.metrics, "fallbacks": extra,
         "variants": {"summary": {m: vsum[m] for m in variants}, "results": variants, "chosen": chosen},
     }), indent=2, allow_nan=False))
