@@ -68,6 +68,7 @@ from padirec.methods.fairness import (
 log = logging.getLogger("padirec")
 
 _EVAL_CHUNK = 512
+_SCORE_CHUNK = 2048  # users per chunk of ``scores``
 
 
 # ----------------------------------------------------------------------------- rewards and returns
@@ -454,22 +455,23 @@ class MODT4R(Method):
         return self.prepare(weights, (split,))
 
     @torch.no_grad()
-    def user_scores(self, split: str) -> torch.Tensor:
-        """``log_softmax(Y)`` of the split's users, a new ``(U, num_items + 1)`` tensor per call.
-        Not cached: one matrix product per task, where a cache held two such matrices for the
-        whole evaluation (4.5 GB at 5x ML-1M's size)."""
-        assert self.model is not None
-        return F.log_softmax(self.model.user_logits(self.features.split(split).h), dim=1)
-
-    @torch.no_grad()
     def scores(self, prepared: dict[str, Any], split: str) -> torch.Tensor:
         """``(1 - lambda) log_softmax(A) + lambda log_softmax(Y)``, ``(U, num_items + 1)``: Eq. 4.19's
-        ``A + alpha Y`` divided by ``1 + alpha`` (the same ranking; ``alpha -> inf`` at ``w_acc = 1``)."""
+        ``A + alpha Y`` divided by ``1 + alpha`` (the same ranking; ``alpha -> inf`` at ``w_acc = 1``).
+
+        A chunk of users at a time, in place: one ``(U, N)`` matrix in all (the whole split's ``Y``,
+        ``A`` and their mix held three, 2.2 GB each at 5x ML-1M's size; a cache of ``Y`` two more)."""
         assert self.model is not None
         lam = prepared["lam"]
-        # in place: the same operations as ``Y * lam + (1 - lam) * A``, two (U, N) buffers fewer
-        out = self.user_scores(split).mul_(prepared["relevance"][split] if "relevance" in prepared else lam)
-        if lam < 1.0:
-            out.add_(F.log_softmax(self.model.action_logits(prepared[split]), dim=1).mul_(1.0 - lam))
+        h = self.features.split(split).h
+        weight = prepared["relevance"][split] if "relevance" in prepared else lam
+        out = h.new_empty(h.shape[0], self.model.user_bias.shape[0])
+        for lo in range(0, h.shape[0], _SCORE_CHUNK):
+            rows = slice(lo, lo + _SCORE_CHUNK)
+            mix = F.log_softmax(self.model.user_logits(h[rows]), dim=1)
+            mix.mul_(weight[rows] if isinstance(weight, torch.Tensor) else weight)
+            if lam < 1.0:
+                mix.add_(F.log_softmax(self.model.action_logits(prepared[split][rows]), dim=1).mul_(1.0 - lam))
+            out[rows] = mix
         out[:, 0] = -math.inf
         return out
