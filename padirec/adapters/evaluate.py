@@ -45,14 +45,12 @@ def evaluate_adapters(features: Features, params: torch.Tensor | None, lay: Layo
     cats = features.item_categories
     n_users, n_items = sp.h.shape[0], emb.shape[0]
     chunks = history_chunks(sp.mask_rows, sp.mask_cols, n_users, _USER_CHUNK)
-    rankable = []  # per user chunk: False on the history and padding
+    ideal_user = torch.zeros(n_users, dtype=torch.float64, device=emb.device)
     for lo, hi, rows, cols in chunks:
-        r = torch.ones(hi - lo, n_items, dtype=torch.bool, device=emb.device)
-        r[rows, cols] = False
-        r[:, 0] = False
-        rankable.append(r)
-    ideal_user = torch.cat([ideal_per_user(cats, k, alpha, r) for r in rankable]) if chunks else \
-        torch.zeros(0, dtype=torch.float64, device=emb.device)
+        rankable = torch.ones(hi - lo, n_items, dtype=torch.bool, device=emb.device)
+        rankable[rows, cols] = False
+        rankable[:, 0] = False
+        ideal_user[lo:hi] = ideal_per_user(cats, k, alpha, rankable)
     # alpha_ndcg_at_k without a mask normalises by the one unmasked ideal; undo that to get the DCG
     ideal_all = ideal_alpha_dcg(cats, k, alpha)[0]
     n = 1 if params is None else params.shape[0]
@@ -64,9 +62,12 @@ def evaluate_adapters(features: Features, params: torch.Tensor | None, lay: Layo
         h = sp.h[None] if params is None else apply_adapters(sp.h, params[s:s + step].to(sp.h), lay)
         c = h.shape[0]
         ranks, dcg = [], []
-        for (lo, hi, _, _), r in zip(chunks, rankable, strict=True):
+        for lo, hi, rows, cols in chunks:
             # this chunk of users under every adapter of the chunk, as one (c * users, N) matrix
-            scores = (h[:, lo:hi] @ emb.T).masked_fill_(~r, -torch.inf).reshape(c * (hi - lo), -1)
+            scores = h[:, lo:hi] @ emb.T
+            scores[:, rows, cols] = -torch.inf  # history
+            scores[:, :, 0] = -torch.inf  # padding
+            scores = scores.reshape(c * (hi - lo), -1)
             ranks.append(target_rank(scores, sp.targets[lo:hi].repeat(c)).reshape(c, hi - lo))
             top = scores.topk(k, dim=1).indices
             dcg.append((alpha_ndcg_at_k(top, cats, alpha) * ideal_all).reshape(c, hi - lo))
