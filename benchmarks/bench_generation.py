@@ -15,9 +15,8 @@ With ``--run`` (a finished ``padirec run``; read only): its trained generator is
   wall time counts the other processes' turns, the CPU time hardly does);
 - its quality on ``--split`` (default ``valid``: choices are made there, the test split is read
   once by the evaluate stage): Pearson r-a / r-d against Retrain over the evaluation grid, and the
-  reward ``sum_j w_j z_j`` (SPEC 7b) with the objectives min-max normalised over Retrain and the
-  generator's own configuration (the reference row: what the run serves today), so every row is on
-  the same fixed scale. Means over ``--seeds`` (the run seed of ``PaDiRec``'s per-task noise).
+  reward ``sum_j w_j z_j`` (SPEC 7b) with the objectives on the report's fixed scale (Retrain's own
+  front ends, ``summary.report_scale``), so every row is on the same scale. Means over ``--seeds`` (the run seed of ``PaDiRec``'s per-task noise).
 
 The candidates are the rows whose r-a, r-d and reward are all within ``--tolerance`` of the
 reference row (or better) and whose median CPU time is under ``--target-ms``; the recommendation is
@@ -127,9 +126,8 @@ def fmt(v: float | None, width: int, digits: int = 4) -> str:
 def run_mode(args) -> dict:
     from padirec.config import config_from_json
     from padirec.core.tasks import grid
-    from padirec.core.utilities import utility_metrics
     from padirec.evaluation.response_time import new_tasks
-    from padirec.evaluation.summary import objective_points, pearson
+    from padirec.evaluation.summary import normalise, objective_points, pearson, report_scale
     from padirec.evaluation.sweep import SplitEvaluator
     from padirec.methods.padirec import PaDiRec
     from padirec.methods.registry import build_methods
@@ -170,18 +168,13 @@ def run_mode(args) -> dict:
                        time_prepare({s: PaDiRec(ctx.features, ctx.utilities, ctx.layout, variant(base, s),
                                                 cfg.seed).prepare}, fresh[:4])[s])
 
-    # quality: Pearson against Retrain; reward on a scale fixed by Retrain and the reference row
-    objectives = utility_metrics(ctx.utilities, ev.k)
+    # quality: Pearson against Retrain; reward on the report's scale (Retrain's own front ends)
     acc, div = f"ndcg@{ev.k}", f"alpha_ndcg@{ev.k}"
     ref_setting = next(iter(rows))
-    scale = np.concatenate([objective_points({"r": ref_rows}, ctx.utilities, ev.k)["r"]] +
-                           [objective_points({"r": m}, ctx.utilities, ev.k)["r"] for m in rows[ref_setting]["metrics"]])
-    lo, hi = scale.min(0), scale.max(0)
+    scale = report_scale({"retrain": ref_rows}, tasks, ctx.utilities, ev.k)
 
     def reward(metric_rows) -> float:
-        v = objective_points({"r": metric_rows}, ctx.utilities, ev.k)["r"]
-        z = np.stack([(v[:, j] - lo[j]) / (hi[j] - lo[j]) if mx else (hi[j] - v[:, j]) / (hi[j] - lo[j])
-                      for j, (_, mx) in enumerate(objectives)], 1)
+        z = normalise(objective_points({"r": metric_rows}, ctx.utilities, ev.k), scale)["r"]
         return float((z * tasks).sum(1).mean())
 
     for row in rows.values():
@@ -195,7 +188,7 @@ def run_mode(args) -> dict:
     ref = rows[ref_setting]
     print(f"\n{cfg.data.source} / {inputs.backbone_name}, generator {find(run, '**/train-generator/generator/manifest.json')}")
     print(f"{len(tasks)} grid tasks on the {args.split} split; Pearson and reward: means over run seeds "
-          f"{args.seeds}; reward normalised over Retrain and the reference row (Retrain's own reward "
+          f"{args.seeds}; reward on Retrain's front ends (Retrain's own reward "
           f"{retrain_reward:.4f}); latency: PaDiRec.prepare on {args.threads} thread(s), {args.repeats} new tasks")
     print("reference row (what the run serves today): " + ref_setting.name)
     head = (f"| {'sampler':<12} | {'steps':>5} | {'samples':>7} | {'anti':>4} | {'cpu ms':>7} | {'wall ms':>7} | {'wall p25-p75':>13} "

@@ -5,7 +5,7 @@ run's adapter bank with the run's generator settings, generates the adapters of 
 grid (held out of training), and reports NDCG@10 / alpha-NDCG@10 on ``--split`` (default
 ``valid``: a strategy is a choice, and choices are made on validation; the test split is read once,
 by the evaluation stage), reward and regret against Retrain (the bank's adapter of each grid task),
-Pearson r-a / r-d, and the paper's Avg.HV / front HV, all normalised over the strategies and
+Pearson r-a / r-d, and the paper's Avg.HV / front HV, all on the fixed scale of
 Retrain, plus the training time. Prints a table; writes it (with the split) as JSON to ``--out``.
 
     python benchmarks/conditioning.py --run runs/<name>-<time> [--split valid]
@@ -77,7 +77,7 @@ def main() -> None:
     summary = summarise(results, tasks, bank.utilities, cfg.evaluation.k)
 
     print(f"\nconditioning strategies on {cfg.data.source} / {cfg.backbone.model}, {len(tasks)} held-out grid tasks, "
-          f"{gcfg.train_steps} steps each, {args.split} split (normalised over the strategies and Retrain)")
+          f"{gcfg.train_steps} steps each, {args.split} split (on Retrain's front ends)")
     print(f"{'strategy':<12}{'reward':>8}{'regret':>8}{'r-a':>8}{'r-d':>8}{'Avg.HV':>8}{'front HV':>10}"
           f"{'NDCG@10':>17}{'aNDCG@10':>17}{'train s':>9}")
     for name in ["retrain", *args.strategies]:

@@ -7,7 +7,7 @@
 1. Every method of ``--methods`` (registry keys, built from the run's data, backbone, adapter bank
    and generator exactly as the evaluate stage builds them) on the evaluation grid, on ``--split``:
    reward, regret against Retrain, Pearson r-a / r-d, each objective's range, and the paper's
-   Avg.HV (``padirec.evaluation.summary``, objectives normalised over the methods shown).
+   Avg.HV (``padirec.evaluation.summary``, objectives on Retrain's front ends, ``summary.report_scale``).
 2. PaDiRec's sampling-time settings (no retraining): for every ``guidance_scale`` in ``--guidance``
    and ``samples_per_task`` in ``--samples``, the generated grid adapters on the same split, with
    Retrain and the bank baselines in the normalisation; the lowest regret is the choice. Settings
@@ -91,7 +91,7 @@ def main() -> None:
     summary = summarise(sweep.metrics, tasks, ctx.utilities, ev.k, reference=reference)
     extra = {m: getattr(methods[m], "fallbacks", None) for m in methods}
     print(f"\n{cfg.data.source} / {inputs.backbone_name}: {len(tasks)} grid tasks, {args.split} split, full ranking; "
-          f"normalised over {', '.join(methods)}; regret against {reference}")
+          f"on {reference}'s front ends; regret against {reference}")
     table(summary, sweep.metrics, list(methods), ev.k, "method")
     if extra.get("interpolation"):
         print(f"interpolation fell back to the nearest bank task on {extra['interpolation']} task(s)")
@@ -110,7 +110,7 @@ def main() -> None:
                                            seed=cfg.seed).metrics[name]
         pool = {m: rows for m, rows in sweep.metrics.items() if m != "padirec"} | variants
         vsum = summarise(pool, tasks, ctx.utilities, ev.k, reference=reference)
-        print(f"\nPaDiRec's sampling settings on {args.split} (normalised over these and "
+        print(f"\nPaDiRec's sampling settings on {args.split} (on Retrain's front ends; with "
               f"{', '.join(m for m in sweep.metrics if m != 'padirec')}); served: guidance "
               f"{base.cfg.guidance_scale:g}, samples {base.cfg.samples_per_task}")
         table(vsum, pool, list(pool), ev.k, "variant")

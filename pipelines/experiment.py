@@ -302,8 +302,8 @@ def _header(result: dict[str, Any]) -> list[str]:
 def render_table1(result: dict[str, Any]) -> str:
     n = len(result["seeds"])
     lines = [f"# Table 1: controllability on {result['dataset']}", "", *_header(result),
-             "Reward: mean over tasks of sum_j w_j z_j (objectives min-max normalised over all methods and tasks "
-             "of a run); regret: Retrain's reward minus the method's (lower is better); Avg.HV: the paper's metric.",
+             "Reward: mean over tasks of sum_j w_j z_j (each objective on a scale fixed by the run's Retrain: "
+             "its worst pure-task value -> 0, its best -> 1); regret: Retrain's reward minus the method's (lower is better); Avg.HV: the paper's metric.",
              ""]
     for backbone in result["backbones"]:
         lines += [f"## {DISPLAY.get(backbone, backbone)}", "",

@@ -80,8 +80,8 @@ def render(run: Path) -> str:
              f"alpha-NDCG@{k} {_f(backbone['test'].get(f'alpha_ndcg@{k}'), 4)} "
              f"({_f(backbone.get('seconds_per_epoch'), 1)} s per epoch).",
              "",
-             "Reward: mean over tasks of sum_j w_j z_j (objectives min-max normalised over all methods and "
-             "tasks); regret: Retrain's reward minus the method's (lower is better); `[lo, hi]`: 95% paired "
+             "Reward: mean over tasks of sum_j w_j z_j (each objective on a fixed scale, Retrain's own front "
+             "ends: its worst pure-task value -> 0, its best -> 1, so no row moves when another method joins); regret: Retrain's reward minus the method's (lower is better); `[lo, hi]`: 95% paired "
              "bootstrap over users. Avg.HV is the paper's metric. Ready in: median time from new weights "
              "to a model that can rank (one process).",
              "",
@@ -115,7 +115,7 @@ def _band(report: dict[str, Any]) -> list[str]:
     lines = ["", f"Band protocol: every bank task with w_acc in [{_f(low, 1)}, {_f(high, 1)}] removed from what "
                  f"the generator, the Hypernetwork, CMR and the bank baselines learn from "
                  f"({band.get('bank_tasks_removed', 'n/a')} bank tasks); {len(band['tasks'])} tasks (the band's grid "
-                 "tasks and the two ends); reward normalised within the protocol.",
+                 "tasks and the two ends); reward on the grid's scale.",
              "", "| method | reward | regret | Pearson r-a | Pearson r-d |", "|---|---|---|---|---|"]
     for m, s in band["summary"].items():
         lines.append(f"| {m} | {_interval(s.get('reward'), s.get('reward_ci'))} | "

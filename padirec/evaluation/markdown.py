@@ -101,11 +101,49 @@ def _band_lines(report: dict[str, Any], ref: str) -> list[str]:
              f"{', '.join(band.get('rerun') or []) or 'none'}"
              + (f" (the band's generator trained in {_fmt(gen.get('train_seconds'), 1)} s)" if gen else "")
              + f"; the others' rows are the grid's. Tasks: {', '.join(_task(w) for w in band['tasks'])}. Reward "
-             "is normalised over this protocol's methods and tasks, so it is not comparable with the grid's.", ""]
+             "is on the grid's scale.", ""]
     rows = [[m, _ci(s.get("reward"), s.get("reward_ci")), _ci(s.get("regret"), s.get("regret_ci")),
              s.get("pearson_ra"), s.get("pearson_rd"), s.get("avg_hv")] for m, s in band["summary"].items()]
     lines += _table(["method", "reward", f"regret vs {ref}", "Pearson r-a", "Pearson r-d", "Avg.HV (paper)"], rows)
+    lines += _following_lines(band["summary"], ref, report)
     return lines
+
+
+def _following_lines(summary: dict[str, Any], ref: str, report: dict[str, Any]) -> list[str]:
+    """How closely each method follows the reference: tracking error per objective and, per task,
+    Pareto dominance against the reference's point (counts; significant = a share of bootstrap
+    draws at least the report's confidence)."""
+    shown = [m for m, s in summary.items() if s.get("dominance") and m != ref]
+    if not shown:
+        return []
+    level = (report.get("uncertainty") or {}).get("confidence", 0.95)
+    keys = list(dict.fromkeys(key for m in shown for key in summary[m].get("tracking_error") or {}))
+
+    def significant(s: dict[str, Any], name: str) -> int:
+        return sum(1 for x in (s.get("dominance_share") or {}).get(name) or [] if x is not None and x >= level)
+
+    rows = []
+    for m in shown:
+        s = summary[m]
+        counts = s["dominance"]["counts"]
+        rows.append([m] + [_ci((s["tracking_error"].get(key) or {}).get("mean"),
+                               (s.get("tracking_error_ci") or {}).get(key)) for key in keys]
+                    + [f"{counts['dominates']} ({significant(s, 'dominates')})",
+                       f"{counts['dominated']} ({significant(s, 'dominated')})", counts["incomparable"] + counts["equal"]])
+    lines = [f"Following {ref}: tracking error = mean over tasks of |method - {ref}| per metric; per task, "
+             f"whether the method's point dominates or is dominated by {ref}'s at the same w (in brackets: "
+             f"tasks where that holds in at least {level:.0%} of the bootstrap draws).", ""]
+    return lines + _table(["method"] + [f"tracking error {k}" for k in keys]
+                          + [f"dominates {ref}", f"dominated by {ref}", "incomparable or equal"], rows)
+
+
+def _scale_text(report: dict[str, Any]) -> str:
+    norm = report.get("normalisation")
+    if not norm:
+        return "min-max over every method and task of this report (a report from before the fixed scale)"
+    ends = ", ".join(f"{key} {_fmt(e.get('worst'))} -> 0, {_fmt(e.get('best'))} -> 1"
+                     for key, e in norm["objectives"].items())
+    return f"{norm['source']}: {ends}"
 
 
 def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "plots") -> str:
@@ -124,13 +162,14 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
         ref = method_with_role("reference", summary) or "the reference"
         ranged = list(dict.fromkeys(m for s in summary.values() for m in s.get("range") or {}))  # utilities' order
         lines += ["## Summary: each task's own objective", "",
-                  "Reward = mean over tasks of sum_j w_j z_j, each objective z_j min-max normalised to [0, 1] "
-                  "over all methods and tasks of this report (1 = best; the normalisation of Avg.HV). "
+                  "Reward = mean over tasks of sum_j w_j z_j, each objective z_j on a scale fixed before any "
+                  f"method is compared: {_scale_text(report)} (1 = best; the normalisation of Avg.HV, so no "
+                  "method's figures depend on the others in the report). "
                   f"Regret = {ref}'s reward minus the method's, per task, averaged (lower is better; "
                   "negative = better than the reference). Pearson against the reference. Range = max - min "
                   "of the method's raw metric over the tasks (how far its weights move it). n/a = undefined."
                   + (" `value [lo, hi]`: the interval of a paired bootstrap over users (users resampled, "
-                     "per-task means, normalisation, reward and regret recomputed on every draw)."
+                     "per-task means, reward and regret recomputed on every draw)."
                      if any(s.get("reward_ci") for s in summary.values()) else ""), ""]
         fair = any("pearson_rf" in s for s in summary.values())  # the fairness utility's curve
         header = (["method", "reward", "regret", "Pearson r-a", "Pearson r-d"] + (["Pearson r-f"] if fair else [])
@@ -139,6 +178,7 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
                  s["pearson_ra"], s["pearson_rd"]] + ([s.get("pearson_rf")] if fair else [])
                 + [(s.get("range") or {}).get(x) for x in ranged] for m, s in summary.items()]
         lines += _table(header, rows)
+        lines += _following_lines(summary, ref, report)
         lines += _band_lines(report, ref)
         lines += _uncertainty_lines(report, ref)
 

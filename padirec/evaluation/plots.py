@@ -19,8 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from padirec.artifacts import atomic_write  # noqa: E402
-from padirec.core.utilities import utility_metrics  # noqa: E402
-from padirec.evaluation.summary import normalise, objective_points, pareto_front  # noqa: E402
+from padirec.evaluation.summary import normalise, objective_points, pareto_front, scale_of  # noqa: E402
 
 
 def _save(fig: Any, path: Path) -> str:
@@ -61,8 +60,7 @@ def plot_tradeoff(report: dict[str, Any], path: Path) -> str | None:
     if not report["methods"] or "diversity" not in utilities:
         return None
     k = report["k"]
-    objectives = utility_metrics(utilities, k)
-    norm = normalise(objective_points(report["methods"], utilities, k), [mx for _, mx in objectives])
+    norm = normalise(objective_points(report["methods"], utilities, k), scale_of(report))
     ia, idv = utilities.index("accuracy"), utilities.index("diversity")
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     for method, pts in norm.items():
@@ -73,8 +71,13 @@ def plot_tradeoff(report: dict[str, Any], path: Path) -> str | None:
             ax.plot(f[:, ia], f[:, idv], "-", color=line.get_color(), alpha=0.8)
     ax.set_xlabel(f"accuracy (NDCG@{k}, normalised)")
     ax.set_ylabel(f"diversity (alpha-NDCG@{k}, normalised)")
-    ax.set_xlim(-0.05, 1.05)
-    ax.set_ylim(-0.05, 1.05)
+    # Retrain's front ends are 0 and 1; a method beyond them is drawn, not clipped
+    finite = np.concatenate([p[:, [ia, idv]] for p in norm.values()]) if norm else np.zeros((0, 2))
+    finite = finite[np.isfinite(finite).all(1)]
+    lo, hi = np.minimum(finite.min(0), 0.0) if len(finite) else np.zeros(2), \
+        np.maximum(finite.max(0), 1.0) if len(finite) else np.ones(2)
+    ax.set_xlim(lo[0] - 0.05, hi[0] + 0.05)
+    ax.set_ylim(lo[1] - 0.05, hi[1] + 0.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)

@@ -11,6 +11,9 @@ Schema version 1 (``report_schema(k)`` is the JSON Schema, draft 2020-12)::
     split           (optional, default "test") the split the metrics are measured on
     methods         {method: [{"ndcg@k", "hr@k", "alpha_ndcg@k"(, "ndcg_gap@k")} per task]},
                     aligned with ``tasks``; full ranking, history masked
+    normalisation   (optional) {"source", "objectives": {metric: {"worst", "best"}}}: the fixed scale
+                    of every normalised figure (``summary.Scale``: Retrain's front ends), so that
+                    no method's figures depend on the others in the report
     summary         {method: {"reward", "regret", "reward_per_task", "regret_per_task",
                               "range": {metric: max - min over tasks}, "range_norm": {...},
                               "pearson_ra", "pearson_rd", "spearman": {metric: rho with w_acc},
@@ -24,9 +27,13 @@ Schema version 1 (``report_schema(k)`` is the JSON Schema, draft 2020-12)::
                               "pearson_ceiling" (the reference method only): {"pearson_ra",
                                   "pearson_rd", "seed", "reference_seed", "regret",
                                   "regret_per_task", "metrics", "vs_reference"}}}
+                              "tracking_error": {metric: {"mean", "per_task"}},
+                              "dominance": {"per_task": [verdict], "counts": {verdict: n}},
+                              (with the bootstrap:) "tracking_error_ci": {metric: [lo, hi]},
+                              "dominance_share": {"dominates", "dominated": [share per task]}}}
                     (see ``summary.py``: reward = mean over tasks of sum_j w_j z_j with z the
-                    objectives min-max normalised over all methods and tasks of the report, as
-                    for Avg.HV; regret = the reference method's reward minus the method's)
+                    objectives on the report's ``normalisation``, as for Avg.HV; regret = the
+                    reference method's reward minus the method's)
     uncertainty     (optional) {"method", "resamples", "confidence", "seed", "users"}: how the
                     intervals of the summary were drawn (paired bootstrap over users)
     choices         (optional) {setting: {"value", "split", "how"}}: the settings chosen by
@@ -72,6 +79,7 @@ from padirec import __version__
 from padirec.core.tasks import validate_weights
 from padirec.core.utilities import UTILITIES, utility_metrics
 from padirec.errors import ArtifactError, TaskWeightsError
+from padirec.evaluation.summary import DOMINANCE
 from padirec.methods.registry import METHODS
 
 REPORT_SCHEMA_VERSION = 1
@@ -211,6 +219,14 @@ def report_schema(k: int = 10) -> dict[str, Any]:
                 "vs_reference": _DIFFERENCES,
                 "reward_ci": _INTERVAL,
                 "regret_ci": _INTERVAL,
+                "tracking_error": {"type": "object", "additionalProperties": {
+                    "type": "object", "required": ["mean", "per_task"],
+                    "properties": {"mean": _NUM_OR_NULL, "per_task": _PER_TASK}}},
+                "tracking_error_ci": {"type": "object", "additionalProperties": _INTERVAL},
+                "dominance": {"type": "object", "required": ["per_task", "counts"], "properties": {
+                    "per_task": {"type": "array", "items": {"enum": [*DOMINANCE, None]}},
+                    "counts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}}},
+                "dominance_share": {"type": "object", "additionalProperties": _PER_TASK},
                 "pearson_ceiling": {
                     "type": "object",
                     "required": ["pearson_ra", "pearson_rd", "seed"],
@@ -252,6 +268,16 @@ def report_schema(k: int = 10) -> dict[str, Any]:
                 "additionalProperties": {"type": "array", "items": metrics_row},
             },
             "summary": summary,
+            "normalisation": {
+                "type": "object",
+                "required": ["source", "objectives"],
+                "properties": {
+                    "source": {"type": "string"},
+                    "objectives": {"type": "object", "additionalProperties": {
+                        "type": "object", "required": ["worst", "best"],
+                        "properties": {"worst": _NUM_OR_NULL, "best": _NUM_OR_NULL}}},
+                },
+            },
             "uncertainty": {
                 "type": "object",
                 "properties": {
@@ -428,13 +454,15 @@ def build_report(
     choices: Mapping[str, Any] | None = None,
     uncertainty: Mapping[str, Any] | None = None,
     protocols: Mapping[str, Any] | None = None,
+    normalisation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble and validate a report (NaN -> null); raises ``ReportError`` if it is invalid.
 
     ``split``: the split the metrics were measured on. ``choices``: default
     ``selection_choices(config)``, the recorded split of each measured setting. ``uncertainty``:
     how the summary's intervals were drawn (``uncertainty.add_uncertainty``), omitted when None.
-    ``protocols``: ``{name: protocol_section(...)}`` (``protocols.py``), omitted when None."""
+    ``protocols``: ``{name: protocol_section(...)}`` (``protocols.py``), omitted when None.
+    ``normalisation``: ``summary.Scale.to_dict``, the scale every normalised figure is on."""
     report = jsonable({
         "schema_version": REPORT_SCHEMA_VERSION,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -454,6 +482,7 @@ def build_report(
         "versions": {"padirec": __version__, **dict(versions or {})},
         **({"uncertainty": dict(uncertainty)} if uncertainty is not None else {}),
         **({"protocols": dict(protocols)} if protocols is not None else {}),
+        **({"normalisation": dict(normalisation)} if normalisation is not None else {}),
     })
     validate_report(report)
     return report

@@ -44,7 +44,7 @@ from padirec.evaluation.protocols import (
 )
 from padirec.evaluation.report import build_report, metric_name, validate_report
 from padirec.evaluation.response_time import compare_response_time, speedup
-from padirec.evaluation.summary import summarise
+from padirec.evaluation.summary import Scale, objective_keys, report_scale, summarise
 from padirec.evaluation.sweep import SplitEvaluator, SweepResult, run_sweep
 from padirec.evaluation.uncertainty import add_uncertainty
 from padirec.methods.registry import METHODS, MethodContext, build_methods, method_with_role
@@ -110,6 +110,15 @@ def write_report(out_dir: str | Path, report: dict[str, Any], cfg: Config) -> di
     return write_manifest(out_dir, "report", files, cfg.to_dict(), versions=report["versions"])
 
 
+def _following(prefix: str, s: dict[str, Any]) -> dict[str, float]:
+    """Tracking error per metric and the dominance counts against the reference, as metrics."""
+    out = {f"{prefix}/tracking_error_{metric_name(key)}": e["mean"]
+           for key, e in (s.get("tracking_error") or {}).items() if e.get("mean") is not None}
+    counts = (s.get("dominance") or {}).get("counts") or {}
+    out.update({f"{prefix}/{name}_tasks": float(n) for name, n in counts.items() if name in ("dominates", "dominated")})
+    return out
+
+
 def _log_summary(tracker: Tracker, report: dict[str, Any]) -> None:
     metrics: dict[str, float] = {}
     for m, s in report["summary"].items():
@@ -119,11 +128,13 @@ def _log_summary(tracker: Tracker, report: dict[str, Any]) -> None:
         for metric, rho in s["spearman"].items():
             if rho is not None:
                 metrics[f"{m}/spearman_{metric_name(metric)}"] = rho
+        metrics.update(_following(m, s))
     band = (report.get("protocols") or {}).get("band")
     for m, s in (band["summary"] if band else {}).items():  # the band protocol's, under band/
         for name in ("reward", "regret", "pearson_ra", "pearson_rd", "avg_hv"):
             if s.get(name) is not None:
                 metrics[f"band/{m}/{name}"] = s[name]
+        metrics.update(_following(f"band/{m}", s))
     for m, r in (report.get("response_time") or {}).items():
         metrics[f"{m}/response_median_s"] = r["median_s"]
     ratio = speedup(report.get("response_time") or {})
@@ -203,11 +214,14 @@ def evaluate_stage(
                       fitted=time_responses)
     if time_responses:
         sweep.fit_seconds = {key: t["fit_s"] for key, t in timings.items()}
-    summary = summarise(sweep.metrics, tasks, ctx.utilities, ev.k, reference=method_with_role("reference"))
-    uncertainty = add_uncertainty(summary, sweep, ctx, cfg, method_with_role("reference"))  # CIs, Retrain ceiling
+    reference = method_with_role("reference")
+    # one scale for every figure of the report, from the reference's own front ends (no roster)
+    scale = report_scale(sweep.metrics, tasks, ctx.utilities, ev.k, reference)
+    summary = summarise(sweep.metrics, tasks, ctx.utilities, ev.k, reference=reference, scale=scale)
+    uncertainty = add_uncertainty(summary, sweep, ctx, cfg, reference, scale=scale)  # CIs, Retrain ceiling
     protocols = {"grid": protocol_section(GRID_DESCRIPTION, tasks, summary)}
     if "band" in ev.protocols:
-        protocols["band"] = _band_protocol(sweep, ctx, cfg)
+        protocols["band"] = _band_protocol(sweep, ctx, cfg, scale)
 
     analyses: dict[str, Any] = {
         "fit_seconds": sweep.fit_seconds,
@@ -228,7 +242,7 @@ def evaluate_stage(
         k=ev.k, alpha=ev.alpha, utilities=ctx.utilities, tasks=tasks.tolist(), methods=sweep.metrics,
         summary=summary, response_time=timings, analyses=analyses, config=cfg.to_dict(),
         versions=inputs.versions, dataset=cfg.data.source, backbone=inputs.backbone_name, uncertainty=uncertainty,
-        protocols=protocols,
+        protocols=protocols, normalisation=scale.to_dict(objective_keys(ctx.utilities, ev.k)),
     )
     write_report(out_dir, report, cfg)
     _log_summary(tracker, report)
@@ -237,9 +251,10 @@ def evaluate_stage(
     return report
 
 
-def _band_protocol(sweep: SweepResult, ctx: MethodContext, cfg: Config) -> dict[str, Any]:
-    """The report's ``protocols.band``; ``skipped`` with the reason when the bank leaves nothing
-    outside the band to learn from (a tiny bank), rather than failing the finished pipeline."""
+def _band_protocol(sweep: SweepResult, ctx: MethodContext, cfg: Config, scale: Scale) -> dict[str, Any]:
+    """The report's ``protocols.band`` on the grid's ``scale``; ``skipped`` with the reason when the
+    bank leaves nothing outside the band to learn from (a tiny bank), rather than failing the
+    finished pipeline."""
     ev, reference = cfg.evaluation, method_with_role("reference")
     band = (ev.band_low, ev.band_high)
     try:
@@ -248,8 +263,9 @@ def _band_protocol(sweep: SweepResult, ctx: MethodContext, cfg: Config) -> dict[
         log.warning("band protocol skipped: %s", e)
         return protocol_section(BAND_DESCRIPTION, np.zeros((0, len(ctx.utilities))), {}, band=list(band),
                                 skipped=str(e))
-    band_summary = summarise(band_sweep.metrics, band_sweep.tasks, ctx.utilities, ev.k, reference=reference)
-    add_uncertainty(band_summary, band_sweep, ctx, cfg, reference, ceiling=False)
+    band_summary = summarise(band_sweep.metrics, band_sweep.tasks, ctx.utilities, ev.k, reference=reference,
+                             scale=scale)
+    add_uncertainty(band_summary, band_sweep, ctx, cfg, reference, ceiling=False, scale=scale)
     return protocol_section(BAND_DESCRIPTION, band_sweep.tasks, band_summary, band_sweep.metrics, **info)
 
 

@@ -4,23 +4,33 @@ ranges, Pearson, Spearman, and the paper's Avg.HV and front HV.
 Every method's metrics over the tasks become points in objective space, one per task, with one
 coordinate per utility, measured by its metric (``padirec.core.utilities``: ``accuracy`` ->
 NDCG@k, ``diversity`` -> alpha-NDCG@k, ``fairness`` -> the NDCG@k gap between user groups,
-lower is better). Each objective is min-max normalised to
-[0, 1] across all methods and tasks together, turned so that 1 is best (``normalise``: for each
-objective ``z = (v - min) / (max - min)``, or ``(max - v) / (max - min)`` when lower is better, min
-and max over every method and task of the report), and then:
+lower is better). Each objective is normalised on a ``Scale`` fixed before the methods are
+compared, so that no method's figures depend on which other methods are in the report:
+``z = (v - worst) / (best - worst)`` (1 = best), where ``best`` and ``worst`` are the reference
+method's (Retrain's) own front ends: per objective, its best and worst value over the simplex's
+vertices (the pure tasks; the payoff table of multi-objective optimisation). ``reference_scale``
+builds it from the reference's results alone; a report without the reference method falls back
+to the old min-max over every method and task (``roster_scale``, labelled "roster" in the
+report, and then the figures do depend on the roster). Methods may score outside [0, 1] (beyond
+Retrain's ends). Then:
 
 - ``reward``: the mean over tasks of the task's own objective ``sum_j w_j z_j`` (SPEC 7b), with
   ``reward_per_task`` the per-task values (aligned with the tasks);
 - ``regret``: the mean over tasks of the reference method's (Retrain's) per-task reward minus the
-  method's (``regret_per_task``); positive = worse than Retrain. The min of the normalisation
-  cancels in the difference, so regret depends on the other methods of the report only through
-  each objective's span ``max - min``; reward depends on both;
+  method's (``regret_per_task``); positive = worse than Retrain;
 - ``range``: per objective metric, ``max - min`` of the method's raw values over the tasks (how
   much of the trade-off the method's weights actually move); ``range_norm`` the same in
-  normalised units (the fraction of the span all methods together cover);
+  normalised units (the fraction of Retrain's span between its front ends);
 - ``avg_hv`` (the paper's metric): mean over tasks of the hypervolume of the method's single point w.r.t. the
   reference point 0 (for one point that is the product of its coordinates);
-- ``front_hv``: the hypervolume of all the method's points together (its trade-off front);
+- ``front_hv``: the hypervolume of all the method's points together (its trade-off front), against
+  the fixed reference point ``z = 0`` (Retrain's worst front end in every objective; a point below
+  it in any objective adds nothing);
+- ``tracking_error``: per objective metric, the mean over tasks of ``|method - reference|`` in raw
+  units, and the per-task values (how closely the method follows Retrain's curve);
+- ``dominance``: per task, whether the method's point Pareto-dominates (``dominates``), is
+  dominated by (``dominated``), equals (``equal``) or is incomparable with (``incomparable``) the
+  reference's point at the same task, in raw units, with the counts;
 - ``pearson_ra`` / ``pearson_rd`` (and ``pearson_rf`` with the fairness utility, on the NDCG gap):
   Pearson correlation over the tasks between the method's
   NDCG@k (resp. alpha-NDCG@k) and the reference method's (Retrain, assumed optimal);
@@ -35,8 +45,8 @@ NaN policy (no warnings, no crash; NaN becomes ``null`` in report.json):
 - a correlation is NaN when fewer than 2 tasks have finite values in both series, or when
   either series is constant over those tasks (the correlation is undefined, not 0);
 - a correlation with a missing reference method (no Retrain in the sweep) is NaN;
-- an objective that is constant across every method and task does not discriminate: it
-  normalises to 1 for every point, so hypervolumes reduce to the other objectives;
+- an objective whose scale has ``best == worst`` (constant at the reference's ends) does not
+  discriminate: it normalises to 1 for every finite point, so hypervolumes reduce to the others;
 - a task where a method's metric is NaN contributes no point: ``avg_hv`` averages the tasks with
   finite points and ``front_hv`` uses them; with no finite point both are NaN. Likewise that task's
   reward is NaN (null) and ``reward`` averages the finite ones; ``regret`` averages the tasks where
@@ -48,6 +58,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from pymoo.indicators.hv import HV
@@ -55,6 +66,11 @@ from scipy import stats
 
 from padirec.core.utilities import metric_key, utility_metrics
 from padirec.finite import correlation_reason, undefined_reasons
+
+
+def objective_keys(utilities: Sequence[str], k: int = 10) -> list[str]:
+    """The metric of each utility, in order (``ndcg@k``, ``alpha_ndcg@k``, ...)."""
+    return [key for key, _ in utility_metrics(utilities, k)]
 
 
 def objective_points(
@@ -68,33 +84,77 @@ def objective_points(
     }
 
 
-def normalise(points: Mapping[str, np.ndarray], maximise: Sequence[bool]) -> dict[str, np.ndarray]:
-    """Min-max normalise each objective over all methods and tasks; 1 = best, 0 = worst.
+@dataclass(frozen=True)
+class Scale:
+    """Each objective's normalisation ``z = (v - worst) / (best - worst)`` (1 = best), in the order
+    of the utilities. ``source``: where the ends came from, as the report states it."""
 
-    ``points``: ``{method: (num_tasks, p)}``. NaN stays NaN; a constant objective maps to 1.
-    """
+    worst: tuple[float, ...]
+    best: tuple[float, ...]
+    source: str
+
+    def to_dict(self, keys: Sequence[str]) -> dict:
+        """The report's ``normalisation`` section: ``{"source", "objectives": {metric: {worst, best}}}``."""
+        return {"source": self.source,
+                "objectives": {key: {"worst": w, "best": b} for key, w, b in zip(keys, self.worst, self.best,
+                                                                                 strict=True)}}
+
+    @classmethod
+    def from_dict(cls, section: Mapping, keys: Sequence[str]) -> Scale:
+        ends = section["objectives"]
+        return cls(tuple(_as_float(ends[k]["worst"]) for k in keys), tuple(_as_float(ends[k]["best"]) for k in keys),
+                   str(section["source"]))
+
+
+def reference_scale(ref_points: np.ndarray, tasks: np.ndarray, maximise: Sequence[bool],
+                    reference: str = "retrain") -> Scale:
+    """The scale from the reference method's own points ``(T, p)`` alone: per objective its best and
+    worst value over the simplex's vertices among ``tasks (T, p)`` (Retrain's front ends). Without
+    every vertex (a task grid that skips one) or with a NaN there, the best and worst over all of
+    its tasks, and ``source`` says so."""
+    ref_points = np.asarray(ref_points, dtype=np.float64).reshape(len(tasks), -1)
+    tasks = np.asarray(tasks, dtype=np.float64).reshape(len(tasks), -1)
+    vertex = np.isclose(tasks.max(1), 1.0)
+    rows = ref_points[vertex]
+    where = f"{reference}'s front ends (its points at the {int(vertex.sum())} pure tasks)"
+    if int(vertex.sum()) < tasks.shape[1] or not np.isfinite(rows).all():
+        rows = ref_points[np.isfinite(ref_points).all(1)]
+        where = f"{reference}'s best and worst over its {len(rows)} tasks (no complete set of pure tasks)"
+    return _ends(rows, maximise, where)
+
+
+def roster_scale(points: Mapping[str, np.ndarray], maximise: Sequence[bool]) -> Scale:
+    """The old normalisation: min and max over every method and task of ``points``. Figures then
+    depend on who else is in the report; used only without a reference method."""
     p = len(maximise)
     stacked = np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1, p) for v in points.values()]) \
         if points else np.zeros((0, p))
+    return _ends(stacked, maximise, "roster: min and max over every method and task of the report (no reference "
+                                    "method)")
+
+
+def _ends(rows: np.ndarray, maximise: Sequence[bool], source: str) -> Scale:
+    worst, best = [], []
+    for j, mx in enumerate(maximise):
+        col = rows[np.isfinite(rows[:, j]), j] if len(rows) else np.zeros(0)
+        lo, hi = (float(col.min()), float(col.max())) if col.size else (math.nan, math.nan)
+        worst.append(lo if mx else hi)
+        best.append(hi if mx else lo)
+    return Scale(tuple(worst), tuple(best), source)
+
+
+def normalise(points: Mapping[str, np.ndarray], scale: Scale) -> dict[str, np.ndarray]:
+    """Each objective of ``points {method: (num_tasks, p)}`` on ``scale``; 1 = best.
+
+    NaN stays NaN; an objective with ``best == worst`` (or undefined ends) maps to 1."""
+    worst = np.asarray(scale.worst, dtype=np.float64)
+    span = np.asarray(scale.best, dtype=np.float64) - worst
+    ok = np.isfinite(span) & (span != 0)
     out: dict[str, np.ndarray] = {}
-    lo = np.full(p, np.nan)
-    hi = np.full(p, np.nan)
-    for j in range(p):
-        finite = stacked[np.isfinite(stacked[:, j]), j]
-        if finite.size:
-            lo[j], hi[j] = finite.min(), finite.max()
     for m, v in points.items():
-        v = np.asarray(v, dtype=np.float64).reshape(-1, p)
-        z = np.empty_like(v)
-        for j in range(p):
-            span = hi[j] - lo[j]
-            if not np.isfinite(span) or span <= 0:
-                z[:, j] = np.where(np.isfinite(v[:, j]), 1.0, np.nan)
-            elif maximise[j]:
-                z[:, j] = (v[:, j] - lo[j]) / span
-            else:
-                z[:, j] = (hi[j] - v[:, j]) / span
-        out[m] = z
+        v = np.asarray(v, dtype=np.float64).reshape(-1, len(worst))
+        z = np.where(ok, (v - worst) / np.where(ok, span, 1.0), 1.0)
+        out[m] = np.where(np.isfinite(v), z, np.nan)
     return out
 
 
@@ -184,13 +244,16 @@ def summarise(
     utilities: Sequence[str],
     k: int = 10,
     reference: str = "retrain",
+    scale: Scale | None = None,
 ) -> dict[str, dict]:
     """Per method: ``reward``, ``regret`` (and per task), ``range``, ``range_norm``, ``pearson_ra``,
-    ``pearson_rd``, ``spearman``, ``avg_hv``, ``front_hv``, ``undefined`` (see the module's docstring).
+    ``pearson_rd``, ``spearman``, ``avg_hv``, ``front_hv``, ``tracking_error``, ``dominance``,
+    ``undefined`` (see the module's docstring).
 
     ``results``: ``{method: [metrics dict per task]}`` aligned with ``tasks (num_tasks, p)``
     (columns in the order of ``utilities``; ``w_acc`` is the ``accuracy`` column).
     ``spearman`` maps every metric key found in the results to its rank correlation with w_acc.
+    ``scale``: the normalisation (default ``report_scale`` of these results: Retrain's front ends).
     """
     tasks = np.asarray(tasks, dtype=np.float64).reshape(len(tasks), -1)
     if tasks.shape[1] != len(utilities):
@@ -201,7 +264,9 @@ def summarise(
     w_acc = tasks[:, list(utilities).index("accuracy")] if "accuracy" in utilities else np.full(len(tasks), np.nan)
     objectives = utility_metrics(utilities, k)
     raw = objective_points(results, utilities, k)
-    normalised = normalise(raw, [mx for _, mx in objectives])
+    maximise = [mx for _, mx in objectives]
+    scale = scale or report_scale(results, tasks, utilities, k, reference)
+    normalised = normalise(raw, scale)
     reward = {m: task_rewards(normalised[m], tasks) for m in results}
     acc_key, div_key = metric_key("accuracy", k), metric_key("diversity", k)
     ref_rows = results.get(reference)
@@ -226,6 +291,9 @@ def summarise(
             "pearson_rd": pearson(series(rows, div_key), series(ref_rows, div_key)) if ref_rows else math.nan,
             "spearman": {key: spearman(series(rows, key), w_acc) for key in metric_keys},
         }
+        if ref_rows is not None:
+            summary[m]["tracking_error"] = tracking_error(raw[m], raw[reference], [key for key, _ in objectives])
+            summary[m]["dominance"] = dominance_summary(raw[m], raw[reference], maximise)
         if "fairness" in utilities:  # the third utility's curve against Retrain's, as r-a and r-d
             fair_key = metric_key("fairness", k)
             summary[m]["pearson_rf"] = (pearson(series(rows, fair_key), series(ref_rows, fair_key)) if ref_rows
@@ -242,6 +310,53 @@ def summarise(
                          else f"no task where both {m} and {reference} have a defined point")
         summary[m]["undefined"] = undefined_reasons(summary[m], why)  # why a figure is null (padirec.finite)
     return summary
+
+
+def report_scale(results: Mapping[str, Sequence[Mapping[str, float]]], tasks: np.ndarray,
+                 utilities: Sequence[str], k: int = 10, reference: str = "retrain") -> Scale:
+    """The report's scale: ``reference_scale`` of the reference method's results, else (no reference
+    in ``results``) ``roster_scale``."""
+    maximise = [mx for _, mx in utility_metrics(utilities, k)]
+    if reference in results:
+        ref = objective_points({reference: results[reference]}, utilities, k)[reference]
+        return reference_scale(ref, tasks, maximise, reference)
+    return roster_scale(objective_points(results, utilities, k), maximise)
+
+
+def scale_of(report: Mapping) -> Scale:
+    """The scale a report's figures are on: its ``normalisation``, else (a report written before it
+    existed) ``report_scale`` of its results."""
+    keys = objective_keys(report["utilities"], report["k"])
+    if report.get("normalisation"):
+        return Scale.from_dict(report["normalisation"], keys)
+    return report_scale(report["methods"], np.asarray(report["tasks"]), report["utilities"], report["k"])
+
+
+def tracking_error(points: np.ndarray, ref_points: np.ndarray, keys: Sequence[str]) -> dict[str, dict]:
+    """``{metric: {"mean", "per_task"}}``: ``|method - reference|`` per task of raw points ``(T, p)``
+    and its mean over the finite tasks (NaN when none)."""
+    diff = np.abs(np.asarray(points, dtype=np.float64) - np.asarray(ref_points, dtype=np.float64))
+    return {key: {"mean": finite_mean(diff[:, j]), "per_task": diff[:, j].tolist()} for j, key in enumerate(keys)}
+
+
+DOMINANCE = ("dominates", "dominated", "equal", "incomparable")
+
+
+def dominance(points: np.ndarray, ref_points: np.ndarray, maximise: Sequence[bool]) -> np.ndarray:
+    """Per row of raw points ``(..., p)`` against the reference's at the same index: 0 dominates,
+    1 dominated, 2 equal, 3 incomparable (``DOMINANCE``), -1 where either has a NaN. -> ``(...)``."""
+    sign = np.where(np.asarray(maximise, dtype=bool), 1.0, -1.0)
+    d = (np.asarray(points, dtype=np.float64) - np.asarray(ref_points, dtype=np.float64)) * sign
+    better, worse = (d > 0).any(-1), (d < 0).any(-1)
+    out = np.select([better & ~worse, worse & ~better, ~better & ~worse], [0, 1, 2], default=3)
+    return np.where(np.isfinite(d).all(-1), out, -1)
+
+
+def dominance_summary(points: np.ndarray, ref_points: np.ndarray, maximise: Sequence[bool]) -> dict:
+    """``{"per_task": [verdict or None], "counts": {verdict: n}}`` of ``dominance``."""
+    codes = dominance(points, ref_points, maximise)
+    return {"per_task": [DOMINANCE[c] if c >= 0 else None for c in codes.tolist()],
+            "counts": {name: int((codes == i).sum()) for i, name in enumerate(DOMINANCE)}}
 
 
 def pareto_front(points: np.ndarray) -> np.ndarray:

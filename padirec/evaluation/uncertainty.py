@@ -13,8 +13,11 @@ measures of their uncertainty (issue 14), all over the same users:
   draw for every method and task (paired), each draw's per-task means recomputed;
   ``task_mean`` = ``[point, lo, hi]`` of the difference averaged over the tasks.
 - ``reward_ci`` / ``regret_ci``: ``[lo, hi]`` of reward and regret (``summary.py``) recomputed on
-  every draw: per-task means, then the min-max normalisation over every method and task of the
-  draw, then reward and regret. The point figures stay the full sample's (``summary.py``).
+  every draw: per-task means on the report's fixed scale (``summary.Scale``: Retrain's front ends
+  of the full sample), then reward and regret. The point figures stay the full sample's.
+- ``tracking_error_ci``: per objective metric, ``[lo, hi]`` of the mean over tasks of
+  ``|method - Retrain|``; ``dominance_share``: per task, the share of draws in which the method's
+  point dominates (``dominates``) or is dominated by (``dominated``) Retrain's (``summary.dominance``).
 
 Percentile intervals at ``confidence`` (default 0.95: the 2.5% and 97.5% quantiles of the
 finite replicates; ``null`` when there is none). The draws come from
@@ -47,7 +50,17 @@ from padirec.adapters.features import Features
 from padirec.adapters.train import train_bank
 from padirec.core.layout import Layout
 from padirec.core.utilities import metric_key, utility_metrics
-from padirec.evaluation.summary import objective_points, pearson
+from padirec.evaluation.summary import (
+    DOMINANCE,
+    Scale,
+    dominance,
+    normalise,
+    objective_points,
+    pearson,
+    reference_scale,
+    report_scale,
+    roster_scale,
+)
 from padirec.evaluation.sweep import SplitEvaluator
 from padirec.methods.base import adapted_scores
 
@@ -174,26 +187,18 @@ def _finite_mean(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 def reward_replicates(
-    objectives: Mapping[str, np.ndarray], tasks: np.ndarray, maximise: Sequence[bool], reference: str,
+    objectives: Mapping[str, np.ndarray], tasks: np.ndarray, scale: Scale, reference: str,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Reward and regret ``{method: (B,)}`` of objective replicates ``{method: (T, p, B)}``: each
-    replicate normalised over every method and task (``summary.normalise``), then ``summary``'s
-    reward and regret. Regret is NaN without the reference method."""
+    """Reward and regret ``{method: (B,)}`` of objective replicates ``{method: (T, p, B)}``: every
+    replicate on the report's fixed ``scale`` (``summary.normalise``), then ``summary``'s reward and
+    regret. Regret is NaN without the reference method."""
     names = list(objectives)
     v = np.stack([np.asarray(objectives[m], dtype=np.float64) for m in names])  # (M, T, p, B)
     w = np.asarray(tasks, dtype=np.float64)[None, :, :, None]  # (1, T, p, 1)
-    finite = np.isfinite(v)
-    lo = np.where(finite, v, np.inf).min(axis=(0, 1))  # (p, B)
-    hi = np.where(finite, v, -np.inf).max(axis=(0, 1))
-    span = hi - lo
-    ok = np.isfinite(span) & (span > 0)
-    safe = np.where(ok, span, 1.0)
-    up = np.array(maximise, dtype=bool)[:, None]
-    z = np.where(up, v - lo, hi - v) / safe
-    z = np.where(ok[None, None], z, 1.0)
-    z = np.where(finite, z, math.nan)
+    flat = np.moveaxis(v, 2, -1)  # (M, T, B, p): normalise works on the last axis
+    z = np.moveaxis(normalise({"": flat}, scale)[""].reshape(flat.shape), -1, 2)  # (M, T, p, B)
     per_task = (z * w).sum(2)  # (M, T, B)
-    per_task[~finite.all(2)] = math.nan
+    per_task[~np.isfinite(v).all(2)] = math.nan
     reward = {m: _finite_mean(per_task[i], 0) for i, m in enumerate(names)}
     if reference in names:
         ref = per_task[names.index(reference)]
@@ -220,10 +225,13 @@ def uncertainty_summary(
     confidence: float = 0.95,
     seed: int = 0,
     groups: np.ndarray | None = None,
+    scale: Scale | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per method of ``per_user``: ``se``, ``vs_reference`` (without the reference method: absent),
-    ``reward_ci`` and ``regret_ci`` (see the module's docstring). ``tasks (T, p)`` in the order of
-    ``utilities``; ``groups (U,)`` the users' groups for the fairness gap."""
+    """Per method of ``per_user``: ``se``, ``vs_reference``, ``tracking_error_ci`` and
+    ``dominance_share`` (these three absent without the reference method), ``reward_ci`` and
+    ``regret_ci`` (see the module's docstring). ``tasks (T, p)`` in the order of ``utilities``;
+    ``groups (U,)`` the users' groups for the fairness gap; ``scale`` the report's normalisation
+    (default: from the full sample's points, as ``summary.report_scale``)."""
     tasks = np.asarray(tasks, dtype=np.float64).reshape(len(tasks), -1)
     objectives = _objectives(utilities, k)
     keys = [key for key, _ in objectives]
@@ -235,18 +243,40 @@ def uncertainty_summary(
         se = {key: [_rep_std(reps[m][key][t]) if key == gap_key else standard_error(rows[t][key])
                     for t in range(len(rows))] for key in keys}
         out[m] = {"se": se}
+    maximise = [mx for _, mx in objectives]
+    points = {m: _points(per_user[m], keys, k, groups) for m in per_user}  # {m: (T, p)}
+    if scale is None:
+        scale = (reference_scale(points[reference], tasks, maximise, reference) if reference in per_user
+                 else roster_scale(points, maximise))
+    objs = {m: np.stack([reps[m][key] for key in keys], axis=1) for m in per_user if reps[m]}  # (T, p, B)
     if reference in per_user:
-        points = {m: _points(per_user[m], keys, k, groups) for m in per_user}  # {m: (T, p)}
         for m in per_user:
             out[m]["vs_reference"] = _differences(points[m], points[reference], reps[m], reps[reference], keys,
                                                   confidence)
+            if m in objs and reference in objs:
+                out[m].update(_against_reference(objs[m], objs[reference], keys, maximise, confidence))
     if reps and all(reps[m] for m in reps):
-        objs = {m: np.stack([reps[m][key] for key in keys], axis=1) for m in per_user}  # (T, p, B)
-        reward, regret = reward_replicates(objs, tasks, [mx for _, mx in objectives], reference)
+        reward, regret = reward_replicates(objs, tasks, scale, reference)
         for m in per_user:
             out[m]["reward_ci"] = percentile_ci(reward[m], confidence).tolist()
             out[m]["regret_ci"] = percentile_ci(regret[m], confidence).tolist()
     return out
+
+
+def _against_reference(reps: np.ndarray, ref_reps: np.ndarray, keys: Sequence[str], maximise: Sequence[bool],
+                       confidence: float) -> dict[str, Any]:
+    """``tracking_error_ci`` ``{metric: [lo, hi]}`` of the mean over tasks of ``|method - reference|``
+    and ``dominance_share`` ``{"dominates", "dominated": [share of draws per task]}``, from paired
+    replicates ``(T, p, B)``."""
+    error = np.abs(reps - ref_reps)  # (T, p, B)
+    codes = dominance(np.moveaxis(reps, 1, -1), np.moveaxis(ref_reps, 1, -1), maximise)  # (T, B)
+    valid = (codes >= 0).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = {name: np.where(valid > 0, (codes == i).sum(1) / np.maximum(valid, 1), math.nan).tolist()
+                 for i, name in enumerate(DOMINANCE[:2])}
+    return {"tracking_error_ci": {key: percentile_ci(_finite_mean(error[:, j], 0), confidence).tolist()
+                                  for j, key in enumerate(keys)},
+            "dominance_share": share}
 
 
 def _n_users(per_user: PerUser) -> int:
@@ -314,10 +344,11 @@ def ceiling_summary(
     utilities: Sequence[str],
     k: int = 10,
     reference: str = "retrain",
+    scale: Scale | None = None,
 ) -> dict[str, Any]:
     """``{"pearson_ra", "pearson_rd", "regret", "regret_per_task"}`` of a second Retrain's per-task
-    metrics ``second`` against ``results[reference]``. Regret uses the spans of ``results`` (every
-    method of the report, the second Retrain not among them, so nobody's normalisation moves)."""
+    metrics ``second`` against ``results[reference]``, regret on the report's ``scale`` (default:
+    ``summary.report_scale`` of ``results``; the second Retrain never moves it)."""
     tasks = np.asarray(tasks, dtype=np.float64).reshape(len(tasks), -1)
     ref = results[reference]
     acc, div = metric_key("accuracy", k), metric_key("diversity", k)
@@ -325,19 +356,9 @@ def ceiling_summary(
     def series(rows: Sequence[Mapping[str, float]], key: str) -> np.ndarray:
         return np.array([math.nan if r.get(key) is None else float(r[key]) for r in rows])
 
-    objectives = _objectives(utilities, k)
-    raw = objective_points(results, utilities, k)
-    stacked = np.concatenate(list(raw.values()))
-    ours = objective_points({"second": second}, utilities, k)["second"]
-    theirs = raw[reference]
-    per_task = np.zeros(len(tasks))
-    for j, (_, mx) in enumerate(objectives):
-        col = stacked[np.isfinite(stacked[:, j]), j]
-        span = float(col.max() - col.min()) if col.size else math.nan
-        if not math.isfinite(span) or span <= 0:
-            continue
-        d = (theirs[:, j] - ours[:, j]) if mx else (ours[:, j] - theirs[:, j])
-        per_task = per_task + tasks[:, j] * d / span
+    scale = scale or report_scale(results, tasks, utilities, k, reference)
+    z = normalise(objective_points({"second": second, reference: ref}, utilities, k), scale)
+    per_task = ((z[reference] - z["second"]) * tasks).sum(1)
     return {
         "pearson_ra": pearson(series(second, acc), series(ref, acc)),
         "pearson_rd": pearson(series(second, div), series(ref, div)),
@@ -350,14 +371,16 @@ def ceiling_summary(
 
 
 def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cfg: Any, reference: str | None,
-                    evaluator: SplitEvaluator | None = None, ceiling: bool = True) -> dict[str, Any]:
+                    evaluator: SplitEvaluator | None = None, ceiling: bool = True,
+                    scale: Scale | None = None) -> dict[str, Any]:
     """Add ``se``, ``vs_reference``, ``reward_ci``, ``regret_ci`` to ``summary`` (in place) from
     ``sweep`` (a ``SweepResult`` run with ``per_user=True``), and the reference method's
     ``pearson_ceiling`` when ``retrain_ceiling``; returns the report's ``uncertainty`` section.
 
     ``ctx``: the stage's ``MethodContext``; ``cfg``: the ``Config``; ``evaluator``: the split's
     ``SplitEvaluator`` for the second Retrain (built when None); ``ceiling=False`` skips that Retrain
-    (the band protocol: its tasks are grid tasks, whose ceiling the grid's summary already has)."""
+    (the band protocol: its tasks are grid tasks, whose ceiling the grid's summary already has);
+    ``scale``: the report's normalisation (default: from this sweep, ``summary.report_scale``)."""
     ev = cfg.evaluation
     st = evaluation_settings(ev)
     utilities = list(ctx.utilities)
@@ -366,7 +389,7 @@ def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cf
                                "confidence": st.confidence, "seed": int(cfg.seed), "users": n_users}
     if st.resamples > 0 and sweep.per_user:
         extra = uncertainty_summary(sweep.per_user, sweep.tasks, utilities, ev.k, reference or "", st.resamples,
-                                    st.confidence, cfg.seed, sweep.user_groups)
+                                    st.confidence, cfg.seed, sweep.user_groups, scale)
         for m, figures in extra.items():
             summary.setdefault(m, {}).update(figures)
     if ceiling and st.retrain_ceiling and reference and reference in sweep.metrics:
@@ -375,11 +398,11 @@ def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cf
         params = second_retrain(ctx.features, sweep.tasks, ctx.layout, ctx.adapters, seed)
         rows, users = evaluate_adapters_per_user(evaluator, ctx.features, params, ctx.layout)
         ceiling = {"seed": seed, "reference_seed": int(cfg.seed), "metrics": rows,
-                   **ceiling_summary(rows, sweep.metrics, sweep.tasks, utilities, ev.k, reference)}
+                   **ceiling_summary(rows, sweep.metrics, sweep.tasks, utilities, ev.k, reference, scale)}
         if st.resamples > 0 and reference in sweep.per_user:
             pair = {reference: sweep.per_user[reference], "second": users}
             extra = uncertainty_summary(pair, sweep.tasks, utilities, ev.k, reference, st.resamples, st.confidence,
-                                        cfg.seed, sweep.user_groups)
+                                        cfg.seed, sweep.user_groups, scale)
             ceiling["vs_reference"] = extra["second"]["vs_reference"]
         summary[reference]["pearson_ceiling"] = ceiling
     return section

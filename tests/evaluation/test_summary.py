@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import warnings
 
@@ -12,11 +13,16 @@ from pymoo.indicators.hv import HV
 from scipy import stats
 
 from padirec.evaluation.summary import (
+    Scale,
     avg_hv,
+    dominance_summary,
     front_hv,
     normalise,
     pareto_front,
     pearson,
+    reference_scale,
+    report_scale,
+    roster_scale,
     spearman,
     summarise,
 )
@@ -57,10 +63,62 @@ def test_nan_points_are_dropped():
     assert math.isnan(avg_hv(np.full((2, 2), np.nan))) and math.isnan(front_hv(np.full((2, 2), np.nan)))
 
 
-def test_normalise_over_all_methods_directions_and_constant_objectives():
-    out = normalise({"a": np.array([[0.1, 5.0, 0.2]]), "b": np.array([[0.3, 5.0, 0.0]])}, [True, True, False])
+def test_roster_scale_over_all_methods_directions_and_constant_objectives():
+    points = {"a": np.array([[0.1, 5.0, 0.2]]), "b": np.array([[0.3, 5.0, 0.0]])}
+    out = normalise(points, roster_scale(points, [True, True, False]))
     assert out["a"].tolist() == [[0.0, 1.0, 0.0]]  # constant objective -> 1; gap 0.2 is the worst
     assert out["b"].tolist() == [[1.0, 1.0, 1.0]]
+
+
+def test_reference_scale_is_retrains_front_ends():
+    tasks = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    ref = np.array([[0.1, 0.9], [0.25, 0.95], [0.3, 0.7]])  # the middle task beats both ends on diversity
+    scale = reference_scale(ref, tasks, [True, True])
+    assert scale.worst == (0.1, 0.7) and scale.best == (0.3, 0.9) and "pure tasks" in scale.source
+    z = normalise({"m": np.array([[0.2, 1.0], [np.nan, 0.8]])}, scale)["m"]
+    assert z[0] == pytest.approx([0.5, 1.5]) and math.isnan(z[1, 0]) and z[1, 1] == pytest.approx(0.5)
+    # without every pure task: the reference's best and worst over its tasks, and the source says so
+    inner = reference_scale(ref[1:], tasks[1:], [True, True])
+    assert inner.worst == (0.25, 0.7) and inner.best == (0.3, 0.95) and "no complete set" in inner.source
+    assert Scale.from_dict(scale.to_dict(["a", "b"]), ["a", "b"]) == scale
+
+
+def test_no_figure_moves_when_another_method_leaves_the_roster():
+    """The yardstick is fixed by Retrain alone: removing any other method changes nobody's figures."""
+    rng = np.random.default_rng(0)
+    tasks = np.array([[w, 1 - w] for w in np.linspace(0, 1, 6)])
+    results = {m: _rows(rng.random(6) * 0.3, 0.5 + rng.random(6) * 0.4)
+               for m in ("retrain", "padirec", "cmr", "mmr", "deepprl")}
+    results["deepprl"][0]["alpha_ndcg@10"] = 5.0  # an extreme point would set a roster's exchange rate
+    full = summarise(results, tasks, ["accuracy", "diversity"])
+    for gone in (m for m in results if m != "retrain"):
+        rest = {m: rows for m, rows in results.items() if m != gone}
+        part = summarise(rest, tasks, ["accuracy", "diversity"])
+        for m in rest:
+            assert json.dumps(part[m], sort_keys=True) == json.dumps(full[m], sort_keys=True), (gone, m)
+
+
+def test_tracking_error_and_dominance_against_retrain():
+    tasks = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0], [0.2, 0.8]])
+    ref = _rows([0.1, 0.2, 0.3, 0.15], [0.9, 0.8, 0.7, 0.85])
+    m = _rows([0.12, 0.1, 0.3, np.nan], [0.9, 0.85, 0.6, 0.8])
+    s = summarise({"retrain": ref, "m": m}, tasks, ["accuracy", "diversity"])["m"]
+    assert s["dominance"]["per_task"] == ["dominates", "incomparable", "dominated", None]
+    assert s["dominance"]["counts"] == {"dominates": 1, "dominated": 1, "equal": 0, "incomparable": 1}
+    err = s["tracking_error"]
+    assert err["ndcg@10"]["per_task"][:3] == pytest.approx([0.02, 0.1, 0.0])
+    assert err["ndcg@10"]["mean"] == pytest.approx(0.04)  # the NaN task left out
+    assert err["alpha_ndcg@10"]["mean"] == pytest.approx((0.0 + 0.05 + 0.1 + 0.05) / 4)
+    # a minimised objective (the fairness gap): a smaller gap is better
+    fair = dominance_summary(np.array([[0.2, 0.5, 0.01]]), np.array([[0.2, 0.5, 0.02]]), [True, True, False])
+    assert fair["per_task"] == ["dominates"]
+    assert dominance_summary(np.array([[0.2, 0.5]]), np.array([[0.2, 0.5]]), [True, True])["per_task"] == ["equal"]
+
+
+def test_without_the_reference_the_roster_scale_is_used_and_named():
+    tasks = np.array([[0.0, 1.0], [1.0, 0.0]])
+    scale = report_scale({"cmr": _rows([0.1, 0.3], [0.8, 0.6])}, tasks, ["accuracy", "diversity"])
+    assert scale.source.startswith("roster") and scale.worst == (0.1, 0.6)
 
 
 def test_correlations_match_scipy():
@@ -102,8 +160,8 @@ def test_summarise():
     assert math.isnan(s["cmr"]["pearson_ra"]) and math.isnan(s["cmr"]["spearman"]["ndcg@10"])
     assert s["retrain"]["spearman"]["ndcg@10"] == pytest.approx(1.0)
     assert s["retrain"]["spearman"]["alpha_ndcg@10"] == pytest.approx(-1.0)
-    # normalised over all methods: ndcg 0.1..0.31, alpha 0.69..0.9
-    cmr_point = np.array([(0.2 - 0.1) / 0.21, (0.8 - 0.69) / 0.21])
+    # on Retrain's front ends: ndcg 0.1..0.3, alpha 0.7..0.9, whoever else is in the report
+    cmr_point = np.array([(0.2 - 0.1) / 0.2, (0.8 - 0.7) / 0.2])
     assert s["cmr"]["avg_hv"] == pytest.approx(np.prod(cmr_point))
     assert s["cmr"]["front_hv"] == pytest.approx(np.prod(cmr_point))
     no_ref = summarise({"cmr": results["cmr"]}, tasks, ["accuracy", "diversity"])
@@ -145,7 +203,7 @@ def test_reward_regret_and_range_hand_case():
     assert s["cmr"]["range"] == {"ndcg@10": 0.0, "alpha_ndcg@10": 0.0}
     # the paper's metric ranks them the other way round
     assert s["cmr"]["avg_hv"] == pytest.approx(0.25) and s["retrain"]["avg_hv"] == pytest.approx(0.25 / 3)
-    # regret depends on the other methods only through the spans: shifting every value keeps it
+    # shifting every value keeps regret (Retrain's ends move with it)
     shifted = {m: [{k: v + 1.0 for k, v in r.items()} for r in rows] for m, rows in results.items()}
     assert summarise(shifted, tasks, ["accuracy", "diversity"])["cmr"]["regret"] == pytest.approx(1 / 3)
 

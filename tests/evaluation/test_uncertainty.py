@@ -6,6 +6,7 @@ the report schema and markdown carry the new fields; and the stage wiring on the
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import numpy as np
@@ -16,7 +17,7 @@ from scipy import stats
 from padirec.adapters.objectives import group_gap
 from padirec.evaluation.markdown import render_markdown
 from padirec.evaluation.report import ReportError, build_report, validate_report
-from padirec.evaluation.summary import summarise
+from padirec.evaluation.summary import report_scale, summarise
 from padirec.evaluation.uncertainty import (
     bootstrap_counts,
     ceiling_summary,
@@ -117,7 +118,8 @@ def test_reward_and_regret_replicates_are_summarise_on_the_full_sample():
             assert means["mmr"][1]["ndcg_gap@10"] == pytest.approx(float(gap))
         expected = summarise(means, tasks, utilities, 10)
         objs = {m: np.stack([reps[m][key] for key in keys], axis=1) for m in per_user}
-        reward, regret = reward_replicates(objs, tasks, [True, True, False][:len(utilities)], "retrain")
+        scale = report_scale(means, tasks, utilities, 10)
+        reward, regret = reward_replicates(objs, tasks, scale, "retrain")
         for m in per_user:
             assert reward[m][0] == pytest.approx(expected[m]["reward"])
             assert regret[m][0] == pytest.approx(expected[m]["regret"])
@@ -125,6 +127,27 @@ def test_reward_and_regret_replicates_are_summarise_on_the_full_sample():
         for m in per_user:
             lo, hi = out[m]["reward_ci"]
             assert lo <= hi and set(out[m]["vs_reference"]) == set(keys)
+
+
+def test_dominance_shares_and_tracking_error_interval():
+    """A method clearly above Retrain on both objectives dominates in (nearly) every draw; its
+    tracking error's interval covers the shift."""
+    out = uncertainty_summary(_users(400, 0.1, 0, noise=0.01), TASKS, UTIL, 10, "retrain", 300, 0.95, 0)["mmr"]
+    assert min(out["dominance_share"]["dominates"]) > 0.99 and max(out["dominance_share"]["dominated"]) == 0
+    lo, hi = out["tracking_error_ci"]["ndcg@10"]
+    assert lo < 0.1 < hi + 1e-3
+
+
+def test_no_interval_moves_when_another_method_leaves_the_roster():
+    rng = np.random.default_rng(1)
+    per_user = {m: [{"ndcg@10": rng.uniform(0, 1, 50), "alpha_ndcg@10": rng.uniform(0, 1, 50)} for _ in TASKS]
+                for m in ("retrain", "mmr", "soup", "cmr")}
+    full = uncertainty_summary(per_user, TASKS, UTIL, 10, "retrain", 200, 0.95, 0)
+    for gone in ("mmr", "soup", "cmr"):
+        part = uncertainty_summary({m: v for m, v in per_user.items() if m != gone}, TASKS, UTIL, 10, "retrain",
+                                   200, 0.95, 0)
+        for m in part:
+            assert json.dumps(part[m], sort_keys=True) == json.dumps(full[m], sort_keys=True), (gone, m)
 
 
 def test_percentile_ci_and_nan():
@@ -141,9 +164,9 @@ def test_the_retrain_ceiling():
     same = ceiling_summary(copy.deepcopy(ref), results, TASKS, UTIL)
     assert same["pearson_ra"] == pytest.approx(1.0) and same["pearson_rd"] == pytest.approx(1.0)
     assert same["regret"] == 0.0
-    worse = [{**r, "ndcg@10": r["ndcg@10"] - 0.03} for r in ref]  # span of NDCG over the report: 0.3
+    worse = [{**r, "ndcg@10": r["ndcg@10"] - 0.03} for r in ref]  # Retrain's NDCG ends: 0.1 .. 0.3
     out = ceiling_summary(worse, results, TASKS, UTIL)
-    assert out["regret_per_task"] == pytest.approx([0.0, 0.05, 0.1])
+    assert out["regret_per_task"] == pytest.approx([0.0, 0.075, 0.15])
     assert out["pearson_ra"] == pytest.approx(1.0)
 
 
@@ -230,7 +253,10 @@ def test_the_stage_wiring_on_the_tiny_setup(tiny):
     ceiling = summary["retrain"]["pearson_ceiling"]
     assert ceiling["seed"] == cfg.seed + 1 and len(ceiling["metrics"]) == 3
     assert ceiling["metrics"] != sweep.metrics["retrain"]  # another seed, another adapter
-    assert set(summary["mmr"]) >= {"se", "vs_reference", "reward_ci", "regret_ci"}
+    assert set(summary["mmr"]) >= {"se", "vs_reference", "reward_ci", "regret_ci", "tracking_error_ci",
+                                   "dominance_share"}
+    share = summary["mmr"]["dominance_share"]
+    assert all(0 <= a + b <= 1 for a, b in zip(share["dominates"], share["dominated"], strict=True))
     assert "ndcg_gap@10" not in summary["mmr"]["vs_reference"]  # two utilities: the objectives only
     report = build_report(k=10, alpha=0.5, utilities=UTIL, tasks=TASKS.tolist(), methods=sweep.metrics,
                           summary=summary, uncertainty=meta)
