@@ -31,6 +31,15 @@ PARAMS = "adapters.safetensors"
 TASKS = "tasks.parquet"
 
 
+def served_adapter(checkpoints: torch.Tensor, how: str) -> torch.Tensor:
+    """The adapter a task serves from its checkpoints ``(..., K, P)`` -> ``(..., P)``: their mean
+    (``mean``, as the generator's ``task_mean`` targets and the bank baselines) or the last one
+    (``last``)."""
+    if how not in ("mean", "last"):
+        raise ValueError(f"served adapter: {how!r} is not one of mean, last")
+    return checkpoints.mean(-2) if how == "mean" else checkpoints[..., -1, :]
+
+
 @dataclass
 class AdapterBank:
     """The bank as tensors, one row per trained adapter checkpoint, plus lookups by task."""
@@ -67,13 +76,19 @@ class AdapterBank:
         best = int(dist.argmin())
         return int(rows[best]) if float(dist[best]) <= tol else None
 
-    def vertices(self) -> torch.Tensor | None:
-        """Adapters of the pure tasks ``(p, P)`` (row j: ``w = e_j``), or None if any is missing."""
+    def checkpoints_of(self, row: int) -> np.ndarray:
+        """Rows of every checkpoint of the task of ``row``, oldest first ``(K,)``."""
+        rows = np.flatnonzero(self.task_id == self.task_id[row])
+        return rows[np.argsort(self.checkpoint[rows], kind="stable")]
+
+    def vertices(self, checkpoints: str = "mean") -> torch.Tensor | None:
+        """Adapters of the pure tasks ``(p, P)`` (row j: ``w = e_j``), each served from its
+        checkpoints (``served_adapter``: their mean, or the last), or None if any is missing."""
         p = self.weights.shape[1]
         found = [self.find(np.eye(p)[j]) for j in range(p)]
         if any(r is None for r in found):
             return None
-        return self.params[found]
+        return torch.stack([served_adapter(self.params[self.checkpoints_of(r)], checkpoints) for r in found])
 
     def training_rows(self) -> np.ndarray:
         """Rows not held out (what the generator trains on)."""

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from padirec.adapters.bank import served_adapter
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.adapters.train import train_bank
@@ -317,12 +318,13 @@ def _differences(point: np.ndarray, ref_point: np.ndarray, reps: Mapping[str, np
 
 
 def second_retrain(
-    features: Features, tasks: np.ndarray, layout: Layout, cfg: AdapterConfig, seed: int,
+    features: Features, tasks: np.ndarray, layout: Layout, cfg: AdapterConfig, seed: int, checkpoints: str = "mean",
 ) -> torch.Tensor:
-    """Retrain's adapters ``(T, P)`` for every task, trained with ``seed`` (batched ``train_bank``;
-    ``train_adapter``'s recipe task by task, up to float rounding)."""
-    one = AdapterConfig(**{**cfg.__dict__, "checkpoints_per_task": 1})
-    return train_bank(features, np.asarray(tasks, dtype=np.float64), one, seed).checkpoints[:, -1]
+    """Retrain's adapters ``(T, P)`` for every task, trained with ``seed`` (batched ``train_bank``,
+    Retrain's recipe task by task up to float rounding) and served as Retrain serves them
+    (``checkpoints``: the mean of the task's checkpoints, or the last)."""
+    return served_adapter(train_bank(features, np.asarray(tasks, dtype=np.float64), cfg, seed).checkpoints,
+                          checkpoints)
 
 
 def evaluate_adapters_per_user(evaluator: SplitEvaluator, features: Features, params: torch.Tensor, layout: Layout,
@@ -395,7 +397,8 @@ def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cf
     if ceiling and st.retrain_ceiling and reference and reference in sweep.metrics:
         seed = st.ceiling_seed if st.ceiling_seed >= 0 else int(cfg.seed) + 1
         evaluator = evaluator or SplitEvaluator(ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed)
-        params = second_retrain(ctx.features, sweep.tasks, ctx.layout, ctx.adapters, seed)
+        served = getattr(cfg.methods.get(reference), "checkpoints", "mean")  # as the reference serves
+        params = second_retrain(ctx.features, sweep.tasks, ctx.layout, ctx.adapters, seed, served)
         rows, users = evaluate_adapters_per_user(evaluator, ctx.features, params, ctx.layout)
         ceiling = {"seed": seed, "reference_seed": int(cfg.seed), "metrics": rows,
                    **ceiling_summary(rows, sweep.metrics, sweep.tasks, utilities, ev.k, reference, scale)}

@@ -1,9 +1,14 @@
 """Retrain: an adapter trained from scratch for the exact task (linear scalarisation).
 
-Assumed optimal and the reference of the Pearson correlations. ``prepare(weights)`` runs
-``padirec.adapters.train.train_adapter`` to its convergence criterion; that is the response
-time being compared. For the evaluation sweep, ``bank`` lets it reuse the bank's adapter for a
-task the bank already trained (the grid tasks are in the bank, held out from the generator).
+Assumed optimal and the reference of the Pearson correlations. ``prepare(weights)`` trains the
+task's adapter from scratch with the bank's recipe (``padirec.adapters.train.train_bank`` for one
+task, to its convergence criterion; that is the response time being compared) and serves the mean
+of its last ``adapters.checkpoints_per_task`` epochs (``checkpoints: mean``), the way PaDiRec
+and the bank baselines serve checkpoint means, so the reference has no handicap of its own;
+``checkpoints: last`` serves the last epoch alone (the reference before issue 24).
+
+For the evaluation sweep, ``bank`` lets it reuse the bank's adapters for a task the bank already
+trained (the grid tasks are in the bank, held out from the generator).
 That adapter is Retrain's recipe (same loss, optimiser, seed, mini-batches and negatives: the
 bank's batched pass draws them independently of the number of tasks), but it is *not*
 bit-identical to a fresh ``train_adapter``: a task's row is computed with a different float
@@ -23,14 +28,15 @@ candidates are one-off work per backbone (``fit``), shared with every other meth
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
-from padirec.adapters.bank import AdapterBank
+from padirec.adapters.bank import AdapterBank, served_adapter
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
-from padirec.adapters.train import backbone_topk, train_adapter
+from padirec.adapters.train import backbone_topk, train_bank
 from padirec.core.layout import Layout, dims
 from padirec.methods.base import AdapterMethod, MethodContext, register
 
@@ -38,6 +44,9 @@ from padirec.methods.base import AdapterMethod, MethodContext, register
 @dataclass
 class RetrainConfig:
     from_bank: bool = True  # evaluation sweep: reuse the bank's adapter when it trained the exact task
+    # what Retrain serves from a task's last ``adapters.checkpoints_per_task`` epochs: their mean,
+    # as PaDiRec and the bank baselines serve checkpoint means (a fair reference), or the last one
+    checkpoints: Literal["mean", "last"] = "mean"
 
 
 @register
@@ -49,7 +58,7 @@ class Retrain(AdapterMethod):
 
     def __init__(
         self, features: Features, utilities: list[str], layout: Layout, cfg: AdapterConfig, seed: int = 0,
-        bank: AdapterBank | None = None,
+        bank: AdapterBank | None = None, checkpoints: str = "mean",
     ) -> None:
         super().__init__(features, utilities, layout)
         if list(cfg.utilities) != list(utilities):
@@ -60,12 +69,14 @@ class Retrain(AdapterMethod):
         self.cfg = cfg
         self.seed = seed
         self.bank = bank
+        self.checkpoints = checkpoints
         self.reused = 0  # tasks served from the bank (reported by the sweep)
 
     @classmethod
     def build(cls, ctx: MethodContext, settings: RetrainConfig) -> Retrain:
         bank = ctx.bank if settings.from_bank and ctx.reuse_bank else None
-        return cls(ctx.features, ctx.utilities, ctx.layout, ctx.adapters, ctx.seed, bank=bank)
+        return cls(ctx.features, ctx.utilities, ctx.layout, ctx.adapters, ctx.seed, bank=bank,
+                   checkpoints=settings.checkpoints)
 
     def fit(self) -> None:
         """One-off per backbone, before any task: the masked top-k candidate lists every task's
@@ -79,5 +90,7 @@ class Retrain(AdapterMethod):
             row = self.bank.find(w.cpu().numpy())
             if row is not None:
                 self.reused += 1
-                return self.bank.params[row].to(self.device)
-        return train_adapter(self.features, w.cpu().numpy().astype(np.float64), self.cfg, self.seed).detach()
+                trained = self.bank.params[self.bank.checkpoints_of(row)]  # (K, P)
+                return served_adapter(trained, self.checkpoints).to(self.device)
+        trained = train_bank(self.features, w.cpu().numpy().astype(np.float64)[None], self.cfg, self.seed)
+        return served_adapter(trained.checkpoints[0], self.checkpoints).detach()

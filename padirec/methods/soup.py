@@ -2,26 +2,35 @@
 
 ``theta(w) = sum_j w_j theta_j`` with ``theta_j`` the adapter trained for the pure task
 ``w = e_j`` (all weight on utility ``j``). The pure adapters come from the adapter bank when it
-holds them (the last checkpoint of each pure task), else ``fit`` trains them with the Retrain
-trainer.
+holds them (each pure task's checkpoints served as Retrain serves them: their mean by default,
+``checkpoints``),
+else ``fit`` trains them with the Retrain trainer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
 from padirec.adapters.features import Features
 from padirec.core.layout import Layout
-from padirec.methods.base import AdapterMethod, MethodContext, NoSettings, register
+from padirec.methods.base import AdapterMethod, MethodContext, register
 from padirec.methods.retrain import Retrain
+
+
+@dataclass
+class SoupConfig:
+    checkpoints: Literal["mean", "last"] = "mean"  # each pure adapter: its checkpoints' mean (as Retrain), or last
 
 
 @register
 class Soup(AdapterMethod):
     key = "soup"
+    config_class = SoupConfig
 
     def __init__(
         self,
@@ -39,10 +48,11 @@ class Soup(AdapterMethod):
         self.trainer = trainer
 
     @classmethod
-    def build(cls, ctx: MethodContext, settings: NoSettings) -> Soup:
-        pure = None if ctx.bank is None else ctx.bank.vertices()
+    def build(cls, ctx: MethodContext, settings: SoupConfig) -> Soup:
+        pure = None if ctx.bank is None else ctx.bank.vertices(settings.checkpoints)
         # a fresh Retrain (no bank): only used when the bank lacks a pure task
-        trainer = Retrain(ctx.features, ctx.utilities, ctx.layout, ctx.adapters, ctx.seed).prepare
+        trainer = Retrain(ctx.features, ctx.utilities, ctx.layout, ctx.adapters, ctx.seed,
+                          checkpoints=settings.checkpoints).prepare
         return cls(ctx.features, ctx.utilities, ctx.layout, pure, trainer)
 
     def _check(self, pure: torch.Tensor) -> torch.Tensor:

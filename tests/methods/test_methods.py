@@ -10,6 +10,7 @@ import torch
 from padirec.adapters.adapter import init_params
 from padirec.adapters.bank import load_bank, write_bank
 from padirec.adapters.config import AdapterConfig
+from padirec.adapters.train import train_bank
 from padirec.core.layout import num_params
 from padirec.diffusion.config import GeneratorConfig
 from padirec.diffusion.train import train_generator
@@ -83,6 +84,29 @@ def test_bank_reader_and_retrain_reuse(tmp_path, features, lay, small_cfg):
     trained = retrain.prepare([0.4, 0.6])  # not in the bank: trains from the identity start
     assert trained.shape == (num_params(lay),) and retrain.reused == 1
     assert not torch.equal(trained, init_params(lay, torch.Generator().manual_seed(0)))
+
+
+def test_retrain_serves_its_checkpoints_mean_like_the_methods_it_judges(tmp_path, features, lay, small_cfg):
+    """From the bank: the mean of the task's checkpoints (or the last, by setting); freshly trained:
+    the bank's recipe for one task, the same mean."""
+    weights = np.array([[0.5, 0.5]] * 3 + [[0.3, 0.7]] * 3)
+    params = torch.randn(6, num_params(lay))
+    n = len(weights)
+    tasks = pd.DataFrame({"row": np.arange(n), "task_id": [0, 0, 0, 1, 1, 1], "checkpoint": [2, 0, 1] * 2,
+                          "held_out": False, "w": [list(map(float, w)) for w in weights], "shard": 0})
+    write_bank(tmp_path / "bank", params, tasks, lay, UTIL, "0" * 64, config={}, stats={}, held_out={}, shard={})
+    bank = load_bank(tmp_path / "bank")
+    assert bank.checkpoints_of(bank.find([0.5, 0.5])).tolist() == [1, 2, 0]
+    mean = Retrain(features, UTIL, lay, small_cfg, bank=bank).prepare([0.5, 0.5])
+    assert torch.allclose(mean, params[:3].mean(0))
+    last = Retrain(features, UTIL, lay, small_cfg, bank=bank, checkpoints="last").prepare([0.5, 0.5])
+    assert torch.equal(last, params[0])  # checkpoint 2 is the latest
+    three = AdapterConfig(**{**small_cfg.__dict__, "epochs": 3, "checkpoints_per_task": 3})
+    fresh = Retrain(features, UTIL, lay, three, seed=5).prepare([0.4, 0.6])
+    recipe = train_bank(features, np.array([[0.4, 0.6]]), three, 5).checkpoints[0]  # (3, P)
+    assert torch.allclose(fresh, recipe.mean(0))
+    assert torch.allclose(Retrain(features, UTIL, lay, three, seed=5, checkpoints="last").prepare([0.4, 0.6]),
+                          recipe[-1])
 
 
 def test_padirec_wraps_the_generator(features, lay):
