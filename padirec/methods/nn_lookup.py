@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from padirec.adapters.bank import AdapterBank
+from padirec.adapters.bank import AdapterBank, served_adapter
 from padirec.adapters.features import Features
 from padirec.core.layout import Layout
 from padirec.core.tasks import validate_weights
@@ -53,10 +53,8 @@ def bank_tasks(bank: AdapterBank, checkpoints: str = "mean",
     params, weights = [], []
     for t in task_ids.tolist():
         mine = rows[ids == t]
-        if checkpoints == "last":
-            mine = mine[[int(np.argmax(bank.checkpoint[mine]))]]
-        index = torch.as_tensor(mine, device=bank.params.device)
-        params.append(bank.params[index].float().mean(0))
+        index = torch.as_tensor(mine[np.argsort(bank.checkpoint[mine], kind="stable")], device=bank.params.device)
+        params.append(served_adapter(bank.params[index].float(), checkpoints))
         weights.append(bank.weights[index[0]].cpu().double())
     if not params:
         return (torch.zeros(0, bank.params.shape[1]), torch.zeros(0, bank.weights.shape[1], dtype=torch.float64),

@@ -25,6 +25,7 @@ from padirec.evaluation.report import ReportError, validate_report
 from padirec.evaluation.stage import evaluate_stage
 from padirec.evaluation.sweep import run_sweep
 from padirec.methods.cmr import draws_outside
+from padirec.methods.nn_lookup import bank_tasks
 from padirec.methods.registry import METHODS, build_methods
 
 
@@ -80,13 +81,15 @@ def test_run_band_reruns_the_learners_and_reuses_the_rest(tiny):
         assert band.metrics[m] == [sweep.metrics[m][i] for i in index]
         assert np.array_equal(band.per_user[m][1]["ndcg@10"], sweep.per_user[m][index[1]]["ndcg@10"])
     assert info["generator"]["num_train_rows"] < int((~tiny["bank"].held_out).sum()) or info["bank_tasks_removed"] == 0
-    # NN lookup never returns a bank task inside the band
-    reduced, _ = band_bank(tiny["bank"], (0.3, 0.7))
-    inside = torch.as_tensor(~reduced.held_out)
+    # NN lookup serves a bank task's checkpoint mean, and never one of a task inside the band
+    bank = tiny["bank"]
+    served, weights, _ = bank_tasks(bank, "mean", np.arange(len(bank.params)))  # every task, held out or not
+    outside = ~in_band(weights, bank.utilities, (0.3, 0.7))
+    assert (~outside).any() and outside.any()
     for t in range(len(index)):
-        got = band.adapters["nn_lookup"][t]
-        dist = (tiny["bank"].params - got).abs().amax(1)
-        assert not bool(((dist < 1e-6) & ~inside).any()) or bool(((dist < 1e-6) & inside).any())
+        match = (served - band.adapters["nn_lookup"][t]).abs().amax(1) < 1e-6
+        assert match.any(), f"band task {t}: nn_lookup served no bank task's adapter"
+        assert outside[match.numpy()].all(), f"band task {t}: nn_lookup served a task inside the band"
 
 
 def test_protocols_config_is_checked(tiny):
