@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from padirec.core.secrets import without_userinfo
 from padirec.errors import ArtifactError
 
 SCHEMA_VERSION = 1
@@ -54,7 +55,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    """Write ``obj`` as JSON. Reports and manifests hold the config: a URI's credentials, had one
+    slipped past the checks, are removed (``without_userinfo``), since artifacts are copied to MLflow."""
+    text = json.dumps(without_userinfo(obj), indent=2, sort_keys=True, default=_jsonable)
+    return atomic_write_text(path, text + "\n")
 
 
 def _jsonable(obj: Any) -> Any:

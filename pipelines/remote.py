@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from padirec.config import Config, config_to_json
+from padirec.core.secrets import refuse_credentials
 from padirec.errors import PadirecError
 
 
@@ -42,7 +43,10 @@ def run_arguments(cfg: Config, data_version: str) -> dict[str, Any]:
                            "tracking.uri empty (the padirec-env ConfigMap sets MLFLOW_TRACKING_URI) or give one "
                            "with --tracking-uri")
     # Pods have no shared run folder: KFP's own cache replaces padirec's local one.
-    return {"config_json": config_to_json(dataclasses.replace(cfg, cache=False)), "data_version": data_version}
+    cfg = dataclasses.replace(cfg, cache=False)
+    # the parameters travel in the request body and every step logs them: credentials go in Secrets
+    refuse_credentials({"config_json": cfg.to_dict(), "data_version": data_version})
+    return {"config_json": config_to_json(cfg), "data_version": data_version}
 
 
 def recurring_run_request(cfg: Config, cron: str, package: str | Path, job_name: str | None = None,

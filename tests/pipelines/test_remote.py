@@ -71,3 +71,24 @@ def test_submit_sends_a_run(package):
     assert body["display_name"].startswith("ml100k-sasrec-")
     assert "config_json" in body["runtime_config"]["parameters"]
     assert body["runtime_config"]["parameters"]["data_version"].isdigit()  # the submission time
+
+
+TRACKING = {"tracking.uri": "https://alice:hunter22@mlflow.example/"}
+TABLES = {"data.source": "tables", "data.interactions": "s3://AKIAKEY:hunter22@bucket/i.csv"}
+
+
+@pytest.mark.parametrize("send,overrides,data_version,key", [
+    ("submit", TRACKING, "", "config_json.tracking.uri"),
+    ("schedule", TRACKING, "", "config_json.tracking.uri"),
+    ("schedule", TABLES, "", "config_json.data.interactions"),
+    ("submit", {}, "s3://AKIAKEY:hunter22@bucket/snapshot", "data_version"),
+])
+def test_credentials_never_travel_in_a_run_parameter(package, send, overrides, data_version, key):
+    cfg = load_config(ROOT / "configs" / "ml100k.yaml", {"tracking.uri": "http://mlflow.padirec.svc:5000", **overrides})
+    with recording_kfp_api() as (host, log), pytest.raises(PadirecError, match=f"^{key}: .* holds credentials") as e:
+        if send == "submit":
+            submit(cfg, host, package, data_version=data_version)
+        else:
+            schedule(cfg, host, "0 0 3 * * *", package)
+    assert "hunter22" not in str(e.value) and "alice" not in str(e.value)
+    assert not [b for m, p, b in log if m == "POST"], "nothing is sent"
