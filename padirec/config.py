@@ -21,6 +21,7 @@ import yaml
 from padirec.adapters.config import CANDIDATE_LISTS, AdapterConfig
 from padirec.backbones.config import BackboneConfig
 from padirec.backbones.registry import BACKBONES
+from padirec.config_checks import PRODUCTION_MODEL
 from padirec.config_checks import check as check_ranges
 from padirec.core.typed_config import from_dict, yaml_load
 from padirec.core.utilities import UTILITIES
@@ -74,7 +75,7 @@ class TrackingConfig:
 
     uri: str = ""
     experiment: str = "padirec"
-    registered_model: str = "padirec-recommender"
+    registered_model: str = PRODUCTION_MODEL
 
 
 @dataclass

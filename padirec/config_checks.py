@@ -78,6 +78,9 @@ INTERVALS = {key: interval(text) for key, text in RANGES.items()}
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 PROTOCOLS = ("grid", "band")  # the evaluation protocols (``padirec.evaluation.protocols``)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a folder name: never leaves run_dir
+PRODUCTION_MODEL = "padirec-recommender"  # the registered model whose ``champion`` is served
+REFERENCE_METHOD = "padirec"  # the method the pipeline registers, promotes and compares the others to
+URI_SPECIAL = "%?#"  # a run_dir is a path in the SQLite store's URI: these would be read as URI syntax
 
 
 def lookup(cfg: Any, key: str) -> Any:
@@ -113,8 +116,23 @@ def check(cfg: Any) -> None:
         (bool(NAME.fullmatch(cfg.name)) and ".." not in cfg.name, "name",
          f"{cfg.name!r} must be a plain folder name (letters, digits, '.', '_', '-'; no '/' or '..')"),
         (bool(cfg.tracking.experiment.strip()), "tracking.experiment", "must not be empty"),
-        (bool(cfg.tracking.registered_model.strip()), "tracking.registered_model", "must not be empty"),
+        (bool(NAME.fullmatch(cfg.tracking.registered_model)), "tracking.registered_model",
+         f"{cfg.tracking.registered_model!r} must be a plain name (letters, digits, '.', '_', '-'): MLflow's "
+         "search filters quote it"),
+        (REFERENCE_METHOD in ev.methods, "evaluation.methods",
+         f"{ev.methods} lacks {REFERENCE_METHOD!r}, the method the last step registers and promotes"),
+        (not set(URI_SPECIAL) & set(cfg.run_dir), "run_dir",
+         f"{cfg.run_dir!r} holds one of {' '.join(URI_SPECIAL)}, which the tracking store's URI would misread"),
     ]
     for ok, key, problem in rules:
         if not ok:
             raise ConfigError(f"{key}: {problem}")
+    check_model_name(cfg)
+
+
+def check_model_name(cfg: Any) -> None:
+    """Synthetic data (the smoke and test configurations) never registers under the production
+    model name, whose ``champion`` is what is served."""
+    if cfg.data.source == "synthetic" and cfg.tracking.registered_model == PRODUCTION_MODEL:
+        raise ConfigError(f"tracking.registered_model: {PRODUCTION_MODEL!r} is the production model; a run on "
+                          "synthetic data registers under its own name (configs/smoke.yaml: padirec-smoke)")

@@ -60,6 +60,20 @@ def test_unknown_names_fail_at_load_time(key, value, needle):
         load_config(ROOT / "configs" / "smoke.yaml", {key: value})
 
 
+@pytest.mark.parametrize("key,value,needle", [
+    # the last step registers and promotes padirec: a sweep without it would fail there, hours later
+    ("evaluation.methods", ["retrain", "mmr"], r"evaluation.methods: \['retrain', 'mmr'\] lacks 'padirec'"),
+    # smoke.yaml is synthetic data: never the production model's name
+    ("tracking.registered_model", "padirec-recommender", "tracking.registered_model: 'padirec-recommender' is the production"),
+    ("tracking.registered_model", "it's", "tracking.registered_model: \"it's\" must be a plain name"),
+    ("run_dir", "runs/100%", "run_dir: 'runs/100%' holds one of"),
+    ("run_dir", "runs?mode=ro", "run_dir: 'runs\\?mode=ro' holds one of"),
+])
+def test_cross_field_rules_fail_at_load_time(key, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(ROOT / "configs" / "smoke.yaml", {key: value})
+
+
 def test_overrides_and_json_round_trip():
     cfg = load_config(ROOT / "configs" / "smoke.yaml", {"backbone.epochs": 1, "seed": 7, "methods.cmr.epochs": 2})
     assert cfg.backbone.epochs == 1 and cfg.seed == 7 and cfg.methods["cmr"].epochs == 2
