@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime as dt
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,9 @@ def recurring_run_request(cfg: Config, cron: str, package: str | Path, job_name:
 def _client(host: str):
     import kfp
 
-    return kfp.Client(host=host)
+    with warnings.catch_warnings():  # kfp warns on every client that it needs KFP >= 2.0.0-beta.2: noise
+        warnings.simplefilter("ignore", FutureWarning)
+        return kfp.Client(host=host)
 
 
 def submit(cfg: Config, host: str, package: str | Path, experiment: str = "padirec", data_version: str = "") -> str:
