@@ -1,5 +1,7 @@
 """Each bad input gets a clear error and writes nothing downstream."""
 
+import gzip
+
 import pandas as pd
 import pytest
 
@@ -83,6 +85,27 @@ def test_wrong_delimiter(tmp_path):
     (tmp_path / "items.csv").write_text("item_id,categories\ni1,a\n")
     with pytest.raises(DataValidationError, match="';' as delimiter"):
         load_tables(str(tmp_path / "inter.csv"), str(tmp_path / "items.csv"))
+
+
+def test_a_column_named_twice_is_refused(tmp_path):
+    # pandas would read the second as "timestamp.1" and use the first silently
+    (tmp_path / "inter.csv").write_text("user_id,item_id,timestamp,timestamp\nu1,i1,1,2\n")
+    (tmp_path / "items.csv").write_text("item_id,categories\ni1,a\n")
+    with pytest.raises(DataValidationError, match=r"inter.csv: the header names column\(s\) 'timestamp' more than once"):
+        load_tables(str(tmp_path / "inter.csv"), str(tmp_path / "items.csv"))
+
+
+@pytest.mark.parametrize("name,content,needle", [
+    ("inter.csv", "user_id,item_id,timestamp\nu\xe91,i1,1\n".encode("latin-1"), "not UTF-8 text"),
+    ("inter.csv", b"PAR1" + bytes(range(128, 256)) * 8, "not UTF-8 text"),  # a binary file (Parquet) named .csv
+    ("inter.csv.gz", b"user_id,item_id,timestamp\nu1,i1,1\n", "not a readable gzip file"),
+    ("inter.csv.gz", gzip.compress(b"user_id,item_id,timestamp\nu1,i1,1\n" * 100)[:60], "not a readable gzip file"),
+], ids=["latin-1", "binary", "not gzip", "truncated gzip"])
+def test_a_file_that_is_not_csv_text_is_one_line(tmp_path, name, content, needle):
+    (tmp_path / name).write_bytes(content)
+    (tmp_path / "items.csv").write_text("item_id,categories\ni1,a\n")
+    with pytest.raises(DataValidationError, match=f"interactions table .*{name}: {needle}"):
+        load_tables(str(tmp_path / name), str(tmp_path / "items.csv"))
 
 
 def test_cli_reports_error_and_writes_nothing(tmp_path, capsys):
