@@ -35,7 +35,7 @@ def _overrides(pairs: list[str]) -> dict:
         if "=" not in pair:
             raise PadirecError(f"--set expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
-        out[key] = yaml_load(value)
+        out[key] = yaml_load(value, f"--set {key}")
     return out
 
 
