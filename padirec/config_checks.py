@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from padirec.data.config import SyntheticSettings
 from padirec.diffusion.config import TARGETS
 from padirec.errors import ConfigError
 from padirec.methods.registry import METHODS
@@ -75,6 +76,9 @@ RANGES: dict[str, str] = {
        for field, text in getattr(cls.config_class, "ranges", {}).items()},
 }
 INTERVALS = {key: interval(text) for key, text in RANGES.items()}
+# ``data.synthetic``: the settings of ``padirec.data.synthetic.generate``, checked where given
+SYNTHETIC_RANGES = {"num_users": _ANY, "num_items": _ANY, "num_categories": _ANY, "min_len": _ANY, "max_len": _ANY,
+                    "noise": "[0, 1]", "seed": "[0, 4294967295]"}
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 PROTOCOLS = ("grid", "band")  # the evaluation protocols (``padirec.evaluation.protocols``)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a folder name: never leaves run_dir
@@ -96,7 +100,12 @@ def check(cfg: Any) -> None:
         value = lookup(cfg, key)
         if isinstance(value, bool) or value not in allowed:
             raise ConfigError(f"{key}: {value!r} is outside {allowed.text}")
+    for key, value in cfg.data.synthetic.items():
+        allowed = interval(SYNTHETIC_RANGES[key])
+        if isinstance(value, bool) or value not in allowed:
+            raise ConfigError(f"data.synthetic.{key}: {value!r} is outside {allowed.text}")
     b, a, g, ev = cfg.backbone, cfg.adapters, cfg.generator, cfg.evaluation
+    synthetic = SyntheticSettings(**cfg.data.synthetic)
     rules = [
         (b.dim % b.num_heads == 0, "backbone.num_heads", f"{b.num_heads} does not divide backbone.dim {b.dim}"),
         (g.beta_start < g.beta_end, "generator.beta_start", f"{g.beta_start} is not below beta_end {g.beta_end}"),
@@ -110,6 +119,8 @@ def check(cfg: Any) -> None:
         (set(ev.protocols) <= set(PROTOCOLS) and "grid" in ev.protocols, "evaluation.protocols",
          f"{ev.protocols}: 'grid' (the main summary) plus optionally 'band'; valid: {list(PROTOCOLS)}"),
         (ev.band_low < ev.band_high, "evaluation.band_low", f"{ev.band_low} is not below band_high {ev.band_high}"),
+        (synthetic.min_len <= synthetic.max_len, "data.synthetic.min_len",
+         f"{synthetic.min_len} is more than max_len {synthetic.max_len}"),
         ("band" not in ev.protocols or "accuracy" in a.utilities, "evaluation.protocols",
          "the band protocol holds out a band of w_acc: adapters.utilities needs 'accuracy'"),
         (bool(DEVICE.fullmatch(cfg.device)), "device", f"{cfg.device!r} is not auto, cpu, mps, cuda or cuda:N"),

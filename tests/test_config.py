@@ -145,3 +145,22 @@ def test_a_set_value_that_is_not_yaml_is_one_line(tmp_path, capsys):
                  "--set", "seed=[1"]) == 2
     assert capsys.readouterr().err == "padirec: error: --set seed: not valid YAML: expected ',' or ']', " \
         "but got '<stream end>' at line 1, column 3\n"
+
+
+@pytest.mark.parametrize("value,needle", [
+    ({"num_users": 0}, r"data.synthetic.num_users: 0 is outside \[1, inf\)"),
+    ({"noise": 2}, r"data.synthetic.noise: 2 is outside \[0, 1\]"),
+    ({"min_len": 40}, "data.synthetic.min_len: 40 is more than max_len 30"),
+    ({"nusers": 3}, "synthetic: unknown key.*'nusers'.*valid keys: max_len"),
+    ({"seed": "x"}, "synthetic: seed: expected an integer"),
+    (3, "synthetic: expected a mapping"),
+])
+def test_synthetic_settings_are_checked_at_load(value, needle):
+    from dataclasses import fields
+
+    from padirec.config_checks import SYNTHETIC_RANGES
+    from padirec.data.config import SyntheticSettings
+
+    assert set(SYNTHETIC_RANGES) == {f.name for f in fields(SyntheticSettings)}  # every setting has a range
+    with pytest.raises(ConfigError, match=needle):
+        load_config(ROOT / "configs" / "smoke.yaml", {"data.synthetic": value})
