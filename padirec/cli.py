@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
         print(f"padirec: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
-        message = unreachable(e)
+        message = unreachable(e) or file_problem(e)
         if message is None:
             raise
         print(f"padirec: error: {message}", file=sys.stderr)
@@ -225,6 +225,15 @@ def unreachable(error: BaseException) -> str | None:
         return None
     server = next((_server(e) for e in chain if _server(e)), "the server")
     return f"cannot reach {redact(server)}: {cause.strerror or cause}"
+
+
+def file_problem(error: BaseException) -> str | None:
+    """One line naming the path and the cause when ``error`` is the file system's (an ``--out``
+    that is a file, a read-only run folder), else ``None``."""
+    if not isinstance(error, OSError) or not error.filename:
+        return None
+    paths = " -> ".join(str(f) for f in (error.filename, error.filename2) if f)
+    return f"{paths}: {error.strerror or error}"
 
 
 def _server(error: BaseException) -> str | None:

@@ -133,3 +133,19 @@ def test_failure_keeps_previous_output_intact(tmp_path):
     with pytest.raises(DataValidationError):
         prepare(bad, items, None, out, Config().data)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("out", ["a_file", "a_file/below"])
+def test_an_out_folder_that_is_a_file_is_one_line(tmp_path, capsys, out):
+    from padirec.cli import main
+
+    inter, items = _tables()
+    inter.to_csv(tmp_path / "inter.csv", index=False)
+    items.assign(categories=["a", "b"] * 5).to_csv(tmp_path / "items.csv", index=False)
+    (tmp_path / "a_file").write_text("not a folder")
+    rc = main(["data", "--interactions", str(tmp_path / "inter.csv"), "--items", str(tmp_path / "items.csv"),
+               "--out", str(tmp_path / out)])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2 and err[-1] == f"padirec: error: {tmp_path / out}: " + \
+        ("File exists" if out == "a_file" else "Not a directory"), err
+    assert (tmp_path / "a_file").read_text() == "not a folder"
