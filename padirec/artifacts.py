@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from padirec.core.secrets import without_userinfo
 from padirec.errors import ArtifactError
 
 SCHEMA_VERSION = 1
@@ -54,7 +55,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    """Write ``obj`` as JSON. Reports and manifests hold the config: a URI's credentials, had one
+    slipped past the checks, are removed (``without_userinfo``), since artifacts are copied to MLflow."""
+    text = json.dumps(without_userinfo(obj), indent=2, sort_keys=True, default=_jsonable)
+    return atomic_write_text(path, text + "\n")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -95,8 +99,9 @@ def read_manifest(out_dir: str | os.PathLike, kind: str | None = None, verify: b
         raise ArtifactError(f"{path}: no manifest; is {out_dir} the output of a padirec stage?")
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{path}: not valid JSON ({e})") from e
+    check_shape(path, manifest)
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ArtifactError(
@@ -117,3 +122,16 @@ def read_manifest(out_dir: str | os.PathLike, kind: str | None = None, verify: b
                     "the file was modified or truncated after it was written"
                 )
     return manifest
+
+
+def check_shape(path: Path, manifest: Any) -> None:
+    """A manifest is an object whose ``files`` map each name to an object with its ``sha256``;
+    valid JSON of another shape (a hand edit, another tool's file) is refused like bad JSON."""
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path}: holds a JSON {type(manifest).__name__}, not an object")
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise ArtifactError(f"{path}: 'files' is a {type(files).__name__}, not an object of name -> checksum")
+    for name, meta in files.items():
+        if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str)):
+            raise ArtifactError(f"{path}: the entry of {name!r} in 'files' has no sha256")

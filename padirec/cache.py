@@ -7,7 +7,8 @@ stage, its config section, the seed, the code (a hash of the package's source: a
 stays the same while the code changes; in an image the source is the image's) and the content of
 its inputs (the prepared data's checksum, else the checksums of every file its manifest lists).
 A changed input, setting or line of code is a new key, so a stale result is never reused. Entries are verified against their manifest before reuse; an entry
-that cannot be read (a corrupt ``stage_result.json``, a file that fails its checksum) is a miss:
+that cannot be read (a corrupt ``stage_result.json``, a manifest of the wrong shape, a file that fails
+its checksum, a plain file in the entry's place) is a miss:
 it is removed and the stage recomputes it.
 """
 
@@ -84,19 +85,27 @@ def run_cached(cache_root: str | Path | None, stage: str, key: str, out_dir: str
             return finite_metadata({**result, "cache": "hit"})
         except (ArtifactError, OSError, ValueError) as e:  # unreadable: a miss, and the entry goes
             log.warning("%s: cache entry %s unusable (%s); recomputing", stage, key, e)
-            shutil.rmtree(entry, ignore_errors=True)
+            _remove(entry)
     result = run()
     tmp = entry.with_name(f".{key}.{uuid.uuid4().hex[:8]}.tmp")  # one per writer: two runs may race
     try:
         shutil.copytree(out_dir, tmp)
         atomic_write_json(tmp / RESULT, result)
-        shutil.rmtree(entry, ignore_errors=True)
+        _remove(entry)
         tmp.rename(entry)  # the entry appears whole or not at all
     except OSError as e:  # another run stored it first, or the disk is full: the result stands
         log.warning("%s: could not store cache entry %s (%s)", stage, key, e)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return finite_metadata({**result, "cache": "miss"})
+
+
+def _remove(entry: Path) -> None:
+    """Remove an entry: a folder, or a file or link in its place (which would block the key forever)."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 def _read_result(entry: Path) -> dict[str, Any]:

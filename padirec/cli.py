@@ -13,11 +13,13 @@ import argparse
 import dataclasses
 import json
 import logging
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from padirec.artifacts import atomic_write
+from padirec.core.secrets import redact
 from padirec.core.typed_config import yaml_load
 from padirec.errors import PadirecError
 from padirec.progress import setup_logging
@@ -33,7 +35,7 @@ def _overrides(pairs: list[str]) -> dict:
         if "=" not in pair:
             raise PadirecError(f"--set expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
-        out[key] = yaml_load(value)
+        out[key] = yaml_load(value, f"--set {key}")
     return out
 
 
@@ -203,3 +205,38 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     except PadirecError as e:
         print(f"padirec: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        message = unreachable(e) or file_problem(e)
+        if message is None:
+            raise
+        print(f"padirec: error: {message}", file=sys.stderr)
+        return 2
+
+
+def unreachable(error: BaseException) -> str | None:
+    """One line naming the server and the cause when ``error`` is a failed connection (the KFP
+    client, MLflow's, requests and urllib3 all end on a ``ConnectionError``, a timeout or a failed
+    name lookup), else ``None``: a traceback of a hundred lines says nothing more."""
+    chain = [error]
+    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and nxt not in chain:
+        chain.append(nxt)
+    cause = next((e for e in reversed(chain) if isinstance(e, ConnectionError | TimeoutError | socket.gaierror)), None)
+    if cause is None:
+        return None
+    server = next((_server(e) for e in chain if _server(e)), "the server")
+    return f"cannot reach {redact(server)}: {cause.strerror or cause}"
+
+
+def file_problem(error: BaseException) -> str | None:
+    """One line naming the path and the cause when ``error`` is the file system's (an ``--out``
+    that is a file, a read-only run folder), else ``None``."""
+    if not isinstance(error, OSError) or not error.filename:
+        return None
+    paths = " -> ".join(str(f) for f in (error.filename, error.filename2) if f)
+    return f"{paths}: {error.strerror or error}"
+
+
+def _server(error: BaseException) -> str | None:
+    """The server a urllib3 error names (its connection pool), if it names one."""
+    pool = getattr(error, "pool", None)
+    return f"{pool.scheme}://{pool.host}:{pool.port}" if getattr(pool, "host", None) else None

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from padirec.adapters.config import CANDIDATE_LISTS, AdapterConfig
 from padirec.backbones.config import BackboneConfig
 from padirec.backbones.registry import BACKBONES
+from padirec.config_checks import PRODUCTION_MODEL
 from padirec.config_checks import check as check_ranges
 from padirec.core.typed_config import from_dict, yaml_load
 from padirec.core.utilities import UTILITIES
@@ -74,7 +73,7 @@ class TrackingConfig:
 
     uri: str = ""
     experiment: str = "padirec"
-    registered_model: str = "padirec-recommender"
+    registered_model: str = PRODUCTION_MODEL
 
 
 @dataclass
@@ -142,12 +141,14 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
-    if not path.is_file():
+    if path.is_dir():
         raise ConfigError(f"config {path} is a folder, not a YAML file")
+    if not path.is_file():  # a device (/dev/zero) or a pipe would be read forever
+        raise ConfigError(f"config {path} is not a regular file")
     try:
-        raw = yaml_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raw = yaml_load(path.read_text(encoding="utf-8"), str(path)) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8: {e.reason})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
     for key, value in (overrides or {}).items():
@@ -161,8 +162,10 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     *parents, last = key.split(".")
-    for p in parents:
+    for i, p in enumerate(parents):
         d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parents[:i + 1])} is a value ({d!r}), not a section")
     d[last] = value
 
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from padirec.data.config import SyntheticSettings
 from padirec.diffusion.config import TARGETS
 from padirec.errors import ConfigError
 from padirec.methods.registry import METHODS
@@ -75,9 +76,15 @@ RANGES: dict[str, str] = {
        for field, text in getattr(cls.config_class, "ranges", {}).items()},
 }
 INTERVALS = {key: interval(text) for key, text in RANGES.items()}
+# ``data.synthetic``: the settings of ``padirec.data.synthetic.generate``, checked where given
+SYNTHETIC_RANGES = {"num_users": _ANY, "num_items": _ANY, "num_categories": _ANY, "min_len": _ANY, "max_len": _ANY,
+                    "noise": "[0, 1]", "seed": "[0, 4294967295]"}
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 PROTOCOLS = ("grid", "band")  # the evaluation protocols (``padirec.evaluation.protocols``)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a folder name: never leaves run_dir
+PRODUCTION_MODEL = "padirec-recommender"  # the registered model whose ``champion`` is served
+REFERENCE_METHOD = "padirec"  # the method the pipeline registers, promotes and compares the others to
+URI_SPECIAL = "%?#"  # a run_dir is a path in the SQLite store's URI: these would be read as URI syntax
 
 
 def lookup(cfg: Any, key: str) -> Any:
@@ -93,7 +100,12 @@ def check(cfg: Any) -> None:
         value = lookup(cfg, key)
         if isinstance(value, bool) or value not in allowed:
             raise ConfigError(f"{key}: {value!r} is outside {allowed.text}")
+    for key, value in cfg.data.synthetic.items():
+        allowed = interval(SYNTHETIC_RANGES[key])
+        if isinstance(value, bool) or value not in allowed:
+            raise ConfigError(f"data.synthetic.{key}: {value!r} is outside {allowed.text}")
     b, a, g, ev = cfg.backbone, cfg.adapters, cfg.generator, cfg.evaluation
+    synthetic = SyntheticSettings(**cfg.data.synthetic)
     rules = [
         (b.dim % b.num_heads == 0, "backbone.num_heads", f"{b.num_heads} does not divide backbone.dim {b.dim}"),
         (g.beta_start < g.beta_end, "generator.beta_start", f"{g.beta_start} is not below beta_end {g.beta_end}"),
@@ -107,14 +119,31 @@ def check(cfg: Any) -> None:
         (set(ev.protocols) <= set(PROTOCOLS) and "grid" in ev.protocols, "evaluation.protocols",
          f"{ev.protocols}: 'grid' (the main summary) plus optionally 'band'; valid: {list(PROTOCOLS)}"),
         (ev.band_low < ev.band_high, "evaluation.band_low", f"{ev.band_low} is not below band_high {ev.band_high}"),
+        (synthetic.min_len <= synthetic.max_len, "data.synthetic.min_len",
+         f"{synthetic.min_len} is more than max_len {synthetic.max_len}"),
         ("band" not in ev.protocols or "accuracy" in a.utilities, "evaluation.protocols",
          "the band protocol holds out a band of w_acc: adapters.utilities needs 'accuracy'"),
         (bool(DEVICE.fullmatch(cfg.device)), "device", f"{cfg.device!r} is not auto, cpu, mps, cuda or cuda:N"),
         (bool(NAME.fullmatch(cfg.name)) and ".." not in cfg.name, "name",
          f"{cfg.name!r} must be a plain folder name (letters, digits, '.', '_', '-'; no '/' or '..')"),
         (bool(cfg.tracking.experiment.strip()), "tracking.experiment", "must not be empty"),
-        (bool(cfg.tracking.registered_model.strip()), "tracking.registered_model", "must not be empty"),
+        (bool(NAME.fullmatch(cfg.tracking.registered_model)), "tracking.registered_model",
+         f"{cfg.tracking.registered_model!r} must be a plain name (letters, digits, '.', '_', '-'): MLflow's "
+         "search filters quote it"),
+        (REFERENCE_METHOD in ev.methods, "evaluation.methods",
+         f"{ev.methods} lacks {REFERENCE_METHOD!r}, the method the last step registers and promotes"),
+        (not set(URI_SPECIAL) & set(cfg.run_dir), "run_dir",
+         f"{cfg.run_dir!r} holds one of {' '.join(URI_SPECIAL)}, which the tracking store's URI would misread"),
     ]
     for ok, key, problem in rules:
         if not ok:
             raise ConfigError(f"{key}: {problem}")
+    check_model_name(cfg)
+
+
+def check_model_name(cfg: Any) -> None:
+    """Synthetic data (the smoke and test configurations) never registers under the production
+    model name, whose ``champion`` is what is served."""
+    if cfg.data.source == "synthetic" and cfg.tracking.registered_model == PRODUCTION_MODEL:
+        raise ConfigError(f"tracking.registered_model: {PRODUCTION_MODEL!r} is the production model; a run on "
+                          "synthetic data registers under its own name (configs/smoke.yaml: padirec-smoke)")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from padirec.artifacts import read_manifest
+from padirec.config_checks import check_model_name
 from padirec.evaluation.response_time import speedup
 from padirec.finite import finite_metadata
 from padirec.serving import build_system
@@ -22,9 +23,7 @@ from padirec.tracking.champion import promote
 from padirec.tracking.core import dataset_reference
 from padirec.tracking.pipeline import config_params
 from padirec.tracking.registry import (
-    PRODUCTION_MODEL,
     GateThresholds,
-    PromotionError,
     evaluation_key,
     quality,
     register_system,
@@ -121,11 +120,3 @@ def headline(report: dict[str, Any], backbone_dir: str | Path | None = None, met
         out[f"backbone_test_ndcg_at_{k}"] = test.get(f"ndcg@{k}")
     return {name: float(v) for name, v in out.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
-
-
-def check_model_name(cfg: Any) -> None:
-    """Synthetic data (the smoke and test configurations) never registers under the production
-    model name, whose ``champion`` is what is served."""
-    if cfg.data.source == "synthetic" and cfg.tracking.registered_model == PRODUCTION_MODEL:
-        raise PromotionError(f"tracking.registered_model: {PRODUCTION_MODEL!r} is the production model; a run on "
-                             "synthetic data registers under its own name (configs/smoke.yaml: padirec-smoke)")

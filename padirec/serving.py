@@ -235,6 +235,8 @@ class Recommender:
     @staticmethod
     def check_timestamps(ts: Any, n: int) -> list[int]:
         try:
+            if isinstance(ts, str | bytes | dict):  # iterable, but "123" is not [1, 2, 3]
+                raise TypeError(type(ts).__name__)
             values = [float(t) for t in ts]
         except (TypeError, ValueError) as e:
             raise RequestError(f"timestamps must be a list of numbers (seconds), one per history item, got {_short(ts)}") from e

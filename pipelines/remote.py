@@ -2,10 +2,12 @@
 
 import dataclasses
 import datetime as dt
+import warnings
 from pathlib import Path
 from typing import Any
 
 from padirec.config import Config, config_to_json
+from padirec.core.secrets import refuse_credentials
 from padirec.errors import PadirecError
 
 
@@ -42,7 +44,10 @@ def run_arguments(cfg: Config, data_version: str) -> dict[str, Any]:
                            "tracking.uri empty (the padirec-env ConfigMap sets MLFLOW_TRACKING_URI) or give one "
                            "with --tracking-uri")
     # Pods have no shared run folder: KFP's own cache replaces padirec's local one.
-    return {"config_json": config_to_json(dataclasses.replace(cfg, cache=False)), "data_version": data_version}
+    cfg = dataclasses.replace(cfg, cache=False)
+    # the parameters travel in the request body and every step logs them: credentials go in Secrets
+    refuse_credentials({"config_json": cfg.to_dict(), "data_version": data_version})
+    return {"config_json": config_to_json(cfg), "data_version": data_version}
 
 
 def recurring_run_request(cfg: Config, cron: str, package: str | Path, job_name: str | None = None,
@@ -64,7 +69,9 @@ def recurring_run_request(cfg: Config, cron: str, package: str | Path, job_name:
 def _client(host: str):
     import kfp
 
-    return kfp.Client(host=host)
+    with warnings.catch_warnings():  # kfp warns on every client that it needs KFP >= 2.0.0-beta.2: noise
+        warnings.simplefilter("ignore", FutureWarning)
+        return kfp.Client(host=host)
 
 
 def submit(cfg: Config, host: str, package: str | Path, experiment: str = "padirec", data_version: str = "") -> str:

@@ -23,7 +23,6 @@ import builtins
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import logging
 import os
 import re
@@ -34,9 +33,10 @@ from pathlib import Path
 from kfp import local
 
 from padirec.config import Config, config_to_json
+from padirec.core.secrets import refuse_credentials
 from padirec.errors import PadirecError
-from padirec.tracking import KFP_RUN_ID_ENV, flatten, redact, resolve_tracking_uri
-from padirec.tracking.core import credentials_to_env, has_userinfo, split_userinfo
+from padirec.tracking import KFP_RUN_ID_ENV, redact, resolve_tracking_uri
+from padirec.tracking.core import credentials_to_env, split_userinfo
 from padirec.tracking.liveness import RUNNER_ENV, close_abandoned_runs, process_token
 from pipelines.interrupt import stop_steps_on_signal
 from pipelines.padirec_pipeline import DEFAULT_IMAGE, ClusterOptions, build_pipeline
@@ -86,7 +86,7 @@ def run_local(cfg: Config, containers: Containers | None = None, data_version: s
     else:
         cfg, runner = _container_runner(cfg, containers, run_folder, kfp_run_id)
         image = containers.image
-    refuse_credentials(cfg)
+    refuse_credentials(cfg.to_dict())
     local.init(runner=runner, pipeline_root=str(run_folder), raise_on_error=True)
     (run_folder / "config.json").write_text(config_to_json(cfg))  # first: a failed run still says what it ran
     log.info("running pipeline %s locally (%s); artifacts under %s", cfg.name,
@@ -119,16 +119,6 @@ def _local_tracking(cfg: Config, run_dir: Path) -> tuple[Config, dict[str, str]]
     if "MLFLOW_TRACKING_URI" not in env and split_userinfo(inherited)[0] != inherited:
         env["MLFLOW_TRACKING_URI"] = credentials_to_env(inherited)  # the steps inherit it without them
     return dataclasses.replace(cfg, run_dir=str(run_dir), tracking=dataclasses.replace(cfg.tracking, uri=uri)), env
-
-
-def refuse_credentials(cfg: Config) -> None:
-    """No setting may hold a URI with credentials: the config is logged by every step."""
-    for key, value in flatten(cfg.to_dict()).items():
-        text = json.dumps(value) if not isinstance(value, str) else value
-        if has_userinfo(text):
-            raise PadirecError(f"{key}: {redact(text)} holds credentials; give them in the environment "
-                               "(MLFLOW_TRACKING_USERNAME/PASSWORD, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), "
-                               "never in the config, which every step logs")
 
 
 # ``print`` as this module found it, before any local run: kfp's runner swaps ``builtins.print`` for

@@ -41,6 +41,28 @@ def test_incompatible_schema_version(tmp_path):
         read_manifest(d)
 
 
+@pytest.mark.parametrize("manifest,needle", [
+    ([], "holds a JSON list, not an object"),
+    ({"schema_version": 1, "files": ["a.bin"]}, "'files' is a list"),
+    ({"schema_version": 1, "files": {"a.bin": {"bytes": 100}}}, "'a.bin' in 'files' has no sha256"),
+])
+def test_a_manifest_of_the_wrong_shape_is_refused(tmp_path, manifest, needle):
+    (_artifact(tmp_path) / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=needle):
+        read_manifest(tmp_path)
+
+
+def test_credentials_in_a_uri_never_reach_an_artifact(tmp_path):
+    uri = "https://alice:hunter22@mlflow.example/"
+    (tmp_path / "a.bin").write_bytes(b"x")
+    write_manifest(tmp_path, "report", ["a.bin"], config={"tracking": {"uri": uri}}, notes=[uri])
+    atomic_write_json(tmp_path / "report.json", {"config": {"tracking": {"uri": uri}}, "k": 10})
+    for name in ("manifest.json", "report.json"):
+        text = (tmp_path / name).read_text()
+        assert "hunter22" not in text and "alice" not in text and "https://***@mlflow.example/" in text
+    assert json.loads((tmp_path / "report.json").read_text())["k"] == 10
+
+
 def test_wrong_kind_and_missing_manifest(tmp_path):
     with pytest.raises(ArtifactError, match="expected a 'backbone' artifact"):
         read_manifest(_artifact(tmp_path), kind="backbone")

@@ -1,6 +1,7 @@
 """The local stage cache: a hit needs the same stage, settings and inputs; entries are verified."""
 
 import json
+import shutil
 from pathlib import Path
 
 from padirec.artifacts import write_manifest
@@ -57,6 +58,12 @@ def test_disabled_cache_always_runs(tmp_path):
     assert len(calls) == 2
 
 
+def _edit_manifest(entry, edit):
+    manifest = json.loads((entry / "manifest.json").read_text())
+    edit(manifest)
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_unreadable_entry_is_a_miss_and_is_recomputed(tmp_path):
     # a run killed mid-write, a disk error or a hand edit: each is a miss, never an error
     src = _input(tmp_path, b"a")
@@ -68,6 +75,11 @@ def test_unreadable_entry_is_a_miss_and_is_recomputed(tmp_path):
         "not an object": lambda: (entry / "stage_result.json").write_text("[1, 2]"),
         "missing": lambda: (entry / "stage_result.json").unlink(),
         "no manifest": lambda: (entry / "manifest.json").unlink(),
+        # valid JSON of the wrong shape, and a file where the entry's folder belongs
+        "manifest a list": lambda: (entry / "manifest.json").write_text("[]"),
+        "files a list": lambda: _edit_manifest(entry, lambda m: m.update(files=list(m["files"]))),
+        "no sha256": lambda: _edit_manifest(entry, lambda m: m["files"]["y.bin"].pop("sha256")),
+        "a plain file": lambda: (shutil.rmtree(entry), entry.write_text("not an entry")),
     }
     calls = []
     run_cached(tmp_path / "cache", "s", key, tmp_path / "o0", _stage(calls)(tmp_path / "o0"))

@@ -36,6 +36,40 @@ def test_wrong_types_are_named(tmp_path, text, needle):
         load_config(tmp_path / "c.yaml")
 
 
+BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))  # 9^10 values in 600 bytes
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"seed: [1\nname: x\n", r"c.yaml: not valid YAML: expected ',' or '\]', but got ':' at line 2, column 5$"),
+    (b"seed: !!python/object/apply:os.system ['true']\n", r"c.yaml: not valid YAML: .*python/object/apply:os.system.*never run"),
+    (b"seed: 1\nname: x\nseed: 2\n", "c.yaml: not valid YAML: the key 'seed' is given twice at line 3, column 1$"),
+    (b"\xde\xad\xbe\xef" * 100, "c.yaml: not a YAML text file"),
+    (BOMB.encode(), "c.yaml: its aliases expand to more than 100,000 values"),
+], ids=["bad YAML", "python tag", "key twice", "binary", "alias bomb"])
+def test_a_config_that_is_not_plain_yaml_is_one_line(tmp_path, content, needle):
+    (tmp_path / "c.yaml").write_bytes(content)
+    with pytest.raises(ConfigError, match=needle) as e:
+        load_config(tmp_path / "c.yaml")
+    assert "\n" not in str(e.value)
+
+
+def test_a_config_that_is_not_a_file_is_named():
+    with pytest.raises(ConfigError, match="config /dev/zero is not a regular file"):
+        load_config("/dev/zero")
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(ROOT / "configs")
+
+
+@pytest.mark.parametrize("key,needle", [
+    ("seed.x", "--set seed.x: seed is a value \\(0\\), not a section"),
+    ("backbone.epochs.x.y", "--set backbone.epochs.x.y: backbone.epochs is a value"),
+])
+def test_a_set_key_nested_into_a_value_is_named(key, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(ROOT / "configs" / "smoke.yaml", {key: 1})
+
+
 @pytest.mark.parametrize("key,value,needle", [
     ("backbone.model", "bert4rec", "backbone.model: unknown 'bert4rec'; valid: sasrec"),
     ("evaluation.methods", ["padirec", "llm"], "evaluation.methods: unknown 'llm'"),
@@ -56,6 +90,20 @@ def test_wrong_types_are_named(tmp_path, text, needle):
     ("promotion.on_failing_champion", "delete", "promotion: on_failing_champion: 'delete' is not one of"),
 ])
 def test_unknown_names_fail_at_load_time(key, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_config(ROOT / "configs" / "smoke.yaml", {key: value})
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    # the last step registers and promotes padirec: a sweep without it would fail there, hours later
+    ("evaluation.methods", ["retrain", "mmr"], r"evaluation.methods: \['retrain', 'mmr'\] lacks 'padirec'"),
+    # smoke.yaml is synthetic data: never the production model's name
+    ("tracking.registered_model", "padirec-recommender", "tracking.registered_model: 'padirec-recommender' is the production"),
+    ("tracking.registered_model", "it's", "tracking.registered_model: \"it's\" must be a plain name"),
+    ("run_dir", "runs/100%", "run_dir: 'runs/100%' holds one of"),
+    ("run_dir", "runs?mode=ro", "run_dir: 'runs\\?mode=ro' holds one of"),
+])
+def test_cross_field_rules_fail_at_load_time(key, value, needle):
     with pytest.raises(ConfigError, match=needle):
         load_config(ROOT / "configs" / "smoke.yaml", {key: value})
 
@@ -88,3 +136,31 @@ def test_missing_file():
 def test_bad_pipeline_parameter(text, needle):
     with pytest.raises(ConfigError, match=needle):
         config_from_json(text)
+
+
+def test_a_set_value_that_is_not_yaml_is_one_line(tmp_path, capsys):
+    from padirec.cli import main
+
+    assert main(["data", "--out", str(tmp_path / "o"), "--config", str(ROOT / "configs" / "smoke.yaml"),
+                 "--set", "seed=[1"]) == 2
+    assert capsys.readouterr().err == "padirec: error: --set seed: not valid YAML: expected ',' or ']', " \
+        "but got '<stream end>' at line 1, column 3\n"
+
+
+@pytest.mark.parametrize("value,needle", [
+    ({"num_users": 0}, r"data.synthetic.num_users: 0 is outside \[1, inf\)"),
+    ({"noise": 2}, r"data.synthetic.noise: 2 is outside \[0, 1\]"),
+    ({"min_len": 40}, "data.synthetic.min_len: 40 is more than max_len 30"),
+    ({"nusers": 3}, "synthetic: unknown key.*'nusers'.*valid keys: max_len"),
+    ({"seed": "x"}, "synthetic: seed: expected an integer"),
+    (3, "synthetic: expected a mapping"),
+])
+def test_synthetic_settings_are_checked_at_load(value, needle):
+    from dataclasses import fields
+
+    from padirec.config_checks import SYNTHETIC_RANGES
+    from padirec.data.config import SyntheticSettings
+
+    assert set(SYNTHETIC_RANGES) == {f.name for f in fields(SyntheticSettings)}  # every setting has a range
+    with pytest.raises(ConfigError, match=needle):
+        load_config(ROOT / "configs" / "smoke.yaml", {"data.synthetic": value})

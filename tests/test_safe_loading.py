@@ -30,7 +30,9 @@ def test_the_config_yaml_loader_is_a_safe_loader():
     assert typed_config.yaml_load("a: 1e-3") == {"a": 0.001}
     import pytest
 
-    with pytest.raises(yaml.constructor.ConstructorError):  # no Python objects, as safe_load
+    from padirec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="never run"):  # no Python objects, as safe_load
         typed_config.yaml_load("!!python/object/apply:os.system ['true']")
 
 

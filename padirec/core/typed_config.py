@@ -88,7 +88,20 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 
 class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML follows YAML 1.1, where ``1e-3`` is a string; YAML 1.2 (and every user) reads a number."""
+    """PyYAML follows YAML 1.1, where ``1e-3`` is a string; YAML 1.2 (and every user) reads a number.
+    A key given twice is refused: YAML keeps the last one silently, and which was meant?"""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node)
+            if not isinstance(key, typing.Hashable):
+                continue  # SafeLoader refuses it below, naming it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 _Yaml12Loader.add_implicit_resolver(
@@ -96,11 +109,42 @@ _Yaml12Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),  # the exponent forms 1.1 misses
     list("-+0123456789."))
 
+MAX_YAML_NODES = 100_000  # a config has hundreds; aliases of aliases (a "billion laughs") have billions
 
-def yaml_load(text: str) -> Any:
-    """YAML with YAML 1.2's numbers (``1e-3`` is 0.001), for config files and ``--set`` values."""
+
+def yaml_load(text: str, where: str = "YAML") -> Any:
+    """YAML with YAML 1.2's numbers (``1e-3`` is 0.001), for config files and ``--set`` values.
+    Invalid YAML is a ``ConfigError`` of one line naming ``where`` and the line of the problem."""
     loader = _Yaml12Loader(text)  # a SafeLoader: plain data only (tests/test_safe_loading.py checks it)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise ConfigError(f"{where}: its aliases expand to more than {MAX_YAML_NODES:,} values")
+        return None if node is None else loader.construct_document(node)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML: {_one_line(e)}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply") from None
     finally:
         loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values ``node`` holds once every alias is copied out (each shared node counted once
+    per use, computed once)."""
+    if id(node) not in sizes:
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else \
+            node.value if isinstance(node, yaml.SequenceNode) else []
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
+
+
+def _one_line(error: yaml.YAMLError) -> str:
+    """PyYAML's problem and where it is, without the quoted source lines it adds."""
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return str(error).splitlines()[0]
+    problem = error.problem or error.context or "invalid"
+    if error.problem and "constructor for the tag" in error.problem:
+        problem += " (tags such as !!python are never run; plain values only)"
+    mark = error.problem_mark or error.context_mark
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem

@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from padirec.core.typed_config import from_dict
+from padirec.data.synthetic import generate
+
+# ``data.synthetic``'s keys, types and defaults: those of ``generate``'s keyword arguments
+SyntheticSettings = dataclasses.make_dataclass(
+    "SyntheticSettings", [(n, type(p.default), p.default) for n, p in inspect.signature(generate).parameters.items()])
+
+
+def synthetic_settings(raw: Any, where: str) -> dict[str, Any]:
+    """The ``synthetic`` section as given (the dataset's name records it), its names and types
+    checked at load (their ranges: ``padirec.config_checks``)."""
+    from_dict(SyntheticSettings, raw or {}, where)
+    return raw or {}
 
 
 @dataclass
@@ -24,4 +40,5 @@ class DataConfig:
     min_interactions: int = 5
     max_len: int = 20
     max_category_groups: int = 0  # Amazon: merge rare categories into at most K groups (0 = keep all)
-    synthetic: dict = field(default_factory=dict)  # kwargs of padirec.data.synthetic.generate
+    # kwargs of padirec.data.synthetic.generate
+    synthetic: dict = field(default_factory=dict, metadata={"from_dict": synthetic_settings})

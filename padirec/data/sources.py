@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import gzip
 import json
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -150,6 +151,15 @@ def _as_list(value) -> list[str]:
     return [str(c) for c in value]
 
 
+def refuse_repeated_columns(path: Path, sep: str, where: str) -> None:
+    """pandas renames a repeated header name (``timestamp`` -> ``timestamp.1``) and the first
+    would be used silently: which of the two is meant?"""
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DataValidationError(f"{where}: the header names column(s) {', '.join(map(repr, repeated))} more than once")
+
+
 def read_table(uri: str, what: str) -> pd.DataFrame:
     path = localize(uri)
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
@@ -159,16 +169,23 @@ def read_table(uri: str, what: str) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         elif suffix in (".csv", ".csv.gz", ".txt", ".tsv"):
+            sep = "\t" if suffix == ".tsv" else ","
+            refuse_repeated_columns(path, sep, f"{what} table {uri}")
             # Only an empty cell is missing: pandas' default NA words ("NA", "null", "None", "nan",
             # ...) are legal ids and titles. Ids are read as text so "007" stays "007".
-            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype={"user_id": str, "item_id": str},
+            df = pd.read_csv(path, sep=sep, dtype={"user_id": str, "item_id": str},
                              keep_default_na=False, na_values=[""])
         else:
             raise DataValidationError(f"{what} table {uri}: unknown format {suffix!r} (use .csv or .parquet)")
     except pd.errors.EmptyDataError as e:
         raise DataValidationError(f"{what} table {uri}: the file is empty") from e
     except pd.errors.ParserError as e:
-        raise DataValidationError(f"{what} table {uri}: not valid CSV ({e})") from e
+        raise DataValidationError(f"{what} table {uri}: not valid CSV ({str(e).strip()})") from e
+    except UnicodeDecodeError as e:
+        raise DataValidationError(f"{what} table {uri}: not UTF-8 text ({e.reason}); "
+                                  "save it as UTF-8 CSV") from e
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataValidationError(f"{what} table {uri}: not a readable gzip file ({e})") from e
     if df.empty:
         raise DataValidationError(f"{what} table {uri}: no rows")
     if len(df.columns) == 1:

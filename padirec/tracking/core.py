@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from padirec.core.secrets import (  # noqa: F401 (re-exported by padirec.tracking)
+    SECRET_ENV,
+    redact,
+    split_userinfo,
+)
 from padirec.core.tracker import NullTracker, Tracker, flatten  # noqa: F401 (re-exported by padirec.tracking)
 from padirec.errors import PadirecError
 
@@ -35,51 +39,6 @@ def search_all_runs(client: Any, exp_id: str, filter_string: str) -> list:
         token = page.token
         if not token:
             return runs
-
-
-SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_PASSWORD",
-              "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME")
-# scheme://userinfo@ : the userinfo runs to the last "@" before the path (a password may hold "@").
-_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#]*@")
-
-
-def split_userinfo(uri: str) -> tuple[str, str | None, str | None]:
-    """``(uri without userinfo, user, password)`` of ``scheme://user:password@host/...``
-    (percent-decoded); ``(uri, None, None)`` when the URI has no userinfo."""
-    parts = urllib.parse.urlsplit(uri)
-    if not parts.scheme or "@" not in parts.netloc:
-        return uri, None, None
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user, sep, password = userinfo.partition(":")
-    clean = urllib.parse.urlunsplit(parts._replace(netloc=hostport))
-    return clean, urllib.parse.unquote(user) or None, urllib.parse.unquote(password) if sep else None
-
-
-def secret_values() -> list[str]:
-    """The credentials of this process: every secret variable that is set, and the userinfo of
-    ``MLFLOW_TRACKING_URI`` (raw and decoded). Values under 4 characters are left out: replacing
-    them would garble every log line."""
-    values = [os.environ.get(name, "") for name in SECRET_ENV]
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    _, user, password = split_userinfo(uri)
-    values += [user or "", password or ""]
-    netloc = urllib.parse.urlsplit(uri).netloc
-    values += netloc.rpartition("@")[0].split(":", 1) if "@" in netloc else []
-    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
-
-
-def has_userinfo(text: str) -> bool:
-    """Whether ``text`` holds a URL with userinfo (``scheme://user:password@host``)."""
-    return bool(_USERINFO.search(str(text)))
-
-
-def redact(text: str) -> str:
-    """Remove credentials from a string before it is logged anywhere: the userinfo of every URL
-    (``scheme://***@host``), and the value of every credential of this process (``secret_values``)."""
-    text = _USERINFO.sub(r"\1***@", str(text))
-    for value in secret_values():
-        text = text.replace(value, "***")
-    return text
 
 
 def local_tracking_uri(run_dir: str | os.PathLike) -> str:

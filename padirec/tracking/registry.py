@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from padirec.config_checks import PRODUCTION_MODEL  # noqa: F401 (re-exported: the served model)
 from padirec.core.utilities import metric_key
 from padirec.errors import PadirecError
 from padirec.serving import input_example, model_signature
 
 log = logging.getLogger("padirec")
 ALIAS = "champion"
-PRODUCTION_MODEL = "padirec-recommender"
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Servable from the registry alone (a fresh virtualenv, ``mlflow models build-docker``): the model

@@ -1,5 +1,7 @@
 """Each bad input gets a clear error and writes nothing downstream."""
 
+import gzip
+
 import pandas as pd
 import pytest
 
@@ -85,6 +87,27 @@ def test_wrong_delimiter(tmp_path):
         load_tables(str(tmp_path / "inter.csv"), str(tmp_path / "items.csv"))
 
 
+def test_a_column_named_twice_is_refused(tmp_path):
+    # pandas would read the second as "timestamp.1" and use the first silently
+    (tmp_path / "inter.csv").write_text("user_id,item_id,timestamp,timestamp\nu1,i1,1,2\n")
+    (tmp_path / "items.csv").write_text("item_id,categories\ni1,a\n")
+    with pytest.raises(DataValidationError, match=r"inter.csv: the header names column\(s\) 'timestamp' more than once"):
+        load_tables(str(tmp_path / "inter.csv"), str(tmp_path / "items.csv"))
+
+
+@pytest.mark.parametrize("name,content,needle", [
+    ("inter.csv", "user_id,item_id,timestamp\nu\xe91,i1,1\n".encode("latin-1"), "not UTF-8 text"),
+    ("inter.csv", b"PAR1" + bytes(range(128, 256)) * 8, "not UTF-8 text"),  # a binary file (Parquet) named .csv
+    ("inter.csv.gz", b"user_id,item_id,timestamp\nu1,i1,1\n", "not a readable gzip file"),
+    ("inter.csv.gz", gzip.compress(b"user_id,item_id,timestamp\nu1,i1,1\n" * 100)[:60], "not a readable gzip file"),
+], ids=["latin-1", "binary", "not gzip", "truncated gzip"])
+def test_a_file_that_is_not_csv_text_is_one_line(tmp_path, name, content, needle):
+    (tmp_path / name).write_bytes(content)
+    (tmp_path / "items.csv").write_text("item_id,categories\ni1,a\n")
+    with pytest.raises(DataValidationError, match=f"interactions table .*{name}: {needle}"):
+        load_tables(str(tmp_path / name), str(tmp_path / "items.csv"))
+
+
 def test_cli_reports_error_and_writes_nothing(tmp_path, capsys):
     from padirec.cli import main
 
@@ -110,3 +133,19 @@ def test_failure_keeps_previous_output_intact(tmp_path):
     with pytest.raises(DataValidationError):
         prepare(bad, items, None, out, Config().data)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("out", ["a_file", "a_file/below"])
+def test_an_out_folder_that_is_a_file_is_one_line(tmp_path, capsys, out):
+    from padirec.cli import main
+
+    inter, items = _tables()
+    inter.to_csv(tmp_path / "inter.csv", index=False)
+    items.assign(categories=["a", "b"] * 5).to_csv(tmp_path / "items.csv", index=False)
+    (tmp_path / "a_file").write_text("not a folder")
+    rc = main(["data", "--interactions", str(tmp_path / "inter.csv"), "--items", str(tmp_path / "items.csv"),
+               "--out", str(tmp_path / out)])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2 and err[-1] == f"padirec: error: {tmp_path / out}: " + \
+        ("File exists" if out == "a_file" else "Not a directory"), err
+    assert (tmp_path / "a_file").read_text() == "not a folder"

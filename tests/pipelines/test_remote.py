@@ -6,11 +6,13 @@ from pathlib import Path
 import pytest
 from kfp import compiler
 
+from padirec.cli import unreachable
 from padirec.config import load_config
 from padirec.errors import PadirecError
+from pipelines.cli import main
 from pipelines.padirec_pipeline import build_pipeline
 from pipelines.remote import recurring_run_request, schedule, submit, validate_cron
-from tests.servers import recording_kfp_api
+from tests.servers import free_port, recording_kfp_api
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,3 +73,50 @@ def test_submit_sends_a_run(package):
     assert body["display_name"].startswith("ml100k-sasrec-")
     assert "config_json" in body["runtime_config"]["parameters"]
     assert body["runtime_config"]["parameters"]["data_version"].isdigit()  # the submission time
+
+
+TRACKING = {"tracking.uri": "https://alice:hunter22@mlflow.example/"}
+TABLES = {"data.source": "tables", "data.interactions": "s3://AKIAKEY:hunter22@bucket/i.csv"}
+
+
+@pytest.mark.parametrize("send,overrides,data_version,key", [
+    ("submit", TRACKING, "", "config_json.tracking.uri"),
+    ("schedule", TRACKING, "", "config_json.tracking.uri"),
+    ("schedule", TABLES, "", "config_json.data.interactions"),
+    ("submit", {}, "s3://AKIAKEY:hunter22@bucket/snapshot", "data_version"),
+])
+def test_credentials_never_travel_in_a_run_parameter(package, send, overrides, data_version, key):
+    cfg = load_config(ROOT / "configs" / "ml100k.yaml", {"tracking.uri": "http://mlflow.padirec.svc:5000", **overrides})
+    with recording_kfp_api() as (host, log), pytest.raises(PadirecError, match=f"^{key}: .* holds credentials") as e:
+        if send == "submit":
+            submit(cfg, host, package, data_version=data_version)
+        else:
+            schedule(cfg, host, "0 0 3 * * *", package)
+    assert "hunter22" not in str(e.value) and "alice" not in str(e.value)
+    assert not [b for m, p, b in log if m == "POST"], "nothing is sent"
+
+
+@pytest.mark.parametrize("command", [["submit"], ["schedule", "--cron", "0 0 3 * * *"]])
+def test_a_server_that_cannot_be_reached_is_one_line(package, command, capsys):
+    host = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    rc = main([*command, "--host", host, "--package", str(package), "--config", str(ROOT / "configs" / "smoke.yaml"),
+               "--tracking-uri", "http://mlflow.padirec.svc:5000"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err == f"padirec: error: cannot reach {host}: Connection refused\n"
+
+
+def test_a_failed_connection_is_named_wherever_it_is_wrapped():
+    import requests
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(requests.ConnectionError) as e:
+        requests.get(url, timeout=5)
+    try:  # as MLflow's client wraps it: raised while handling
+        raise RuntimeError(f"API request to {url} failed")
+    except RuntimeError as wrapped:
+        wrapped.__context__ = e.value
+        assert unreachable(wrapped) == f"cannot reach {url}: Connection refused"
+    assert unreachable(ValueError("not a connection")) is None
+    assert unreachable(ConnectionResetError(104, "Connection reset by peer")) == \
+        "cannot reach the server: Connection reset by peer"

@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 from padirec.cli import main
 from padirec.config import Config, TrackingConfig, load_config
 from padirec.data.config import DataConfig
+from padirec.errors import ConfigError
 from padirec.promotion import check_model_name
 from padirec.tracking.champion import promote
 from padirec.tracking.registry import (
@@ -73,7 +74,7 @@ def test_smoke_and_test_configurations_register_under_their_own_name():
             assert cfg.tracking.registered_model != PRODUCTION_MODEL, path
     # whatever a test builds, synthetic data is refused the production name before anything is logged
     synthetic = dataclasses.replace(Config(), data=DataConfig(source="synthetic"), tracking=TrackingConfig())
-    with pytest.raises(PromotionError, match="tracking.registered_model: 'padirec-recommender' is the production"):
+    with pytest.raises(ConfigError, match="tracking.registered_model: 'padirec-recommender' is the production"):
         check_model_name(synthetic)
     check_model_name(dataclasses.replace(synthetic, tracking=TrackingConfig(registered_model=MODEL)))
     check_model_name(Config())  # MovieLens under the production name is what production does

@@ -12,9 +12,10 @@ import pytest
 from mlflow import MlflowClient
 
 from padirec.config import load_config
+from padirec.core.secrets import refuse_credentials
 from padirec.errors import PadirecError
 from padirec.tracking.core import TrackingError
-from pipelines.run_local import _local_tracking, new_run_folder, refuse_credentials, run_local
+from pipelines.run_local import _local_tracking, new_run_folder, run_local
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,9 +61,9 @@ def test_credentials_in_the_tracking_uri_move_to_the_environment(tmp_path, monke
 def test_a_setting_holding_credentials_is_refused():
     cfg = _smoke(**{"data.source": "tables", "data.interactions": "s3://AKIAKEY:s3cr3tv4lue@bucket/i.csv"})
     with pytest.raises(PadirecError, match=r"^data.interactions: s3://\*\*\*@bucket/i.csv holds credentials") as e:
-        refuse_credentials(cfg)
+        refuse_credentials(cfg.to_dict())
     assert "s3cr3tv4lue" not in str(e.value)
-    refuse_credentials(_smoke())
+    refuse_credentials(_smoke().to_dict())
 
 
 @pytest.mark.slow

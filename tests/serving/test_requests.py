@@ -58,7 +58,8 @@ def test_k_as_whole_float_is_accepted(rec):
 
 
 @pytest.mark.parametrize("ts,needle", [([1, 2], "2 values for 3"), ([1, 2, float("nan")], "finite"), ([1, 2, -1], "non-negative"),
-                                       ("abc", "list of numbers"), ([1, 2, "noon"], "list of numbers"), (5, "list of numbers")])
+                                       ("abc", "list of numbers"), ([1, 2, "noon"], "list of numbers"), (5, "list of numbers"),
+                                       ("123", "list of numbers"), ({"a": 1, "b": 2, "c": 3}, "list of numbers")])
 def test_bad_timestamps(rec, ts, needle):
     with pytest.raises(RequestError, match=f"timestamps.*{needle}|{needle}"):
         rec.recommend(_history(rec), [0.5, 0.5], timestamps=ts)
