@@ -39,9 +39,11 @@ log = logging.getLogger("padirec")
 
 PAPER_BACKBONES = ("sasrec", "gru4rec", "tisasrec", "lrurec")  # Table 1 of the paper
 PRESETS = {"table1": {"backbones": PAPER_BACKBONES, "config": "configs/paper.yaml"}}
-FIGURES = ("avg_hv", "pearson_ra", "pearson_rd", "reward", "regret")
+FIGURES = ("avg_hv", "pearson_ra", "pearson_rd", "reward", "regret", "dominated", "tracking_ndcg",
+           "tracking_alpha_ndcg")
 LABELS = {"avg_hv": "Avg.HV", "pearson_ra": "Pearson r-a", "pearson_rd": "Pearson r-d",
-          "reward": "reward", "regret": "regret"}
+          "reward": "reward", "regret": "regret", "dominated": "tasks dominated by Retrain",
+          "tracking_ndcg": "tracking error NDCG", "tracking_alpha_ndcg": "tracking error alpha-NDCG"}
 DISPLAY = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "tisasrec": "TiSASRec", "lrurec": "LRURec"}
 REPORT = "**/evaluate/report/report.json"  # the evaluate step's report
 RESULT = "experiment.json"
@@ -232,6 +234,45 @@ def mean_sd(values: Sequence[float | None]) -> dict[str, Any]:
     return {"mean": mean, "sd": sd, "n": n, "values": list(values)}
 
 
+def interval_over_seeds_and_users(stat: dict[str, Any], user_cis: Sequence[Any], confidence: float = 0.95,
+                                  ) -> list[float] | None:
+    """``[lo, hi]`` around the mean over seeds that holds both noises: the seeds' (the standard error
+    ``sd / sqrt(n)`` with Student's t, n - 1 degrees of freedom) and the users' (each run's paired
+    bootstrap interval ``user_cis`` read as a normal one, its standard error averaged over the runs;
+    every run scores the same users, so that part does not shrink with more seeds). The two are
+    independent, so their variances add. ``None`` below two seeds; the seeds' part alone when no run
+    has a user interval."""
+    from scipy import stats
+
+    if stat["mean"] is None or stat["n"] < 2:
+        return None
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    t = stats.t.ppf(0.5 + confidence / 2, stat["n"] - 1)
+    widths = [(ci[1] - ci[0]) / (2 * z) for ci in user_cis
+              if isinstance(ci, list | tuple) and len(ci) == 2 and None not in ci]
+    user_se = math.fsum(widths) / len(widths) if widths else 0.0
+    half = math.sqrt((t * stat["sd"] / math.sqrt(stat["n"])) ** 2 + (z * user_se) ** 2)
+    return [stat["mean"] - half, stat["mean"] + half]
+
+
+def summary_value(row: dict[str, Any], figure: str, k: int) -> float | None:
+    """One figure of a method's report summary: a top-level figure, or ``dominated`` (tasks where
+    Retrain's point dominates the method's) and ``tracking_<metric>`` (its mean |method - Retrain|)."""
+    if figure == "dominated":
+        return ((row.get("dominance") or {}).get("counts") or {}).get("dominated")
+    if figure.startswith("tracking_"):
+        metric = f"{figure.removeprefix('tracking_')}@{k}"
+        return ((row.get("tracking_error") or {}).get(metric) or {}).get("mean")
+    return row.get(figure)
+
+
+def _figure(per_seed: Sequence[dict[str, Any]], method: str, figure: str) -> dict[str, Any]:
+    """``mean_sd`` of one summary figure over the seeds' reports, with ``interval`` (seeds and users)."""
+    rows = [rep["summary"].get(method) or {} for rep in per_seed]
+    stat = mean_sd([summary_value(r, figure, rep["k"]) for r, rep in zip(rows, per_seed, strict=True)])
+    return {**stat, "interval": interval_over_seeds_and_users(stat, [r.get(f"{figure}_ci") for r in rows])}
+
+
 def summarise_cells(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
     """Read every cell's report and aggregate over seeds, per backbone and method: the ``FIGURES``
     (``summary``), the median response time (``response_time``) and the metrics per grid task
@@ -253,8 +294,7 @@ def summarise_cells(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict
     curves: dict[str, Any] = {}
     for backbone in meta["backbones"]:
         per_seed = [reports[(backbone, s)] for s in seeds]
-        summary[backbone] = {m: {f: mean_sd([(rep["summary"].get(m) or {}).get(f) for rep in per_seed])
-                                 for f in (*FIGURES, "front_hv")} for m in methods}
+        summary[backbone] = {m: {f: _figure(per_seed, m, f) for f in (*FIGURES, "front_hv")} for m in methods}
         response[backbone] = {m: mean_sd([((rep.get("response_time") or {}).get(m) or {}).get("median_s")
                                           for rep in per_seed]) for m in methods}
         curves[backbone] = {m: {metric: [mean_sd([_cell(rep, m, t, metric) for rep in per_seed])
@@ -303,7 +343,11 @@ def render_table1(result: dict[str, Any]) -> str:
     n = len(result["seeds"])
     lines = [f"# Table 1: controllability on {result['dataset']}", "", *_header(result),
              "Reward: mean over tasks of sum_j w_j z_j (each objective on a scale fixed by the run's Retrain: "
-             "its worst pure-task value -> 0, its best -> 1); regret: Retrain's reward minus the method's (lower is better); Avg.HV: the paper's metric.",
+             "its worst pure-task value -> 0, its best -> 1); regret: Retrain's reward minus the method's (lower is "
+             "better); Avg.HV: the paper's metric; tasks dominated by Retrain: grid tasks where Retrain's point is at "
+             "least as good on every objective and better on one; tracking error: mean over tasks of |method - "
+             "Retrain|. `[lo, hi]`: a 95% interval of the mean over the seeds that holds the seeds' noise (t) and "
+             "the users' (each run's paired bootstrap), where the runs have both.",
              ""]
     for backbone in result["backbones"]:
         lines += [f"## {DISPLAY.get(backbone, backbone)}", "",
@@ -311,9 +355,15 @@ def render_table1(result: dict[str, Any]) -> str:
                   "|---|" + "---|" * len(FIGURES)]
         for m in result["methods"]:
             stats = result["summary"][backbone][m]
-            lines.append(f"| {m} | " + " | ".join(fmt(stats[f], n) for f in FIGURES) + " |")
+            lines.append(f"| {m} | " + " | ".join(_with_interval(stats[f], n) for f in FIGURES) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _with_interval(stat: dict[str, Any], seeds: int) -> str:
+    """``mean ± sd [lo, hi]``: the interval over seeds and users (``interval_over_seeds_and_users``)."""
+    lo_hi = stat.get("interval")
+    return fmt(stat, seeds) + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
 
 
 def render_table2(result: dict[str, Any]) -> str:

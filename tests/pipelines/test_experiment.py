@@ -16,12 +16,14 @@ from padirec.evaluation.report import build_report
 from pipelines.cli import main
 from pipelines.experiment import (
     data_overrides,
+    interval_over_seeds_and_users,
     mean_sd,
     plan,
     render_table1,
     render_table2,
     run_experiment,
     summarise_cells,
+    summary_value,
     write_outputs,
 )
 
@@ -94,9 +96,11 @@ def test_tables_hold_mean_and_sd_over_seeds(tmp_path):
     assert table1 == render_table1(result)
     sections = table1.split("## ")
     assert sections[1].startswith("SASRec") and sections[2].startswith("GRU4Rec")
-    assert "| padirec | 0.200 ± 0.100 | 0.900 ± 0.000 | 0.800 ± 0.000 | 0.600 ± 0.000 | 0.010 ± 0.010 |" in sections[1]
-    assert "| padirec | 0.700 ± 0.100 |" in sections[2]
-    assert "| soup | 0.100 ± 0.000 | n/a | n/a |" in sections[1]  # undefined in every seed
+    # mean ± sd [the 95% interval over the seeds: t(0.975, 2) = 4.303 times sd / sqrt(3)]
+    assert ("| padirec | 0.200 ± 0.100 [-0.048, 0.448] | 0.900 ± 0.000 [0.900, 0.900] | 0.800 ± 0.000 [0.800, "
+            "0.800] | 0.600 ± 0.000 [0.600, 0.600] | 0.010 ± 0.010 [-0.015, 0.035] | n/a | n/a | n/a |") in sections[1]
+    assert "| padirec | 0.700 ± 0.100 [0.452, 0.948] |" in sections[2]
+    assert "| soup | 0.100 ± 0.000 [0.100, 0.100] | n/a | n/a |" in sections[1]  # undefined in every seed
     table2 = (tmp_path / "out" / "table2.md").read_text()
     assert table2 == render_table2(result)
     assert "| padirec | 2.00 ± 1.00 ms | 2.00 ± 1.00 ms |" in table2
@@ -106,9 +110,26 @@ def test_tables_hold_mean_and_sd_over_seeds(tmp_path):
     assert outputs == ["table1.md", "table2.md", "fig3.png"]
 
 
+def test_the_interval_holds_the_seeds_and_the_users_noise():
+    stat = mean_sd([0.0, 0.01, 0.02])
+    seeds_only = interval_over_seeds_and_users(stat, [None, None, None])
+    assert seeds_only == pytest.approx([0.01 - 0.024841, 0.01 + 0.024841], abs=1e-6)
+    # each run's user interval [-0.02, 0.04] is a standard error of 0.06 / 3.92; the users are the
+    # same in every run, so it adds whole: sqrt(0.024841^2 + (1.96 * 0.015306)^2) = 0.038946
+    both = interval_over_seeds_and_users(stat, [[-0.02, 0.04]] * 3)
+    assert both == pytest.approx([0.01 - 0.038946, 0.01 + 0.038946], abs=1e-5)
+    assert interval_over_seeds_and_users(mean_sd([0.5]), [[0.4, 0.6]]) is None  # one seed: no seeds' spread
+
+
+def test_dominance_and_tracking_error_are_read_from_the_summary():
+    row = {"dominance": {"counts": {"dominated": 2}}, "tracking_error": {"ndcg@10": {"mean": 0.01}}, "reward": 0.5}
+    assert summary_value(row, "dominated", 10) == 2 and summary_value(row, "tracking_ndcg", 10) == 0.01
+    assert summary_value(row, "reward", 10) == 0.5 and summary_value({}, "tracking_alpha_ndcg", 10) is None
+
+
 def test_a_seed_with_an_undefined_figure_is_left_out_and_counted(tmp_path):
     result = summarise_cells(_cells(tmp_path, ("sasrec",), hv_none_at=("sasrec", 2)), _meta(("sasrec",), (0, 1, 2)))
-    assert "| padirec | 0.150 ± 0.071 (2/3) |" in render_table1(result)
+    assert "| padirec | 0.150 ± 0.071 (2/3) [" in render_table1(result)
 
 
 def test_one_seed_gives_the_mean_alone(tmp_path):
