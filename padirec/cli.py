@@ -119,13 +119,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from padirec.tracking import resolve_tracking_uri
-    from padirec.tracking.champion import GateThresholds, promote
+    from padirec.tracking.promotion import gate, promote
 
     cfg = load_config_from_args(args)
     uri = resolve_tracking_uri(cfg.tracking.uri, Path(cfg.run_dir).resolve())
     p = cfg.promotion
-    result = promote(uri, args.model or cfg.tracking.registered_model, str(args.version),
-                     GateThresholds(p.min_avg_hv, p.min_pearson_ra, p.min_pearson_rd),
+    result = promote(uri, args.model or cfg.tracking.registered_model, str(args.version), gate(cfg),
                      allow_other_data=args.allow_other_data or p.allow_other_data, on_failing_champion=p.on_failing_champion)
     print(json.dumps(result, indent=2))
     return 0

@@ -29,8 +29,8 @@ from padirec.diffusion.stage import train_generator_stage
 from padirec.evaluation.stage import evaluate_stage
 from padirec.finite import finite_metadata
 from padirec.progress import setup_logging
-from padirec.promotion import register_and_promote_stage
 from padirec.tracking import MlflowTracker, finish_pipeline_run, step_tracker
+from padirec.tracking.promotion import register_and_promote_stage
 
 log = logging.getLogger("padirec")
 

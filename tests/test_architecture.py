@@ -28,7 +28,7 @@ FLOORS: list[tuple[str, list[str]]] = [
     ("methods", ["padirec.methods"]),
     ("config", ["padirec.config", "padirec.config_checks"]),  # composes every section; reads the registries below it
     ("evaluation", ["padirec.evaluation"]),
-    ("tracking/serving", ["padirec.tracking", "padirec.serving", "padirec.promotion", "padirec.cache",
+    ("tracking/serving", ["padirec.tracking", "padirec.serving", "padirec.cache",
                           "padirec.recommend_cli"]),
     ("commands", ["padirec.cli", "padirec.__main__", "padirec.steps"]),  # steps: what the components call
 ]

@@ -18,8 +18,8 @@ from padirec.artifacts import write_manifest
 from padirec.config import Config, TrackingConfig, load_config
 from padirec.evaluation.summary import summarise
 from padirec.finite import finite, finite_metadata
-from padirec.promotion import register_and_promote_stage
 from padirec.tracking import KFP_RUN_ID_ENV, step_tracker
+from padirec.tracking.promotion import register_and_promote_stage
 
 ROOT = Path(__file__).resolve().parents[2]
 
