@@ -67,7 +67,7 @@ def main() -> None:
     from padirec.evaluation.sweep import run_sweep
     from padirec.methods.padirec import PaDiRec
     from padirec.methods.registry import build_methods, method_with_role
-    from padirec.progress import setup_logging
+    from padirec.runtime.progress import setup_logging
 
     setup_logging()
     torch.set_num_threads(args.threads)

@@ -17,10 +17,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from padirec.artifacts import atomic_write
 from padirec.core.typed_config import yaml_load
 from padirec.errors import PadirecError
-from padirec.progress import setup_logging
+from padirec.runtime.artifacts import atomic_write
+from padirec.runtime.progress import setup_logging
 
 log = logging.getLogger("padirec")
 DEFAULT_CONFIG = "configs/ml100k.yaml"

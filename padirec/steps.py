@@ -20,15 +20,15 @@ from typing import Any
 from padirec.adapters.features_stage import features_stage, topk_size
 from padirec.adapters.stage import build_adapters_stage, merge_adapter_banks
 from padirec.backbones.stage import train_backbone_stage
-from padirec.cache import cache_key, run_cached
-from padirec.compute import set_torch_threads
 from padirec.config import Config, config_from_json
 from padirec.core.tracker import Tracker
 from padirec.data.stage import run_data_stage
 from padirec.diffusion.stage import train_generator_stage
 from padirec.evaluation.stage import evaluate_stage
-from padirec.finite import finite_metadata
-from padirec.progress import setup_logging
+from padirec.runtime.cache import cache_key, run_cached
+from padirec.runtime.compute import set_torch_threads
+from padirec.runtime.finite import finite_metadata
+from padirec.runtime.progress import setup_logging
 from padirec.tracking import MlflowTracker, finish_pipeline_run, step_tracker
 from padirec.tracking.promotion import register_and_promote_stage
 

@@ -19,8 +19,7 @@ PACKAGE = ROOT / "padirec"
 
 # (floor, module prefixes): a module belongs to the floor of its longest matching prefix
 FLOORS: list[tuple[str, list[str]]] = [
-    ("ground", ["padirec", "padirec.core", "padirec.errors", "padirec.artifacts", "padirec.seeding",
-                "padirec.progress", "padirec.storage", "padirec.finite", "padirec.compute"]),
+    ("ground", ["padirec", "padirec.core", "padirec.errors", "padirec.runtime"]),
     ("data", ["padirec.data"]),
     ("backbones", ["padirec.backbones"]),
     ("adapters", ["padirec.adapters"]),
@@ -28,8 +27,7 @@ FLOORS: list[tuple[str, list[str]]] = [
     ("methods", ["padirec.methods"]),
     ("config", ["padirec.config", "padirec.config_checks"]),  # composes every section; reads the registries below it
     ("evaluation", ["padirec.evaluation"]),
-    ("tracking/serving", ["padirec.tracking", "padirec.serving", "padirec.cache",
-                          "padirec.recommend_cli"]),
+    ("tracking/serving", ["padirec.tracking", "padirec.serving", "padirec.recommend_cli"]),
     ("commands", ["padirec.cli", "padirec.__main__", "padirec.steps"]),  # steps: what the components call
 ]
 FORBIDDEN = ("kfp", "pipelines", "components")  # the library knows nothing of the pipeline around it

@@ -10,8 +10,8 @@ import threading
 import pytest
 from mlflow import MlflowClient
 
-from padirec.artifacts import write_manifest
 from padirec.config import Config, TrackingConfig
+from padirec.runtime.artifacts import write_manifest
 from padirec.tracking import KFP_RUN_ID_ENV, step_tracker
 from padirec.tracking.model_registry import CHECKSUM_TAG, register_system
 from padirec.tracking.promotion import (

@@ -100,7 +100,7 @@ def system_checksum(system_dir: str | Path) -> str:
     same checksum wherever and whenever they were written."""
     import hashlib
 
-    from padirec.artifacts import sha256_file
+    from padirec.runtime.artifacts import sha256_file
 
     root = Path(system_dir)
     lines = [f"{p.relative_to(root).as_posix()}:{sha256_file(p)}" for p in sorted(root.rglob("*")) if p.is_file()]

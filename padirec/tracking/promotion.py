@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from padirec.artifacts import read_manifest
 from padirec.core.utilities import metric_key
 from padirec.evaluation.response_time import speedup
-from padirec.finite import finite_metadata
+from padirec.runtime.artifacts import read_manifest
+from padirec.runtime.finite import finite_metadata
 from padirec.serving import build_system
 from padirec.tracking import MlflowTracker, Tracker, kfp_run_id
 from padirec.tracking.core import dataset_reference
