@@ -59,7 +59,7 @@ def main() -> None:
                     help="change a setting of the run's config for this study (a method's, a sampler's)")
     args = ap.parse_args()
 
-    from padirec.cli import _overrides
+    from padirec.commands.cli import _overrides
     from padirec.config import _set_dotted, config_from_dict
     from padirec.core.tasks import grid
     from padirec.evaluation.report import jsonable

@@ -1,4 +1,4 @@
-"""Thin KFP components: each translates artifacts to paths and calls one function of ``padirec.steps``.
+"""Thin KFP components: each translates artifacts to paths and calls one function of ``padirec.commands.steps``.
 
 Component functions are plain functions here; ``build(image)`` turns them into KFP components on
 the given image (the project image; a compile-time parameter, never ``latest``). Imports live

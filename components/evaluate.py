@@ -5,7 +5,7 @@ def evaluate_component(config_json: str, data: Input[Dataset], backbone: Input[M
                        bank: Input[Dataset], generator: Input[Model], report: Output[Artifact]):
     """The response time of every method on new tasks, then every method x every task of the grid
     -> report.json, report.md, plots."""
-    from padirec import steps
+    from padirec.commands import steps
 
     report.metadata.update(steps.evaluate_step(config_json, data.path, backbone.path, features.path, bank.path,
                                                generator.path, report.path))

@@ -27,8 +27,8 @@ FLOORS: list[tuple[str, list[str]]] = [
     ("methods", ["padirec.methods"]),
     ("config", ["padirec.config", "padirec.config_checks"]),  # composes every section; reads the registries below it
     ("evaluation", ["padirec.evaluation"]),
-    ("tracking/serving", ["padirec.tracking", "padirec.serving", "padirec.recommend_cli"]),
-    ("commands", ["padirec.cli", "padirec.__main__", "padirec.steps"]),  # steps: what the components call
+    ("tracking/serving", ["padirec.tracking", "padirec.serving"]),
+    ("commands", ["padirec.commands", "padirec.__main__"]),  # commands.steps: what the components call
 ]
 FORBIDDEN = ("kfp", "pipelines", "components")  # the library knows nothing of the pipeline around it
 

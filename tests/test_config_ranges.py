@@ -123,7 +123,7 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
 
 
 def test_numbers_follow_yaml_1_2(tmp_path):
-    from padirec.cli import _overrides
+    from padirec.commands.cli import _overrides
 
     assert _overrides(["backbone.lr=1e-3", "backbone.epochs=5"]) == {"backbone.lr": 0.001, "backbone.epochs": 5}
     (tmp_path / "c.yaml").write_text("backbone:\n  lr: 3e-4\n")

@@ -86,7 +86,7 @@ def test_wrong_delimiter(tmp_path):
 
 
 def test_cli_reports_error_and_writes_nothing(tmp_path, capsys):
-    from padirec.cli import main
+    from padirec.commands.cli import main
 
     inter, items = _tables()
     inter.loc[0, "item_id"] = None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from padirec.cli import main
+from padirec.commands.cli import main
 from padirec.config import Config, TrackingConfig, load_config
 from padirec.data.config import DataConfig
 from padirec.tracking.model_registry import (

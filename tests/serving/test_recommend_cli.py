@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from padirec.cli import main
+from padirec.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -110,7 +110,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from padirec.recommend_cli import recommend_for_user
+    from padirec.commands.recommend import recommend_for_user
 
     print(recommend_for_user(args.data, args.user, _weights(args.weights), system=args.system,
                              model_uri=args.model_uri, k=args.k))
