@@ -25,7 +25,7 @@ FLOORS: list[tuple[str, list[str]]] = [
     ("adapters", ["padirec.adapters"]),
     ("diffusion", ["padirec.diffusion"]),
     ("methods", ["padirec.methods"]),
-    ("config", ["padirec.config", "padirec.config_checks"]),  # composes every section; reads the registries below it
+    ("config", ["padirec.config"]),  # composes every section; reads the registries below it
     ("evaluation", ["padirec.evaluation"]),
     ("tracking/serving", ["padirec.tracking", "padirec.serving"]),
     ("commands", ["padirec.commands", "padirec.__main__"]),  # commands.steps: what the components call

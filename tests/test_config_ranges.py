@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from padirec.config import Config, load_config
-from padirec.config_checks import INTERVALS, RANGES
+from padirec.config.checks import INTERVALS, RANGES
 from padirec.errors import ConfigError
 from padirec.methods.registry import METHODS
 from pipelines.cli import main
@@ -87,7 +87,7 @@ def test_a_value_of_the_wrong_type_names_the_key(key, value):
 
 
 def _default(key: str):
-    from padirec.config_checks import lookup
+    from padirec.config.checks import lookup
 
     return lookup(Config(), key)
 
