@@ -10,10 +10,10 @@ IMAGE  ?= padirec:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(
 # Every install goes through the torch pin, so nothing can pull a CUDA build on a CPU machine.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help venv lock run test test-fast lint compile images deploy-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving gpu-check bench-hotspots bench-scale readme-results readme-paper clean paper model-image
+.PHONY: help venv lock clean run compile paper readme-results readme-paper test test-fast lint images deploy-image model-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving bench-hotspots bench-scale gpu-check run-folder
 
-help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+help: ## list the targets, by group
+	@awk -F':.*## ' '/^##@ /{printf "\n%s\n", substr($$0, 5)} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The hashed locks, then torch on its own (its CPU and CUDA builds are different files).
 $(STAMP): pyproject.toml requirements.lock requirements-dev.lock constraints.txt
@@ -23,10 +23,35 @@ $(STAMP): pyproject.toml requirements.lock requirements-dev.lock constraints.txt
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+##@ Set-up
+
 venv: $(STAMP) ## create or refresh .venv from the pinned requirements
+
+lock: ## re-resolve requirements.lock and requirements-dev.lock (with hashes) from the .in files; needs uv
+	uv pip compile --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --quiet requirements.in -o requirements.lock
+	uv pip compile --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --quiet requirements-dev.in -c requirements.lock -o requirements-dev.lock
+
+clean: ## remove build outputs (keeps .venv and runs/)
+	rm -rf dist build .pytest_cache .ruff_cache
+
+##@ Pipeline
 
 run: $(STAMP) ## run the whole pipeline locally on the default config (MovieLens-100K)
 	$(PY) -m pipelines run --config $(CONFIG)
+
+compile: $(STAMP) ## compile the pipeline to dist/padirec_pipeline.yaml (IMAGE=... to choose the image)
+	$(PY) -m pipelines compile --out dist/padirec_pipeline.yaml --image $(IMAGE)
+
+paper: $(STAMP) ## the paper's Table 1, Table 2 and Figure 3: 4 backbones x 3 seeds on ML-100K (docs/experiment.md; 2 h 3 min measured on 2 cores)
+	$(PY) -m pipelines experiment table1 --config configs/paper.yaml --seeds 3
+
+readme-results: $(STAMP) ## write the README's results section from the newest run folder (after make run)
+	$(PY) tools/readme_results.py
+
+readme-paper: $(STAMP) ## write the README's paper section (Tables 1, 2, Figure 3) from make paper's output
+	$(PY) tools/readme_results.py --experiment runs/experiments/paper-ml-100k
+
+##@ Quality
 
 test: $(STAMP) ## run the test suite
 	$(PY) -m pytest -q
@@ -37,8 +62,7 @@ test-fast: $(STAMP) ## the tests without the slow end-to-end ones
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check padirec components pipelines tests benchmarks tools
 
-compile: $(STAMP) ## compile the pipeline to dist/padirec_pipeline.yaml (IMAGE=... to choose the image)
-	$(PY) -m pipelines compile --out dist/padirec_pipeline.yaml --image $(IMAGE)
+##@ Images and cluster
 
 images: ## build the CUDA and CPU images (needs a Docker engine; see images/build.sh for BASE, PIP_* and TORCH_WHEELS), tagged <version>-<commit>
 	images/build.sh cuda $(IMAGE)
@@ -47,33 +71,38 @@ images: ## build the CUDA and CPU images (needs a Docker engine; see images/buil
 deploy-image: ## set the image of the production overlay: make deploy-image IMAGE=registry.example.com/padirec:<version>-<commit>
 	$(PY) manifests/set_image.py $(IMAGE)
 
-lock: ## re-resolve requirements.lock and requirements-dev.lock (with hashes) from the .in files; needs uv
-	uv pip compile --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --quiet requirements.in -o requirements.lock
-	uv pip compile --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --quiet requirements-dev.in -c requirements.lock -o requirements-dev.lock
+model-image: $(STAMP) ## the serving image of a registered model from MLflow's build-docker Dockerfile (MODEL_URI, TRACKING_URI, MODEL_TAG, BASE, TORCH=cpu|cuda; docs/serving.md)
+	$(PY) tools/model_image.py $(if $(MODEL_URI),--model-uri '$(MODEL_URI)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)') $(if $(MODEL_TAG),--tag '$(MODEL_TAG)') $(if $(BASE),--base '$(BASE)') --torch $(or $(TORCH),cpu)
 
-# Benchmarks read the newest run folder (`make run` first): its prepared data, backbone and bank.
-LAST_RUN      = $(shell ls -td runs/*-*/ 2>/dev/null | head -1)
-LAST_DATA     = $(firstword $(wildcard $(LAST_RUN)*/prepare-data/data))
-LAST_BACKBONE = $(firstword $(wildcard $(LAST_RUN)*/train-backbone/backbone))
+##@ Benchmarks (benchmarks/README.md)
 
-bench-backbones: $(STAMP) ## train the four backbones on MovieLens-100K (the last run's data) and print the table
-	$(PY) benchmarks/bench_backbones.py --data $(LAST_DATA)
+# The benchmarks that re-read a finished run take RUN=runs/<name>-<time>; by default the newest
+# run folder (`make run` first), named on the first line they print.
+RUN          ?= $(shell ls -td runs/*-*/ 2>/dev/null | head -1)
+RUN_DIR       = $(RUN:%/=%)/
+RUN_DATA      = $(firstword $(wildcard $(RUN_DIR)*/prepare-data/data))
+RUN_BACKBONE  = $(firstword $(wildcard $(RUN_DIR)*/train-backbone/backbone))
 
-bench-adapters: $(STAMP) ## batched vs sequential adapter training, and the default bank's wall time
-	$(PY) benchmarks/bench_adapters.py --data $(LAST_DATA) --backbone $(LAST_BACKBONE)
+SAY_RUN       = echo "run folder: $(RUN_DIR)$(if $(filter file,$(origin RUN)), (the newest; RUN=... picks another))"
 
+run-folder:
+	@$(if $(RUN),$(SAY_RUN),echo "no run folder: make run first, or give RUN=runs/<name>-<time>"; exit 2)
 
-bench-generation: $(STAMP) ## sampler x steps x samples: latency and validation Pearson/reward, on the last run (--split valid)
-	$(PY) benchmarks/bench_generation.py $(if $(LAST_RUN),--run $(LAST_RUN))
+bench-backbones: $(STAMP) run-folder ## train the four backbones on MovieLens-100K (the run's data) and print the table
+	$(PY) benchmarks/bench_backbones.py --data $(RUN_DATA)
 
-bench-conditioning: $(STAMP) ## the five DiT conditioning strategies (paper RQ3) on the last run
-	$(PY) benchmarks/conditioning.py --run $(LAST_RUN) --out $(LAST_RUN)conditioning.json
+bench-adapters: $(STAMP) run-folder ## batched vs sequential adapter training, and the default bank's wall time (the run's data and backbone)
+	$(PY) benchmarks/bench_adapters.py --data $(RUN_DATA) --backbone $(RUN_BACKBONE)
 
-bench-serving: $(STAMP) ## 2,000 requests from 8 clients to mlflow models serve on 127.0.0.1
-	$(PY) benchmarks/bench_serving.py --system $(firstword $(wildcard $(LAST_RUN)*/register-and-promote/system))
+bench-generation: $(STAMP) ## sampler x steps x samples: latency and validation Pearson/reward, on the run (--split valid); without one, on a bank of its own
+	@$(if $(RUN),$(SAY_RUN),echo "no run folder: bench_generation.py's bank mode")
+	$(PY) benchmarks/bench_generation.py $(if $(RUN),--run $(RUN_DIR))
 
-gpu-check: ## on a machine with one NVIDIA GPU, no Docker: CUDA torch in a fresh venv, the pipeline on cuda vs cpu (times, agreement), bench_scale
-	scripts/gpu_check.sh
+bench-conditioning: $(STAMP) run-folder ## the five DiT conditioning strategies (paper RQ3) on the run
+	$(PY) benchmarks/conditioning.py --run $(RUN_DIR) --out $(RUN_DIR)conditioning.json
+
+bench-serving: $(STAMP) run-folder ## 2,000 requests from 8 clients to mlflow models serve on 127.0.0.1 (the run's system)
+	$(PY) benchmarks/bench_serving.py --system $(firstword $(wildcard $(RUN_DIR)*/register-and-promote/system))
 
 bench-hotspots: $(STAMP) ## the ML-1M-sized CPU hot spots (dropout masks, evaluator, validation, greedy lists), old vs new in one process
 	$(PY) benchmarks/bench_hotspots.py
@@ -81,17 +110,5 @@ bench-hotspots: $(STAMP) ## the ML-1M-sized CPU hot spots (dropout masks, evalua
 bench-scale: $(STAMP) ## the whole pipeline on ML-1M-format data: each step's wall time, peak memory, cost per unit (SCALE=1; STAGES=1 for the costly stages one by one, QUICK=1 for those at 0.25x, reduced)
 	$(PY) benchmarks/bench_scale.py $(if $(SCALE),--scale $(SCALE)) $(if $(or $(STAGES),$(QUICK)),--stages) $(if $(QUICK),--quick) --threads $(or $(THREADS),0)
 
-readme-results: $(STAMP) ## write the README's results section from the newest run folder (after make run)
-	$(PY) tools/readme_results.py
-
-readme-paper: $(STAMP) ## write the README's paper section (Tables 1, 2, Figure 3) from make paper's output
-	$(PY) tools/readme_results.py --experiment runs/experiments/paper-ml-100k
-
-clean: ## remove build outputs (keeps .venv and runs/)
-	rm -rf dist build .pytest_cache .ruff_cache
-
-paper: $(STAMP) ## the paper's Table 1, Table 2 and Figure 3: 4 backbones x 3 seeds on ML-100K (docs/experiment.md; 2 h 3 min measured on 2 cores)
-	$(PY) -m pipelines experiment table1 --config configs/paper.yaml --seeds 3
-
-model-image: $(STAMP) ## the serving image of a registered model from MLflow's build-docker Dockerfile (MODEL_URI, TRACKING_URI, MODEL_TAG, BASE, TORCH=cpu|cuda; docs/serving.md)
-	$(PY) tools/model_image.py $(if $(MODEL_URI),--model-uri '$(MODEL_URI)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)') $(if $(MODEL_TAG),--tag '$(MODEL_TAG)') $(if $(BASE),--base '$(BASE)') --torch $(or $(TORCH),cpu)
+gpu-check: ## on a machine with one NVIDIA GPU, no Docker: CUDA torch in a fresh venv, the pipeline on cuda vs cpu (times, agreement), bench_scale
+	scripts/gpu_check.sh

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from run_folder import run_inputs  # noqa: E402 (benchmarks/run_folder.py)
 
-from padirec.progress import setup_logging  # noqa: E402
+from padirec.runtime.progress import setup_logging  # noqa: E402
 
 GOAL_SLACK = 0.01  # the target: PaDiRec's reward >= Retrain's - 0.01
 FIGURES = ("reward", "regret", "pearson_ra", "pearson_rd")

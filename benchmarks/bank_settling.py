@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from band import newest_run, one_seed, run_config  # noqa: E402 (benchmarks/band.py)
 from run_folder import run_inputs  # noqa: E402 (benchmarks/run_folder.py)
 
-from padirec.progress import setup_logging  # noqa: E402
+from padirec.runtime.progress import setup_logging  # noqa: E402
 
 
 def train_variant(ctx, cfg):

@@ -26,7 +26,7 @@ from padirec.backbones.registry import build_backbone
 from padirec.core.layout import adapter_layout
 from padirec.core.tasks import sample_tasks
 from padirec.data.dataset import load_prepared
-from padirec.progress import setup_logging
+from padirec.runtime.progress import setup_logging
 
 
 def main() -> None:

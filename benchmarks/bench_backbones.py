@@ -23,7 +23,7 @@ import torch
 
 from padirec.backbones import BACKBONES, BackboneConfig
 from padirec.backbones.stage import train_backbone_stage
-from padirec.progress import setup_logging
+from padirec.runtime.progress import setup_logging
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -87,7 +87,7 @@ def valid_only(args: argparse.Namespace, overrides: dict) -> None:
     from padirec.backbones.registry import build_backbone
     from padirec.backbones.train import train_backbone
     from padirec.data.dataset import load_prepared
-    from padirec.seeding import pick_device, seed_everything
+    from padirec.runtime.seeding import pick_device, seed_everything
 
     data, device = load_prepared(args.data), pick_device(args.device)
     print("backbone | overrides | valid_ndcg@10 | valid_hr@10 | valid_alpha_ndcg@10 | epochs | best_epoch | "

@@ -50,7 +50,7 @@ from run_folder import find, run_inputs  # noqa: E402 (benchmarks/run_folder.py)
 
 from padirec.diffusion.config import GeneratorConfig  # noqa: E402
 from padirec.diffusion.generator import Generator  # noqa: E402
-from padirec.progress import setup_logging  # noqa: E402
+from padirec.runtime.progress import setup_logging  # noqa: E402
 
 # the recommendation: the fastest candidate whose reward is within this of the best candidate's (the
 # reward moves by a few thousandths between seeds, so a smaller edge is not a reason to be slower)

@@ -11,7 +11,7 @@ By default it runs the whole pipeline on them with ``configs/ml1m.yaml`` (``scal
 every step's wall time, peak memory and cost per unit, read back from MLflow and logged there).
 
 ``--stages`` prepares them instead and
-calls the library functions the pipeline steps call (``padirec/steps.py``), one stage at a time:
+calls the library functions the pipeline steps call (``padirec/commands/steps.py``), one stage at a time:
 
 - ``generate files``: the synthetic files; ``data``: validation + leave-one-out split (``run_data_stage``);
 - ``negatives``: one epoch's negative sampling of backbone training (``NegativeSampler.sample``);
@@ -47,11 +47,9 @@ from scale_pipeline import PeakMemory, run_pipeline
 
 from padirec.adapters.features import compute_features
 from padirec.adapters.train import backbone_topk, train_bank
-from padirec.artifacts import atomic_write_text
 from padirec.backbones.registry import build_backbone
 from padirec.backbones.train import NegativeSampler, train_backbone, training_windows
-from padirec.cli import _overrides
-from padirec.compute import THREADS_ENV
+from padirec.commands.cli import _overrides
 from padirec.config import load_config
 from padirec.core.layout import adapter_layout
 from padirec.core.tasks import random_tasks
@@ -61,6 +59,8 @@ from padirec.data.stage import run_data_stage
 from padirec.errors import PadirecError
 from padirec.methods.cmr import CMR
 from padirec.methods.retrain import Retrain
+from padirec.runtime.artifacts import atomic_write_text
+from padirec.runtime.compute import THREADS_ENV
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -130,7 +130,7 @@ def main() -> None:
     import pandas as pd
 
     from padirec.serving import SERVING_THREADS_ENV
-    from padirec.tracking.registry import save_pyfunc
+    from padirec.tracking.model_registry import save_pyfunc
 
     catalogue = pd.read_parquet(Path(args.system) / "catalogue.parquet")["source_id"].astype(str).tolist()
     rng = random.Random(0)

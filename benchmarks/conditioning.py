@@ -46,7 +46,7 @@ def main() -> None:
     from padirec.data.dataset import load_prepared
     from padirec.diffusion.train import train_generator
     from padirec.evaluation.summary import summarise
-    from padirec.progress import setup_logging
+    from padirec.runtime.progress import setup_logging
 
     setup_logging()
     run = Path(args.run)

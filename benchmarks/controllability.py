@@ -28,7 +28,7 @@ from padirec.backbones.checkpoint import load_backbone
 from padirec.core.layout import adapter_layout
 from padirec.core.tasks import grid
 from padirec.data.dataset import load_prepared
-from padirec.progress import setup_logging
+from padirec.runtime.progress import setup_logging
 
 
 def hypervolume_2d(points: np.ndarray) -> float:

@@ -25,7 +25,7 @@ split only (the test split is never read):
    ``w_fair``, paired (the same user draws for both adapters), with its interval: the fairness
    weight controls the gap where that interval excludes 0 and the gap falls.
 3. MMR with the fairness weight (``padirec.methods.mmr``, the per-user linearisation of
-   ``padirec.methods.fairness``), cross-fitted: the group signs are decided on one half of the
+   ``padirec.core.fairness``), cross-fitted: the group signs are decided on one half of the
    validation users (even rows) and the gap is measured on the other half (odd rows), so the
    measured change is not the noise the signs were chosen on.
 
@@ -208,11 +208,11 @@ def main() -> None:
     from padirec.adapters.train import train_bank
     from padirec.backbones import load_backbone
     from padirec.config import config_from_json
+    from padirec.core.fairness import group_signs
     from padirec.core.layout import adapter_layout
     from padirec.data.dataset import load_prepared
     from padirec.evaluation.uncertainty import bootstrap_counts, percentile_ci
     from padirec.methods.base import adapted_scores
-    from padirec.methods.fairness import group_signs
     from padirec.methods.mmr import MMR
 
     start = time.perf_counter()

@@ -3,7 +3,7 @@
 Runs ``padirec run`` (``pipelines.run_local``: KFP's local runner, every step a process of its own)
 on the generated files with ``configs/ml1m.yaml``, samples the resident memory of the whole
 process tree, then reads back from MLflow what each step's run recorded: ``step_seconds`` and
-``process_peak_rss_mb`` (``padirec.steps.step_cost``) and the step's own figures, for a cost per
+``process_peak_rss_mb`` (``padirec.commands.steps.step_cost``) and the step's own figures, for a cost per
 unit (per epoch, per adapter, per new task, per method x task). The table is printed and logged to
 MLflow as a run of its own (experiment ``<tracking.experiment>-bench``), tagged with the
 pipeline run's ``kfp.run_id``.

@@ -59,7 +59,7 @@ def main() -> None:
                     help="change a setting of the run's config for this study (a method's, a sampler's)")
     args = ap.parse_args()
 
-    from padirec.cli import _overrides
+    from padirec.commands.cli import _overrides
     from padirec.config import _set_dotted, config_from_dict
     from padirec.core.tasks import grid
     from padirec.evaluation.report import jsonable
@@ -67,7 +67,7 @@ def main() -> None:
     from padirec.evaluation.sweep import run_sweep
     from padirec.methods.padirec import PaDiRec
     from padirec.methods.registry import build_methods, method_with_role
-    from padirec.progress import setup_logging
+    from padirec.runtime.progress import setup_logging
 
     setup_logging()
     torch.set_num_threads(args.threads)

@@ -1,4 +1,4 @@
-"""Thin KFP components: each translates artifacts to paths and calls one function of ``padirec.steps``.
+"""Thin KFP components: each translates artifacts to paths and calls one function of ``padirec.commands.steps``.
 
 Component functions are plain functions here; ``build(image)`` turns them into KFP components on
 the given image (the project image; a compile-time parameter, never ``latest``). Imports live
@@ -8,28 +8,36 @@ inside the functions because KFP ships only the function's source to the contain
 
 from kfp import dsl
 
-from components.adapters import build_adapters, plan_shards
-from components.backbone import train_backbone
-from components.data import prepare_data
-from components.evaluate import evaluate
-from components.features import compute_features
-from components.finish import finish_run
-from components.generator import train_generator
-from components.register import register_and_promote
+from components.adapters import build_adapters_component, plan_shards_component
+from components.backbone import train_backbone_component
+from components.data import prepare_data_component
+from components.evaluate import evaluate_component
+from components.features import compute_features_component
+from components.finish import finish_run_component
+from components.generator import train_generator_component
+from components.register import register_and_promote_component
 
-FUNCTIONS = {
-    "prepare_data": prepare_data,
-    "train_backbone": train_backbone,
-    "compute_features": compute_features,
-    "plan_shards": plan_shards,
-    "build_adapters": build_adapters,
-    "train_generator": train_generator,
-    "evaluate": evaluate,
-    "register_and_promote": register_and_promote,
-    "finish_run": finish_run,
+FUNCTIONS = {  # the step's name (its KFP task: ``train_backbone`` -> ``train-backbone``) -> its component
+    "prepare_data": prepare_data_component,
+    "train_backbone": train_backbone_component,
+    "compute_features": compute_features_component,
+    "plan_shards": plan_shards_component,
+    "build_adapters": build_adapters_component,
+    "train_generator": train_generator_component,
+    "evaluate": evaluate_component,
+    "register_and_promote": register_and_promote_component,
+    "finish_run": finish_run_component,
 }
 
 
 def build(image: str) -> dict:
-    """All components on ``image``, by name."""
-    return {name: dsl.component(fn, base_image=image, install_kfp_package=False) for name, fn in FUNCTIONS.items()}
+    """All components on ``image``, by step name."""
+    return {name: _named(dsl.component(fn, base_image=image, install_kfp_package=False), name)
+            for name, fn in FUNCTIONS.items()}
+
+
+def _named(component, name: str):
+    """KFP names a component after its function: named after its step instead, the task names (and
+    the run folders, caches and metrics that use them) stay the step's."""
+    component.name = component.component_spec.name = name.replace("_", "-")
+    return component

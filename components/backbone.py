@@ -1,8 +1,8 @@
 from kfp.dsl import Dataset, Input, Model, Output
 
 
-def train_backbone(config_json: str, data: Input[Dataset], backbone: Output[Model]):
-    """Phase 1: the sequential backbone trained with BCE (``padirec.steps.train_backbone``)."""
-    from padirec import steps
+def train_backbone_component(config_json: str, data: Input[Dataset], backbone: Output[Model]):
+    """Phase 1: the sequential backbone trained with BCE (``padirec.commands.steps.train_backbone_step``)."""
+    from padirec.commands import steps
 
-    backbone.metadata.update(steps.train_backbone(config_json, data.path, backbone.path))
+    backbone.metadata.update(steps.train_backbone_step(config_json, data.path, backbone.path))

@@ -1,11 +1,11 @@
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 
-def evaluate(config_json: str, data: Input[Dataset], backbone: Input[Model], features: Input[Dataset],
-             bank: Input[Dataset], generator: Input[Model], report: Output[Artifact]):
+def evaluate_component(config_json: str, data: Input[Dataset], backbone: Input[Model], features: Input[Dataset],
+                       bank: Input[Dataset], generator: Input[Model], report: Output[Artifact]):
     """The response time of every method on new tasks, then every method x every task of the grid
     -> report.json, report.md, plots."""
-    from padirec import steps
+    from padirec.commands import steps
 
-    report.metadata.update(steps.evaluate(config_json, data.path, backbone.path, features.path, bank.path,
-                                          generator.path, report.path))
+    report.metadata.update(steps.evaluate_step(config_json, data.path, backbone.path, features.path, bank.path,
+                                               generator.path, report.path))

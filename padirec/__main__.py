@@ -1,3 +1,3 @@
-from padirec.cli import main
+from padirec.commands.cli import main
 
 raise SystemExit(main())

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from padirec.artifacts import atomic_write, read_manifest, write_manifest
 from padirec.errors import ConfigError, PadirecError, TaskWeightsError
+from padirec.runtime.artifacts import atomic_write, read_manifest, write_manifest
 
 log = logging.getLogger("padirec")
 CATALOGUE = "catalogue.parquet"

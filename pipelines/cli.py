@@ -1,5 +1,5 @@
 """The ``padirec`` command with the pipeline commands: ``run``, ``compile``, ``submit``, ``schedule``,
-``experiment`` on top of the library's (``padirec.cli``: ``data``, ``backbone``, ``adapters``, ``generate``,
+``experiment`` on top of the library's (``padirec.commands.cli``: ``data``, ``backbone``, ``adapters``, ``generate``,
 ``recommend``, ``promote``). The console script ``padirec`` and ``python -m pipelines`` run this
 one; ``python -m padirec`` runs the library's commands alone (no kfp)."""
 
@@ -9,8 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from padirec.cli import add_config_arguments, build_parser, load_config_from_args
-from padirec.cli import main as library_main
+from padirec.commands.cli import add_config_arguments, build_parser, load_config_from_args
+from padirec.commands.cli import main as library_main
 from padirec.errors import PadirecError
 
 # The commands import kfp and the pipeline modules when they run, so the library's commands
@@ -77,7 +77,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from padirec.cli import DEFAULT_CONFIG, _overrides
+    from padirec.commands.cli import DEFAULT_CONFIG, _overrides
     from pipelines.experiment import (
         PRESETS,
         data_overrides,

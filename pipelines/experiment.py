@@ -31,9 +31,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from padirec.artifacts import atomic_write, atomic_write_json, atomic_write_text
 from padirec.config import Config, config_to_json, load_config
 from padirec.errors import PadirecError
+from padirec.runtime.artifacts import atomic_write, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("padirec")
 
@@ -61,7 +61,7 @@ class Cell:
     @property
     def identity(self) -> str:
         """What a finished cell is reused by: its whole config and the code that ran it."""
-        from padirec.cache import code_version
+        from padirec.runtime.cache import code_version
 
         return hashlib.sha256((config_to_json(self.config) + code_version()).encode()).hexdigest()[:16]
 

@@ -75,7 +75,7 @@ def _configure(task, name: str, cluster: ClusterOptions):
     if name == "finish_run":
         return task
     # The CPU limit equals the request: the pod's cgroup quota then tells torch how many threads
-    # to use (padirec.compute), instead of the node's core count.
+    # to use (padirec.runtime.compute), instead of the node's core count.
     task.set_cpu_request(cluster.cpu).set_cpu_limit(cluster.cpu).set_memory_request(cluster.memory)
     task.set_retry(num_retries=cluster.retries, backoff_duration=cluster.retry_backoff, backoff_factor=2.0)
     if name in GPU_STEPS and cluster.gpu_count > 0:

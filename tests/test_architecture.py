@@ -19,18 +19,16 @@ PACKAGE = ROOT / "padirec"
 
 # (floor, module prefixes): a module belongs to the floor of its longest matching prefix
 FLOORS: list[tuple[str, list[str]]] = [
-    ("ground", ["padirec", "padirec.core", "padirec.errors", "padirec.artifacts", "padirec.seeding",
-                "padirec.progress", "padirec.storage", "padirec.finite", "padirec.compute"]),
+    ("ground", ["padirec", "padirec.core", "padirec.errors", "padirec.runtime"]),
     ("data", ["padirec.data"]),
     ("backbones", ["padirec.backbones"]),
     ("adapters", ["padirec.adapters"]),
     ("diffusion", ["padirec.diffusion"]),
     ("methods", ["padirec.methods"]),
-    ("config", ["padirec.config", "padirec.config_checks"]),  # composes every section; reads the registries below it
+    ("config", ["padirec.config"]),  # composes every section; reads the registries below it
     ("evaluation", ["padirec.evaluation"]),
-    ("tracking/serving", ["padirec.tracking", "padirec.serving", "padirec.promotion", "padirec.cache",
-                          "padirec.recommend_cli"]),
-    ("commands", ["padirec.cli", "padirec.__main__", "padirec.steps"]),  # steps: what the components call
+    ("tracking/serving", ["padirec.tracking", "padirec.serving"]),
+    ("commands", ["padirec.commands", "padirec.__main__"]),  # commands.steps: what the components call
 ]
 FORBIDDEN = ("kfp", "pipelines", "components")  # the library knows nothing of the pipeline around it
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from padirec.artifacts import atomic_write, atomic_write_json, read_manifest, write_manifest
 from padirec.errors import ArtifactError
+from padirec.runtime.artifacts import atomic_write, atomic_write_json, read_manifest, write_manifest
 
 
 def _artifact(tmp_path):

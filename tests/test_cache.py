@@ -4,8 +4,8 @@ import json
 import shutil
 from pathlib import Path
 
-from padirec.artifacts import write_manifest
-from padirec.cache import cache_key, run_cached
+from padirec.runtime.artifacts import write_manifest
+from padirec.runtime.cache import cache_key, run_cached
 
 
 def _input(tmp_path, content: bytes):
@@ -100,7 +100,7 @@ def test_a_changed_source_file_is_a_miss(tmp_path, monkeypatch):
     import shutil
 
     import padirec
-    from padirec import cache
+    from padirec.runtime import cache
 
     copy = tmp_path / "padirec"
     shutil.copytree(Path(padirec.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))

@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from padirec.compute import THREADS_ENV, cores_given, cpu_quota, set_torch_threads
+from padirec.runtime.compute import THREADS_ENV, cores_given, cpu_quota, set_torch_threads
 
 
 def test_cgroup_v2_and_v1_quotas(tmp_path):

@@ -139,7 +139,7 @@ def test_bad_pipeline_parameter(text, needle):
 
 
 def test_a_set_value_that_is_not_yaml_is_one_line(tmp_path, capsys):
-    from padirec.cli import main
+    from padirec.commands.cli import main
 
     assert main(["data", "--out", str(tmp_path / "o"), "--config", str(ROOT / "configs" / "smoke.yaml"),
                  "--set", "seed=[1"]) == 2
@@ -158,7 +158,7 @@ def test_a_set_value_that_is_not_yaml_is_one_line(tmp_path, capsys):
 def test_synthetic_settings_are_checked_at_load(value, needle):
     from dataclasses import fields
 
-    from padirec.config_checks import SYNTHETIC_RANGES
+    from padirec.config.checks import SYNTHETIC_RANGES
     from padirec.data.config import SyntheticSettings
 
     assert set(SYNTHETIC_RANGES) == {f.name for f in fields(SyntheticSettings)}  # every setting has a range

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from padirec.config import Config, load_config
-from padirec.config_checks import INTERVALS, RANGES
+from padirec.config.checks import INTERVALS, RANGES
 from padirec.errors import ConfigError
 from padirec.methods.registry import METHODS
 from pipelines.cli import main
@@ -87,7 +87,7 @@ def test_a_value_of_the_wrong_type_names_the_key(key, value):
 
 
 def _default(key: str):
-    from padirec.config_checks import lookup
+    from padirec.config.checks import lookup
 
     return lookup(Config(), key)
 
@@ -123,7 +123,7 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
 
 
 def test_numbers_follow_yaml_1_2(tmp_path):
-    from padirec.cli import _overrides
+    from padirec.commands.cli import _overrides
 
     assert _overrides(["backbone.lr=1e-3", "backbone.epochs=5"]) == {"backbone.lr": 0.001, "backbone.epochs": 5}
     (tmp_path / "c.yaml").write_text("backbone:\n  lr: 3e-4\n")

@@ -5,7 +5,7 @@ import io
 import logging
 import sys
 
-from padirec.progress import log, setup_logging
+from padirec.runtime.progress import log, setup_logging
 
 
 def test_progress_follows_the_current_stderr(monkeypatch):

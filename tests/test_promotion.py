@@ -10,16 +10,17 @@ import threading
 import pytest
 from mlflow import MlflowClient
 
-from padirec.artifacts import write_manifest
 from padirec.config import Config, TrackingConfig
-from padirec.promotion import register_and_promote_stage, register_stage
+from padirec.runtime.artifacts import write_manifest
 from padirec.tracking import KFP_RUN_ID_ENV, step_tracker
-from padirec.tracking.champion import KEY_TAG, promote
-from padirec.tracking.registry import (
-    CHECKSUM_TAG,
+from padirec.tracking.model_registry import CHECKSUM_TAG, register_system
+from padirec.tracking.promotion import (
+    KEY_TAG,
     GateThresholds,
+    promote,
     quality,
-    register_system,
+    register_and_promote_stage,
+    register_stage,
 )
 from tests.servers import mlflow_server
 

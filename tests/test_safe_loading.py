@@ -37,7 +37,7 @@ def test_the_config_yaml_loader_is_a_safe_loader():
 
 
 def test_pyfunc_model_is_logged_from_code():
-    registry = (ROOT / "padirec" / "tracking" / "registry.py").read_text()
+    registry = (ROOT / "padirec" / "tracking" / "model_registry.py").read_text()
     assert "python_model=str(PYFUNC_CODE)" in registry
     assert "set_model(" in (ROOT / "padirec" / "tracking" / "pyfunc_model.py").read_text()
 

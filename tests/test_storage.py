@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from padirec import storage
+from padirec.runtime import storage
 from tests.servers import seaweedfs
 
 MiB = 1024 * 1024

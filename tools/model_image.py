@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.tracking_uri:
             tracking = args.tracking_uri
         else:
-            from padirec.recommend_cli import registry_uri
+            from padirec.commands.recommend import registry_uri
 
             tracking = registry_uri(args.model_uri) or ""
         pinned, name, version = resolve(args.model_uri, tracking)

@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from padirec.artifacts import atomic_write, read_manifest, write_manifest
 from padirec.core.layout import Layout, num_params
 from padirec.errors import ArtifactError
+from padirec.runtime.artifacts import atomic_write, read_manifest, write_manifest
 
 KIND = "adapter_bank"
 PARAMS = "adapters.safetensors"

@@ -28,12 +28,12 @@ from safetensors.torch import load_file, save_file
 from padirec.adapters.config import CANDIDATE_LISTS, AdapterConfig
 from padirec.adapters.features import EvalSplit, Features, compute_features
 from padirec.adapters.train import backbone_topk
-from padirec.artifacts import atomic_write, read_manifest, write_manifest
 from padirec.backbones.checkpoint import backbone_sha256, load_backbone
 from padirec.core.tracker import NullTracker, Tracker
 from padirec.data.dataset import PreparedData, load_prepared
 from padirec.errors import ArtifactError, ConfigError
-from padirec.seeding import pick_device
+from padirec.runtime.artifacts import atomic_write, read_manifest, write_manifest
+from padirec.runtime.seeding import pick_device
 
 log = logging.getLogger("padirec")
 

@@ -29,7 +29,7 @@ from padirec.core.tasks import sample_tasks, shard_tasks
 from padirec.core.tracker import NullTracker, Tracker, flatten
 from padirec.data.dataset import PreparedData, load_prepared
 from padirec.errors import ConfigError, DataValidationError
-from padirec.seeding import pick_device, seed_everything
+from padirec.runtime.seeding import pick_device, seed_everything
 
 log = logging.getLogger("padirec")
 

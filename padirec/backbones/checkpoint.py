@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from padirec.artifacts import atomic_write, read_manifest, sha256_file, write_manifest
 from padirec.backbones.base import Backbone
 from padirec.backbones.config import BackboneConfig
 from padirec.backbones.registry import build_backbone
 from padirec.core.typed_config import from_dict
 from padirec.errors import ArtifactError
+from padirec.runtime.artifacts import atomic_write, read_manifest, sha256_file, write_manifest
 
 WEIGHTS = "backbone.safetensors"
 

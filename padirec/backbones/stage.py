@@ -13,14 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from padirec.artifacts import atomic_write_json
 from padirec.backbones.checkpoint import save_backbone
 from padirec.backbones.config import BackboneConfig
 from padirec.backbones.registry import build_backbone
 from padirec.backbones.train import Evaluator, tracker_metric_name, train_backbone
 from padirec.core.tracker import NullTracker, Tracker, flatten
 from padirec.data.dataset import load_prepared
-from padirec.seeding import pick_device, seed_everything
+from padirec.runtime.artifacts import atomic_write_json
+from padirec.runtime.seeding import pick_device, seed_everything
 
 log = logging.getLogger("padirec")
 

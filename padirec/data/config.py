@@ -17,7 +17,7 @@ SyntheticSettings = dataclasses.make_dataclass(
 
 def synthetic_settings(raw: Any, where: str) -> dict[str, Any]:
     """The ``synthetic`` section as given (the dataset's name records it), its names and types
-    checked at load (their ranges: ``padirec.config_checks``)."""
+    checked at load (their ranges: ``padirec.config.checks``)."""
     from_dict(SyntheticSettings, raw or {}, where)
     return raw or {}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from padirec.artifacts import read_manifest
+from padirec.runtime.artifacts import read_manifest
 
 
 @dataclass

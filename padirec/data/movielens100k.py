@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from padirec.artifacts import atomic_write
 from padirec.errors import PadirecError
+from padirec.runtime.artifacts import atomic_write
 
 log = logging.getLogger("padirec")
 

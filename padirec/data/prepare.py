@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from padirec.artifacts import atomic_write, atomic_write_json, write_manifest
 from padirec.core.tracker import NullTracker, Tracker
 from padirec.data import validation as gxv
 from padirec.data.config import DataConfig
 from padirec.errors import DataValidationError
+from padirec.runtime.artifacts import atomic_write, atomic_write_json, write_manifest
 
 log = logging.getLogger("padirec")
 
@@ -248,6 +248,6 @@ def _users_table(users: pd.DataFrame | None, user_map: pd.Series) -> pd.DataFram
 
 
 def _sha(path: Path) -> str:
-    from padirec.artifacts import sha256_file
+    from padirec.runtime.artifacts import sha256_file
 
     return sha256_file(path)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from padirec.data.config import DataConfig
 from padirec.errors import DataValidationError, PadirecError
-from padirec.storage import localize
+from padirec.runtime.storage import localize
 
 RawTables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]
 REQUIRED_INTERACTIONS = ("user_id", "item_id", "timestamp")

@@ -11,7 +11,7 @@ from padirec.core.tracker import NullTracker, Tracker
 from padirec.data.config import DataConfig
 from padirec.data.prepare import MIN_ITEMS, prepare
 from padirec.data.sources import load_source
-from padirec.progress import Timer
+from padirec.runtime.progress import Timer
 
 log = logging.getLogger("padirec")
 

@@ -16,7 +16,6 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from padirec.artifacts import atomic_write, atomic_write_json, read_manifest, write_manifest
 from padirec.core.tasks import validate_weights
 from padirec.core.typed_config import from_dict
 from padirec.diffusion.config import RENAMED, GeneratorConfig
@@ -27,6 +26,7 @@ from padirec.diffusion.schedulers import Scheduler, make_scheduler
 from padirec.diffusion.schedulers.base import randn_like
 from padirec.diffusion.tokenizer import ParamNormalizer, ParamTokenizer
 from padirec.errors import ArtifactError, ConfigError
+from padirec.runtime.artifacts import atomic_write, atomic_write_json, read_manifest, write_manifest
 
 WEIGHTS_FILE = "generator.safetensors"
 HISTORY_FILE = "history.json"

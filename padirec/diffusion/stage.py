@@ -20,8 +20,8 @@ from padirec.diffusion.config import TARGETS, GeneratorConfig
 from padirec.diffusion.generator import Generator
 from padirec.diffusion.train import train_generator
 from padirec.errors import ConfigError
-from padirec.progress import log
-from padirec.seeding import pick_device
+from padirec.runtime.progress import log
+from padirec.runtime.seeding import pick_device
 
 
 def heldout_fidelity(generator: Generator, bank: AdapterBank, seed: int = 0,

@@ -22,8 +22,8 @@ from padirec.diffusion.generator import Generator
 from padirec.diffusion.schedulers import make_scheduler
 from padirec.diffusion.tokenizer import ParamNormalizer, ParamTokenizer
 from padirec.errors import ArtifactError, ConfigError
-from padirec.progress import Timer, log
-from padirec.seeding import seed_everything
+from padirec.runtime.progress import Timer, log
+from padirec.runtime.seeding import seed_everything
 
 # The EMA's decay is min(ema_decay, (1 + step) / (EMA_WARMUP + step)): small at first (0.1 at step
 # 0, 0.5 at step 8, 0.9 at step 80), so the average forgets the random initialisation quickly.

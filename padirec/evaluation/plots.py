@@ -18,8 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from padirec.artifacts import atomic_write  # noqa: E402
 from padirec.evaluation.summary import normalise, objective_points, pareto_front, scale_of  # noqa: E402
+from padirec.runtime.artifacts import atomic_write  # noqa: E402
 
 
 def _save(fig: Any, path: Path) -> str:

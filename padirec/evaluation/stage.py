@@ -25,7 +25,6 @@ import numpy as np
 
 from padirec.adapters.bank import load_bank
 from padirec.adapters.features_stage import frozen_features
-from padirec.artifacts import atomic_write_json, atomic_write_text, read_manifest, write_manifest
 from padirec.backbones.checkpoint import backbone_sha256
 from padirec.config import Config
 from padirec.core.tasks import grid
@@ -48,7 +47,13 @@ from padirec.evaluation.summary import Scale, objective_keys, report_scale, summ
 from padirec.evaluation.sweep import SplitEvaluator, SweepResult, run_sweep
 from padirec.evaluation.uncertainty import add_uncertainty
 from padirec.methods.registry import METHODS, MethodContext, build_methods, method_with_role
-from padirec.seeding import pick_device, seed_everything
+from padirec.runtime.artifacts import (
+    atomic_write_json,
+    atomic_write_text,
+    read_manifest,
+    write_manifest,
+)
+from padirec.runtime.seeding import pick_device, seed_everything
 
 log = logging.getLogger("padirec")
 

@@ -65,7 +65,7 @@ from pymoo.indicators.hv import HV
 from scipy import stats
 
 from padirec.core.utilities import metric_key, utility_metrics
-from padirec.finite import correlation_reason, undefined_reasons
+from padirec.runtime.finite import correlation_reason, undefined_reasons
 
 
 def objective_keys(utilities: Sequence[str], k: int = 10) -> list[str]:
@@ -308,7 +308,7 @@ def summarise(
         why["reward"] = "no task has a defined point"
         why["regret"] = (f"no reference method ({reference}) in the sweep" if ref_rows is None
                          else f"no task where both {m} and {reference} have a defined point")
-        summary[m]["undefined"] = undefined_reasons(summary[m], why)  # why a figure is null (padirec.finite)
+        summary[m]["undefined"] = undefined_reasons(summary[m], why)  # why a figure is null (padirec.runtime.finite)
     return summary
 
 

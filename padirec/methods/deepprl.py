@@ -28,7 +28,7 @@ and the Mixture-of-HyperNetworks heads of ``deepprl_static`` rank with them.
   ``gamma > 0`` only adds an action-independent value to the critic's target; the paper's 0.99 is
   allowed (the next state is the same user's next training prefix).
 
-- A fairness weight (``padirec.methods.fairness``): the group gap linearised per user, ``s_u < 0``
+- A fairness weight (``padirec.core.fairness``): the group gap linearised per user, ``s_u < 0``
   in the group the backbone serves better on validation (decided once in ``fit``). With ``w_fair``
   and the accuracy/diversity mix ``w_acc`` (accuracy's share of the rest), a user's list weighs
   the heads by ``((1 - w_fair) lambda_u + w_fair s_u, (1 - w_fair)(1 - lambda_u))`` and the reward
@@ -56,11 +56,11 @@ from torch import nn
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features, training_prefixes
 from padirec.adapters.train import seen_pairs
+from padirec.core.fairness import fairness_weight
 from padirec.core.metrics import alpha_ndcg_at_k, mask_history
 from padirec.data.dataset import PreparedData
 from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 from padirec.methods.deepprl_static import DeepPRLStatic, DeepPRLStaticConfig
-from padirec.methods.fairness import fairness_weight
 
 log = logging.getLogger("padirec")
 

@@ -27,7 +27,7 @@ the empty list's state (``rho = 1``: relevance does not depend on what is listed
 Mixing: both heads are z-scored per user over the candidate pool (the items that can be ranked,
 or the accuracy head's top-``candidates``); diversity is re-z-scored over the items still
 unpicked at every position; position ``r`` picks ``argmax w_acc z_acc + w_div z_div``. A fairness
-weight (``padirec.methods.fairness``) weights user ``u``'s accuracy head by ``w_acc + w_fair s_u``
+weight (``padirec.core.fairness``) weights user ``u``'s accuracy head by ``w_acc + w_fair s_u``
 instead (the group gap linearised per user; ``s_u < 0`` in the group the backbone serves better on
 validation, decided once in ``fit``); all-fairness weights rank by ``s_u z_acc`` alone. Without a
 fairness weight nothing changes.
@@ -55,14 +55,14 @@ from torch import nn
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.adapters.train import backbone_topk, candidate_lists
-from padirec.core.metrics import history_chunks, mask_history
-from padirec.methods.base import HELD_OUT, Method, MethodContext, register
-from padirec.methods.fairness import (
+from padirec.core.fairness import (
     GroupSigns,
     fairness_weight,
     group_signs,
     relevance_coefficients,
 )
+from padirec.core.metrics import history_chunks, mask_history
+from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 from padirec.methods.mmr import lift_list
 
 log = logging.getLogger("padirec")
@@ -282,7 +282,7 @@ class DeepPRLStatic(Method):
         return (acc / (acc + div), div / (acc + div)) if acc + div > 0 else (1.0, 0.0)
 
     def fair_signs(self, split: str) -> torch.Tensor:
-        """``s_u (U, 1)`` of ``split``'s users (``padirec.methods.fairness``)."""
+        """``s_u (U, 1)`` of ``split``'s users (``padirec.core.fairness``)."""
         self.fit()
         if self.signs is None:
             raise ValueError(f"{self.key}: a fairness weight needs user groups")

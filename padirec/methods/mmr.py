@@ -6,7 +6,7 @@ min-max normalised per user over its candidates, ``sim`` the cosine of the items
 vectors and ``S`` the items picked so far. The first pick is always the top-scored item.
 Vectorised over users (chunks of users bound the ``(users, N, N)`` similarity tensor).
 
-With a fairness weight (``padirec.methods.fairness``): ``lambda = w_acc / (w_acc + w_div)`` as
+With a fairness weight (``padirec.core.fairness``): ``lambda = w_acc / (w_acc + w_div)`` as
 before, and user ``u``'s relevance term is weighted ``lambda + w_fair s_u / (w_acc + w_div)``
 instead of ``lambda`` (the task objective linearised per user; ``s_u < 0`` in the group the
 backbone serves better on validation, decided once in ``fit``). All-fairness weights rank by
@@ -24,14 +24,14 @@ from typing import Any, ClassVar
 import torch
 
 from padirec.adapters.features import Features
-from padirec.core.metrics import mask_history
-from padirec.methods.base import HELD_OUT, Method, MethodContext, register
-from padirec.methods.fairness import (
+from padirec.core.fairness import (
     GroupSigns,
     fairness_weight,
     group_signs,
     relevance_coefficients,
 )
+from padirec.core.metrics import mask_history
+from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 
 _USER_CHUNK = 512
 

@@ -32,7 +32,7 @@ the trajectory steer the next item. Design choices (see ``docs/modt4r.md`` for t
   ``alpha = alpha_min + alpha_scale * w_acc / (1 - w_acc)``, computed as the convex mix
   ``(1 - lambda) A + lambda Y``, ``lambda = alpha / (1 + alpha)`` (same ranking; ``w_acc = 1``
   is ``Y`` alone, the ``alpha -> inf`` limit).
-- A fairness weight (``padirec.methods.fairness``): user ``u``'s ``Y`` is weighted
+- A fairness weight (``padirec.core.fairness``): user ``u``'s ``Y`` is weighted
   ``lambda + w_fair s_u / (w_acc + w_div)`` instead of ``lambda`` (the group gap linearised per
   user; ``s_u < 0`` in the group the backbone serves better on validation, decided once in
   ``fit``); all-fairness weights rank by ``s_u Y`` alone. The returns-to-go stay those of the
@@ -56,14 +56,14 @@ from torch import nn
 
 from padirec.adapters.features import Features
 from padirec.core.dropout import FastDropout
-from padirec.data.dataset import PreparedData
-from padirec.methods.base import HELD_OUT, Method, MethodContext, register
-from padirec.methods.fairness import (
+from padirec.core.fairness import (
     GroupSigns,
     fairness_weight,
     group_signs,
     relevance_coefficients,
 )
+from padirec.data.dataset import PreparedData
+from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 
 log = logging.getLogger("padirec")
 

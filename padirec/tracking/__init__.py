@@ -3,7 +3,8 @@
 ``NullTracker`` does nothing (unit tests, library use); ``MlflowTracker`` logs to a tracking
 server or a local SQLite store (``core``). Pipeline steps open their run with ``step_tracker``
 and the exit handler calls ``finish_pipeline_run`` (``pipeline``: the KFP run id from
-``PADIREC_KFP_RUN_ID``, KFP's MLflow plugin, steps that die). The model registry is ``registry``.
+``PADIREC_KFP_RUN_ID``, KFP's MLflow plugin, steps that die). The model registry is
+``model_registry``; the quality gate, ``champion`` and the last step are ``promotion``.
 """
 
 from padirec.tracking.core import (

@@ -117,7 +117,7 @@ class MlflowTracker:
         self.uri = uri
         self.run_id = run_id
         # The pipeline run this step belongs to: registration tags versions with it so that a
-        # retried step finds the version its earlier attempt made (padirec.tracking.registry).
+        # retried step finds the version its earlier attempt made (padirec.tracking.model_registry).
         self.kfp_run_id = kfp_run_id
         self.client = MlflowClient(tracking_uri=uri)
 

@@ -109,7 +109,7 @@ def test_a_file_that_is_not_csv_text_is_one_line(tmp_path, name, content, needle
 
 
 def test_cli_reports_error_and_writes_nothing(tmp_path, capsys):
-    from padirec.cli import main
+    from padirec.commands.cli import main
 
     inter, items = _tables()
     inter.loc[0, "item_id"] = None
@@ -137,7 +137,7 @@ def test_failure_keeps_previous_output_intact(tmp_path):
 
 @pytest.mark.parametrize("out", ["a_file", "a_file/below"])
 def test_an_out_folder_that_is_a_file_is_one_line(tmp_path, capsys, out):
-    from padirec.cli import main
+    from padirec.commands.cli import main
 
     inter, items = _tables()
     inter.to_csv(tmp_path / "inter.csv", index=False)

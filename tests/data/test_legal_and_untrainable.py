@@ -33,7 +33,7 @@ def _tables(users=("u0", "u1", "u2"), n_items=12, per_user=10):  # 12 distinct i
 
 
 def _cli(tmp_path, inter, items, fmt="csv", users=None):
-    from padirec.cli import main
+    from padirec.commands.cli import main
 
     if fmt == "csv":
         inter.to_csv(tmp_path / "inter.csv", index=False)

@@ -93,7 +93,7 @@ def test_movielens_100k_recbole_format(tmp_path, raw):
 
 @pytest.mark.slow
 def test_s3_tables_and_missing_bucket(tmp_path, raw, monkeypatch):
-    from padirec.storage import StorageError, client, upload
+    from padirec.runtime.storage import StorageError, client, upload
     from tests.servers import seaweedfs
 
     inter, items, _ = raw

@@ -8,12 +8,12 @@ import safetensors.torch
 import torch
 
 from padirec.adapters.bank import load_bank
-from padirec.artifacts import read_manifest, write_manifest
 from padirec.diffusion.config import GeneratorConfig
 from padirec.diffusion.generator import Generator
 from padirec.diffusion.stage import generate_adapters, train_generator_stage
 from padirec.diffusion.synthetic_bank import make_synthetic_bank
 from padirec.errors import ArtifactError
+from padirec.runtime.artifacts import read_manifest, write_manifest
 
 LAYOUT = [{"name": "W1", "shape": [4, 16]}, {"name": "b1", "shape": [4]},
           {"name": "W2", "shape": [16, 4]}, {"name": "b2", "shape": [16]}]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from padirec.config_checks import check
+from padirec.config.checks import check
 from padirec.core.tasks import grid
 from padirec.diffusion.stage import training_rows
 from padirec.errors import ConfigError

@@ -13,7 +13,6 @@ import torch
 
 from padirec.adapters.adapter import apply_adapters
 from padirec.adapters.evaluate import evaluate_adapters
-from padirec.artifacts import read_manifest
 from padirec.core.metrics import evaluate_scores, mask_history
 from padirec.errors import ConfigError
 from padirec.evaluation.report import validate_report
@@ -21,6 +20,7 @@ from padirec.evaluation.response_time import new_tasks, speedup
 from padirec.evaluation.stage import evaluate_stage, response_time_stage
 from padirec.evaluation.sweep import SplitEvaluator, run_sweep
 from padirec.methods.registry import METHODS, build_methods
+from padirec.runtime.artifacts import read_manifest
 
 
 def test_evaluator_matches_the_shared_metrics(tiny):

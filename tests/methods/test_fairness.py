@@ -10,10 +10,10 @@ import torch
 
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.objectives import group_gap
+from padirec.core.fairness import group_signs, relevance_coefficients, signs_from
 from padirec.core.metrics import mask_history, ndcg_at_k, target_rank
 from padirec.methods.deepprl import DeepPRL, DeepPRLConfig, PolicyTraining
 from padirec.methods.deepprl_static import DeepPRLStatic
-from padirec.methods.fairness import group_signs, relevance_coefficients, signs_from
 from padirec.methods.mmr import MMR
 from padirec.methods.modt4r import MODT4R, MODT4RConfig
 from tests.methods.conftest import assert_prepare_split_matches, make_features

@@ -47,6 +47,6 @@ def test_sweep_and_summary_with_fairness(features_factory):
                           summary=summary)
     assert report["utilities"] == UTIL
     # the accuracy/diversity mix renormalises without the fairness weight, which weights relevance
-    # per user on top (padirec.methods.fairness; tests/methods/test_fairness.py)
+    # per user on top (padirec.core.fairness; tests/methods/test_fairness.py)
     assert methods["deepprl_static"].mix_weights([0.25, 0.25, 0.5]) == (0.5, 0.5)
     assert abs(methods["mmr"].prepare(np.array([0.3, 0.1, 0.6])).lam - 0.75) < 1e-6

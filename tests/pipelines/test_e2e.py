@@ -92,7 +92,7 @@ def test_pipeline_registers_and_promotes(stack, capfd):
 
     # a prediction from the champion in a fresh process
     data = find_output(folder, "**/prepare-data/data/manifest.json").parent
-    code = (f"import mlflow, pandas as pd; from padirec.recommend_cli import user_history\n"
+    code = (f"import mlflow, pandas as pd; from padirec.commands.recommend import user_history\n"
             f"m = mlflow.pyfunc.load_model('models:/{MODEL}@champion')\n"
             f"h = user_history({str(data)!r}, 'u1', 10)\n"
             f"out = m.predict(pd.DataFrame([{{'history': h, 'weights': [0.3, 0.7]}}]))\n"

@@ -257,7 +257,7 @@ def test_experiment_on_the_smoke_config_under_two_seeds(tmp_path, capsys):
     from mlflow import MlflowClient
 
     import padirec
-    from padirec.cache import source_hash
+    from padirec.runtime.cache import source_hash
 
     code_before = source_hash(Path(padirec.__file__).parent)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from kfp import compiler
 
-from padirec.cli import unreachable
+from padirec.commands.cli import unreachable
 from padirec.config import load_config
 from padirec.errors import PadirecError
 from pipelines.cli import main

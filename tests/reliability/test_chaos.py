@@ -23,7 +23,7 @@ import pytest
 from mlflow import MlflowClient
 
 from padirec.tracking.liveness import process_token
-from padirec.tracking.registry import REQUIRED_TAGS
+from padirec.tracking.model_registry import REQUIRED_TAGS
 from pipelines.interrupt import step_processes
 
 pytestmark = pytest.mark.slow

@@ -14,12 +14,12 @@ from kfp.local.executor_output_utils import runtime_artifact_to_dsl_artifact
 from kfp.pipeline_spec import pipeline_spec_pb2
 from mlflow import MlflowClient
 
-from padirec.artifacts import write_manifest
 from padirec.config import Config, TrackingConfig, load_config
 from padirec.evaluation.summary import summarise
-from padirec.finite import finite, finite_metadata
-from padirec.promotion import register_and_promote_stage
+from padirec.runtime.artifacts import write_manifest
+from padirec.runtime.finite import finite, finite_metadata
 from padirec.tracking import KFP_RUN_ID_ENV, step_tracker
+from padirec.tracking.promotion import register_and_promote_stage
 
 ROOT = Path(__file__).resolve().parents[2]
 

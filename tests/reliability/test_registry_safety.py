@@ -9,20 +9,17 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from padirec.cli import main
+from padirec.commands.cli import main
 from padirec.config import Config, TrackingConfig, load_config
 from padirec.data.config import DataConfig
 from padirec.errors import ConfigError
-from padirec.promotion import check_model_name
-from padirec.tracking.champion import promote
-from padirec.tracking.registry import (
+from padirec.tracking.model_registry import (
     CHECKSUM_TAG,
-    PRODUCTION_MODEL,
     REQUIRED_TAGS,
-    GateThresholds,
     PromotionError,
     register_system,
 )
+from padirec.tracking.promotion import PRODUCTION_MODEL, GateThresholds, check_model_name, promote
 from tests.servers import mlflow_server
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -53,7 +53,8 @@ def test_champion_rebuilds_and_ranks_in_a_fresh_virtualenv(system, tmp_path, rec
     import mlflow
     from mlflow import MlflowClient
 
-    from padirec.tracking.registry import ALIAS, PRODUCTION_MODEL, REQUIRED_TAGS, register_system
+    from padirec.tracking.model_registry import REQUIRED_TAGS, register_system
+    from padirec.tracking.promotion import ALIAS, PRODUCTION_MODEL
 
     figures: dict[str, float] = {}
     with mlflow_server(tmp_path / "server") as uri:

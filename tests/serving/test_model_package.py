@@ -12,7 +12,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 from packaging.utils import canonicalize_name
 
-from padirec.tracking.registry import SERVING_PACKAGES
+from padirec.tracking.model_registry import SERVING_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_ONLY = ("kfp", "great-expectations", "boto3", "psycopg", "padirec")

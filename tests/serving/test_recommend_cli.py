@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from padirec.cli import main
+from padirec.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,7 +85,7 @@ def test_registry_uri_resolution(system, synthetic_prepared, tmp_path):
     work = tmp_path / "work"
     (work / "runs").mkdir(parents=True)
     uri = f"sqlite:///{work / 'runs' / 'mlflow.db'}"
-    register = ("import sys; from mlflow import MlflowClient; from padirec.tracking import registry as r\n"
+    register = ("import sys; from mlflow import MlflowClient; from padirec.tracking import model_registry as r\n"
                 "c = MlflowClient(sys.argv[1]); run = c.create_run(c.create_experiment('t')).info.run_id\n"
                 "tags = {t: '1' for t in getattr(r, 'REQUIRED_TAGS', ())}  # the registry's own, real function\n"
                 "print(r.register_system(sys.argv[1], run, sys.argv[2], 'padirec-test', tags, 'kfp-1'))")

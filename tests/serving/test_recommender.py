@@ -72,7 +72,7 @@ def test_any_request_ranks_or_fails_clearly(rec, history, weights):
 
 
 def test_recommend_cli(system, synthetic_prepared, capsys):
-    from padirec.cli import main
+    from padirec.commands.cli import main
 
     assert main(["recommend", "--data", str(synthetic_prepared), "--user", "u1", "--weights", "0.9,0.1",
                  "--system", str(system), "-k", "3"]) == 0
@@ -97,7 +97,7 @@ def test_system_is_verified(system, tmp_path):
 def test_generate_cli_writes_the_served_adapter(system, tmp_path, capsys):
     from safetensors.torch import load_file
 
-    from padirec.cli import main
+    from padirec.commands.cli import main
     from padirec.diffusion.generator import Generator
 
     out = tmp_path / "adapter.safetensors"

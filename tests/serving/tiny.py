@@ -30,11 +30,11 @@ def build_tiny_system(prepared: Path, root: Path, inference_steps: int = 5) -> P
 
 
 def save_model(system: Path, path: Path, signature: bool = True) -> Path:
-    """The pyfunc model as ``padirec.tracking.registry`` logs it (``save_pyfunc``: signature, input
+    """The pyfunc model as ``padirec.tracking.model_registry`` logs it (``save_pyfunc``: signature, input
     example, code and requirements); ``signature=False``: the bare model, without the signature."""
     import mlflow
 
-    from padirec.tracking.registry import PYFUNC_CODE, save_pyfunc
+    from padirec.tracking.model_registry import PYFUNC_CODE, save_pyfunc
 
     if signature:
         return save_pyfunc(system, path)

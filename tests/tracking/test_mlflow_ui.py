@@ -25,9 +25,9 @@ from mlflow import MlflowClient
 
 import components
 from padirec.config import config_to_json
-from padirec.promotion import headline
 from padirec.tracking import KFP_RUN_ID_ENV, MlflowTracker
 from padirec.tracking.core import dataset_reference, system_metrics
+from padirec.tracking.promotion import headline
 
 TRAINING_STEPS = ("train_backbone", "compute_features", "build_adapters_0", "build_adapters_1", "train_generator")
 

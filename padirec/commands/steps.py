@@ -20,17 +20,17 @@ from typing import Any
 from padirec.adapters.features_stage import features_stage, topk_size
 from padirec.adapters.stage import build_adapters_stage, merge_adapter_banks
 from padirec.backbones.stage import train_backbone_stage
-from padirec.cache import cache_key, run_cached
-from padirec.compute import set_torch_threads
 from padirec.config import Config, config_from_json
 from padirec.core.tracker import Tracker
 from padirec.data.stage import run_data_stage
 from padirec.diffusion.stage import train_generator_stage
 from padirec.evaluation.stage import evaluate_stage
-from padirec.finite import finite_metadata
-from padirec.progress import setup_logging
-from padirec.promotion import register_and_promote_stage
+from padirec.runtime.cache import cache_key, run_cached
+from padirec.runtime.compute import set_torch_threads
+from padirec.runtime.finite import finite_metadata
+from padirec.runtime.progress import setup_logging
 from padirec.tracking import MlflowTracker, finish_pipeline_run, step_tracker
+from padirec.tracking.promotion import register_and_promote_stage
 
 log = logging.getLogger("padirec")
 
@@ -80,7 +80,7 @@ def _metadata(values: dict[str, Any]) -> dict[str, Any]:
     return finite_metadata({k: v for k, v in values.items() if isinstance(v, int | float | str | bool)})
 
 
-def prepare_data(config_json: str, data_version: str, out: str) -> dict[str, Any]:
+def prepare_data_step(config_json: str, data_version: str, out: str) -> dict[str, Any]:
     """``data_version`` names the source snapshot: an input of KFP's cache key, recorded on the run."""
     with _step(config_json, "prepare_data") as (cfg, tracker):
         tracker.set_tags({"data_version": data_version or "unversioned"})
@@ -88,7 +88,7 @@ def prepare_data(config_json: str, data_version: str, out: str) -> dict[str, Any
     return _metadata({**manifest["stats"], "data_checksum": manifest["data_checksum"], "data_version": data_version})
 
 
-def train_backbone(config_json: str, data: str, out: str) -> dict[str, Any]:
+def train_backbone_step(config_json: str, data: str, out: str) -> dict[str, Any]:
     with _step(config_json, "train_backbone", data, system_metrics=True) as (cfg, tracker):
         # the seed it trains with, not how it was given: -1 under seed 0 and 0 share an entry
         seed = cfg.backbone.seed_for(cfg.seed)
@@ -99,7 +99,7 @@ def train_backbone(config_json: str, data: str, out: str) -> dict[str, Any]:
                       **{f"test_{k}": v for k, v in metrics["test"].items()}})
 
 
-def compute_features(config_json: str, data: str, backbone: str, out: str) -> dict[str, Any]:
+def compute_features_step(config_json: str, data: str, backbone: str, out: str) -> dict[str, Any]:
     """The frozen backbone's features (and top-k lists), once per pipeline, for every later step."""
     with _step(config_json, "compute_features", data, system_metrics=True) as (cfg, tracker):
         a = cfg.adapters
@@ -109,13 +109,13 @@ def compute_features(config_json: str, data: str, backbone: str, out: str) -> di
     return _metadata(summary)
 
 
-def plan_shards(config_json: str) -> list[int]:
+def plan_shards_step(config_json: str) -> list[int]:
     """The shard indices of the adapter bank, for the pipeline's fan-out."""
     return list(range(config_from_json(config_json).adapters.num_shards))
 
 
-def build_adapters(config_json: str, shard_index: int, data: str, backbone: str, features: str,
-                   out: str) -> dict[str, Any]:
+def build_adapters_step(config_json: str, shard_index: int, data: str, backbone: str, features: str,
+                        out: str) -> dict[str, Any]:
     with _step(config_json, f"build_adapters_{shard_index}", data, system_metrics=True) as (cfg, tracker):
         settings = [dataclasses.asdict(cfg.adapters), cfg.data.max_len, cfg.seed, shard_index]
         summary = _cached(cfg, "build_adapters", settings, [data, backbone, features], out, lambda: build_adapters_stage(
@@ -124,7 +124,7 @@ def build_adapters(config_json: str, shard_index: int, data: str, backbone: str,
     return _metadata(summary)
 
 
-def train_generator(config_json: str, banks: list[str], bank_out: str, out: str) -> dict[str, Any]:
+def train_generator_step(config_json: str, banks: list[str], bank_out: str, out: str) -> dict[str, Any]:
     """Collect the bank's shards into ``bank_out``, then train the generator into ``out``."""
     with _step(config_json, "train_generator", system_metrics=True) as (cfg, tracker):
         # No data folder here: the dataset the earlier steps of this pipeline run logged.
@@ -136,8 +136,8 @@ def train_generator(config_json: str, banks: list[str], bank_out: str, out: str)
     return _metadata(summary)
 
 
-def evaluate(config_json: str, data: str, backbone: str, features: str, bank: str, generator: str,
-             out: str) -> dict[str, Any]:
+def evaluate_step(config_json: str, data: str, backbone: str, features: str, bank: str, generator: str,
+                  out: str) -> dict[str, Any]:
     """Never cached. The response-time comparison first (wall times belong to the machine and the
     moment they were measured on), with the methods it fits; then the sweep reuses them."""
     with _step(config_json, "evaluate", data, "evaluation", system_metrics=True) as (cfg, tracker):
@@ -146,13 +146,13 @@ def evaluate(config_json: str, data: str, backbone: str, features: str, bank: st
     return {}
 
 
-def register_and_promote(config_json: str, data: str, backbone: str, generator: str, report: str,
-                         out: str) -> dict[str, Any]:
+def register_and_promote_step(config_json: str, data: str, backbone: str, generator: str, report: str,
+                              out: str) -> dict[str, Any]:
     with _step(config_json, "register_and_promote", data) as (cfg, tracker):
         result = register_and_promote_stage(data, backbone, generator, report, out, cfg, tracker)
     return _metadata(result)
 
 
-def finish_run(config_json: str, state: str) -> str | None:
+def finish_run_step(config_json: str, state: str) -> str | None:
     """The exit handler: close the parent MLflow run by the pipeline's final state."""
     return finish_pipeline_run(config_from_json(config_json), state)

@@ -1,4 +1,5 @@
-"""The model registry: the trained system as a pyfunc model version (promotion: ``champion``).
+"""The model registry: the trained system as a pyfunc model version (promotion, the gate and
+``champion``: ``padirec.tracking.promotion``).
 
 Registration is idempotent per pipeline run: a KFP retry of the registering step reuses the
 version that its earlier attempt created (``register_system``). The version is created with every
@@ -8,22 +9,17 @@ that lacks one anyway (made by hand, or by an older padirec) is incomplete and n
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from padirec.config_checks import PRODUCTION_MODEL  # noqa: F401 (re-exported: the served model)
-from padirec.core.utilities import metric_key
 from padirec.errors import PadirecError
 from padirec.serving import input_example, model_signature
 
 log = logging.getLogger("padirec")
-ALIAS = "champion"
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Servable from the registry alone (a fresh virtualenv, ``mlflow models build-docker``): the model
@@ -36,8 +32,6 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # fetch another project's package of that name).
 SERVING_PACKAGES = ("mlflow", "torch", "numpy", "pandas", "pyarrow", "safetensors")
 CHECKSUM_TAG = "padirec.system_checksum"
-STATUS_TAG = "champion_status"
-CHAMPION_POLICIES = ("keep", "flag", "clear")
 # What registration writes, in the one call that creates the version: a version without them was
 # not made by ``register_system`` (or by a broken one) and is never promoted.
 REQUIRED_TAGS = ("data_checksum", "evaluation_key", "quality.score", "quality.avg_hv", "quality.pearson_ra",
@@ -46,50 +40,6 @@ REQUIRED_TAGS = ("data_checksum", "evaluation_key", "quality.score", "quality.av
 
 class PromotionError(PadirecError):
     """A promotion that cannot be done; the message names the model, the version or the store."""
-
-
-@dataclass
-class GateThresholds:
-    min_avg_hv: float = 0.0
-    min_pearson_ra: float = 0.0
-    min_pearson_rd: float = 0.0
-
-
-def quality(report: dict[str, Any], method: str = "padirec") -> dict[str, float]:
-    """The figures a version is judged by, from a ``report.json`` (NaN where undefined: see
-    ``undefined_figures``).
-
-    ``score`` is the mean over tasks of NDCG@k x alpha-NDCG@k (the raw hypervolume of each task's
-    point w.r.t. the origin): unlike Avg.HV it is not normalised across the methods of one report,
-    so two reports on the same data compare.
-    """
-    k = report.get("k", 10)
-    cells = report["methods"][method]
-    cells = cells.values() if isinstance(cells, dict) else cells
-    accuracy, diversity = metric_key("accuracy", k), metric_key("diversity", k)
-    points = [to_float(c.get(accuracy)) * to_float(c.get(diversity)) for c in cells]
-    summary = report["summary"][method]
-    return {
-        "score": sum(points) / len(points) if points else math.nan,
-        "avg_hv": to_float(summary.get("avg_hv")),
-        "pearson_ra": to_float(summary.get("pearson_ra")),
-        "pearson_rd": to_float(summary.get("pearson_rd")),
-    }
-
-
-def undefined_figures(report: dict[str, Any], figures: dict[str, float], method: str = "padirec") -> dict[str, str]:
-    """``{figure: why}`` for each figure of ``quality`` that is not a finite number, with the reason
-    the report gives (``summary.<method>.undefined``) where it gives one."""
-    reasons = (report.get("summary", {}).get(method) or {}).get("undefined") or {}
-    return {k: reasons.get(k) or ("no task has a finite NDCG x alpha-NDCG" if k == "score" else "null in the report")
-            for k, v in figures.items() if not math.isfinite(v)}
-
-
-def evaluation_key(report: dict[str, Any], data_checksum: str) -> str:
-    import hashlib
-
-    tasks = json.dumps(report.get("tasks"), sort_keys=True)
-    return hashlib.sha256(f"{data_checksum}|{tasks}".encode()).hexdigest()[:16]
 
 
 def to_float(v: Any) -> float:
@@ -150,7 +100,7 @@ def system_checksum(system_dir: str | Path) -> str:
     same checksum wherever and whenever they were written."""
     import hashlib
 
-    from padirec.artifacts import sha256_file
+    from padirec.runtime.artifacts import sha256_file
 
     root = Path(system_dir)
     lines = [f"{p.relative_to(root).as_posix()}:{sha256_file(p)}" for p in sorted(root.rglob("*")) if p.is_file()]

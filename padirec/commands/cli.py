@@ -18,11 +18,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from padirec.artifacts import atomic_write
 from padirec.core.secrets import redact
 from padirec.core.typed_config import yaml_load
 from padirec.errors import PadirecError
-from padirec.progress import setup_logging
+from padirec.runtime.artifacts import atomic_write
+from padirec.runtime.progress import setup_logging
 
 log = logging.getLogger("padirec")
 DEFAULT_CONFIG = "configs/ml100k.yaml"
@@ -112,7 +112,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from padirec.recommend_cli import recommend_for_user
+    from padirec.commands.recommend import recommend_for_user
 
     print(recommend_for_user(args.data, args.user, _weights(args.weights), system=args.system,
                              model_uri=args.model_uri, k=args.k))
@@ -121,13 +121,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from padirec.tracking import resolve_tracking_uri
-    from padirec.tracking.champion import GateThresholds, promote
+    from padirec.tracking.promotion import gate, promote
 
     cfg = load_config_from_args(args)
     uri = resolve_tracking_uri(cfg.tracking.uri, Path(cfg.run_dir).resolve())
     p = cfg.promotion
-    result = promote(uri, args.model or cfg.tracking.registered_model, str(args.version),
-                     GateThresholds(p.min_avg_hv, p.min_pearson_ra, p.min_pearson_rd),
+    result = promote(uri, args.model or cfg.tracking.registered_model, str(args.version), gate(cfg),
                      allow_other_data=args.allow_other_data or p.allow_other_data, on_failing_champion=p.on_failing_champion)
     print(json.dumps(result, indent=2))
     return 0

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import padirec
-from padirec.artifacts import MANIFEST, atomic_write_json, read_manifest
 from padirec.errors import ArtifactError
-from padirec.finite import finite_metadata
+from padirec.runtime.artifacts import MANIFEST, atomic_write_json, read_manifest
+from padirec.runtime.finite import finite_metadata
 
 log = logging.getLogger("padirec")
 RESULT = "stage_result.json"

@@ -19,8 +19,8 @@ from typing import Any, Literal
 from padirec.adapters.config import CANDIDATE_LISTS, AdapterConfig
 from padirec.backbones.config import BackboneConfig
 from padirec.backbones.registry import BACKBONES
-from padirec.config_checks import PRODUCTION_MODEL
-from padirec.config_checks import check as check_ranges
+from padirec.config.checks import PRODUCTION_MODEL
+from padirec.config.checks import check as check_ranges
 from padirec.core.typed_config import from_dict, yaml_load
 from padirec.core.utilities import UTILITIES
 from padirec.data.config import DataConfig

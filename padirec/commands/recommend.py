@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from padirec.artifacts import read_manifest
 from padirec.data.dataset import load_prepared
 from padirec.errors import PadirecError
+from padirec.runtime.artifacts import read_manifest
 
 REGISTRY_SCHEMES = ("models:/", "runs:/")
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from padirec.adapters.features import Features
 from padirec.core.metrics import mask_history, ndcg_at_k, target_rank
 
 
@@ -68,9 +68,10 @@ def signs_from(ndcg: torch.Tensor, groups: torch.Tensor) -> GroupSigns:
 
 
 @torch.no_grad()
-def group_signs(features: Features, k: int = 10) -> GroupSigns | None:
+def group_signs(features: Any, k: int = 10) -> GroupSigns | None:
     """The backbone's ``GroupSigns`` on the validation split (full ranking, history masked); None when
-    the data has no user groups."""
+    the data has no user groups. ``features``: ``padirec.adapters.features.Features`` (not imported:
+    the ground floor sits below the adapters)."""
     s = features.valid
     if s.groups is None:
         return None
