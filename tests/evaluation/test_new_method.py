@@ -56,13 +56,13 @@ def bare():
 def test_a_registered_method_runs_through_config_stage_and_report(tiny, tmp_path, bare):
     raw = copy.deepcopy(tiny["cfg"].to_dict())
     raw["methods"]["bare"] = {"scale": 2.0}
-    raw["evaluation"]["methods"] = ["bare", "retrain"]
+    raw["evaluation"]["methods"] = ["bare", "retrain", "padirec"]
     cfg = config_from_dict(raw)
     assert cfg.methods["bare"] == BareConfig(scale=2.0)
     args = (tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"], None)
     report = evaluate_stage(*args, tmp_path / "eval", cfg)
     validate_report(report)
-    assert list(report["methods"]) == ["bare", "retrain"] and "bare" in report["summary"]
+    assert list(report["methods"]) == ["bare", "retrain", "padirec"] and "bare" in report["summary"]
     # the task's own objective beside the paper's: Retrain is the reference, so its regret is 0
     assert report["summary"]["retrain"]["regret"] == 0.0 and report["summary"]["bare"]["reward"] is not None
     assert len(report["summary"]["bare"]["regret_per_task"]) == len(report["tasks"])

@@ -31,6 +31,7 @@ from tests.tiny_backbone import MAX_LEN, train_tiny_backbone
 def tiny_config() -> Config:
     cfg = Config(seed=0, device="cpu")
     cfg.data.source = "synthetic"
+    cfg.tracking.registered_model = "padirec-smoke"  # synthetic data never names the production model
     cfg.data.max_len = MAX_LEN
     cfg.adapters = AdapterConfig(epochs=2, steps_per_epoch=4, checkpoints_per_task=2, batch_size=256,
                                  grid_size=3, num_random_tasks=4)
