@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set the padirec image of the production overlay: python manifests/set_image.py IMAGE
 
-IMAGE is REGISTRY/NAME:TAG (or NAME@sha256:DIGEST), e.g. registry.example.com/padirec:0.1.0-abcdef123456.
+IMAGE is REGISTRY/NAME:TAG, e.g. registry.example.com/padirec:0.1.0-abcdef123456, or
+REGISTRY/NAME@sha256:<64 hex> (a digest names the build itself; a tag given with it is dropped).
 `latest` and an image without a tag are refused: the overlay must name one build. Only the
 `images:` entry for padirec changes (the rest of the file, comments included, stays as it is),
 and the file is replaced atomically. Same effect as, in manifests/overlays/production:
@@ -75,7 +76,7 @@ def rewrite(text: str, fields: dict) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: set_image.py REGISTRY/padirec:TAG", file=sys.stderr)
+        print("usage: set_image.py REGISTRY/padirec:TAG | REGISTRY/padirec@sha256:<64 hex>", file=sys.stderr)
         return 2
     try:
         new = rewrite(KUSTOMIZATION.read_text(), parse(argv[0]))

@@ -51,9 +51,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise PadirecError(f"--image {args.image!r}: use an immutable tag (e.g. padirec:0.1.0-<commit>), never latest")
     if args.gpu_count < 0:
         raise PadirecError(f"--gpu-count {args.gpu_count}: the accelerators per GPU step, 0 or more")
+    if bad := [pair for pair in args.gpu_node_selector if "=" not in pair]:
+        raise PadirecError(f"--gpu-node-selector {bad[0]!r}: expected LABEL=VALUE")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cluster = ClusterOptions(gpu_type=args.gpu_type, gpu_count=args.gpu_count)
+    given = {"cpu": args.cpu, "memory": args.memory, "memory_limit": args.memory_limit, "run_as_user": args.run_as_user,
+             "gpu_tolerations": tuple(args.gpu_toleration) if args.gpu_toleration else None}
+    cluster = ClusterOptions(gpu_type=args.gpu_type, gpu_count=args.gpu_count,
+                             gpu_node_selector=dict(pair.split("=", 1) for pair in args.gpu_node_selector),
+                             **{k: v for k, v in given.items() if v is not None})
     compiler.Compiler().compile(build_pipeline(args.image, cluster), str(out))
     print(out)
     return 0
@@ -118,6 +124,17 @@ def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--image", default="padirec:0.1.0", help="the project image every step runs on")
     sp.add_argument("--gpu-type", default="nvidia.com/gpu", help="accelerator resource of the GPU steps")
     sp.add_argument("--gpu-count", type=int, default=1, help="accelerators per GPU step; 0 for a CPU-only cluster")
+    # unset: ClusterOptions' defaults (docs/cluster.md); kfp is not imported to build the parser
+    sp.add_argument("--cpu", help="CPU request and limit of each step (default 4)")
+    sp.add_argument("--memory", help="memory request of each step (default 16G)")
+    sp.add_argument("--memory-limit", help="memory limit of each step, at least the request (default: the request)")
+    sp.add_argument("--gpu-node-selector", action="append", default=[], metavar="LABEL=VALUE",
+                    help="a node label the GPU steps require (repeat for several)")
+    sp.add_argument("--gpu-toleration", action="append", metavar="KEY[=VALUE][:EFFECT]",
+                    help="a node taint the GPU steps tolerate, replacing the default nvidia.com/gpu:NoSchedule "
+                         "(repeat for several)")
+    sp.add_argument("--run-as-user", type=int,
+                    help="the steps' user id, never root (default 10001: the project image's user)")
     sp.set_defaults(func=cmd_compile)
 
     for name, fn, text in (("submit", cmd_submit, "create a run on a Kubeflow Pipelines cluster"),

@@ -1,7 +1,8 @@
 """The PaDiRec pipeline: data -> backbone -> features -> adapter bank (fan-out) -> generator -> evaluation.
 
 ``build_pipeline(image, cluster)`` returns the pipeline with every component on ``image`` (the
-project image, a compile-time parameter) and the cluster's resources on each step. The whole
+project image, a compile-time parameter) and the cluster's settings on each step: resources
+(requests and limits), the non-root user, and where GPU steps may be scheduled. The whole
 config travels as one JSON parameter, so each step is hermetic and KFP's cache key changes with
 any setting, the inputs or the image. The exit handler closes the parent MLflow run whatever
 happens.
@@ -13,11 +14,14 @@ the pod's ``pipeline/runid`` label. The run id is deliberately not a component i
 key hashes the inputs, and a per-run value would make every step a cache miss.
 """
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from kfp import dsl, kubernetes
 
 import components
+from padirec.errors import PadirecError
 from padirec.tracking import KFP_RUN_ID_ENV
 
 PIPELINE_NAME = "padirec"
@@ -25,6 +29,7 @@ DEFAULT_IMAGE = "padirec:0.1.0"
 GPU_STEPS = ("train_backbone", "compute_features", "build_adapters", "train_generator", "evaluate")
 # evaluate times new tasks (wall time): a cached result would report a stale machine's figures.
 UNCACHED_STEPS = ("finish_run", "evaluate", "register_and_promote")
+LIGHT_STEPS = ("plan_shards", "finish_run")
 
 # The environment of every step, by source (names of the objects in manifests/runs/).
 SETTINGS_CONFIG_MAP = "padirec-env"
@@ -38,14 +43,58 @@ RUN_ID_FIELD = "metadata.labels['pipeline/runid']"
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    """Resources on a cluster. ``gpu_count = 0`` compiles for a CPU-only cluster."""
+    """Resources, scheduling and identity of the steps on a cluster (``padirec compile`` flags,
+    docs/cluster.md). ``gpu_count = 0`` compiles for a CPU-only cluster."""
 
     gpu_type: str = "nvidia.com/gpu"
     gpu_count: int = 1
     cpu: str = "4"
     memory: str = "16G"
+    # past it the step is OOMKilled (and retried), not its node's neighbours; "": the request
+    memory_limit: str = ""
+    # plan_shards and finish_run read no data and train nothing
+    light_cpu: str = "1"
+    light_memory: str = "2G"
+    # Where GPU steps may run: node labels they require, and taints they tolerate, each written as
+    # kubectl taint does, KEY[=VALUE][:EFFECT] (no value: any value). The default tolerates the
+    # taint most clouds put on GPU nodes.
+    gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
+    gpu_tolerations: tuple[str, ...] = ("nvidia.com/gpu:NoSchedule",)
+    run_as_user: int = 10001  # the project image's user (images/Dockerfile)
     retries: int = 2
     retry_backoff: str = "60s"
+
+    def __post_init__(self):
+        # Kubernetes refuses such a pod when the step starts; say so when compiling
+        if memory_bytes(self.memory_limit or self.memory) < memory_bytes(self.memory):
+            raise PadirecError(f"memory limit {self.memory_limit} is below the request {self.memory}")
+        memory_bytes(self.light_memory)  # request and limit both
+        for cpu in (self.cpu, self.light_cpu):
+            if not re.fullmatch(r"\d+(\.\d+)?|\d+m", cpu):
+                raise PadirecError(f"cpu {cpu!r}: a number of cores (4, 0.5) or millicores (500m)")
+        if self.run_as_user <= 0:
+            raise PadirecError(f"run_as_user {self.run_as_user}: the restricted profile refuses root (0)")
+        for spec in self.gpu_tolerations:
+            toleration(spec)
+
+
+def memory_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity in the forms KFP accepts (16G, 512Mi, 1000000)."""
+    m = re.fullmatch(r"(\d+)(?:([KMGTPE])(i?))?", quantity)
+    if not m:
+        raise PadirecError(f"memory {quantity!r}: a number of bytes with K, M, G, T, P, E or Ki, Mi, Gi, ... (e.g. 16G)")
+    number, unit, binary = m.groups()
+    return int(number) * (1024 if binary else 1000) ** ("KMGTPE".index(unit) + 1 if unit else 0)
+
+
+def toleration(spec: str) -> dict:
+    """``KEY[=VALUE][:EFFECT]`` as kfp-kubernetes' ``add_toleration`` arguments."""
+    m = re.fullmatch(r"([\w./-]+)(?:=([\w.-]*))?(?::(NoSchedule|PreferNoSchedule|NoExecute))?", spec)
+    if not m:
+        raise PadirecError(f"toleration {spec!r}: expected KEY[=VALUE][:EFFECT], EFFECT NoSchedule, "
+                           f"PreferNoSchedule or NoExecute (e.g. nvidia.com/gpu:NoSchedule)")
+    key, value, effect = m.groups()
+    return {"key": key, "operator": "Exists" if value is None else "Equal", "value": value, "effect": effect}
 
 
 def step_environment() -> dict[str, tuple[str, str]]:
@@ -69,17 +118,27 @@ def _with_environment(task):
 
 def _configure(task, name: str, cluster: ClusterOptions):
     task.set_caching_options(name not in UNCACHED_STEPS)
+    # Identity only: kfp-kubernetes 2.17 sets no other securityContext field. The KFP backend adds
+    # allowPrivilegeEscalation false, drop ALL and seccomp RuntimeDefault itself (docs/cluster.md).
+    kubernetes.set_security_context(task, run_as_user=cluster.run_as_user, run_as_non_root=True)
+    light = name in LIGHT_STEPS
+    cpu = cluster.light_cpu if light else cluster.cpu
+    memory, limit = (cluster.light_memory,) * 2 if light else (cluster.memory, cluster.memory_limit or cluster.memory)
+    # The CPU limit equals the request: the pod's cgroup quota then tells torch how many threads
+    # to use (padirec.runtime.compute), instead of the node's core count.
+    task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(limit)
     if name == "plan_shards":  # pure function of the config: no tracking, no data
         return task
     _with_environment(task)
     if name == "finish_run":
         return task
-    # The CPU limit equals the request: the pod's cgroup quota then tells torch how many threads
-    # to use (padirec.runtime.compute), instead of the node's core count.
-    task.set_cpu_request(cluster.cpu).set_cpu_limit(cluster.cpu).set_memory_request(cluster.memory)
     task.set_retry(num_retries=cluster.retries, backoff_duration=cluster.retry_backoff, backoff_factor=2.0)
     if name in GPU_STEPS and cluster.gpu_count > 0:
         task.set_accelerator_type(cluster.gpu_type).set_accelerator_limit(cluster.gpu_count)
+        for key, value in cluster.gpu_node_selector.items():
+            kubernetes.add_node_selector(task, key, value)
+        for spec in cluster.gpu_tolerations:
+            kubernetes.add_toleration(task, **toleration(spec))
     return task
 
 

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tools.model_image import BUILD_DIR, NGINX_LOGS, Failure, patch_dockerfile
+from tools.model_image import BUILD_DIR, NGINX_LOGS, NON_ROOT, Failure, patch_dockerfile
 
 
 @pytest.fixture()
@@ -35,7 +35,7 @@ def test_nginx_logs_are_links_before_the_entrypoint(context):
     # after MLflow installs nginx (which makes the log files), right before MLflow's entrypoint
     nginx_installed = text.index("install -y --no-install-recommends nginx")
     links = text.index(NGINX_LOGS)
-    assert nginx_installed < links and text[links + len(NGINX_LOGS):].startswith("ENTRYPOINT [")
+    assert nginx_installed < links and text[links + len(NGINX_LOGS):].startswith(NON_ROOT + "ENTRYPOINT [")
     assert text.count("ln -sf /dev/stderr /var/log/nginx/error.log") == 1
     assert text.count("ln -sf /dev/stdout /var/log/nginx/access.log") == 1
     assert (context / BUILD_DIR / "requirements.txt").read_text() == "mlflow==3.17.2\ntorch==2.13.0\n"
@@ -46,3 +46,15 @@ def test_a_template_without_one_entrypoint_is_one_line(context):
     dockerfile.write_text(re.sub(r"^ENTRYPOINT .*$", "", dockerfile.read_text(), flags=re.M))
     with pytest.raises(Failure, match="not one ENTRYPOINT"):
         patch_dockerfile(context, None, "")
+
+
+def test_the_image_runs_as_a_user_of_its_own(context):
+    """The last USER before MLflow's entrypoint is not root, in the final stage, after nginx is installed."""
+    patch_dockerfile(context, None, "")
+    text = (context / "Dockerfile").read_text()
+    final_stage = text[text.rindex("\nFROM "):]
+    users = re.findall(r"^USER (\S+)$", final_stage, re.M)
+    assert users and users[-1] not in ("root", "0", "0:0"), users
+    assert final_stage.index("useradd --uid 10001") > final_stage.index("install -y --no-install-recommends nginx")
+    assert final_stage.index(f"USER {users[-1]}") < final_stage.index("ENTRYPOINT [")
+    assert "chown -R padirec:padirec /var/log/nginx /var/lib/nginx" in final_stage

@@ -24,6 +24,7 @@ in front of MLflow's first step and before its ``ENTRYPOINT``, and only where ML
   overlay2 nginx's open can then fail with "File exists" and the container exits at start (2 of
   120 starts here; none of 140 with the links). With the links already in the image, ``ln -sf``
   swaps a link for the same link in one rename, and nginx opens through either.
+* The image runs as a user of its own, uid 10001 (``USER``), owner of nginx's log and temp folders.
 
 The model URI is resolved to its version first, so the image holds that version even if the alias
 moves, and is tagged ``<model>:v<version>`` unless ``--tag`` says otherwise. Package sources come
@@ -194,6 +195,15 @@ RUN mkdir -p /var/log/nginx \\
     && ln -sf /dev/stderr /var/log/nginx/error.log
 
 """
+# serve as a user of its own (the restricted Pod Security profile refuses root): nginx (port 8080,
+# pid in /tmp) writes its temp files under /var/lib/nginx, and MLflow's entrypoint relinks its logs
+NON_ROOT = """# padirec (tools/model_image.py): not root
+RUN useradd --uid 10001 --create-home padirec \\
+    && mkdir -p /var/lib/nginx \\
+    && chown -R padirec:padirec /var/log/nginx /var/lib/nginx
+USER 10001
+
+"""
 
 
 def patch_dockerfile(context: Path, base: str | None, torch_spec: str) -> tuple[str, str]:
@@ -243,7 +253,7 @@ ARG PIP_DISABLE_PIP_VERSION_CHECK=1"""
     if len(re.findall(r"^ENTRYPOINT ", text, re.M)) != 1:
         raise Failure(f"{dockerfile}: not one ENTRYPOINT in MLflow's Dockerfile; has MLflow's template changed?")
     text = re.sub(r"^FROM \S+$", lambda _: stage, text, count=1, flags=re.M)
-    dockerfile.write_text(re.sub(r"^ENTRYPOINT ", lambda _: NGINX_LOGS + "ENTRYPOINT ", text, count=1, flags=re.M))
+    dockerfile.write_text(re.sub(r"^ENTRYPOINT ", lambda _: NGINX_LOGS + NON_ROOT + "ENTRYPOINT ", text, count=1, flags=re.M))
     return mlflow_base, base
 
 

@@ -74,15 +74,17 @@ def test_set_image_with_external_db(copy):
     assert_applicable(objs, "registry.example.com:5000/team/padirec:1.10")
 
 
-def test_set_image_digest(copy):
+@pytest.mark.parametrize("tag", ["", ":0.1.0-abcdef123456"])  # with a tag too, the digest decides
+def test_set_image_digest(copy, tag):
     image = "registry.example.com/padirec@sha256:" + "ab" * 32
-    assert set_image(copy, image).returncode == 0
+    assert set_image(copy, image.replace("@", f"{tag}@")).returncode == 0
     assert image in [c["image"] for o in render("overlays/production", root=copy)
                      for c in o.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])]
 
 
 @pytest.mark.parametrize("image", ["registry.example.com/padirec:latest", "registry.example.com/padirec",
-                                   "localhost:5000/padirec", "Registry/Padirec:1", "padirec:bad tag"])
+                                   "localhost:5000/padirec", "Registry/Padirec:1", "padirec:bad tag",
+                                   "padirec@sha256:abc", "padirec@sha256:" + "AB" * 32, "padirec@md5:" + "ab" * 16])
 def test_set_image_refuses(copy, image):
     before = (copy / "overlays/production/kustomization.yaml").read_text()
     done = set_image(copy, image)

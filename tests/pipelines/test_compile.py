@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 from kfp import compiler, components
 
@@ -115,3 +116,67 @@ def test_every_step_gets_the_cluster_environment(tmp_path):
         assert got == step_environment(), name
     assert step_environment()["AWS_SECRET_ACCESS_KEY"] == ("secret", "padirec-s3")
     assert step_environment()["PADIREC_KFP_RUN_ID"] == ("field", "metadata.labels['pipeline/runid']")
+
+
+def test_step_resources_identity_and_gpu_scheduling_by_default(tmp_path):
+    """Each step has a memory limit (the request, unless set) and runs as the image's non-root user;
+    GPU steps tolerate the usual GPU taint, and only they do."""
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(build_pipeline("padirec:1-x"), str(path))
+    spec, executors = _load(path)
+    for name in spec["deploymentSpec"]["executors"]:
+        resources = spec["deploymentSpec"]["executors"][name]["container"]["resources"]
+        assert resources["resourceMemoryLimit"] == resources["resourceMemoryRequest"], name
+        assert executors[name]["securityContext"] == {"runAsNonRoot": True, "runAsUser": "10001"}, name
+    assert _executor_of(spec, "train-backbone")["resources"]["resourceMemoryLimit"] == "16G"
+    assert _executor_of(spec, "plan-shards")["resources"]["resourceMemoryLimit"] == "2G"
+    assert executors["exec-train-generator"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "nodeSelector" not in executors["exec-train-generator"]
+    assert "tolerations" not in executors["exec-prepare-data"]
+
+
+def test_cli_compile_cluster_settings(tmp_path):
+    from pipelines.cli import main
+
+    out = tmp_path / "p.yaml"
+    assert main(["compile", "--out", str(out), "--image", "padirec:1-x", "--cpu", "8", "--memory", "30Gi",
+                 "--memory-limit", "40Gi", "--gpu-node-selector", "cloud.google.com/gke-accelerator=nvidia-l4",
+                 "--gpu-node-selector", "pool=train", "--gpu-toleration", "sku=gpu:NoSchedule",
+                 "--gpu-toleration", "dedicated", "--run-as-user", "2000"]) == 0
+    spec, executors = _load(out)
+    resources = _executor_of(spec, "evaluate")["resources"]
+    assert (resources["resourceCpuLimit"], resources["resourceMemoryRequest"], resources["resourceMemoryLimit"]) == (
+        "8", "30Gi", "40Gi")
+    evaluate = executors["exec-evaluate"]
+    assert evaluate["nodeSelector"] == {"labels": {"cloud.google.com/gke-accelerator": "nvidia-l4", "pool": "train"}}
+    assert evaluate["tolerations"] == [{"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+                                       {"key": "dedicated", "operator": "Exists"}]
+    assert evaluate["securityContext"]["runAsUser"] == "2000"
+
+
+def test_cpu_only_cluster_has_no_gpu_scheduling(tmp_path):
+    from pipelines.padirec_pipeline import ClusterOptions
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(build_pipeline("padirec:1-x", ClusterOptions(gpu_count=0, gpu_node_selector={"a": "b"})),
+                                str(path))
+    assert "tolerations" not in path.read_text() and "nodeSelector" not in path.read_text()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--memory", "16G", "--memory-limit", "8G"], "memory limit 8G is below the request 16G"),
+    (["--memory", "16GB"], "memory '16GB'"),
+    (["--cpu", "four"], "cpu 'four'"),
+    (["--run-as-user", "0"], "refuses root"),
+    (["--gpu-toleration", "nvidia.com/gpu:NoScheduel"], "toleration 'nvidia.com/gpu:NoScheduel'"),
+    (["--gpu-node-selector", "pool"], "expected LABEL=VALUE"),
+])
+def test_cli_compile_refuses_bad_cluster_settings(tmp_path, capsys, flags, message):
+    from pipelines.cli import main
+
+    out = tmp_path / "p.yaml"
+    assert main(["compile", "--out", str(out), "--image", "padirec:1-x", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
