@@ -25,6 +25,7 @@ sampling noise). The bank and the backbone are the run's.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import statistics
@@ -85,7 +86,7 @@ def x0_errors(gen, params: torch.Tensor, weights: torch.Tensor, mean: torch.Tens
     return out
 
 
-def one_seed(ctx, cfg, band: tuple[float, float], seed: int) -> dict:
+def one_seed(ctx, cfg, band: tuple[float, float], seed: int, guidance: list[float]) -> dict:
     from padirec.core.tasks import grid
     from padirec.diffusion.stage import training_rows
     from padirec.evaluation.protocols import band_context, in_band
@@ -103,15 +104,22 @@ def one_seed(ctx, cfg, band: tuple[float, float], seed: int) -> dict:
     for name, method in build_methods(list(BASELINES), band_ctx, cfg.methods).items():
         method.fit()
         adapters[name] = torch.stack([method.prepare(w).cpu() for w in unseen])
-    padirec = PaDiRec(ctx.features, ctx.utilities, ctx.layout, band_ctx.generator, seed)
+    gen = band_ctx.generator
     t0 = time.perf_counter()
-    adapters["padirec"] = torch.stack([padirec.prepare(w).cpu() for w in unseen])
+    adapters["padirec"] = torch.stack([PaDiRec(ctx.features, ctx.utilities, ctx.layout, gen, seed).prepare(w).cpu()
+                                       for w in unseen])
     serve_ms = (time.perf_counter() - t0) / len(unseen) * 1000
+    for gamma in guidance:  # the same generator sampled with another guidance scale
+        scaled = copy.copy(gen)
+        scaled.cfg = dataclasses.replace(gen.cfg, guidance_scale=gamma)
+        adapters[f"padirec g={gamma:g}"] = torch.stack(
+            [PaDiRec(ctx.features, ctx.utilities, ctx.layout, scaled, seed).prepare(w).cpu() for w in unseen])
     figures = {m: {"rel_l2": rel_l2(a, target), "follow": follow(a, target)} for m, a in adapters.items()}
-    figures["padirec"]["x0_error"] = x0_errors(band_ctx.generator, target, torch.as_tensor(unseen), train_mean, seed)
+    figures["padirec"]["x0_error"] = x0_errors(gen, target, torch.as_tensor(unseen), train_mean, seed)
     figures["padirec"]["serve_ms"] = serve_ms
     figures["padirec"]["final_loss"] = info["generator"]["final_loss"]
     return figures
+
 
 
 def mean_sd(values: list[float]) -> str:
@@ -126,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--band", type=float, nargs=2, default=[0.3, 0.7])
     ap.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME [KEY=VALUE ...]",
                     help="a named set of generator settings over the run's; repeatable (default: base)")
+    ap.add_argument("--guidance", type=float, nargs="*", default=[],
+                    help="also sample each generator with these guidance scales (no retraining)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -140,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             t0 = time.perf_counter()
             results.setdefault(name, []).append(one_seed(ctx, dataclasses.replace(cfg, seed=seed), tuple(args.band),
-                                                         seed))
+                                                         seed, args.guidance))
             print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"\n{run}: band {args.band}, unseen tasks inside it; mean ± sd over seeds {args.seeds}")
     print("| variant | method | rel. L2 to Retrain's | follow | x0 error / train mean's (t: " +
@@ -152,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             x0 = (" / ".join(f"{statistics.fmean(s[m]['x0_error'][t] for s in per_seed):.2f}"
                              for t in per_seed[0][m]["x0_error"]) if "x0_error" in per_seed[0][m] else "")
             ms = f"{statistics.fmean(s[m]['serve_ms'] for s in per_seed):.1f}" if m == "padirec" else ""
-            if m == "padirec" or name == next(iter(results)):
+            if m.startswith("padirec") or name == next(iter(results)):
                 print(f"| {name} | {m} | {cells[0]} | {cells[1]} | {x0} | {ms} |")
     if args.out:
         args.out.write_text(json.dumps({"run": str(run), "variants": variants, "seeds": args.seeds,

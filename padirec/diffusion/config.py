@@ -32,6 +32,10 @@ class GeneratorConfig:
     # within a CPU budget (samples worse than the bank mean); x0/min_snr did.
     prediction: str = "x0"
     loss_weighting: str = "min_snr"
+    # the share of each training batch drawn at the timesteps the sampler visits (the rest uniform
+    # over all T): a one-step sampler serves the DiT's estimate at t = T alone, where a uniform draw
+    # with min-SNR weighting hardly trains it
+    served_fraction: float = 0.0
     # the forward process (linear beta schedule, paper Eq. 8): T, the number of noise levels
     num_train_timesteps: int = 500
     beta_start: float = 1e-4

@@ -37,7 +37,8 @@ def train_generator(params: torch.Tensor, weights: torch.Tensor, layout: Layout,
     """Train the DiT on adapter rows ``params (N, P)`` with task weights ``weights (N, p)`` (Alg. 1).
 
     Rows where ``held_out_mask (N,)`` is True are not used. Each step: a batch of rows (with
-    replacement), ``t ~ U{1..T}``, ``theta_t = sqrt(abar) theta_0 + sqrt(1 - abar) eps``, MSE on
+    replacement), ``t ~ U{1..T}`` (a ``cfg.served_fraction`` of the batch at the sampler's own
+    timesteps instead), ``theta_t = sqrt(abar) theta_0 + sqrt(1 - abar) eps``, MSE on
     ``eps``, condition replaced by the null embedding with probability ``p_uncond``; AdamW with
     warm-up and cosine decay; an EMA of the weights is what samples.
     """
@@ -57,6 +58,7 @@ def train_generator(params: torch.Tensor, weights: torch.Tensor, layout: Layout,
     x0_all = tokenizer.encode(normalizer.normalize(params)).to(device)  # (N, T, token_size)
     w_all = w.to(device)
     scheduler = make_scheduler("ddpm", cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
+    served = served_timesteps(cfg) if cfg.served_fraction > 0 else None
     dit = build_dit(cfg.size, tokenizer.num_tokens, cfg.token_size, w.shape[1], cfg.conditioning)
     model = Denoiser(dit, scheduler.alphas_cumprod, cfg.prediction).to(device)
     loss_weights(scheduler.alphas_cumprod, torch.zeros(1, dtype=torch.long), cfg.loss_weighting)
@@ -76,6 +78,9 @@ def train_generator(params: torch.Tensor, weights: torch.Tensor, layout: Layout,
             b = cfg.batch_size
             idx = torch.randint(len(params), (b,), generator=rng)
             t = torch.randint(cfg.num_train_timesteps, (b,), generator=rng)
+            if served is not None:  # part of the batch at the noise levels the sampler visits
+                at_served = torch.rand(b, generator=rng) < cfg.served_fraction
+                t = torch.where(at_served, served[torch.randint(len(served), (b,), generator=rng)], t)
             noise = torch.randn((b, *x0_all.shape[1:]), generator=rng)
             drop = torch.rand(b, generator=rng) < cfg.p_uncond
             idx, t, noise, drop = idx.to(device), t.to(device), noise.to(device), drop.to(device)
@@ -101,6 +106,13 @@ def train_generator(params: torch.Tensor, weights: torch.Tensor, layout: Layout,
     stats = {"final_loss": history[-1]["loss"], "train_seconds": timer.seconds,
              "num_train_rows": len(params), "num_tokens": tokenizer.num_tokens}
     return Generator(ema, normalizer, cfg, utilities, device, stats, history)
+
+
+def served_timesteps(cfg: GeneratorConfig) -> torch.Tensor:
+    """The timestep indices ``(n,)`` the configured sampler visits (DDPM: every one)."""
+    sampler = make_scheduler(cfg.sampler, cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
+    sampler.set_timesteps(cfg.num_inference_steps if cfg.sampler != "ddpm" else None)
+    return sampler.timesteps.clone()
 
 
 def _check_training_data(params: torch.Tensor, weights: torch.Tensor, layout: Layout,
