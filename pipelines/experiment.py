@@ -175,6 +175,9 @@ def run_experiment(cells: list[Cell], out: Path, *, label: str,
         result["outputs"] = write_outputs(out, result)
         if tracker is not None:
             result["mlflow_run_id"] = tracker.run_id
+        from pipelines.run_local import source_commit
+
+        result["commit"] = source_commit()  # the code state the README names for the tables
         atomic_write_json(out / RESULT, result)
         _log_result(tracker, out, result)
     except BaseException as e:

@@ -26,6 +26,7 @@ import datetime as dt
 import logging
 import os
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,8 @@ from kfp import local
 from padirec.config import Config, config_to_json
 from padirec.core.secrets import refuse_credentials
 from padirec.errors import PadirecError
-from padirec.tracking import KFP_RUN_ID_ENV, redact, resolve_tracking_uri
+from padirec.runtime.artifacts import atomic_write_json
+from padirec.tracking import KFP_RUN_ID_ENV, PIPELINE_ROLE, redact, resolve_tracking_uri
 from padirec.tracking.core import credentials_to_env, split_userinfo
 from padirec.tracking.liveness import RUNNER_ENV, close_abandoned_runs, process_token
 from pipelines.interrupt import stop_steps_on_signal
@@ -101,7 +103,42 @@ def run_local(cfg: Config, containers: Containers | None = None, data_version: s
             if "finished with status" not in str(e):
                 raise
             raise PadirecError(_failure(str(e), cfg, kfp_run_id, run_folder)) from None
+    atomic_write_json(run_folder / PROVENANCE, provenance(cfg, kfp_run_id))
     return run_folder
+
+
+PROVENANCE = "run.json"  # what produced a finished run: the code's commit and its MLflow run
+
+
+def source_commit() -> str | None:
+    """The git commit of this checkout (``+dirty`` when tracked files changed), None outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def provenance(cfg: Config, kfp_run_id: str) -> dict[str, str | None]:
+    """``{"commit", "kfp_run_id", "mlflow_run_id"}`` of a finished run (the MLflow pipeline run found
+    by its KFP run id; None without tracking or when the server cannot say)."""
+    run_id = None
+    if cfg.tracking.uri != "none":
+        try:
+            from mlflow import MlflowClient
+
+            client = MlflowClient(resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir))
+            exp = client.get_experiment_by_name(cfg.tracking.experiment)
+            found = client.search_runs([exp.experiment_id], f"tags.`kfp.run_id` = '{kfp_run_id}' and "
+                                       f"tags.`padirec.role` = '{PIPELINE_ROLE}'", max_results=1) if exp else []
+            run_id = found[0].info.run_id if found else None
+        except Exception as e:  # the run succeeded; its record only lacks the MLflow id
+            log.warning("could not look up the MLflow run of %s: %s", kfp_run_id, redact(str(e)))
+    return {"commit": source_commit(), "kfp_run_id": kfp_run_id, "mlflow_run_id": run_id}
 
 
 def _local_tracking(cfg: Config, run_dir: Path) -> tuple[Config, dict[str, str]]:

@@ -72,6 +72,9 @@ def test_pipeline_registers_and_promotes(stack, capfd):
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if r.data.tags.get("padirec.role") == "pipeline"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    made = json.loads((folder / "run.json").read_text())  # the README names these for its figures
+    assert made["mlflow_run_id"] == parents[0].info.run_id and made["kfp_run_id"] == f"local-{folder.name}"
+    assert made["commit"] is None or len(made["commit"].removesuffix("+dirty")) == 40
     steps = {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
     assert {"prepare_data", "train_backbone", "compute_features", "build_adapters_0", "build_adapters_1",
             "train_generator", "evaluate", "register_and_promote"} <= steps
