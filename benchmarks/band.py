@@ -46,6 +46,7 @@ from run_folder import run_inputs  # noqa: E402 (benchmarks/run_folder.py)
 from padirec.runtime.progress import setup_logging  # noqa: E402
 
 GOAL_SLACK = 0.01  # the issue's target: PaDiRec's reward >= Retrain's - 0.01
+DRAWS = 1000  # bootstrap draws of the users for the differences between methods
 FIGURES = ("reward", "regret", "pearson_ra", "pearson_rd")
 
 
@@ -112,7 +113,43 @@ def one_seed(ctx, cfg, names: list[str], split: str, band: tuple[float, float] |
     sweep = run_sweep(methods, tasks, ctx.features, split, ev.k, ev.alpha, ev.sampled, cfg.seed, per_user=True)
     summary = summarise(sweep.metrics, tasks, ctx.utilities, ev.k, reference="retrain")
     add_uncertainty(summary, sweep, ctx, cfg, "retrain", ceiling=False)
-    return {"tasks": tasks.tolist(), "info": info, "summary": summary, "fit_seconds": sweep.fit_seconds}
+    return {"tasks": tasks.tolist(), "info": info, "summary": summary, "fit_seconds": sweep.fit_seconds,
+            "regret_draws": regret_draws(sweep, tasks, ctx.utilities, ev.k)}
+
+
+def regret_draws(sweep, tasks: np.ndarray, utilities: list[str], k: int) -> dict[str, list[float]]:
+    """Each method's regret on ``DRAWS`` bootstrap draws of the users, the same draws for every seed
+    (bootstrap seed 0): paired over methods and seeds, so a difference between two methods can be
+    averaged over the seeds draw by draw."""
+    from padirec.evaluation.summary import objective_keys, report_scale
+    from padirec.evaluation.uncertainty import (
+        bootstrap_counts,
+        metric_replicates,
+        reward_replicates,
+    )
+
+    keys = objective_keys(utilities, k)
+    users = len(next(iter(sweep.per_user.values()))[0][keys[0]])
+    reps = metric_replicates(sweep.per_user, keys, k, bootstrap_counts(users, DRAWS, 0), sweep.user_groups)
+    objectives = {m: np.stack([reps[m][key] for key in keys], axis=1) for m in reps}
+    _, regret = reward_replicates(objectives, tasks, report_scale(sweep.metrics, tasks, utilities, k), "retrain")
+    return {m: r.tolist() for m, r in regret.items()}
+
+
+def difference(per_seed: list[dict], a: str, b: str) -> tuple[float, list[float] | None]:
+    """``a``'s regret minus ``b``'s, mean over the seeds, with a 95% interval holding the seeds' and
+    the users' noise (``pipelines.experiment.interval_over_seeds_and_users``)."""
+    from padirec.evaluation.uncertainty import percentile_ci
+    from pipelines.experiment import interval_over_seeds_and_users
+    from pipelines.experiment import mean_sd as stat_of
+
+    points = [s["summary"][a]["regret"] - s["summary"][b]["regret"] for s in per_seed]
+    draws = np.mean([np.subtract(s["regret_draws"][a], s["regret_draws"][b]) for s in per_seed], axis=0)
+    stat = stat_of(points)
+    users = percentile_ci(draws).tolist()
+    if len(per_seed) < 2:
+        return stat["mean"], users
+    return stat["mean"], interval_over_seeds_and_users(stat, [users])
 
 
 @torch.no_grad()
@@ -200,7 +237,29 @@ def main(argv: list[str] | None = None) -> int:
         ci_text = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if None not in ci else "n/a"
         print(f"| {m} | {mean_sd(cells['reward'])} | {mean_sd(cells['regret'])} | {ci_text} | "
               f"{mean_sd(cells['pearson_ra'])} | {mean_sd(cells['pearson_rd'])} |")
+    interior = [i for i, w in enumerate(per_seed[0]["tasks"]) if not np.isclose(max(w), 1.0)]
+    print(f"\nPareto dominance against Retrain on the {len(interior)} unseen tasks (summed over seeds; in "
+          "brackets: tasks where it holds in at least 95% of the bootstrap draws):")
+    for m in first:
+        if m == "retrain" or "dominance" not in first[m]:
+            continue
+        counts = {v: 0 for v in ("dominates", "dominated")}
+        sure = dict(counts)
+        for s in per_seed:
+            for i in interior:
+                verdict = s["summary"][m]["dominance"]["per_task"][i]
+                counts[verdict] = counts.get(verdict, 0) + 1
+                for v in sure:
+                    sure[v] += (s["summary"][m].get("dominance_share") or {}).get(v, [0] * (i + 1))[i] >= 0.95
+        print(f"  {m}: dominates {counts['dominates']} ({sure['dominates']}), dominated {counts['dominated']} "
+              f"({sure['dominated']})")
     if "padirec" in first:
+        print("\nregret differences, mean over seeds [95% interval over seeds and users]:")
+        for base_m in ("nn_lookup", "interpolation", "hypernetwork"):
+            if base_m in first:
+                point, ci = difference(per_seed, "padirec", base_m)
+                ci_text = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "n/a"
+                print(f"  padirec - {base_m}: {point:+.4f} {ci_text}")
         goal(table, first)
     if args.out:
         args.out.write_text(json.dumps({"run": str(run), "args": {k: str(v) for k, v in vars(args).items()},
