@@ -10,7 +10,7 @@ IMAGE  ?= padirec:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(
 # Every install goes through the torch pin, so nothing can pull a CUDA build on a CPU machine.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help venv lock clean run compile paper readme-results readme-paper test test-fast lint images deploy-image model-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving bench-hotspots bench-scale gpu-check run-folder
+.PHONY: help venv lock clean run compile paper readme-results readme-paper test test-fast lint images push image-sizes deploy-image model-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving bench-hotspots bench-scale gpu-check run-folder
 
 help: ## list the targets, by group
 	@awk -F':.*## ' '/^##@ /{printf "\n%s\n", substr($$0, 5)} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,6 +67,12 @@ lint: $(STAMP) ## ruff
 images: ## build the CUDA and CPU images (needs a Docker engine; see images/build.sh for BASE, PIP_* and TORCH_WHEELS), tagged <version>-<commit>
 	images/build.sh cuda $(IMAGE)
 	images/build.sh cpu $(IMAGE)-cpu
+
+push: ## tag and push both images of `make images` to a registry: make push REGISTRY=registry.example.com/team (DRY_RUN=1 prints the commands)
+	images/push.sh $(if $(DRY_RUN),--dry-run) '$(REGISTRY)' $(IMAGE) $(IMAGE)-cpu
+
+image-sizes: ## write the sizes that `make images` recorded (dist/image-sizes.tsv) into the README's table
+	$(PY) -m tools.image_sizes dist/image-sizes.tsv README.md
 
 deploy-image: ## set the image of the production overlay: make deploy-image IMAGE=registry.example.com/padirec:<version>-<commit>
 	$(PY) manifests/set_image.py $(IMAGE)

@@ -12,6 +12,7 @@
 #   PIP_CERT              CA bundle pip must trust (default: pip's cert setting); copied into the context
 #   TORCH_WHEELS          folder holding a torch wheel to use (default: pip's find-links setting)
 #   DOCKER                the docker client (default: docker)
+# The image's size (docker image inspect) is appended to dist/image-sizes.tsv: variant, tag, bytes.
 set -euo pipefail
 VARIANT=${1:?usage: images/build.sh cuda|cpu TAG}
 TAG=${2:?usage: images/build.sh cuda|cpu TAG}
@@ -48,5 +49,7 @@ start=$(date +%s)
   --build-arg BASE="$BASE" --build-arg TORCH_SPEC="$TORCH_SPEC" --build-arg PIP_INDEX_URL="$INDEX" \
   --build-arg PIP_EXTRA_INDEX_URL="$EXTRA" --build-arg PIP_CERT="$CERT_ARG" .
 find "$EXTRA_DIR" -mindepth 1 ! -name README.md -exec rm -rf {} +
-size=$("$DOCKER" image inspect -f '{{.Size}}' "$TAG")
+size=$("$DOCKER" image inspect --format '{{.Size}}' "$TAG")
 echo "image $TAG: $((size / 1000000)) MB, built in $(( $(date +%s) - start )) s"
+# the README's table of image sizes is rendered from this file (tools/image_sizes.py)
+mkdir -p dist && printf '%s\t%s\t%s\n' "$VARIANT" "$TAG" "$size" >> dist/image-sizes.tsv

@@ -6,8 +6,13 @@ turned into an adapter by the generator (cached per task, so a platform switchin
 tasks pays the generation once per task), the adapter transforms the user representation, and
 every item is scored; the history and the padding item are never listed.
 
-Requests are validated strictly (``RequestError``, whose message starts with the field): unknown
-item ids, an empty history, a history longer than the model's maximum length, weights off the
+History items the model has not seen (new in the catalogue since it was trained) are dropped and
+listed in the reply's ``ignored``: one new item must not fail the whole request. A history with no
+known item at all is refused: there is nothing to rank from, and a popularity fallback would
+answer with a list the client cannot tell from a personal one.
+
+Requests are otherwise validated strictly (``RequestError``, whose message starts with the field):
+an empty history, a history longer than the model's maximum length, weights off the
 simplex, ``k`` outside 1..(items the request can rank), bad timestamps, and more distinct weight
 vectors in one request than ``max_tasks`` (``PADIREC_SERVING_MAX_TASKS``, default 32: generation
 is the expensive part, so this cap bounds the work of one request). A ``deadline`` is checked
@@ -209,16 +214,18 @@ class Recommender:
         # weights' tolerance for any p (6 decimals made (1/3, 1/3, 1/3) sum to 0.999999).
         return tuple(round(x, 12) for x in w)
 
-    def check_history(self, history: Any) -> list[int]:
+    def check_history(self, history: Any) -> tuple[list[int], list[bool]]:
+        """The internal ids of the known items, and for each history position whether it is known."""
         if history is None or isinstance(history, str | bytes | dict) or not hasattr(history, "__len__") or len(history) == 0:
             raise RequestError("history must be a non-empty list of item ids")
         if len(history) > self.max_len:
             raise RequestError(f"history has {len(history)} items; this model reads at most {self.max_len} "
                                "(send the most recent ones)")
-        unknown = [h for h in history if str(h) not in self.internal]
-        if unknown:
-            raise RequestError(f"history has unknown item id(s) {_short(unknown[:5])} ({len(unknown)} in all)")
-        return [self.internal[str(h)] for h in history]
+        known = [str(h) in self.internal for h in history]
+        if not any(known):
+            raise RequestError(f"history has unknown item id(s) {_short(list(history)[:5])} ({len(history)} in all) "
+                               "and no item this model knows: nothing to rank from")
+        return [self.internal[str(h)] for h, ok in zip(history, known, strict=True) if ok], known
 
     def check_k(self, k: Any, items: list[int]) -> int:
         """1 <= k <= the items this request can rank: the catalogue minus the history (which is
@@ -261,19 +268,23 @@ class Recommender:
                 self._cache.popitem(last=False)
         return params
 
-    def _parse(self, r: int, req: Any, k: Any, many: bool) -> tuple[list[int], tuple[float, ...], int, list[int] | None]:
+    def _parse(self, r: int, req: Any, k: Any, many: bool) -> tuple[list[int], tuple[float, ...], int, list[int] | None, list[str]]:
         where = f"record {r}: " if many else ""
         try:
             if not isinstance(req, dict):
                 raise RequestError("expected an object with history and weights")
-            items = self.check_history(req.get("history"))
+            history = req.get("history")
+            items, known = self.check_history(history)
             task = self.check_weights(req.get("weights"))
             kk = self.check_k(req["k"] if req.get("k") is not None else k, items)
             ts = req.get("timestamps")
-            times = self.check_timestamps(ts, len(items)) if ts is not None else None
+            times = self.check_timestamps(ts, len(known)) if ts is not None else None
         except RequestError as e:
             raise RequestError(f"{where}{e}") from None
-        return items, task, kk, times
+        if times is not None:  # the timestamps of the dropped items go with them
+            times = [t for t, ok in zip(times, known, strict=True) if ok]
+        ignored = [str(h) for h, ok in zip(history, known, strict=True) if not ok]
+        return items, task, kk, times, ignored
 
     @torch.inference_mode()
     def recommend_many(self, requests: list[dict[str, Any]], k: Any = DEFAULT_K,
@@ -281,7 +292,8 @@ class Recommender:
         """``requests``: dicts with ``history`` (source item ids, oldest first), ``weights`` and
         optional ``timestamps`` and ``k`` (else the ``k`` argument). ``deadline``: a
         ``time.monotonic()`` instant after which the work stops. Returns per request
-        ``item_ids``, ``scores``, ``titles``, ``categories`` (best first)."""
+        ``item_ids``, ``scores``, ``titles``, ``categories`` (best first) and ``ignored`` (the
+        history items the model does not know, dropped before ranking)."""
         from padirec.adapters.adapter import apply_adapters
 
         if not requests:
@@ -297,7 +309,7 @@ class Recommender:
                                f"{self.max_tasks} are allowed per request ({MAX_TASKS_ENV}): split it")
         seqs = torch.zeros(len(requests), self.max_len, dtype=torch.long)
         times = torch.zeros(len(requests), self.max_len, dtype=torch.long)
-        for r, (items, _, _, ts) in enumerate(parsed):
+        for r, (items, _, _, ts, _) in enumerate(parsed):
             seqs[r, self.max_len - len(items):] = torch.tensor(items)
             if ts is not None:
                 times[r, self.max_len - len(items):] = torch.tensor(ts)
@@ -318,7 +330,7 @@ class Recommender:
                 ids = top.indices.cpu().numpy()
                 out[r] = {"item_ids": [str(s) for s in self.source_id[ids]], "scores": top.values.cpu().tolist(),
                           "titles": [str(t) for t in self.title[ids]],
-                          "categories": [self.categories[i] for i in ids]}
+                          "categories": [self.categories[i] for i in ids], "ignored": parsed[r][4]}
         return out
 
     def recommend(self, history: list, weights: list[float], k: Any = DEFAULT_K, timestamps: list | None = None) -> dict[str, list]:
@@ -329,3 +341,28 @@ def _short(value: Any, limit: int = 80, quote: bool = True) -> str:
     """A request value in an error message, cut so a 10,000-item field cannot flood the reply."""
     text = repr(value) if quote else str(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def unknown_item_share(model_data: str | Path, new_data: str | Path, max_len: int | None = None) -> dict[str, Any]:
+    """How many of a newer snapshot's test users would send a history item that a model trained on
+    ``model_data`` (a prepared folder) does not know. Each user's request is their history before
+    the test item in ``new_data`` (train then valid, the most recent ``max_len``), in source ids.
+    ``with_unknown``: requests that failed with a 400 before unknown items were dropped;
+    ``all_unknown``: those still refused (no known item)."""
+    known = set(pd.read_parquet(Path(model_data) / "id_map_items.parquet")["source_id"].astype(str))
+    new_data = Path(new_data)
+    source = pd.read_parquet(new_data / "id_map_items.parquet").set_index("item_id")["source_id"].astype(str)
+    train = pd.read_parquet(new_data / "train.parquet")
+    train = train.sort_values(["user_id", "seq"], kind="stable") if "seq" in train else train
+    # valid after train, then a stable sort by user: each user's items stay in time order
+    seen = pd.concat([train, pd.read_parquet(new_data / "valid.parquet")]).sort_values("user_id", kind="stable")
+    seen = seen[seen["user_id"].isin(pd.read_parquet(new_data / "test.parquet")["user_id"])]
+    if max_len is not None:
+        seen = seen.groupby("user_id").tail(max_len)
+    unknown = ~source.reindex(seen["item_id"]).isin(known).to_numpy()
+    per_user = pd.DataFrame({"user_id": seen["user_id"].to_numpy(), "unknown": unknown}).groupby("user_id")["unknown"]
+    users = int(per_user.ngroups)
+    with_unknown, all_unknown = int(per_user.any().sum()), int(per_user.all().sum())
+    return {"test_users": users, "with_unknown": with_unknown, "all_unknown": all_unknown,
+            "share_with_unknown": with_unknown / users if users else 0.0,
+            "share_all_unknown": all_unknown / users if users else 0.0}

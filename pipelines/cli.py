@@ -66,19 +66,19 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from pipelines.remote import submit, with_tracking
+    from pipelines.remote import read_token, submit, with_tracking
 
     cfg = with_tracking(load_config_from_args(args), args.tracking_uri)
-    print(submit(cfg, args.host, args.package, args.experiment, args.data_version))
+    print(submit(cfg, args.host, args.package, args.experiment, args.data_version, args.namespace, read_token(args.token_file)))
     return 0
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
-    from pipelines.remote import schedule, validate_cron, with_tracking
+    from pipelines.remote import read_token, schedule, validate_cron, with_tracking
 
     validate_cron(args.cron)
     cfg = with_tracking(load_config_from_args(args), args.tracking_uri)
-    print(schedule(cfg, args.host, args.cron, args.package, args.experiment))
+    print(schedule(cfg, args.host, args.cron, args.package, args.experiment, args.namespace, read_token(args.token_file)))
     return 0
 
 
@@ -144,6 +144,10 @@ def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
         sp.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
         sp.add_argument("--package", default="dist/padirec_pipeline.yaml", help="compiled pipeline (make compile)")
         sp.add_argument("--experiment", default="padirec")
+        sp.add_argument("--namespace", help="the profile namespace of a multi-user Kubeflow, where the experiment "
+                        "and the run go (default: none, for standalone KFP)")
+        sp.add_argument("--token-file", help="a file with the bearer token for the KFP API (default: the pod's "
+                        "service-account token, /var/run/secrets/kubernetes.io/serviceaccount/token, where it exists)")
         sp.add_argument("--tracking-uri", help="MLflow server the cluster's steps log to "
                         "(default: MLFLOW_TRACKING_URI of the padirec-env ConfigMap)")
         if name == "submit":

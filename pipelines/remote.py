@@ -66,31 +66,77 @@ def recurring_run_request(cfg: Config, cron: str, package: str | Path, job_name:
     }
 
 
-def _client(host: str):
+# Where a pod finds its service account's token: the default token when padirec runs in a cluster.
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def read_token(token_file: str | None) -> str | None:
+    """The bearer token for the KFP API: from ``token_file``, else the pod's service-account token
+    where it exists, else None (no Authorization header). Never logged."""
+    path = Path(token_file) if token_file else SERVICE_ACCOUNT_TOKEN
+    if not token_file and not path.is_file():
+        return None
+    try:
+        token = path.read_text().strip()
+    except OSError as e:
+        raise PadirecError(f"--token-file {path}: cannot read it ({e.strerror})") from None
+    if not token:
+        raise PadirecError(f"--token-file {path}: the file is empty")
+    return token
+
+
+def plugins_input(cfg: Config) -> dict[str, Any]:
+    """The run's input to KFP's MLflow plugin (KFP >= 2.17, ``plugins_input.mlflow``): the config's
+    experiment, so that the plugin's parent run lands where padirec's step runs go. Ignored by a
+    KFP whose plugin is off."""
+    return {"mlflow": {"experiment_name": cfg.tracking.experiment}}
+
+
+def _client(host: str, namespace: str | None = None, token: str | None = None, plugins: dict | None = None):
     import kfp
 
     with warnings.catch_warnings():  # kfp warns on every client that it needs KFP >= 2.0.0-beta.2: noise
         warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(host=host)
+        # kfp's own options: the namespace goes into each experiment, the token into an
+        # "Authorization: Bearer" header. kfp's default namespace "kubeflow" stands for "none given".
+        client = kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=token)
+    if plugins:
+        _send_plugins_input(client, plugins)
+    return client
 
 
-def submit(cfg: Config, host: str, package: str | Path, experiment: str = "padirec", data_version: str = "") -> str:
+def _send_plugins_input(client, plugins: dict) -> None:
+    """kfp 2.17's Client builds the run and recurring-run bodies without ``plugins_input``, which
+    the API's models (kfp_server_api) carry: add it to the body the client built, just before it is sent."""
+    for api, create, body in ((client._run_api, "run_service_create_run", "run"),
+                              (client._recurring_run_api, "recurring_run_service_create_recurring_run", "recurring_run")):
+        send = getattr(api, create)
+
+        def with_plugins(*args, _send=send, _body=body, **kwargs):
+            kwargs[_body].plugins_input = plugins
+            return _send(*args, **kwargs)
+        setattr(api, create, with_plugins)
+
+
+def submit(cfg: Config, host: str, package: str | Path, experiment: str = "padirec", data_version: str = "",
+           namespace: str | None = None, token: str | None = None) -> str:
     """Create one run from a compiled package; returns the run id. Without ``data_version`` the
     submission time is the version, so the data is read afresh; pass the same version again to
-    reuse KFP's cached steps."""
+    reuse KFP's cached steps. ``namespace``: the profile namespace of a multi-user Kubeflow."""
     now = dt.datetime.now(dt.UTC)
     name = f"{cfg.name}-{now:%Y%m%d-%H%M%S}"
-    result = _client(host).create_run_from_pipeline_package(
-        str(package), arguments=run_arguments(cfg, data_version or f"{now:%Y%m%d%H%M%S}"), run_name=name,
-        experiment_name=experiment)
+    arguments = run_arguments(cfg, data_version or f"{now:%Y%m%d%H%M%S}")
+    result = _client(host, namespace, token, plugins_input(cfg)).create_run_from_pipeline_package(
+        str(package), arguments=arguments, run_name=name, experiment_name=experiment, namespace=namespace)
     return result.run_id
 
 
-def schedule(cfg: Config, host: str, cron: str, package: str | Path, experiment: str = "padirec") -> str:
-    """Create a recurring run; returns its id."""
+def schedule(cfg: Config, host: str, cron: str, package: str | Path, experiment: str = "padirec",
+             namespace: str | None = None, token: str | None = None) -> str:
+    """Create a recurring run (in ``namespace``'s experiment); returns its id."""
     request = recurring_run_request(cfg, cron, package, experiment=experiment)
-    client = _client(host)
-    exp = client.create_experiment(request.pop("experiment_name"))
+    client = _client(host, namespace, token, plugins_input(cfg))
+    exp = client.create_experiment(request.pop("experiment_name"), namespace=namespace)
     result = client.create_recurring_run(experiment_id=exp.experiment_id, **request)
     return result.recurring_run_id
 

@@ -194,7 +194,8 @@ def postgres(workdir: Path, user: str = "mlflow", password: str = "padirec-test-
 @contextlib.contextmanager
 def recording_kfp_api() -> Iterator[tuple[str, list]]:
     """A stand-in for the KFP API server on 127.0.0.1 that records each request and answers
-    like the server would for experiments, runs and recurring runs. Yields ``(host, log)``."""
+    like the server would for experiments, runs and recurring runs. Yields ``(host, log)``, the
+    log's entries ``(method, path, body, headers)``."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -210,12 +211,12 @@ def recording_kfp_api() -> Iterator[tuple[str, list]]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:  # noqa: N802
-            log.append(("GET", self.path, None))
+            log.append(("GET", self.path, None, dict(self.headers)))
             self._reply({})
 
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            log.append(("POST", self.path, body))
+            log.append(("POST", self.path, body, dict(self.headers)))
             if self.path.endswith("/experiments"):
                 self._reply({"experiment_id": "exp-1", **body})
             elif self.path.endswith("/recurringruns"):

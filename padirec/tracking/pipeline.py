@@ -6,8 +6,12 @@ The mode is chosen from the environment each time a step starts (``plugin_run_id
   has made the parent run; KFP's driver has made this task's nested run and set
   ``MLFLOW_TRACKING_URI``, ``MLFLOW_EXPERIMENT_ID`` and ``MLFLOW_RUN_ID`` on the container; KFP's
   launcher ends the nested run, and the API server ends the parent and closes nested runs left
-  open. padirec then creates no run: it logs into ``MLFLOW_RUN_ID`` on ``MLFLOW_TRACKING_URI``,
-  tags it, never ends it on success and marks it FAILED when the step raises.
+  open. padirec then creates no run: it logs into ``MLFLOW_RUN_ID`` on the plugin's server, tags
+  it, never ends it on success and marks it FAILED when the step raises. The plugin's server wins
+  over the config's and the ``padirec-env`` ConfigMap's: the run is there. The container gets two
+  ``MLFLOW_TRACKING_URI`` (the plugin's driver sets one, the compiled pipeline maps the ConfigMap's)
+  and which one Kubernetes keeps depends on their order, so padirec reads the plugin's endpoint
+  from ``KFP_MLFLOW_TRACKING_URI``, which only KFP sets, and falls back to ``MLFLOW_TRACKING_URI``.
 * **Otherwise** (local runs, KFP without the plugin) padirec makes the parent run itself, found by
   its ``kfp.run_id`` tag or created, and a nested run per step, and ends both.
 
@@ -54,6 +58,7 @@ log = logging.getLogger("padirec")
 
 KFP_RUN_ID_ENV = "PADIREC_KFP_RUN_ID"
 PLUGIN_RUN_ENV = "MLFLOW_RUN_ID"
+PLUGIN_URI_ENV = "KFP_MLFLOW_TRACKING_URI"  # KFP's API server sets it on the launcher's container
 # Ids and step names go into MLflow filter strings between quotes: no quote, backslash or control
 # character (a config's name is part of a local run's id, so anything else is allowed).
 _ID = re.compile(r"[^'\"`\\\x00-\x1f]{1,250}")
@@ -211,8 +216,8 @@ def _try_params(tracker: MlflowTracker, cfg: Any) -> None:
 
 
 def _plugin_uri(cfg: Any) -> str:
-    # The plugin's run lives on the plugin's server: its MLFLOW_TRACKING_URI wins over the config.
-    env_uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    # The plugin's run lives on the plugin's server: its URI wins over the config (module docstring).
+    env_uri = (os.environ.get(PLUGIN_URI_ENV, "") or os.environ.get("MLFLOW_TRACKING_URI", "")).strip()
     if env_uri and cfg.tracking.uri and cfg.tracking.uri != env_uri:
         log.warning("KFP's MLflow plugin is on: tracking to its server %s, not to the configured %s",
                     redact(env_uri), redact(cfg.tracking.uri))

@@ -110,3 +110,23 @@ def test_secret_templates_hold_no_values():
             assert not any(value), f"{name} holds a value"
     assert re.findall(r"^(\w+)=", examples["mlflow.env.example"], re.M) == ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"]
     assert re.findall(r"^(\w+)=", examples["s3.env.example"], re.M) == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+
+
+def test_kfp_mlflow_plugin_is_off_by_default_and_a_component_turns_it_on(tmp_path):
+    """KFP reads the namespace's MLflow plugin settings from kfp-launcher's `plugins.mlflow` (JSON);
+    without the component the key is absent, so the plugin is off in this namespace."""
+    import json
+
+    assert "plugins.mlflow" not in objects("runs")[("ConfigMap", "kfp-launcher")]["data"]
+    root = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, root)
+    with (root / "runs" / "kustomization.yaml").open("a") as f:
+        f.write("components: [mlflow-plugin]\n")
+    launcher = objects("runs", root)[("ConfigMap", "kfp-launcher")]["data"]
+    assert launcher["defaultPipelineRoot"]  # the launcher's own settings stay
+    plugin = json.loads(launcher["plugins.mlflow"])
+    assert plugin["endpoint"] == objects("runs")[("ConfigMap", "padirec-env")]["data"]["MLFLOW_TRACKING_URI"]
+    settings = plugin["settings"]
+    assert settings["authType"] == "basic-auth" and settings["credentialSecretRef"]["name"] == "padirec-mlflow"
+    assert {settings["credentialSecretRef"][k] for k in ("usernameKey", "passwordKey")} == \
+        {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}  # the keys of the steps' MLflow Secret

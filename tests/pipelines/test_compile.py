@@ -1,5 +1,6 @@
 """The compiled pipeline: loads back, every stage present, image as given, fan-out and exit handler."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,12 @@ def test_every_step_gets_the_cluster_environment(tmp_path):
         got.update({f["name"]: ("field", f["fieldPath"]) for f in executors[name].get("fieldPathAsEnv", [])})
         assert got == step_environment(), name
     assert step_environment()["AWS_SECRET_ACCESS_KEY"] == ("secret", "padirec-s3")
+    # KFP's MLflow plugin sets these on the container; the pipeline never does, so it cannot shadow
+    # the plugin's run or endpoint (padirec.tracking.pipeline: the plugin's endpoint wins)
+    from padirec.tracking.pipeline import PLUGIN_RUN_ENV, PLUGIN_URI_ENV
+
+    assert not {PLUGIN_RUN_ENV, PLUGIN_URI_ENV, "MLFLOW_EXPERIMENT_ID", "MLFLOW_WORKSPACE"} & set(step_environment())
+    assert not re.search(r"KFP_MLFLOW_|MLFLOW_RUN_ID|MLFLOW_WORKSPACE", path.read_text())
     assert step_environment()["PADIREC_KFP_RUN_ID"] == ("field", "metadata.labels['pipeline/runid']")
 
 

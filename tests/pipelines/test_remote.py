@@ -9,9 +9,10 @@ from kfp import compiler
 from padirec.commands.cli import unreachable
 from padirec.config import load_config
 from padirec.errors import PadirecError
+from pipelines import remote
 from pipelines.cli import main
 from pipelines.padirec_pipeline import build_pipeline
-from pipelines.remote import recurring_run_request, schedule, submit, validate_cron
+from pipelines.remote import read_token, recurring_run_request, schedule, submit, validate_cron
 from tests.servers import free_port, recording_kfp_api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ def test_cluster_needs_a_tracking_server(package):
 def test_schedule_sends_a_recurring_run(package):
     with recording_kfp_api() as (host, log):
         assert schedule(_cfg(), host, "0 0 3 * * *", package) == "rr-1"
-    body = next(b for m, p, b in log if m == "POST" and p.endswith("/recurringruns"))
+    body = next(b for m, p, b, _ in log if m == "POST" and p.endswith("/recurringruns"))
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"
     assert body["max_concurrency"] in (1, "1") and body["no_catchup"] is True
     assert body["experiment_id"] == "exp-1"
@@ -69,7 +70,7 @@ def test_schedule_sends_a_recurring_run(package):
 def test_submit_sends_a_run(package):
     with recording_kfp_api() as (host, log):
         assert submit(_cfg(), host, package) == "run-1"
-    body = next(b for m, p, b in log if m == "POST" and p.endswith("/runs"))
+    body = next(b for m, p, b, _ in log if m == "POST" and p.endswith("/runs"))
     assert body["display_name"].startswith("ml100k-sasrec-")
     assert "config_json" in body["runtime_config"]["parameters"]
     assert body["runtime_config"]["parameters"]["data_version"].isdigit()  # the submission time
@@ -93,7 +94,7 @@ def test_credentials_never_travel_in_a_run_parameter(package, send, overrides, d
         else:
             schedule(cfg, host, "0 0 3 * * *", package)
     assert "hunter22" not in str(e.value) and "alice" not in str(e.value)
-    assert not [b for m, p, b in log if m == "POST"], "nothing is sent"
+    assert not [b for m, p, b, _ in log if m == "POST"], "nothing is sent"
 
 
 @pytest.mark.parametrize("command", [["submit"], ["schedule", "--cron", "0 0 3 * * *"]])
@@ -120,3 +121,72 @@ def test_a_failed_connection_is_named_wherever_it_is_wrapped():
     assert unreachable(ValueError("not a connection")) is None
     assert unreachable(ConnectionResetError(104, "Connection reset by peer")) == \
         "cannot reach the server: Connection reset by peer"
+
+
+def _sent(log, method, path_end):
+    return [(p, b, h) for m, p, b, h in log if m == method and p.split("?")[0].endswith(path_end)]
+
+
+@pytest.mark.parametrize("send", ["submit", "schedule"])
+def test_a_profile_namespace_and_token_reach_the_kfp_api(package, send, tmp_path, capsys):
+    """Multi-user Kubeflow: the experiment is looked up and created in the profile namespace, and
+    every request carries the token; the run or recurring run goes into that experiment."""
+    token = tmp_path / "token"
+    token.write_text("sa-token-123\n")
+    with recording_kfp_api() as (host, log):
+        command = [send, "--cron", "0 0 3 * * *"] if send == "schedule" else [send]
+        assert main([*command, "--host", host, "--package", str(package), "--config", str(ROOT / "configs" / "smoke.yaml"),
+                     "--tracking-uri", "http://mlflow.padirec.svc:5000", "--namespace", "team-a",
+                     "--token-file", str(token)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == ("rr-1" if send == "schedule" else "run-1")
+    assert all(h.get("authorization") == "Bearer sa-token-123" for *_, h in log) and log
+    (lookup, _, _), = _sent(log, "GET", "/experiments")
+    assert "namespace=team-a" in lookup  # kfp looks the experiment up in the namespace
+    (_, experiment, _), = _sent(log, "POST", "/experiments")
+    assert experiment["namespace"] == "team-a" and experiment["display_name"] == "padirec"
+    (_, run, _), = _sent(log, "POST", "/recurringruns" if send == "schedule" else "/runs")
+    assert run["experiment_id"] == "exp-1"
+    assert "sa-token-123" not in json.dumps(run)  # the token is a header, never a parameter
+
+
+def test_without_a_namespace_or_token_nothing_is_added(package, monkeypatch, tmp_path):
+    monkeypatch.setattr(remote, "SERVICE_ACCOUNT_TOKEN", tmp_path / "absent")
+    assert read_token(None) is None
+    with recording_kfp_api() as (host, log):
+        submit(_cfg(), host, package, token=read_token(None))
+    assert log and not any("authorization" in {k.lower() for k in h} for *_, h in log)
+    (_, experiment, _), = _sent(log, "POST", "/experiments")
+    assert not experiment.get("namespace")
+
+
+def test_the_service_account_token_is_the_default(monkeypatch, tmp_path):
+    monkeypatch.setattr(remote, "SERVICE_ACCOUNT_TOKEN", tmp_path / "token")
+    (tmp_path / "token").write_text("pod-token\n")
+    assert read_token(None) == "pod-token"
+    assert read_token(str(tmp_path / "token")) == "pod-token"
+
+
+@pytest.mark.parametrize("content,needle", [(None, "cannot read it"), ("  \n", "the file is empty")])
+def test_a_bad_token_file_is_one_line(package, tmp_path, capsys, content, needle):
+    token = tmp_path / "token"
+    if content is not None:
+        token.write_text(content)
+    rc = main(["submit", "--host", "http://127.0.0.1:1", "--package", str(package), "--config",
+               str(ROOT / "configs" / "smoke.yaml"), "--token-file", str(token)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and f"--token-file {token}: {needle}" in err, err
+
+
+@pytest.mark.parametrize("send", ["submit", "schedule"])
+def test_the_mlflow_plugin_gets_the_experiment_of_the_config(package, send):
+    """KFP's MLflow plugin (KFP >= 2.17) reads plugins_input.mlflow.experiment_name from the run or
+    recurring run: padirec's tracking.experiment, where its step runs go."""
+    cfg = load_config(ROOT / "configs" / "ml100k.yaml", {"tracking.uri": "http://mlflow.padirec.svc:5000",
+                                                        "tracking.experiment": "recsys-weekly"})
+    with recording_kfp_api() as (host, log):
+        if send == "submit":
+            submit(cfg, host, package)
+        else:
+            schedule(cfg, host, "0 0 3 * * *", package)
+    (_, body, _), = _sent(log, "POST", "/recurringruns" if send == "schedule" else "/runs")
+    assert body["plugins_input"] == {"mlflow": {"experiment_name": "recsys-weekly"}}

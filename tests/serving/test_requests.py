@@ -67,8 +67,56 @@ def test_bad_timestamps(rec, ts, needle):
 
 def test_record_named_in_a_batch(rec):
     reqs = [{"history": _history(rec), "weights": [0.5, 0.5]}, {"history": ["nope"], "weights": [0.5, 0.5]}]
-    with pytest.raises(RequestError, match=r"^record 1: history has unknown item id\(s\) \['nope'\]"):
+    with pytest.raises(RequestError, match=r"^record 1: history has unknown item id\(s\) \['nope'\] .*no item this model knows"):
         rec.recommend_many(reqs)
+
+
+def test_unknown_history_items_are_dropped_and_listed(rec):
+    """An item new to the catalogue since training: the request is ranked on the known items, as if
+    the client had not sent it (its timestamp goes with it), and the reply lists it."""
+    h = _history(rec)
+    plain = rec.recommend(h, [0.3, 0.7], k=5, timestamps=[10, 20, 30])
+    assert plain["ignored"] == []
+    mixed = rec.recommend(["new-1", *h[:2], 4711, h[2]], [0.3, 0.7], k=5, timestamps=[5, 10, 20, 25, 30])
+    assert mixed["ignored"] == ["new-1", "4711"]
+    assert mixed["item_ids"] == plain["item_ids"] and mixed["scores"] == plain["scores"]
+    # k is checked against the items the request can rank: the known history is not listed
+    rankable = rec.backbone.num_items - 3
+    assert len(rec.recommend(["new-1", *h], [0.5, 0.5], k=rankable)["item_ids"]) == rankable
+    with pytest.raises(RequestError, match="timestamps has 3 values for 4 history items"):
+        rec.recommend(["new-1", *h], [0.5, 0.5], timestamps=[1, 2, 3])
+
+
+def test_a_history_of_only_unknown_items_is_refused(rec):
+    with pytest.raises(RequestError, match=r"^history has unknown item id\(s\) \['a', 'b'\] \(2 in all\) and no item "
+                                           "this model knows: nothing to rank from$"):
+        rec.recommend(["a", "b"], [0.5, 0.5])
+
+
+def test_unknown_item_share_of_a_newer_snapshot(synthetic_prepared, tmp_path):
+    """The share of a newer snapshot's test users whose request held an item the model does not
+    know: here the newer snapshot renames 5 items, so they are new to the model."""
+    import shutil
+
+    from padirec.serving import unknown_item_share
+
+    new = tmp_path / "new"
+    shutil.copytree(synthetic_prepared, new)
+    ids = pd.read_parquet(new / "id_map_items.parquet")
+    renamed = set(ids["item_id"].iloc[:5])
+    ids["source_id"] = [f"new-{s}" if i in renamed else s for i, s in zip(ids["item_id"], ids["source_id"], strict=True)]
+    ids.to_parquet(new / "id_map_items.parquet", index=False)
+
+    assert unknown_item_share(synthetic_prepared, synthetic_prepared) == {
+        "test_users": 120, "with_unknown": 0, "all_unknown": 0, "share_with_unknown": 0.0, "share_all_unknown": 0.0}
+    seen = pd.concat([pd.read_parquet(new / f) for f in ("train.parquet", "valid.parquet")])
+    for max_len in (None, 2):
+        hist = seen.groupby("user_id").tail(max_len) if max_len else seen  # train is in time order already
+        flags = hist["item_id"].isin(renamed).groupby(hist["user_id"])
+        got = unknown_item_share(synthetic_prepared, new, max_len=max_len)
+        assert got["test_users"] == 120 and got["with_unknown"] == int(flags.any().sum()) > 0
+        assert got["all_unknown"] == int(flags.all().sum())
+        assert got["share_with_unknown"] == got["with_unknown"] / 120
 
 
 def test_distinct_tasks_per_request_are_capped(rec):
@@ -150,6 +198,13 @@ def _frame(rec, **extra):
     return pd.DataFrame([{"history": _history(rec), "weights": [0.3, 0.7], **extra}])
 
 
+def test_pyfunc_reply_lists_the_ignored_items(model, rec):
+    out = model.predict(pd.DataFrame([{"history": ["new-1", *_history(rec)], "weights": [0.3, 0.7]},
+                                      {"history": _history(rec), "weights": [0.3, 0.7]}]), params={"k": 3})
+    assert out["ignored"].tolist() == [["new-1"], []]
+    assert out["item_ids"].iloc[0] == out["item_ids"].iloc[1]
+
+
 def test_pyfunc_k_from_params_and_per_record(model, rec):
     assert len(model.predict(_frame(rec), params={"k": 3}).iloc[0]["item_ids"]) == 3
     assert len(model.predict(_frame(rec)).iloc[0]["item_ids"]) == 10
@@ -171,7 +226,7 @@ def test_without_the_signature_mlflow_drops_params(system, tmp_path, rec):
 
 
 @pytest.mark.parametrize("record,params,needle", [
-    ({"history": ["nope"]}, None, "history has unknown item id"),
+    ({"history": ["nope"]}, None, "history has unknown item id(s) ['nope'] (1 in all) and no item this model knows"),
     ({"weights": [float("nan"), 1.0]}, None, "weights: task weights contain NaN"),
     ({"history": [f"i{i}" for i in range(10_000)]}, None, "history has 10000 items; this model reads at most 8"),
     ({"k": -3}, None, "k must be between 1 and"),

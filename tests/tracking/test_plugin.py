@@ -80,6 +80,19 @@ def test_the_plugins_server_wins_over_the_configured_one(plugin, tmp_path):
     assert not other.exists()
 
 
+def test_the_plugins_endpoint_wins_over_the_pipelines_mlflow_tracking_uri(plugin, tmp_path, monkeypatch):
+    """Both KFP's driver and the compiled pipeline (padirec-env) set MLFLOW_TRACKING_URI; whichever
+    Kubernetes keeps, the plugin's endpoint in KFP_MLFLOW_TRACKING_URI decides."""
+    task = plugin.task("evaluate")
+    pipelines_own = tmp_path / "padirec-env.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{pipelines_own}")
+    monkeypatch.setenv("KFP_MLFLOW_TRACKING_URI", plugin.uri)
+    with step_tracker(_cfg(), "evaluate") as t:
+        t.log_metrics({"hv": 0.25})
+    assert plugin.client.get_run(task).data.metrics == {"hv": 0.25}
+    assert not pipelines_own.exists()
+
+
 def test_an_unknown_plugin_run_is_named(plugin, monkeypatch):
     monkeypatch.setenv("MLFLOW_RUN_ID", "0" * 32)
     with pytest.raises(TrackingError, match=f"MLFLOW_RUN_ID={'0' * 32} .* is not a run on sqlite"):
