@@ -19,7 +19,7 @@ from padirec.diffusion.dit import DiT
 from padirec.errors import ConfigError
 
 PREDICTIONS = ("eps", "x0")
-LOSS_WEIGHTINGS = ("uniform", "min_snr", "truncated_snr")
+LOSS_WEIGHTINGS = ("uniform", "min_snr", "truncated_snr", "x0")
 
 
 class Denoiser(nn.Module):
@@ -60,7 +60,10 @@ def loss_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, weighting: str,
     - ``uniform``: 1 (paper Eq. 8);
     - ``min_snr``: ``min(SNR, gamma) / SNR`` (Hang et al. 2023), x0-MSE weight ``min(SNR, gamma)``;
     - ``truncated_snr``: ``max(SNR, 1) / SNR`` (Salimans & Ho 2022), x0-MSE weight
-      ``max(SNR, 1)``: the eps-MSE at low noise, the x0-MSE at high noise.
+      ``max(SNR, 1)``: the eps-MSE at low noise, the x0-MSE at high noise;
+    - ``x0``: ``1 / SNR``, the x0-MSE itself: every noise level weighs alike (under the others, the
+      low-noise examples' x0 weight, up to ``SNR(0)`` ~ 1e4, drowns the high-noise ones that a
+      one-step sampler serves).
     """
     if weighting not in LOSS_WEIGHTINGS:
         raise ConfigError(f"generator.loss_weighting: {weighting!r} is not one of {LOSS_WEIGHTINGS}")
@@ -70,4 +73,6 @@ def loss_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, weighting: str,
     snr = abar / (1 - abar)
     if weighting == "min_snr":
         return snr.clamp(max=snr_gamma) / snr
+    if weighting == "x0":
+        return 1 / snr
     return snr.clamp(min=1.0) / snr
