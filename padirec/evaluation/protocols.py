@@ -68,9 +68,13 @@ def band_task_index(tasks: np.ndarray, utilities: Sequence[str], band: tuple[flo
 
 
 def band_bank(bank: AdapterBank, band: tuple[float, float]) -> tuple[AdapterBank, int]:
-    """The bank with every task in ``band`` held out, and the number of bank tasks that removed."""
+    """The bank with every task in ``band`` held out, and the number of bank tasks that removed;
+    ``EmptyBand`` when no task is left to learn from."""
     inside = in_band(bank.weights, bank.utilities, band)
     removed = len(np.unique(bank.task_id[inside & ~bank.held_out]))
+    if (bank.held_out | inside).all():
+        raise EmptyBand(f"evaluation.band_low/band_high: the band {list(band)} holds out every bank task; "
+                        f"nothing is left to learn from (more adapters.num_random_tasks, or a narrower band)")
     return dataclasses.replace(bank, held_out=bank.held_out | inside), removed
 
 
@@ -99,9 +103,6 @@ def band_context(ctx: MethodContext, gen_cfg: GeneratorConfig, band: tuple[float
     reduced, removed = band_bank(bank, band)
     info: dict[str, Any] = {"band": list(band), "bank_tasks_removed": removed,
                             "bank_rows_left": int((~reduced.held_out).sum())}
-    if not (~reduced.held_out).any():
-        raise EmptyBand(f"evaluation.band_low/band_high: the band {list(band)} holds out every bank task; "
-                        f"nothing is left to learn from (more adapters.num_random_tasks, or a narrower band)")
     band_generator = ctx.generator
     if train_gen:
         if generator is None:

@@ -28,7 +28,12 @@ from padirec.core.tasks import grid
 from padirec.core.tracker import NullTracker, Tracker
 from padirec.data.dataset import load_prepared
 from padirec.diffusion.generator import Generator
-from padirec.evaluation.protocols import band_bank, needs_band_generator, train_band_generator
+from padirec.evaluation.protocols import (
+    EmptyBand,
+    band_bank,
+    needs_band_generator,
+    train_band_generator,
+)
 from padirec.evaluation.uncertainty import Ceiling, train_ceiling
 from padirec.methods.registry import method_with_role
 from padirec.runtime.artifacts import atomic_write, read_manifest, write_manifest
@@ -56,9 +61,10 @@ def band_generator_stage(bank_dir: str | Path, out_dir: str | Path, cfg: Config,
         return _skip(out_dir, "band_generator", "no band protocol, or no method built from the generator",
                      tracker)
     band = (cfg.evaluation.band_low, cfg.evaluation.band_high)
-    reduced, removed = band_bank(load_bank(bank_dir), band)
-    if not (~reduced.held_out).any():  # the evaluate step reports the band as skipped
-        return _skip(out_dir, "band_generator", f"the band {list(band)} holds out every bank task", tracker)
+    try:
+        reduced, removed = band_bank(load_bank(bank_dir), band)
+    except EmptyBand as e:  # the evaluate step reports the band as skipped
+        return _skip(out_dir, "band_generator", str(e), tracker)
     log.info("band_generator: training without the %d bank tasks in w_acc %s", removed, list(band))
     generator = train_band_generator(reduced, cfg.generator, cfg.seed, pick_device(cfg.device))
     generator.save(out_dir)
@@ -99,12 +105,9 @@ def retrain_ceiling_stage(data_dir: str | Path, backbone_dir: str | Path, featur
 
 def read_ceiling(folder: str | Path | None, device: torch.device | str = "cpu") -> Ceiling | None:
     """The ``retrain_ceiling`` stage's second Retrain; None for no folder or a skipped one."""
-    if folder is None:
+    if folder is None or read_manifest(folder, verify=False).get("kind") == SKIPPED:
         return None
-    manifest = read_manifest(folder)
-    if manifest.get("kind") == SKIPPED:
-        return None
-    read_manifest(folder, kind=CEILING, verify=False)
+    manifest = read_manifest(folder, kind=CEILING)
     tensors = safetensors.torch.load_file(Path(folder) / CEILING_FILE)
     return Ceiling(int(manifest["stats"]["seed"]), tensors["tasks"].numpy().astype(np.float64),
                    tensors["params"].to(device))
