@@ -15,7 +15,7 @@ With ``--run`` (a finished ``padirec run``; read only): its trained generator is
   wall time counts the other processes' turns, the CPU time hardly does);
 - its quality on ``--split`` (default ``valid``: choices are made there, the test split is read
   once by the evaluate stage): Pearson r-a / r-d against Retrain over the evaluation grid, and the
-  reward ``sum_j w_j z_j`` (SPEC 7b) with the objectives on the report's fixed scale (Retrain's own
+  reward ``sum_j w_j z_j`` with the objectives on the report's fixed scale (Retrain's own
   front ends, ``summary.report_scale``), so every row is on the same scale. Means over ``--seeds`` (the run seed of ``PaDiRec``'s per-task noise).
 
 The candidates are the rows whose r-a, r-d and reward are all within ``--tolerance`` of the

@@ -24,8 +24,8 @@ def find(run: Path, pattern: str) -> Path:
 def run_inputs(run: Path, cfg: Any):
     """The evaluation stage's inputs (data, backbone, bank, generator) of the run, read as it reads
     them: the run's features artifact where it has one, else the features computed again."""
-    from padirec.evaluation.stage import load_inputs
+    from padirec.evaluation.stage import EvaluationInputs, load_inputs
 
     features = find_output(run, f"**/{FEATURES}/manifest.json")
-    return load_inputs(*(find(run, f"**/{out}/manifest.json") for out in INPUTS), cfg,
-                       features_dir=None if features is None else features.parent)
+    folders = [find(run, f"**/{out}/manifest.json") for out in INPUTS]
+    return load_inputs(EvaluationInputs(*folders, features=None if features is None else features.parent), cfg)

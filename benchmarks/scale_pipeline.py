@@ -26,8 +26,8 @@ from pipelines.run_local import find_output, run_local
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 # the steps in pipeline order (shards of build_adapters_<i> sort among themselves)
-ORDER = ("prepare_data", "train_backbone", "compute_features", "build_adapters", "train_generator",
-         "evaluate", "register_and_promote")
+ORDER = ("prepare_data", "train_backbone", "compute_features", "build_adapters", "train_generator", "band_generator",
+         "retrain_ceiling", "evaluate", "register_and_promote")
 
 
 def _children() -> dict[int, list[int]]:

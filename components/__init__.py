@@ -10,11 +10,12 @@ from kfp import dsl
 
 from components.adapters import build_adapters_component, plan_shards_component
 from components.backbone import train_backbone_component
+from components.ceiling import retrain_ceiling_component
 from components.data import prepare_data_component
 from components.evaluate import evaluate_component
 from components.features import compute_features_component
 from components.finish import finish_run_component
-from components.generator import train_generator_component
+from components.generator import band_generator_component, train_generator_component
 from components.register import register_and_promote_component
 
 FUNCTIONS = {  # the step's name (its KFP task: ``train_backbone`` -> ``train-backbone``) -> its component
@@ -24,6 +25,8 @@ FUNCTIONS = {  # the step's name (its KFP task: ``train_backbone`` -> ``train-ba
     "plan_shards": plan_shards_component,
     "build_adapters": build_adapters_component,
     "train_generator": train_generator_component,
+    "band_generator": band_generator_component,
+    "retrain_ceiling": retrain_ceiling_component,
     "evaluate": evaluate_component,
     "register_and_promote": register_and_promote_component,
     "finish_run": finish_run_component,

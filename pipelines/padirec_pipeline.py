@@ -1,5 +1,9 @@
 """The PaDiRec pipeline: data -> backbone -> features -> adapter bank (fan-out) -> generator -> evaluation.
 
+The evaluate step trains nothing: the band protocol's generator (``band_generator``, from the bank)
+and the ceiling's second Retrain (``retrain_ceiling``, from the features) are steps of their own,
+cached like every training step; a step with nothing to train writes a ``skipped`` folder.
+
 ``build_pipeline(image, cluster)`` returns the pipeline with every component on ``image`` (the
 project image, a compile-time parameter) and the cluster's settings on each step: resources
 (requests and limits), the non-root user, and where GPU steps may be scheduled. The whole
@@ -26,7 +30,8 @@ from padirec.tracking import KFP_RUN_ID_ENV
 
 PIPELINE_NAME = "padirec"
 DEFAULT_IMAGE = "padirec:0.1.0"
-GPU_STEPS = ("train_backbone", "compute_features", "build_adapters", "train_generator", "evaluate")
+GPU_STEPS = ("train_backbone", "compute_features", "build_adapters", "train_generator", "band_generator",
+             "retrain_ceiling", "evaluate")
 # evaluate times new tasks (wall time): a cached result would report a stale machine's figures.
 UNCACHED_STEPS = ("finish_run", "evaluate", "register_and_promote")
 LIGHT_STEPS = ("plan_shards", "finish_run")
@@ -166,10 +171,14 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: ClusterOptions | None = 
                              data=data.outputs["data"], backbone=backbone.outputs["backbone"],
                              features=features.outputs["features"])
             generator = step("train_generator", config_json=config_json, banks=dsl.Collected(shard.outputs["bank"]))
-            inputs = dict(config_json=config_json, data=data.outputs["data"],
+            band_generator = step("band_generator", config_json=config_json, bank=generator.outputs["bank"])
+            ceiling = step("retrain_ceiling", config_json=config_json, data=data.outputs["data"],
+                           backbone=backbone.outputs["backbone"], features=features.outputs["features"])
+            report = step("evaluate", config_json=config_json, data=data.outputs["data"],
                           backbone=backbone.outputs["backbone"], features=features.outputs["features"],
-                          bank=generator.outputs["bank"], generator=generator.outputs["generator"])
-            report = step("evaluate", **inputs)
+                          bank=generator.outputs["bank"], generator=generator.outputs["generator"],
+                          band_generator=band_generator.outputs["band_generator"],
+                          ceiling=ceiling.outputs["ceiling"])
             step("register_and_promote", config_json=config_json, data=data.outputs["data"],
                  backbone=backbone.outputs["backbone"], generator=generator.outputs["generator"],
                  report=report.outputs["report"])

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import scale_pipeline  # noqa: E402
 
 STEPS = ["prepare_data", "train_backbone", "compute_features", "build_adapters_0", "build_adapters_1",
-         "train_generator", "evaluate", "register_and_promote"]
+         "train_generator", "band_generator", "retrain_ceiling", "evaluate", "register_and_promote"]
 
 
 def test_every_step_run_records_its_wall_time_and_peak_memory(tiny_run):

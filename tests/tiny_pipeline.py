@@ -35,7 +35,7 @@ def run_tiny_pipeline(tmp_path_factory, overrides: dict | None = None):
     comps = {name: comp.python_func for name, comp in components.build("padirec:test").items()}
     art = {name: kind(uri=str(root / name)) for name, kind in (
         ("data", dsl.Dataset), ("backbone", dsl.Model), ("features", dsl.Dataset), ("bank", dsl.Dataset),
-        ("generator", dsl.Model),
+        ("generator", dsl.Model), ("band_generator", dsl.Model), ("ceiling", dsl.Model),
         ("report", dsl.Artifact), ("system", dsl.Model))}
     shards = [dsl.Dataset(uri=str(root / f"shard{i}")) for i in range(cfg.adapters.num_shards)]
     with pytest.MonkeyPatch.context() as mp:
@@ -49,7 +49,10 @@ def run_tiny_pipeline(tmp_path_factory, overrides: dict | None = None):
                                     features=art["features"], bank=shard)
         art["bank_shards"] = shards
         comps["train_generator"](config_json=cj, banks=shards, bank=art["bank"], generator=art["generator"])
-        inputs = {k: art[k] for k in ("data", "backbone", "features", "bank", "generator")}
+        comps["band_generator"](config_json=cj, bank=art["bank"], band_generator=art["band_generator"])
+        comps["retrain_ceiling"](config_json=cj, data=art["data"], backbone=art["backbone"], features=art["features"],
+                                 ceiling=art["ceiling"])
+        inputs = {k: art[k] for k in ("data", "backbone", "features", "bank", "generator", "band_generator", "ceiling")}
         comps["evaluate"](config_json=cj, **inputs, report=art["report"])
         comps["register_and_promote"](config_json=cj, data=art["data"], backbone=art["backbone"],
                                       generator=art["generator"], report=art["report"], system=art["system"])

@@ -5,7 +5,7 @@ and of every evaluation history is computed once. Training and evaluating any nu
 adapters then only needs these tensors and the item embedding table.
 
 Training examples are every prefix of each user's train sequence (history truncated to
-``max_len``) predicting the next item, as in phase 1 (SPEC section 2). Their representations come
+``max_len``) predicting the next item, as the backbone trains on them. Their representations come
 from one encoder pass per window (``training_examples``): ``stride=1`` (the default) is one pass per
 prefix, the exact features; ``stride=s`` reads ``s`` positions of each pass, as backbone training
 does, about ``s`` times less work. Each pass is copied out at once, so only the kept rows stay alive.

@@ -24,7 +24,11 @@ from padirec.config import Config, config_from_json
 from padirec.core.tracker import Tracker
 from padirec.data.stage import run_data_stage
 from padirec.diffusion.stage import train_generator_stage
-from padirec.evaluation.stage import evaluate_stage
+from padirec.evaluation.protocols import needs_band_generator
+from padirec.evaluation.stage import EvaluationInputs, evaluate_stage
+from padirec.evaluation.trained_inputs import band_generator_stage, retrain_ceiling_stage
+from padirec.evaluation.uncertainty import ceiling_seed
+from padirec.methods.registry import method_with_role
 from padirec.runtime.cache import cache_key, run_cached
 from padirec.runtime.compute import set_torch_threads
 from padirec.runtime.finite import finite_metadata
@@ -136,13 +140,37 @@ def train_generator_step(config_json: str, banks: list[str], bank_out: str, out:
     return _metadata(summary)
 
 
+def band_generator_step(config_json: str, bank: str, out: str) -> dict[str, Any]:
+    """The band protocol's generator: trained on the bank without the band's tasks."""
+    with _step(config_json, "band_generator", system_metrics=True) as (cfg, tracker):
+        _log_input(tracker, lambda: tracker.log_pipeline_dataset("training"))
+        ev = cfg.evaluation
+        settings = [dataclasses.asdict(cfg.generator), cfg.seed, ev.band_low, ev.band_high, needs_band_generator(cfg)]
+        summary = _cached(cfg, "band_generator", settings, [bank], out, lambda: band_generator_stage(
+            bank, out, cfg, tracker))
+    return _metadata(summary)
+
+
+def retrain_ceiling_step(config_json: str, data: str, backbone: str, features: str, out: str) -> dict[str, Any]:
+    """The ceiling's second Retrain: every grid task, trained with another seed."""
+    with _step(config_json, "retrain_ceiling", data, system_metrics=True) as (cfg, tracker):
+        ev, reference = cfg.evaluation, method_with_role("reference")
+        served = getattr(cfg.methods.get(reference), "checkpoints", "mean")
+        settings = [dataclasses.asdict(cfg.adapters), cfg.data.max_len, ceiling_seed(cfg), served,
+                    ev.retrain_ceiling and reference in ev.methods]
+        summary = _cached(cfg, "retrain_ceiling", settings, [data, backbone, features], out,
+                          lambda: retrain_ceiling_stage(data, backbone, features, out, cfg, tracker))
+    return _metadata(summary)
+
+
 def evaluate_step(config_json: str, data: str, backbone: str, features: str, bank: str, generator: str,
-                  out: str) -> dict[str, Any]:
+                  band_generator: str, ceiling: str, out: str) -> dict[str, Any]:
     """Never cached. The response-time comparison first (wall times belong to the machine and the
     moment they were measured on), with the methods it fits; then the sweep reuses them."""
     with _step(config_json, "evaluate", data, "evaluation", system_metrics=True) as (cfg, tracker):
-        evaluate_stage(data, backbone, bank, generator, None, out, cfg, tracker, features_dir=features,
-                       time_responses=True)
+        folders = EvaluationInputs(data, backbone, bank, generator, features, band_generator, ceiling,
+                                   time_responses=True)
+        evaluate_stage(folders, out, cfg, tracker)
     return {}
 
 

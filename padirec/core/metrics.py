@@ -1,6 +1,6 @@
 """Ranking metrics shared by every stage: NDCG@k, HR@k and alpha-NDCG@k, vectorised in torch.
 
-Conventions (SPEC section 7):
+Conventions:
 
 - Full ranking: scores ``(B, N)`` cover every item id, column 0 is padding. History items are
   masked to ``-inf`` with ``mask_history`` before ranking; the target is never masked.

@@ -1,4 +1,4 @@
-"""Preprocessing and the leave-one-out split (SPEC section 2, paper A.3).
+"""Preprocessing and the leave-one-out split (paper A.3).
 
 raw tables -> validated -> duplicates dropped -> time-ordered per user (ties broken by source row
 order) -> users with fewer than ``min_interactions`` dropped -> contiguous ids (0 = padding) ->

@@ -1,4 +1,4 @@
-"""The DiT denoiser ``eps(theta_t, w, t)`` over adapter-parameter tokens (SPEC 5).
+"""The DiT denoiser ``eps(theta_t, w, t)`` over adapter-parameter tokens.
 
 After facebookresearch/DiT ``models.py``: tokens ``(batch, T, token_size)`` -> linear token
 embedding + learned positional embedding -> transformer blocks (self-attention over *tokens*,

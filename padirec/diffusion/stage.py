@@ -1,4 +1,4 @@
-"""Stage ``train_generator``: adapter bank in, trained parameter generator out (SPEC 5).
+"""Stage ``train_generator``: adapter bank in, trained parameter generator out.
 
 Reads the ``adapter_bank`` artifact (docs/internals.md), trains on the rows with
 ``held_out == False``, measures how close generated adapters come to the bank's rows for the

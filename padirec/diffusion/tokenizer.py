@@ -1,4 +1,4 @@
-"""Adapter parameters <-> normalised tokens (SPEC 5, "Preprocess").
+"""Adapter parameters <-> normalised tokens: the generator's preprocessing.
 
 A flattened adapter row ``(P,)`` is cut along its layout (``W1``, ``b1``, ``W2``, ``b2`` in
 flattening order). ``ParamNormalizer`` z-scores each layout tensor with dataset statistics: one

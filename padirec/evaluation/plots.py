@@ -2,7 +2,7 @@
 
 - ``metrics_vs_wacc.png``: each metric against ``w_acc``, one line per method (paper Fig. 3);
 - ``tradeoff.png``: the normalised accuracy/diversity plane, each method's points and front;
-- ``reward_vs_wacc.png``: each method's per-task reward and regret against ``w_acc`` (SPEC 7b);
+- ``reward_vs_wacc.png``: each method's per-task reward and regret against ``w_acc``;
 - ``response_time.png``: median response time per method on a log scale (p25-p75 whiskers);
 - ``robustness.png``: metric change under the same noise, per method (paper Fig. 4).
 """

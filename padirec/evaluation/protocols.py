@@ -7,8 +7,9 @@
   the methods that learn from tasks see (``Method.learns_from_tasks``: the generator, the
   Hypernetwork, CMR's task draws, the bank baselines). The band's grid tasks are then truly
   unseen; the two ends (``w_acc = 0`` and ``1``, the simplex vertices) are evaluated beside them
-  for reference. A second generator is trained here on the reduced bank, with the pipeline's
-  generator settings and seed.
+  for reference. A second generator, trained on the reduced bank with the pipeline's generator
+  settings and seed (``train_band_generator``), samples PaDiRec's adapters: the pipeline's
+  ``band_generator`` step trains it; without that step's output it is trained here.
 
 Methods that do not learn from tasks (Retrain, Soup, MMR, DeepPRL, MODT4R) give the same result
 on a task under either protocol, so their band rows are the grid sweep's rows for those tasks,
@@ -27,6 +28,7 @@ import torch
 
 from padirec.adapters.bank import AdapterBank
 from padirec.diffusion.config import GeneratorConfig
+from padirec.diffusion.generator import Generator
 from padirec.diffusion.stage import training_rows
 from padirec.diffusion.train import train_generator
 from padirec.errors import ConfigError
@@ -66,33 +68,49 @@ def band_task_index(tasks: np.ndarray, utilities: Sequence[str], band: tuple[flo
 
 
 def band_bank(bank: AdapterBank, band: tuple[float, float]) -> tuple[AdapterBank, int]:
-    """The bank with every task in ``band`` held out, and the number of bank tasks that removed."""
+    """The bank with every task in ``band`` held out, and the number of bank tasks that removed;
+    ``EmptyBand`` when no task is left to learn from."""
     inside = in_band(bank.weights, bank.utilities, band)
     removed = len(np.unique(bank.task_id[inside & ~bank.held_out]))
+    if (bank.held_out | inside).all():
+        raise EmptyBand(f"evaluation.band_low/band_high: the band {list(band)} holds out every bank task; "
+                        f"nothing is left to learn from (more adapters.num_random_tasks, or a narrower band)")
     return dataclasses.replace(bank, held_out=bank.held_out | inside), removed
 
 
+def needs_band_generator(cfg: Any) -> bool:
+    """Whether the band protocol samples a second generator: it runs, and a method that learns from
+    tasks is built from the generator."""
+    return "band" in cfg.evaluation.protocols and any(
+        METHODS[m].learns_from_tasks and METHODS[m].uses_generator for m in cfg.evaluation.methods)
+
+
+def train_band_generator(reduced: AdapterBank, gen_cfg: GeneratorConfig, seed: int,
+                         device: torch.device | str) -> Generator:
+    """The band's generator: trained on the training rows of the ``band_bank``."""
+    params, weights, held_out = training_rows(reduced, gen_cfg.targets)
+    return train_generator(params, weights, reduced.layout, gen_cfg, seed=seed, device=device,
+                           held_out_mask=held_out, utilities=reduced.utilities)
+
+
 def band_context(ctx: MethodContext, gen_cfg: GeneratorConfig, band: tuple[float, float], train_gen: bool,
-                 seed: int) -> tuple[MethodContext, dict[str, Any]]:
-    """What the methods that learn from tasks are rebuilt from under ``band``: the reduced bank, a
-    generator trained on it (when ``train_gen``), and the band itself (CMR's task draws skip it).
+                 seed: int, generator: Generator | None = None) -> tuple[MethodContext, dict[str, Any]]:
+    """What the methods that learn from tasks are rebuilt from under ``band``: the reduced bank, the
+    band's generator (when ``train_gen``: ``generator`` if given, the ``band_generator`` step's,
+    else trained here), and the band itself (CMR's task draws skip it).
     Returns the context and figures for the report (bank tasks removed, the generator's training)."""
     bank = ctx.require_bank("band protocol")
     reduced, removed = band_bank(bank, band)
     info: dict[str, Any] = {"band": list(band), "bank_tasks_removed": removed,
                             "bank_rows_left": int((~reduced.held_out).sum())}
-    if not (~reduced.held_out).any():
-        raise EmptyBand(f"evaluation.band_low/band_high: the band {list(band)} holds out every bank task; "
-                        f"nothing is left to learn from (more adapters.num_random_tasks, or a narrower band)")
-    generator = ctx.generator
+    band_generator = ctx.generator
     if train_gen:
-        log.info("band protocol: training a generator without the %d bank tasks in w_acc %s", removed, list(band))
-        params, weights, held_out = training_rows(reduced, gen_cfg.targets)
-        generator = train_generator(params, weights, reduced.layout, gen_cfg, seed=seed,
-                                    device=ctx.features.item_embedding.device, held_out_mask=held_out,
-                                    utilities=reduced.utilities)
+        if generator is None:
+            log.info("band protocol: training a generator without the %d bank tasks in w_acc %s", removed, list(band))
+            generator = train_band_generator(reduced, gen_cfg, seed, ctx.features.item_embedding.device)
+        band_generator = generator
         info["generator"] = {k: float(v) for k, v in generator.stats.items()}
-    return dataclasses.replace(ctx, bank=reduced, generator=generator, band=band), info
+    return dataclasses.replace(ctx, bank=reduced, generator=band_generator, band=band), info
 
 
 def select_tasks(sweep: SweepResult, index: np.ndarray, methods: Sequence[str]) -> SweepResult:
@@ -122,9 +140,11 @@ def merge(order: Sequence[str], *parts: SweepResult) -> SweepResult:
 
 
 def run_band(grid_sweep: SweepResult, ctx: MethodContext, cfg: Any, band: tuple[float, float],
-             split: str = "test") -> tuple[SweepResult, np.ndarray, dict[str, Any]]:
+             split: str = "test", generator: Generator | None = None,
+             ) -> tuple[SweepResult, np.ndarray, dict[str, Any]]:
     """The band protocol's sweep: the methods that learn from tasks rebuilt without the band's bank
-    tasks and run on the band's tasks; the others' rows taken from ``grid_sweep``.
+    tasks and run on the band's tasks; the others' rows taken from ``grid_sweep``. ``generator``:
+    the band's generator, trained already (``band_context``).
 
     Returns the sweep, the band tasks' indices into the grid, and the report's figures."""
     ev = cfg.evaluation
@@ -133,7 +153,7 @@ def run_band(grid_sweep: SweepResult, ctx: MethodContext, cfg: Any, band: tuple[
     learners = [m for m in names if METHODS[m].learns_from_tasks]
     fixed = [m for m in names if m not in learners]
     needs_generator = any(METHODS[m].uses_generator for m in learners)
-    band_ctx, info = band_context(ctx, cfg.generator, band, needs_generator, cfg.seed)
+    band_ctx, info = band_context(ctx, cfg.generator, band, needs_generator, cfg.seed, generator)
     info.update({"rerun": learners, "reused_from_grid": fixed, "task_index": index.tolist()})
     parts = [select_tasks(grid_sweep, index, fixed)]
     if learners:

@@ -38,7 +38,7 @@ Schema version 1 (``report_schema(k)`` is the JSON Schema, draft 2020-12)::
                     intervals of the summary were drawn (paired bootstrap over users)
     choices         (optional) {setting: {"value", "split", "how"}}: the settings chosen by
                     measurement and the split each was chosen on ("valid", "test",
-                    "synthetic", or "none" when set a priori); see ``selection_choices``
+                    "synthetic", or "none" when set a priori), as ``choices.yaml`` records them
     protocols       (optional) {"grid": {"description", "tasks", "summary"}, "band": {"description",
                     "tasks", "methods", "summary", "band": [low, high], "task_index" (into ``tasks``),
                     "bank_tasks_removed", "bank_rows_left", "rerun", "reused_from_grid",
@@ -61,19 +61,22 @@ lists as long as ``tasks``.
 
 The reward/regret/range fields, ``split``, ``choices``, ``protocols`` and the uncertainty fields (``se``,
 ``vs_reference``, ``reward_ci``, ``regret_ci``, ``pearson_ceiling``, ``uncertainty``) were added
-without a version bump: they are optional in the schema, so version-1 reports written before them (e.g. a cached timing report)
+without a version bump: they are optional in the schema, so version-1 reports written before them
 still validate; every report written now carries them.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jsonschema
+import yaml
 
 from padirec import __version__
 from padirec.core.tasks import validate_weights
@@ -105,85 +108,27 @@ _DIFFERENCES = {  # {metric: {"mean", "lo", "hi": per task, "task_mean": [point,
 SPLITS = ("valid", "test")
 CHOICE_SPLITS = ("valid", "test", "synthetic", "none")
 
-# Where each measured default was chosen (the honest record; docs/evaluation.md tells the story).
-# ``split``: the data the choice was measured on; "none" = set a priori, never tuned. When a
-# benchmark re-selects a setting on the validation split, update its entry here (or set
-# ``evaluation.selected_on`` in the config, which overrides the split per setting).
-CHOICE_PROVENANCE: dict[str, dict[str, str]] = {
-    "adapters.candidates": {
-        "split": "valid",
-        "how": "topk kept after benchmarks/controllability.py --split valid (ML-100K/SASRec, 11-point grid, seeds "
-               "0-2): front HV 0.0841 / 0.0833 / 0.0850 vs train 0.0723 / 0.0733 / 0.0740, Spearman(w_acc, "
-               "alpha-NDCG@10) -1.000 / -0.982 / -1.000 vs -0.491 / -0.864 / -0.736 (first chosen on test)"},
-    "adapters.num_random_tasks": {
-        "split": "valid",
-        "how": "89 kept after benchmarks/bank_settling.py --random-tasks 49 89 189 on valid (ML-100K/SASRec, seed 0): "
-               "PaDiRec's band regret -0.0012 / -0.0045 / +0.0124, NN lookup's -0.0145 / -0.0244 / -0.0165 "
-               "(docs/evaluation.md)"},
-    "adapters.checkpoint_lr": {
-        "split": "valid",
-        "how": "1 (constant) kept after benchmarks/bank_settling.py on valid (ML-100K/SASRec, seed 0): 0.1 settles the "
-               "checkpoints (spread 0.118 -> 0.021) but with targets task_mean PaDiRec's band regret moved only "
-               "-0.0090 -> -0.0102 (docs/evaluation.md)"},
-    "generator.conditioning": {
-        "split": "none",
-        "how": "adaln_zero set a priori (DiT's default); benchmarks/conditioning.py compared the strategies on "
-               "test afterwards; re-run on valid (ML-100K/SASRec, one seed): regret cross_attn 0.025, adaln_zero "
-               "0.065, pre 0.077, per_layer 0.078, pre_post 0.083 (docs/evaluation.md); default not changed yet"},
-    "generator.guidance_scale": {
-        "split": "none",
-        "how": "0.5 set a priori (middle of the paper's [0, 1]); re-checked on valid by benchmarks/selection.py "
-               "(ML-100K/SASRec, samples 8): regret 0.056 / 0.050 / 0.048 at 0 / 0.5 / 1, no clear winner"},
-    "generator.samples_per_task": {
-        "split": "valid",
-        "how": "8 first chosen on test when serving moved to the mean of samples; re-chosen on valid with the "
-               "sampler by benchmarks/bench_generation.py (ML-100K/SASRec, seeds 0-2): ddim 1 step x 8 samples "
-               "is the fastest under 5 ms within 0.01 of the 25-step Pearson and reward"},
-    "generator.sampler": {
-        "split": "valid",
-        "how": "ddim vs dpm_solver++ vs ddpm by benchmarks/bench_generation.py on valid (docs/evaluation.md)"},
-    "generator.num_inference_steps": {
-        "split": "valid",
-        "how": "1 step chosen on valid with samples_per_task (3.1 ms vs 59.5 ms for 25 steps; r-a -0.009, "
-               "r-d +0.021, reward +0.014)"},
-    "generator.targets": {
-        "split": "valid",
-        "how": "task_mean vs checkpoints by benchmarks/band.py on valid (ML-100K/SASRec, seeds 0-2): PaDiRec's "
-               "regret +0.0155 -> -0.0018 on the band protocol, +0.0376 -> +0.0335 on the grid (docs/evaluation.md)"},
-    "generator.prediction": {
-        "split": "synthetic",
-        "how": "x0 chosen on synthetic banks (GeneratorConfig comment): eps did not learn w on CPU"},
-    "generator.loss_weighting": {
-        "split": "synthetic",
-        "how": "min_snr chosen on synthetic banks together with prediction"},
-    "backbone.epochs": {
-        "split": "valid",
-        "how": "early stopping on validation NDCG@10 (backbone.patience)"},
-}
+CHOICES_FILE = Path(__file__).with_name("choices.yaml")  # where each measured default was chosen
+
+
+@functools.cache
+def choice_provenance() -> dict[str, dict[str, str]]:
+    """``{config key: {"split", "how"}}``: the record of ``choices.yaml``. ``split``: the data the
+    choice was measured on, "none" when set a priori."""
+    return yaml.safe_load(CHOICES_FILE.read_text())
 
 
 def selection_choices(config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """``{setting: {"value", "split", "how"}}`` for the settings of ``CHOICE_PROVENANCE`` found in
-    ``config`` (a config dict); ``config["evaluation"]["selected_on"]`` (``{setting: split}``),
-    when present, overrides the recorded split of a setting."""
+    """``{setting: {"value", "split", "how"}}`` for the recorded settings found in ``config`` (a
+    config dict)."""
     if not config:
         return {}
-    overrides = (config.get("evaluation") or {}).get("selected_on") or {}
     out: dict[str, dict[str, Any]] = {}
-    for key, record in CHOICE_PROVENANCE.items():
+    for key, record in choice_provenance().items():
         section, _, name = key.partition(".")
         values = config.get(section)
-        if not isinstance(values, Mapping) or name not in values:
-            continue
-        entry = {"value": values[name], **record}
-        if key in overrides:
-            entry = {**entry, "split": overrides[key], "how": f"{record['how']}; split set by evaluation.selected_on"}
-        out[key] = entry
-    for key in sorted(set(overrides) - set(out)):
-        section, _, name = key.partition(".")
-        values = config.get(section)
-        value = values.get(name) if isinstance(values, Mapping) else None
-        out[key] = {"value": value, "split": overrides[key], "how": "evaluation.selected_on"}
+        if isinstance(values, Mapping) and name in values:
+            out[key] = {"value": values[name], **record}
     return out
 
 

@@ -1,20 +1,18 @@
-"""The ``evaluate`` and ``compare_response_time`` stages: folders in, a report folder out.
+"""The ``evaluate`` stage: folders in (``EvaluationInputs``), a report folder out.
 
-Both read the prepared data, the frozen backbone, the adapter bank and the generator, read the
-frozen features (the ``features`` artifact; without one, computed once), build the methods of
-``cfg.evaluation.methods`` and write ``report.json`` (schema in ``report.py``), ``report.md``,
-``plots/*.png`` and a manifest of kind ``report``. ``evaluate_stage`` runs the method x task sweep
-over the evaluation grid, the summary, the protocols (``protocols.py``) and the analyses. With
-``time_responses`` (the pipeline's evaluate step) it first times new tasks with the very methods it
-has fitted, so each method is fitted once per pipeline run (MODT4R's fit alone took about 200 s at
-ML-1M size); else it merges the timings of ``response_time_stage`` (the timing alone, in a report
-holding only ``response_time``), or has none.
+It reads the prepared data, the frozen backbone, the adapter bank and the generator, reads the
+frozen features (the ``features`` artifact; without one, computed once), builds the methods of
+``cfg.evaluation.methods`` and writes ``report.json`` (schema in ``report.py``), ``report.md``,
+``plots/*.png`` and a manifest of kind ``report``: the method x task sweep over the evaluation
+grid, the summary, the protocols (``protocols.py``) and the analyses. The band protocol's
+generator and the ceiling's second Retrain come from their own steps (``trained_inputs.py``),
+else are trained here. With ``time_responses`` (the pipeline's evaluate step) it first times new
+tasks with the very methods it has fitted, so each method is fitted once per pipeline run
+(MODT4R's fit alone took about 200 s at ML-1M size).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from padirec.config import Config
 from padirec.core.tasks import grid
 from padirec.core.tracker import NullTracker, Tracker
 from padirec.data.dataset import load_prepared
+from padirec.diffusion.generator import Generator
 from padirec.errors import ArtifactError, ConfigError
 from padirec.evaluation.analyses import case_study, robustness
 from padirec.evaluation.markdown import render_markdown
@@ -45,6 +44,7 @@ from padirec.evaluation.report import build_report, metric_name, validate_report
 from padirec.evaluation.response_time import compare_response_time, speedup
 from padirec.evaluation.summary import Scale, objective_keys, report_scale, summarise
 from padirec.evaluation.sweep import SplitEvaluator, SweepResult, run_sweep
+from padirec.evaluation.trained_inputs import read_band_generator, read_ceiling
 from padirec.evaluation.uncertainty import add_uncertainty
 from padirec.methods.registry import METHODS, MethodContext, build_methods, method_with_role
 from padirec.runtime.artifacts import (
@@ -62,6 +62,23 @@ MARKDOWN_FILE = "report.md"
 PLOT_DIR = "plots"
 
 
+@dataclass(frozen=True)
+class EvaluationInputs:
+    """The evaluate stage's folders. ``generator``: read only when a method asks for it;
+    ``features``: the frozen features (computed here when None); ``band_generator`` and
+    ``ceiling``: the outputs of the steps that train them (trained here when None).
+    ``time_responses``: time every method on new tasks first (``_time_new_tasks``)."""
+
+    data: str | Path
+    backbone: str | Path
+    bank: str | Path
+    generator: str | Path | None = None
+    features: str | Path | None = None
+    band_generator: str | Path | None = None
+    ceiling: str | Path | None = None
+    time_responses: bool = False
+
+
 @dataclass
 class StageInputs:
     context: MethodContext  # what the methods are built from
@@ -69,15 +86,13 @@ class StageInputs:
     versions: dict[str, str | None]
 
 
-def load_inputs(
-    data_dir: str | Path, backbone_dir: str | Path, bank_dir: str | Path, generator_dir: str | Path | None,
-    cfg: Config, features_dir: str | Path | None = None,
-) -> StageInputs:
-    """Read and cross-check every input folder; the frozen features come from ``features_dir``
+def load_inputs(folders: EvaluationInputs, cfg: Config) -> StageInputs:
+    """Read and cross-check every input folder; the frozen features come from ``folders.features``
     (the pipeline's ``features`` artifact), else are computed once here (the generator is read only
     when a method asks for it)."""
     device = pick_device(cfg.device)
     utilities = list(cfg.adapters.utilities)
+    data_dir, backbone_dir, bank_dir, generator_dir = folders.data, folders.backbone, folders.bank, folders.generator
     data = load_prepared(data_dir)
     bank = load_bank(bank_dir, device)
     if bank.utilities != utilities:
@@ -86,7 +101,7 @@ def load_inputs(
     if bank.manifest.get("backbone_sha256") not in (None, backbone_sha):
         raise ArtifactError(f"{bank_dir}: the adapter bank was trained on another backbone "
                             f"({str(bank.manifest['backbone_sha256'])[:12]}..., not {backbone_sha[:12]}... in {backbone_dir})")
-    features = frozen_features(data, backbone_dir, features_dir, cfg.adapters, cfg.data.max_len, device)
+    features = frozen_features(data, backbone_dir, folders.features, cfg.adapters, cfg.data.max_len, device)
     versions = {
         "data_sha256": data.manifest.get("data_checksum"),
         "backbone_sha256": backbone_sha,
@@ -178,37 +193,18 @@ def _log_task_table(tracker: Tracker, report: dict[str, Any]) -> None:
         tracker.log_table(rows, TASK_TABLE)
 
 
-def read_timing(timing_dir: str | Path | None) -> dict[str, Any]:
-    """The ``response_time`` of the report in ``timing_dir`` (``{}`` when None)."""
-    if timing_dir is None:
-        return {}
-    read_manifest(timing_dir, kind="report")
-    timing = json.loads((Path(timing_dir) / REPORT_FILE).read_text())
-    validate_report(timing)
-    return timing["response_time"]
-
-
-def evaluate_stage(
-    data_dir: str | Path, backbone_dir: str | Path, bank_dir: str | Path, generator_dir: str | Path | None,
-    timing_dir: str | Path | None, out_dir: str | Path, cfg: Config, tracker: Tracker | None = None,
-    features_dir: str | Path | None = None, time_responses: bool = False,
-) -> dict[str, Any]:
-    """Every method x every grid task on the test split -> the report folder. Returns the report.
-
-    ``time_responses``: time every method on new tasks first (``_time_new_tasks``); then
-    ``timing_dir`` must be None. ``timing_dir``: the output of ``response_time_stage`` (its timings
-    join the report), or None.
-    """
-    if time_responses and timing_dir is not None:
-        raise ValueError("evaluate_stage: time_responses and timing_dir are exclusive (which timings?)")
+def evaluate_stage(folders: EvaluationInputs, out_dir: str | Path, cfg: Config,
+                   tracker: Tracker | None = None) -> dict[str, Any]:
+    """Every method x every grid task on the test split -> the report folder. Returns the report."""
     tracker = tracker or NullTracker()
     seed_everything(cfg.seed)
     ev = cfg.evaluation
-    timings = read_timing(timing_dir)
-    inputs = load_inputs(data_dir, backbone_dir, bank_dir, generator_dir, cfg, features_dir)
+    timings: dict[str, Any] = {}
+    inputs = load_inputs(folders, cfg)
     ctx = inputs.context
+    device = ctx.features.item_embedding.device
     methods = build_methods(list(ev.methods), ctx, cfg.methods)
-    if time_responses:
+    if folders.time_responses:
         timings = _time_new_tasks(methods, ctx, cfg)
         seed_everything(cfg.seed)  # the sweep's draws do not depend on what the timing drew
     tasks = grid(len(ctx.utilities), cfg.adapters.grid_size)
@@ -216,17 +212,18 @@ def evaluate_stage(
     # No tracker: the sweep would log per-task figures with the task index as the step; they go
     # into one table instead (``_log_task_table``).
     sweep = run_sweep(methods, tasks, ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed, per_user=True,
-                      fitted=time_responses)
-    if time_responses:
+                      fitted=folders.time_responses)
+    if folders.time_responses:
         sweep.fit_seconds = {key: t["fit_s"] for key, t in timings.items()}
     reference = method_with_role("reference")
     # one scale for every figure of the report, from the reference's own front ends (no roster)
     scale = report_scale(sweep.metrics, tasks, ctx.utilities, ev.k, reference)
     summary = summarise(sweep.metrics, tasks, ctx.utilities, ev.k, reference=reference, scale=scale)
-    uncertainty = add_uncertainty(summary, sweep, ctx, cfg, reference, scale=scale)  # CIs, Retrain ceiling
+    uncertainty = add_uncertainty(summary, sweep, ctx, cfg, reference, scale=scale,  # CIs, Retrain ceiling
+                                  second=read_ceiling(folders.ceiling, device))
     protocols = {"grid": protocol_section(GRID_DESCRIPTION, tasks, summary)}
     if "band" in ev.protocols:
-        protocols["band"] = _band_protocol(sweep, ctx, cfg, scale)
+        protocols["band"] = _band_protocol(sweep, ctx, cfg, scale, read_band_generator(folders.band_generator, device))
 
     analyses: dict[str, Any] = {
         "fit_seconds": sweep.fit_seconds,
@@ -256,14 +253,15 @@ def evaluate_stage(
     return report
 
 
-def _band_protocol(sweep: SweepResult, ctx: MethodContext, cfg: Config, scale: Scale) -> dict[str, Any]:
+def _band_protocol(sweep: SweepResult, ctx: MethodContext, cfg: Config, scale: Scale,
+                   generator: Generator | None) -> dict[str, Any]:
     """The report's ``protocols.band`` on the grid's ``scale``; ``skipped`` with the reason when the
     bank leaves nothing outside the band to learn from (a tiny bank), rather than failing the
-    finished pipeline."""
+    finished pipeline. ``generator``: the band's, trained already (else trained here)."""
     ev, reference = cfg.evaluation, method_with_role("reference")
     band = (ev.band_low, ev.band_high)
     try:
-        band_sweep, _, info = run_band(sweep, ctx, cfg, band, "test")
+        band_sweep, _, info = run_band(sweep, ctx, cfg, band, "test", generator)
     except EmptyBand as e:
         log.warning("band protocol skipped: %s", e)
         return protocol_section(BAND_DESCRIPTION, np.zeros((0, len(ctx.utilities))), {}, band=list(band),
@@ -285,25 +283,3 @@ def _time_new_tasks(methods: dict[str, Any], ctx: MethodContext, cfg: Config) ->
     log.info("response time: %s / %s = %s", method_with_role("reference"), method_with_role("proposed"),
              f"{ratio:.1f}x" if math.isfinite(ratio) else "n/a")
     return timings
-
-
-def response_time_stage(
-    data_dir: str | Path, backbone_dir: str | Path, bank_dir: str | Path, generator_dir: str | Path | None,
-    out_dir: str | Path, cfg: Config, tracker: Tracker | None = None, features_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """Time every method on new tasks -> a report folder holding only ``response_time`` (plus its
-    plot), which ``evaluate_stage`` merges through ``timing_dir``. Returns that report."""
-    tracker = tracker or NullTracker()
-    seed_everything(cfg.seed)
-    ev = cfg.evaluation
-    inputs = load_inputs(data_dir, backbone_dir, bank_dir, generator_dir, cfg, features_dir)
-    ctx = dataclasses.replace(inputs.context, reuse_bank=False)  # new tasks: nothing to reuse
-    methods = build_methods(list(ev.methods), ctx, cfg.methods)
-    timings = _time_new_tasks(methods, ctx, cfg)
-    report = build_report(k=ev.k, alpha=ev.alpha, utilities=ctx.utilities, tasks=[], methods={}, summary={},
-                          response_time=timings, config=cfg.to_dict(), versions=inputs.versions,
-                          dataset=cfg.data.source, backbone=inputs.backbone_name)
-    write_report(out_dir, report, cfg)
-    _log_summary(tracker, report)
-    tracker.log_artifacts(str(out_dir), "response_time")
-    return report

@@ -1,4 +1,4 @@
-"""Summary figures of the method x task sweep (SPEC sections 7 and 7b): reward, regret, objective
+"""Summary figures of the method x task sweep: reward, regret, objective
 ranges, Pearson, Spearman, and the paper's Avg.HV and front HV.
 
 Every method's metrics over the tasks become points in objective space, one per task, with one
@@ -14,7 +14,7 @@ to the old min-max over every method and task (``roster_scale``, labelled "roste
 report, and then the figures do depend on the roster). Methods may score outside [0, 1] (beyond
 Retrain's ends). Then:
 
-- ``reward``: the mean over tasks of the task's own objective ``sum_j w_j z_j`` (SPEC 7b), with
+- ``reward``: the mean over tasks of the task's own objective ``sum_j w_j z_j``, with
   ``reward_per_task`` the per-task values (aligned with the tasks);
 - ``regret``: the mean over tasks of the reference method's (Retrain's) per-task reward minus the
   method's (``regret_per_task``); positive = worse than Retrain;

@@ -23,8 +23,8 @@ Percentile intervals at ``confidence`` (default 0.95: the 2.5% and 97.5% quantil
 finite replicates; ``null`` when there is none). The draws come from
 ``numpy.random.default_rng(seed)``: the same seed gives the same intervals.
 
-``pearson_ceiling`` (in the reference method's summary): a second Retrain, trained with another
-seed on every task (``train_bank`` batched, which equals ``train_adapter`` per task, see
+``pearson_ceiling`` (in the reference method's summary): a second Retrain (``train_ceiling``; the
+pipeline's ``retrain_ceiling`` step trains it), trained with another seed on every task (``train_bank`` batched, which equals ``train_adapter`` per task, see
 ``padirec.adapters.train``), and the Pearson r-a / r-d of its curve against Retrain's -- no
 method can be expected to follow Retrain more closely than Retrain follows itself. Its
 ``regret`` (on the report's normalisation spans, the min cancels) is the seed-noise floor of
@@ -51,6 +51,7 @@ from padirec.adapters.features import Features
 from padirec.adapters.train import train_bank
 from padirec.core.layout import Layout
 from padirec.core.utilities import metric_key, utility_metrics
+from padirec.errors import ArtifactError
 from padirec.evaluation.summary import (
     DOMINANCE,
     Scale,
@@ -318,13 +319,35 @@ def _differences(point: np.ndarray, ref_point: np.ndarray, reps: Mapping[str, np
 
 
 def second_retrain(
-    features: Features, tasks: np.ndarray, layout: Layout, cfg: AdapterConfig, seed: int, checkpoints: str = "mean",
+    features: Features, tasks: np.ndarray, cfg: AdapterConfig, seed: int, checkpoints: str = "mean",
 ) -> torch.Tensor:
     """Retrain's adapters ``(T, P)`` for every task, trained with ``seed`` (batched ``train_bank``,
     Retrain's recipe task by task up to float rounding) and served as Retrain serves them
     (``checkpoints``: the mean of the task's checkpoints, or the last)."""
     return served_adapter(train_bank(features, np.asarray(tasks, dtype=np.float64), cfg, seed).checkpoints,
                           checkpoints)
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """The ceiling's second Retrain: its ``seed``, the grid ``tasks (T, p)`` and its served
+    adapters ``params (T, P)``."""
+
+    seed: int
+    tasks: np.ndarray
+    params: torch.Tensor
+
+
+def ceiling_seed(cfg: Any) -> int:
+    """The second Retrain's seed: ``evaluation.ceiling_seed``, or the run's seed + 1."""
+    return cfg.evaluation.ceiling_seed if cfg.evaluation.ceiling_seed >= 0 else int(cfg.seed) + 1
+
+
+def train_ceiling(features: Features, tasks: np.ndarray, adapters: AdapterConfig, cfg: Any, reference: str) -> Ceiling:
+    """The second Retrain of ``tasks``, served as the reference serves its adapters."""
+    seed = ceiling_seed(cfg)
+    served = getattr(cfg.methods.get(reference), "checkpoints", "mean")
+    return Ceiling(seed, np.asarray(tasks, dtype=np.float64), second_retrain(features, tasks, adapters, seed, served))
 
 
 def evaluate_adapters_per_user(evaluator: SplitEvaluator, features: Features, params: torch.Tensor, layout: Layout,
@@ -374,7 +397,7 @@ def ceiling_summary(
 
 def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cfg: Any, reference: str | None,
                     evaluator: SplitEvaluator | None = None, ceiling: bool = True,
-                    scale: Scale | None = None) -> dict[str, Any]:
+                    scale: Scale | None = None, second: Ceiling | None = None) -> dict[str, Any]:
     """Add ``se``, ``vs_reference``, ``reward_ci``, ``regret_ci`` to ``summary`` (in place) from
     ``sweep`` (a ``SweepResult`` run with ``per_user=True``), and the reference method's
     ``pearson_ceiling`` when ``retrain_ceiling``; returns the report's ``uncertainty`` section.
@@ -382,7 +405,8 @@ def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cf
     ``ctx``: the stage's ``MethodContext``; ``cfg``: the ``Config``; ``evaluator``: the split's
     ``SplitEvaluator`` for the second Retrain (built when None); ``ceiling=False`` skips that Retrain
     (the band protocol: its tasks are grid tasks, whose ceiling the grid's summary already has);
-    ``scale``: the report's normalisation (default: from this sweep, ``summary.report_scale``)."""
+    ``scale``: the report's normalisation (default: from this sweep, ``summary.report_scale``);
+    ``second``: the second Retrain, trained already (the ``retrain_ceiling`` step's), else trained here."""
     ev = cfg.evaluation
     st = evaluation_settings(ev)
     utilities = list(ctx.utilities)
@@ -395,12 +419,13 @@ def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cf
         for m, figures in extra.items():
             summary.setdefault(m, {}).update(figures)
     if ceiling and st.retrain_ceiling and reference and reference in sweep.metrics:
-        seed = st.ceiling_seed if st.ceiling_seed >= 0 else int(cfg.seed) + 1
+        second = second or train_ceiling(ctx.features, sweep.tasks, ctx.adapters, cfg, reference)
+        if second.seed != ceiling_seed(cfg) or not np.array_equal(second.tasks, sweep.tasks):
+            raise ArtifactError(f"the second Retrain was trained with seed {second.seed} on {len(second.tasks)} tasks, "
+                                f"not seed {ceiling_seed(cfg)} on this sweep's {len(sweep.tasks)}")
         evaluator = evaluator or SplitEvaluator(ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed)
-        served = getattr(cfg.methods.get(reference), "checkpoints", "mean")  # as the reference serves
-        params = second_retrain(ctx.features, sweep.tasks, ctx.layout, ctx.adapters, seed, served)
-        rows, users = evaluate_adapters_per_user(evaluator, ctx.features, params, ctx.layout)
-        ceiling = {"seed": seed, "reference_seed": int(cfg.seed), "metrics": rows,
+        rows, users = evaluate_adapters_per_user(evaluator, ctx.features, second.params, ctx.layout)
+        ceiling = {"seed": second.seed, "reference_seed": int(cfg.seed), "metrics": rows,
                    **ceiling_summary(rows, sweep.metrics, sweep.tasks, utilities, ev.k, reference, scale)}
         if st.resamples > 0 and reference in sweep.per_user:
             pair = {reference: sweep.per_user[reference], "second": users}

@@ -1,4 +1,4 @@
-"""DeepPRL, full form (Li & Tuzhilin 2024, ``/work/shared/DEEPPRL_NOTES.md`` section 6, use 2): a DDPG
+"""DeepPRL, full form (Li & Tuzhilin 2024; docs/deepprl.md): a DDPG
 actor-critic chooses each user's objective weights ``lambda_u`` from the user's state and context,
 and the Mixture-of-HyperNetworks heads of ``deepprl_static`` rank with them.
 

@@ -1,4 +1,4 @@
-"""DeepPRL-static (Li & Tuzhilin 2024, ``/work/shared/DEEPPRL_NOTES.md`` section 6, use 1): a Mixture
+"""DeepPRL-static (Li & Tuzhilin 2024; docs/deepprl.md): a Mixture
 of HyperNetworks predicts each objective and the task's weights mix them (a scalarisation baseline).
 
 What is predicted, for user ``u`` (the frozen backbone's state ``s_u = features.split(split).h``) and

@@ -1,4 +1,4 @@
-"""Interpolation: the adapters of the bank tasks around ``w`` mixed linearly (SPEC 7b).
+"""Interpolation: the adapters of the bank tasks around ``w`` mixed linearly.
 
 The second "simplest explanation" baseline, beside ``nn_lookup``: if mixing the stored neighbours
 is as good as generating, the generator adds nothing. One adapter per bank task (the mean of its

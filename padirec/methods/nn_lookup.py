@@ -1,4 +1,4 @@
-"""NN lookup: the stored adapter of the bank task nearest to ``w`` (SPEC 7b, "the simplest explanation").
+"""NN lookup: the stored adapter of the bank task nearest to ``w``: "the simplest explanation".
 
 A generator earns its place only where it beats reading the bank. ``prepare(w)`` returns the
 adapter of the bank task whose weights are closest to ``w`` (Euclidean distance on the simplex;

@@ -23,7 +23,7 @@ from padirec.core.utilities import UTILITIES
 
 
 def reference_diversity(scores, y, alpha=0.5, temperature=0.1):
-    """SPEC section 4 written out literally with autograd, all categories, no tricks."""
+    """The smoothed alpha-DCG written out literally with autograd, all categories, no tricks."""
     above = torch.sigmoid((scores[..., None, :] - scores[..., :, None]) / temperature)
     eye = torch.eye(scores.shape[-1], dtype=scores.dtype)
     above = above * (1 - eye)  # j != k

@@ -18,6 +18,8 @@ OUTPUTS = {  # component -> (output artifact, the manifest kind it holds, or a f
     "compute_features": ("features", "features"),  # read by the shards and the evaluate step
     "build_adapters": ("bank", "adapter_bank"),
     "train_generator": ("generator", "generator"),
+    "band_generator": ("band_generator", "generator"),  # the smoke config runs the band protocol
+    "retrain_ceiling": ("ceiling", "retrain_ceiling"),  # read by the evaluate step, which trains nothing
     "evaluate": ("report", "report"),
     "register_and_promote": ("system", "system"),
 }

@@ -148,7 +148,7 @@ def test_smoke_pipeline_in_containers(cluster, docker_env, project_image):
     steps = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     names = {r.info.run_name for r in steps}
     assert {"prepare_data", "train_backbone", "compute_features", "build_adapters_0", "build_adapters_1",
-            "train_generator", "evaluate", "register_and_promote"} <= names
+            "train_generator", "band_generator", "retrain_ceiling", "evaluate", "register_and_promote"} <= names
     # every step ran the image's installed package, not this checkout
     paths = {r.info.run_name: r.data.tags.get("padirec.package_path") for r in steps}
     assert all(p == SITE_PACKAGES for p in paths.values()), paths

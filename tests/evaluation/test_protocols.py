@@ -22,7 +22,7 @@ from padirec.evaluation.protocols import (
     run_band,
 )
 from padirec.evaluation.report import ReportError, validate_report
-from padirec.evaluation.stage import evaluate_stage
+from padirec.evaluation.stage import EvaluationInputs, evaluate_stage
 from padirec.evaluation.sweep import run_sweep
 from padirec.methods.cmr import draws_outside
 from padirec.methods.nn_lookup import bank_tasks
@@ -108,8 +108,8 @@ def test_report_carries_both_protocols(tiny, tmp_path):
     cfg = copy.deepcopy(tiny["cfg"])
     cfg.adapters.grid_size = 3
     cfg.evaluation.methods = ["padirec", "retrain", "nn_lookup", "interpolation", "mmr"]
-    args = (tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"], None)
-    report = evaluate_stage(*args, tmp_path / "eval", cfg)
+    folders = EvaluationInputs(tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"])
+    report = evaluate_stage(folders, tmp_path / "eval", cfg)
     protocols = report["protocols"]
     assert set(protocols) == {"grid", "band"}
     assert protocols["grid"]["summary"] == report["summary"] and protocols["grid"]["tasks"] == report["tasks"]
@@ -126,11 +126,11 @@ def test_report_carries_both_protocols(tiny, tmp_path):
     with pytest.raises(ReportError, match=r"protocols\.band\.summary\.padirec\.reward_per_task"):
         validate_report(broken)
     cfg.evaluation.protocols = ["grid"]
-    assert set(evaluate_stage(*args, tmp_path / "eval2", cfg)["protocols"]) == {"grid"}
+    assert set(evaluate_stage(folders, tmp_path / "eval2", cfg)["protocols"]) == {"grid"}
     # a band over the whole simplex leaves nothing to learn from: reported as skipped, not a crash
     cfg.evaluation.protocols, cfg.evaluation.band_low, cfg.evaluation.band_high = ["grid", "band"], 0.0, 1.0
     cfg.evaluation.methods = ["retrain", "nn_lookup"]
-    skipped = evaluate_stage(*args, tmp_path / "eval3", cfg)["protocols"]["band"]
+    skipped = evaluate_stage(folders, tmp_path / "eval3", cfg)["protocols"]["band"]
     assert "every bank task" in skipped["skipped"] and skipped["summary"] == {}
     assert "Skipped: evaluation.band_low" in (tmp_path / "eval3" / "report.md").read_text()
 

@@ -12,8 +12,10 @@ import pytest
 from padirec.evaluation.markdown import render_markdown
 from padirec.evaluation.plots import make_plots
 from padirec.evaluation.report import (
+    CHOICE_SPLITS,
     ReportError,
     build_report,
+    choice_provenance,
     jsonable,
     metric_name,
     report_schema,
@@ -136,23 +138,34 @@ def test_markdown_and_plots(tmp_path):
 
 def test_choices_record_the_split_of_each_setting():
     from padirec.config import Config
-    from padirec.evaluation.report import CHOICE_PROVENANCE, selection_choices
+    from padirec.evaluation.report import selection_choices
 
     cfg = Config().to_dict()
+    record = choice_provenance()
     choices = selection_choices(cfg)
-    assert set(choices) == set(CHOICE_PROVENANCE)  # every recorded setting exists in the config
-    assert choices["adapters.candidates"] == {"value": cfg["adapters"]["candidates"], **CHOICE_PROVENANCE[
-        "adapters.candidates"]}
+    assert set(choices) == set(record)
+    assert choices["adapters.candidates"] == {"value": cfg["adapters"]["candidates"], **record["adapters.candidates"]}
     assert choices["adapters.candidates"]["split"] == "valid"  # re-chosen on valid (docs/evaluation.md)
     assert all(c["split"] != "test" for c in choices.values())  # nothing left that was chosen on test
     assert choices["generator.samples_per_task"]["split"] == "valid"  # re-chosen on valid with the sampler
-    cfg["evaluation"]["selected_on"] = {"generator.guidance_scale": "valid"}
-    assert selection_choices(cfg)["generator.guidance_scale"]["split"] == "valid"
     assert selection_choices(None) == {}
     report = _report(config=cfg, split="valid")
-    assert report["split"] == "valid" and report["choices"]["generator.guidance_scale"]["split"] == "valid"
+    assert report["split"] == "valid" and report["choices"]["generator.guidance_scale"]["split"] == "none"
     assert "on the valid split" in render_markdown(report, [])
     assert _report(choices={})["choices"] == {}
+
+
+def test_the_choices_record_names_config_keys():
+    """``choices.yaml``: every entry is a setting of the config, chosen on one of the known splits,
+    with how it was chosen."""
+    from padirec.config import Config
+
+    cfg = Config().to_dict()
+    for key, record in choice_provenance().items():
+        section, _, name = key.partition(".")
+        assert name in (cfg.get(section) or {}), f"{key}: not a config key"
+        assert set(record) == {"split", "how"} and record["split"] in CHOICE_SPLITS, key
+        assert record["how"].strip(), key
 
 
 def test_reports_without_the_new_fields_still_validate():

@@ -1,5 +1,5 @@
-"""End to end on the tiny synthetic setup: every method through the sweep, the evaluate stage and
-the response-time stage, and the evaluator against the shared metrics."""
+"""End to end on the tiny synthetic setup: every method through the sweep and the evaluate stage,
+and the evaluator against the shared metrics."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from padirec.core.metrics import evaluate_scores, mask_history
 from padirec.errors import ConfigError
 from padirec.evaluation.report import validate_report
 from padirec.evaluation.response_time import new_tasks, speedup
-from padirec.evaluation.stage import evaluate_stage, response_time_stage
+from padirec.evaluation.stage import EvaluationInputs, evaluate_stage
 from padirec.evaluation.sweep import SplitEvaluator, run_sweep
 from padirec.methods.registry import METHODS, build_methods
 from padirec.runtime.artifacts import read_manifest
@@ -69,21 +69,18 @@ def test_unknown_method_is_a_config_error(tiny):
         build_methods(["padirec", "llm"], tiny["context"])
 
 
-@pytest.mark.slow  # about 11 s on the shared 2-core box (both stages, every method)
-def test_response_time_then_evaluate_stages(tiny, tmp_path):
-    cfg = copy.deepcopy(tiny["cfg"])
-    args = (tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"])
-    cfg.evaluation.methods = ["padirec", "retrain", "mmr"]
-    timing = response_time_stage(*args, tmp_path / "timing", cfg)
-    validate_report(timing)
-    rt = timing["response_time"]
-    assert set(rt) == {"padirec", "retrain", "mmr"} and all(r["repeats"] == 2 for r in rt.values())
-    assert speedup(rt) > 1.0  # sampling beats training even on tiny data
+def folders(tiny, **more) -> EvaluationInputs:
+    """The tiny setup's folders as the evaluate stage reads them."""
+    return EvaluationInputs(tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"], **more)
 
+
+@pytest.mark.slow  # about 11 s on the shared 2-core box (every method)
+def test_evaluate_stage_writes_the_report(tiny, tmp_path):
+    cfg = copy.deepcopy(tiny["cfg"])
     cfg.evaluation.methods = list(METHODS)
-    report = evaluate_stage(*args, tmp_path / "timing", tmp_path / "eval", cfg)
+    report = evaluate_stage(folders(tiny), tmp_path / "eval", cfg)
     validate_report(report)
-    assert report["response_time"] == rt  # the timings join the report
+    assert report["response_time"] == {}  # no timing asked for
     assert len(report["tasks"]) == 3 and set(report["methods"]) == set(METHODS)
     assert report["summary"]["retrain"]["pearson_ra"] in (None, pytest.approx(1.0))
     assert report["summary"]["retrain"]["regret"] == 0.0 and report["split"] == "test"
@@ -99,35 +96,30 @@ def test_response_time_then_evaluate_stages(tiny, tmp_path):
     assert len(report["analyses"]["case_study"]["lists"]["0.9"]) == 10
     assert report["versions"]["backbone_sha256"] and report["versions"]["generator_sha256"]
     manifest = read_manifest(tmp_path / "eval", kind="report")
-    assert "plots/tradeoff.png" in manifest["files"] and "plots/response_time.png" in manifest["files"]
+    assert "plots/tradeoff.png" in manifest["files"]
     assert json.loads((tmp_path / "eval" / "report.json").read_text()) == report
-    assert "Response time" in (tmp_path / "eval" / "report.md").read_text()
-    # no timing folder: an empty response_time
-    cfg.evaluation.methods = ["mmr"]
-    assert evaluate_stage(*args, None, tmp_path / "eval2", cfg)["response_time"] == {}
 
 
 def test_evaluate_times_new_tasks_with_the_methods_it_fits_once(tiny, tmp_path, monkeypatch):
     """The pipeline's evaluate step: the response time first, then the sweep on the same fitted
     methods (CMR fitted once, not once for the timing and again for the sweep)."""
     cfg = copy.deepcopy(tiny["cfg"])
-    args = (tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"])
     cfg.evaluation.methods, cfg.evaluation.protocols = ["padirec", "retrain", "cmr"], ["grid"]
     fits = []
     cmr = METHODS["cmr"]
     original = cmr.fit
     monkeypatch.setattr(cmr, "fit", lambda self: (fits.append(1), original(self))[1])
-    report = evaluate_stage(*args, None, tmp_path / "eval", cfg, time_responses=True)
+    report = evaluate_stage(folders(tiny, time_responses=True), tmp_path / "eval", cfg)
     assert len(fits) == 1
     rt = report["response_time"]
     assert set(rt) == {"padirec", "retrain", "cmr"} and all(r["repeats"] == 2 for r in rt.values())
     assert report["analyses"]["fit_seconds"] == {m: r["fit_s"] for m, r in rt.items()}
     assert speedup(rt) > 1.0 and len(report["methods"]["cmr"]) == 3
+    assert "plots/response_time.png" in read_manifest(tmp_path / "eval", kind="report")["files"]
+    assert "Response time" in (tmp_path / "eval" / "report.md").read_text()
     # the timing does not shift the sweep's draws: the same figures as a sweep without it
-    plain = evaluate_stage(*args, None, tmp_path / "eval2", cfg)
+    plain = evaluate_stage(folders(tiny), tmp_path / "eval2", cfg)
     assert plain["methods"]["padirec"] == report["methods"]["padirec"]
-    with pytest.raises(ValueError, match="exclusive"):
-        evaluate_stage(*args, tmp_path / "eval", tmp_path / "eval3", cfg, time_responses=True)
 
 
 def test_deepprl_context_in_chunks_is_the_context_in_one_pass(tiny, monkeypatch):
@@ -161,7 +153,7 @@ def test_bank_of_another_backbone_is_refused(tiny, tmp_path):
     cfg = copy.deepcopy(tiny["cfg"])
     cfg.evaluation.methods = ["mmr"]
     with pytest.raises(ArtifactError, match="another backbone"):
-        evaluate_stage(tiny["data_dir"], tmp_path / "backbone", tmp_path / "bank", None, None, tmp_path / "out", cfg)
+        evaluate_stage(EvaluationInputs(tiny["data_dir"], tmp_path / "backbone", tmp_path / "bank"), tmp_path / "out", cfg)
 
 
 @pytest.mark.parametrize("case", ["plain", "ties", "method_masked", "nan", "shuffled_history"])

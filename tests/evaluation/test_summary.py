@@ -187,7 +187,7 @@ def test_pareto_front():
 
 def test_reward_regret_and_range_hand_case():
     """Reward is each task's own objective: Retrain doing exactly what the extreme tasks ask wins on
-    reward and regret, while Avg.HV prefers a method that ignores the weights (SPEC 7b)."""
+    reward and regret, while Avg.HV prefers a method that ignores the weights."""
     tasks = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
     results = {"retrain": _rows([0.1, 0.2, 0.3], [0.9, 0.8, 0.7]), "cmr": _rows([0.2, 0.2, 0.2], [0.8, 0.8, 0.8])}
     s = summarise(results, tasks, ["accuracy", "diversity"])

@@ -163,7 +163,7 @@ def test_step_pods(tmp_path):
     spec, platform = yaml.safe_load_all(path.read_text())
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     steps = spec["deploymentSpec"]["executors"]
-    assert len(steps) == 9
+    assert len(steps) == 11  # every component of components.FUNCTIONS
     for executor, step in steps.items():
         name = executor.removeprefix("exec-").replace("-", "_")
         assert k8s[executor]["securityContext"] == {"runAsNonRoot": True, "runAsUser": "10001"}, name

@@ -15,8 +15,8 @@ def _load(path: Path) -> tuple[dict, dict]:
     spec, platform = yaml.safe_load_all(path.read_text())
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
-STAGES = {"prepare-data", "train-backbone", "compute-features", "plan-shards", "build-adapters", "train-generator", "register-and-promote",
-          "evaluate", "finish-run"}
+STAGES = {"prepare-data", "train-backbone", "compute-features", "plan-shards", "build-adapters", "train-generator",
+          "band-generator", "retrain-ceiling", "register-and-promote", "evaluate", "finish-run"}
 
 
 def test_compile_and_load_back(tmp_path):
@@ -51,7 +51,8 @@ def test_cluster_resources_retries_and_caching(tmp_path):
     path = tmp_path / "p.yaml"
     compiler.Compiler().compile(build_pipeline("padirec:1-x", ClusterOptions(gpu_type="nvidia.com/gpu", gpu_count=2)), str(path))
     spec, _ = _load(path)
-    for gpu_step in ("train-backbone", "compute-features", "build-adapters", "train-generator", "evaluate"):
+    for gpu_step in ("train-backbone", "compute-features", "build-adapters", "train-generator", "band-generator",
+                     "retrain-ceiling", "evaluate"):
         accel = _executor_of(spec, gpu_step)["resources"]["accelerator"]
         assert accel["resourceCount"] == "2" and accel["resourceType"] == "nvidia.com/gpu"
     assert "accelerator" not in _executor_of(spec, "prepare-data").get("resources", {})
@@ -63,6 +64,7 @@ def test_cluster_resources_retries_and_caching(tmp_path):
                for comp in spec["components"].values() for name, task in comp.get("dag", {}).get("tasks", {}).items()}
     assert caching["train-backbone"] and caching["build-adapters"] and caching["prepare-data"]
     assert caching["compute-features"]  # a pure function of the data, the backbone and the settings
+    assert caching["band-generator"] and caching["retrain-ceiling"]  # training, as the other training steps
     assert not caching["evaluate"]  # it times new tasks: timings are never reused from a cache
     assert "compare-response-time" not in caching  # evaluate times the methods it fits (fitted once)
 
@@ -187,3 +189,23 @@ def test_cli_compile_refuses_bad_cluster_settings(tmp_path, capsys, flags, messa
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_the_dag_shows_what_evaluate_reads(tmp_path):
+    """The band generator and the ceiling's second Retrain are steps whose outputs evaluate takes."""
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(build_pipeline("padirec:1-x"), str(path))
+    spec, _ = _load(path)
+    handler = spec["root"]["dag"]["tasks"]["exit-handler-1"]["componentRef"]["name"]
+    tasks = spec["components"][handler]["dag"]["tasks"]
+
+    def producers(task: str) -> dict[str, tuple[str, str]]:
+        artifacts = tasks[task]["inputs"]["artifacts"]
+        return {name: (a["taskOutputArtifact"]["producerTask"], a["taskOutputArtifact"]["outputArtifactKey"])
+                for name, a in artifacts.items()}
+
+    assert producers("evaluate")["band_generator"] == ("band-generator", "band_generator")
+    assert producers("evaluate")["ceiling"] == ("retrain-ceiling", "ceiling")
+    assert producers("band-generator") == {"bank": ("train-generator", "bank")}
+    assert producers("retrain-ceiling") == {"data": ("prepare-data", "data"), "backbone": ("train-backbone", "backbone"),
+                                            "features": ("compute-features", "features")}

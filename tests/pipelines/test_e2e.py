@@ -77,7 +77,7 @@ def test_pipeline_registers_and_promotes(stack, capfd):
     assert made["commit"] is None or len(made["commit"].removesuffix("+dirty")) == 40
     steps = {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
     assert {"prepare_data", "train_backbone", "compute_features", "build_adapters_0", "build_adapters_1",
-            "train_generator", "evaluate", "register_and_promote"} <= steps
+            "train_generator", "band_generator", "retrain_ceiling", "evaluate", "register_and_promote"} <= steps
 
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert champion.version == "1"

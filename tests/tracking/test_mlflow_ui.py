@@ -29,7 +29,8 @@ from padirec.tracking import KFP_RUN_ID_ENV, MlflowTracker
 from padirec.tracking.core import dataset_reference, system_metrics
 from padirec.tracking.promotion import headline
 
-TRAINING_STEPS = ("train_backbone", "compute_features", "build_adapters_0", "build_adapters_1", "train_generator")
+TRAINING_STEPS = ("train_backbone", "compute_features", "build_adapters_0", "build_adapters_1", "train_generator",
+                  "band_generator", "retrain_ceiling")
 
 
 # ---------------------------------------------------------------- the smoke run's store
