@@ -15,7 +15,9 @@ TARGETS = ("checkpoints", "task_mean")  # generator.targets
 class GeneratorConfig:
     # the denoiser
     size: str = "tiny"  # a key of padirec.diffusion.dit.DIT_SIZES: tiny | small | base
-    conditioning: str = "adaln_zero"  # pre | pre_post | per_layer | cross_attn | adaln_zero
+    # pre | pre_post | per_layer | cross_attn | adaln_zero; chosen in docs/evaluation.md, "Measured: a
+    # generator that listens to w" (benchmarks/generator_fit.py, benchmarks/band.py)
+    conditioning: str = "cross_attn"
     # preprocessing: z-score per layout tensor ("tensor") or per coordinate ("element")
     normalization: str = "element"
     # what the generator learns from each bank task: every stored checkpoint ("checkpoints", the
@@ -24,21 +26,22 @@ class GeneratorConfig:
     targets: str = "task_mean"
     token_size: int = 64
     # what the DiT outputs: the noise ("eps", the paper) or the clean tokens ("x0"); the loss is
-    # MSE on the noise either way, weighted "uniform" (paper Eq. 8), "min_snr" or "truncated_snr"
-    # (padirec.diffusion.denoiser); chosen in docs/evaluation.md, "Selection on validation"
+    # MSE on the noise, weighted "uniform" (paper Eq. 8), "min_snr", "truncated_snr" or "x0" (the
+    # x0-MSE itself; padirec.diffusion.denoiser); prediction chosen in docs/evaluation.md, "Selection
+    # on validation", the weighting in "Measured: a generator that listens to w"
     prediction: str = "x0"
-    loss_weighting: str = "min_snr"
+    loss_weighting: str = "x0"
     # the share of each training batch drawn at the timesteps the sampler visits (the rest uniform
-    # over all T): a one-step sampler serves the DiT's estimate at t = T alone, where a uniform draw
-    # with min-SNR weighting hardly trains it
-    served_fraction: float = 0.0
+    # over all T): a one-step sampler serves the DiT's estimate at t = T alone; chosen with the
+    # weighting ("Measured: a generator that listens to w")
+    served_fraction: float = 0.5
     # the forward process (linear beta schedule, paper Eq. 8): T, the number of noise levels
     num_train_timesteps: int = 500
     beta_start: float = 1e-4
     beta_end: float = 2e-2
     # classifier-free guidance (paper Alg. 1/2)
     p_uncond: float = 0.1
-    guidance_scale: float = 0.5  # gamma in [0, 1]
+    guidance_scale: float = 0.0  # gamma in [0, 1]; 0 = the conditional branch alone ("Measured: a generator that listens to w")
     # sampling: ddpm | ddim | dpm_solver++ (DPM-Solver++(2M); the same as ddim below 3 steps);
     # chosen with the two below in docs/evaluation.md, "Selection on validation" (benchmarks/bench_generation.py)
     sampler: str = "ddim"

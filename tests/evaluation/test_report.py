@@ -128,7 +128,7 @@ def test_markdown_and_plots(tmp_path):
     assert "| method | reward | regret | Pearson r-a | Pearson r-d | range ndcg@10 | range alpha_ndcg@10 |" in text
     assert "| mmr | 0.6000 | 0.1000 | 1.0000 | n/a | 0.2000 | 0.2000 |" in text
     assert "## Regret vs retrain per task" in text and "| (0.50, 0.50) | n/a | n/a |" in text
-    assert "| adapters.candidates | topk | valid |" in text and "| generator.guidance_scale | 0.5 | none |" in text
+    assert "| adapters.candidates | topk | valid |" in text and "| generator.guidance_scale | 0.5 | valid |" in text
     assert "| mmr |" in text and "n/a" in text  # the NaN Pearson shows as n/a
     assert "![tradeoff.png](plots/tradeoff.png)" in text
     empty = _report(methods={}, summary={}, tasks=[], response_time={}, analyses={})
@@ -150,7 +150,7 @@ def test_choices_record_the_split_of_each_setting():
     assert choices["generator.samples_per_task"]["split"] == "valid"  # re-chosen on valid with the sampler
     assert selection_choices(None) == {}
     report = _report(config=cfg, split="valid")
-    assert report["split"] == "valid" and report["choices"]["generator.guidance_scale"]["split"] == "none"
+    assert report["split"] == "valid" and report["choices"]["generator.guidance_scale"]["split"] == "valid"
     assert "on the valid split" in render_markdown(report, [])
     assert _report(choices={})["choices"] == {}
 
