@@ -89,6 +89,7 @@ def run_local(cfg: Config, containers: Containers | None = None, data_version: s
         cfg, runner = _container_runner(cfg, containers, run_folder, kfp_run_id)
         image = containers.image
     refuse_credentials(cfg.to_dict())
+    commit = source_commit()  # the code this run starts from (a commit made meanwhile is not it)
     local.init(runner=runner, pipeline_root=str(run_folder), raise_on_error=True)
     (run_folder / "config.json").write_text(config_to_json(cfg))  # first: a failed run still says what it ran
     log.info("running pipeline %s locally (%s); artifacts under %s", cfg.name,
@@ -103,7 +104,7 @@ def run_local(cfg: Config, containers: Containers | None = None, data_version: s
             if "finished with status" not in str(e):
                 raise
             raise PadirecError(_failure(str(e), cfg, kfp_run_id, run_folder)) from None
-    atomic_write_json(run_folder / PROVENANCE, provenance(cfg, kfp_run_id))
+    atomic_write_json(run_folder / PROVENANCE, {"commit": commit, **provenance(cfg, kfp_run_id)})
     return run_folder
 
 
@@ -124,8 +125,8 @@ def source_commit() -> str | None:
 
 
 def provenance(cfg: Config, kfp_run_id: str) -> dict[str, str | None]:
-    """``{"commit", "kfp_run_id", "mlflow_run_id"}`` of a finished run (the MLflow pipeline run found
-    by its KFP run id; None without tracking or when the server cannot say)."""
+    """``{"kfp_run_id", "mlflow_run_id"}`` of a finished run (the MLflow pipeline run found by its KFP
+    run id; None without tracking or when the server cannot say)."""
     run_id = None
     if cfg.tracking.uri != "none":
         try:
@@ -138,7 +139,7 @@ def provenance(cfg: Config, kfp_run_id: str) -> dict[str, str | None]:
             run_id = found[0].info.run_id if found else None
         except Exception as e:  # the run succeeded; its record only lacks the MLflow id
             log.warning("could not look up the MLflow run of %s: %s", kfp_run_id, redact(str(e)))
-    return {"commit": source_commit(), "kfp_run_id": kfp_run_id, "mlflow_run_id": run_id}
+    return {"kfp_run_id": kfp_run_id, "mlflow_run_id": run_id}
 
 
 def _local_tracking(cfg: Config, run_dir: Path) -> tuple[Config, dict[str, str]]:
