@@ -58,3 +58,5 @@ def test_the_image_runs_as_a_user_of_its_own(context):
     assert final_stage.index("useradd --uid 10001") > final_stage.index("install -y --no-install-recommends nginx")
     assert final_stage.index(f"USER {users[-1]}") < final_stage.index("ENTRYPOINT [")
     assert "chown -R padirec:padirec /var/log/nginx /var/lib/nginx" in final_stage
+    # the model is copied in as root, some files 0600: the user must read it
+    assert final_stage.index("COPY model_dir /opt/ml/model") < final_stage.index("chmod -R a+rX /opt/ml")

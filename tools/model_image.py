@@ -196,11 +196,13 @@ RUN mkdir -p /var/log/nginx \\
 
 """
 # serve as a user of its own (the restricted Pod Security profile refuses root): nginx (port 8080,
-# pid in /tmp) writes its temp files under /var/lib/nginx, and MLflow's entrypoint relinks its logs
+# pid in /tmp) writes its temp files under /var/lib/nginx, and MLflow's entrypoint relinks its logs;
+# the model was copied in as root, some files 0600 (written through a temporary file): readable now
 NON_ROOT = """# padirec (tools/model_image.py): not root
 RUN useradd --uid 10001 --create-home padirec \\
     && mkdir -p /var/lib/nginx \\
-    && chown -R padirec:padirec /var/log/nginx /var/lib/nginx
+    && chown -R padirec:padirec /var/log/nginx /var/lib/nginx \\
+    && chmod -R a+rX /opt/ml
 USER 10001
 
 """
