@@ -246,11 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         counts = {v: 0 for v in ("dominates", "dominated")}
         sure = dict(counts)
         for s in per_seed:
+            share = s["summary"][m].get("dominance_share") or {}
             for i in interior:
                 verdict = s["summary"][m]["dominance"]["per_task"][i]
                 counts[verdict] = counts.get(verdict, 0) + 1
                 for v in sure:
-                    sure[v] += (s["summary"][m].get("dominance_share") or {}).get(v, [0] * (i + 1))[i] >= 0.95
+                    sure[v] += bool(share.get(v)) and share[v][i] >= 0.95
         print(f"  {m}: dominates {counts['dominates']} ({sure['dominates']}), dominated {counts['dominated']} "
               f"({sure['dominated']})")
     if "padirec" in first:

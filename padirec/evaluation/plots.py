@@ -72,10 +72,9 @@ def plot_tradeoff(report: dict[str, Any], path: Path) -> str | None:
     ax.set_xlabel(f"accuracy (NDCG@{k}, normalised)")
     ax.set_ylabel(f"diversity (alpha-NDCG@{k}, normalised)")
     # Retrain's front ends are 0 and 1; a method beyond them is drawn, not clipped
-    finite = np.concatenate([p[:, [ia, idv]] for p in norm.values()]) if norm else np.zeros((0, 2))
-    finite = finite[np.isfinite(finite).all(1)]
-    lo, hi = np.minimum(finite.min(0), 0.0) if len(finite) else np.zeros(2), \
-        np.maximum(finite.max(0), 1.0) if len(finite) else np.ones(2)
+    shown = np.vstack([[0.0, 0.0], [1.0, 1.0], *(p[:, [ia, idv]] for p in norm.values())])
+    shown = shown[np.isfinite(shown).all(1)]
+    lo, hi = shown.min(0), shown.max(0)
     ax.set_xlim(lo[0] - 0.05, hi[0] + 0.05)
     ax.set_ylim(lo[1] - 0.05, hi[1] + 0.05)
     ax.grid(alpha=0.3)
