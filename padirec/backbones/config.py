@@ -34,6 +34,10 @@ class BackboneConfig:
     # backbone (and its cache entry): ``padirec experiment`` varies the bank, generator and
     # sampling over seeds, not phase 1.
     seed: int = -1
+    # Data-parallel ranks in the step's pod (DDP under torchrun, gloo on CPU, NCCL on GPU; the
+    # step's threads are shared out over them). 1 = one plain process. The global batch stays
+    # ``batch_size``, split over the ranks.
+    processes: int = 1
 
     def seed_for(self, run_seed: int) -> int:
         """The seed phase 1 trains with in a run seeded ``run_seed``."""

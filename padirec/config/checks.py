@@ -54,6 +54,7 @@ RANGES: dict[str, str] = {
     "backbone.weight_decay": "[0, inf)", "backbone.epochs": _ANY, "backbone.patience": _ANY,
     "backbone.eval_every": _ANY, "backbone.max_time_interval": _ANY, "backbone.eval_batch_size": _ANY,
     "backbone.train_stride": "[0, inf)", "backbone.seed": "[-1, 4294967295]",  # -1 = the run's seed
+    "backbone.processes": _ANY,
     "adapters.bottleneck": _ANY, "adapters.num_random_tasks": "[0, inf)", "adapters.grid_size": "[2, inf)",
     "adapters.checkpoints_per_task": _ANY, "adapters.epochs": _ANY, "adapters.steps_per_epoch": _ANY,
     "adapters.lr": "(0, inf)", "adapters.checkpoint_lr": "(0, 1]", "adapters.batch_size": _ANY, "adapters.alpha": "[0, 1]",
