@@ -132,6 +132,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from padirec.serving.http import serve
+
+    return serve(args.model_uri, args.host, args.port, args.poll_seconds, args.timeout, args.workdir)
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> argparse.ArgumentParser:
@@ -189,6 +195,16 @@ def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> a
     sp.add_argument("--model", help="registered model name (default from config)")
     sp.add_argument("--allow-other-data", action="store_true", help="let a version evaluated on other data (data checksum, task grid) replace the champion")
     sp.set_defaults(func=cmd_promote)
+
+    sp = sub.add_parser("serve", help="serve a registered model over HTTP, following its alias (docs/serving.md)")
+    sp.add_argument("--model-uri", default="models:/padirec-recommender@champion",
+                    help="models:/NAME@ALIAS (followed) or models:/NAME/VERSION; the registry is MLFLOW_TRACKING_URI's")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a pod)")
+    sp.add_argument("--port", type=int, default=8080)
+    sp.add_argument("--poll-seconds", type=float, default=15.0, help="how often the alias is checked")
+    sp.add_argument("--timeout", type=float, default=60.0, help="a request's time limit in seconds (then 504)")
+    sp.add_argument("--workdir", help="where versions are downloaded (default: a new temp folder)")
+    sp.set_defaults(func=cmd_serve)
 
     for extend in extensions:
         extend(sub)

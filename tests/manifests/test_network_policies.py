@@ -23,9 +23,11 @@ CLIENTS = {
     "fake-step": ("default", {"pipeline/runid": "3f2a"}),  # the step's label outside the runs' namespace
 }
 ALLOWED = {  # service (its pods' app label), port -> the clients it admits
-    ("mlflow", 5000): {"step", "kfp-ui", "serving"},
+    ("mlflow", 5000): {"step", "kfp-ui", "serving", "padirec-serving"},
     ("object-store", 8333): {"step", "mlflow"},
     ("postgres", 5432): {"mlflow", "mlflow-db-migrate"},
+    # manifests/serving (in the overlays): requests from anyone, on its port only
+    ("padirec-serving", 8080): {*CLIENTS, "mlflow", "mlflow-db-migrate", "object-store", "postgres", "padirec-serving"},
 }
 
 
@@ -71,9 +73,9 @@ def test_each_service_admits_its_allow_list_only(rendered):
     own = pods(rendered)
     clients = {**CLIENTS, **own}
     for name, target in own.items():
-        for port in {5000, 8333, 5432, 22}:
+        for port in {5000, 8333, 5432, 8080, 22}:
             got = {c for c, client in clients.items() if admits(policies, target, client, port)}
-            assert got == ALLOWED.get((target[1].get("app"), port), set()), f"{name}:{port}"
+            assert got == ALLOWED.get((target[1].get("app"), port), set()) & set(clients), f"{name}:{port}"
     assert {"mlflow", "object-store", "mlflow-db-migrate"} <= set(own)
 
 
