@@ -28,6 +28,7 @@ from padirec.adapters.features import Features
 from padirec.adapters.objectives import CandidateBatch, get_utilities, task_losses
 from padirec.adapters.train import backbone_topk, candidate_lists, diversity_columns
 from padirec.core.layout import Layout
+from padirec.core.novelty import long_tail_items
 from padirec.methods.base import AdapterMethod, MethodContext, register
 
 log = logging.getLogger("padirec")
@@ -114,6 +115,7 @@ class CMR(AdapterMethod):
         cols = diversity_columns(cfg)
         acc = self.utilities.index("accuracy") if "accuracy" in self.utilities else 0
         topk = backbone_topk(f, cfg.topk_candidates) if cfg.candidates == "topk" else None
+        tail = long_tail_items(f).to(torch.float32) if "novelty" in self.utilities else None
         m = f.train_h.shape[0]
         steps = min(-(-m // cfg.batch_size), cfg.steps_per_epoch or m)
         start = time.perf_counter()
@@ -132,6 +134,7 @@ class CMR(AdapterMethod):
                     categories=f.item_categories[cands], num_train=1 + cfg.num_negatives,
                     groups=None if f.user_group is None else f.user_group[users],
                     diversity_columns=cols, alpha=cfg.alpha, temperature=cfg.temperature,
+                    novel=None if tail is None else tail[cands],
                 )
                 loss = (w * task_losses(batch, utilities)).sum(1).mean()
                 opt.zero_grad(set_to_none=True)
