@@ -73,7 +73,7 @@ def test_a_set_key_nested_into_a_value_is_named(key, needle):
 @pytest.mark.parametrize("key,value,needle", [
     ("backbone.model", "bert4rec", "backbone.model: unknown 'bert4rec'; valid: sasrec"),
     ("evaluation.methods", ["padirec", "llm"], "evaluation.methods: unknown 'llm'"),
-    ("adapters.utilities", ["accuracy", "novelty"], "adapters.utilities: unknown 'novelty'"),
+    ("adapters.utilities", ["accuracy", "serendipity"], "adapters.utilities: unknown 'serendipity'"),
     ("generator.conditioning", "film", "generator.conditioning: unknown 'film'"),
     ("generator.sampler", "euler", "generator.sampler: unknown 'euler'"),
     ("generator.prediction", "v", "generator.prediction: unknown 'v'"),

@@ -24,6 +24,7 @@ class AdapterConfig:
     # "More bank tasks?" (benchmarks/bank_settling.py --random-tasks 49 89 189)
     num_random_tasks: int = 89
     grid_size: int = 11  # w_acc in {0, 0.1, ..., 1}
+    grid_centroid: bool = False  # the simplex's centroid joins the grid when the lattice lacks it (p = 3)
     hold_out_grid: bool = True  # keep the evaluation grid out of the generator's training set
     checkpoints_per_task: int = 5
     epochs: int = 20

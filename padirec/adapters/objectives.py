@@ -1,4 +1,4 @@
-"""The utilities a task weighs: accuracy (BCE), diversity (smoothed alpha-DCG), fairness.
+"""The utilities a task weighs: accuracy (BCE), diversity (smoothed alpha-DCG), fairness, novelty.
 
 Each utility is a differentiable loss over a batch of candidate lists scored by ``N`` adapters
 at once, returning one value per adapter ``(N,)``; a task ``w`` on the simplex over the chosen
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from padirec.adapters.novelty_loss import novelty_loss
 from padirec.core.utilities import UTILITIES
 
 
@@ -34,6 +35,7 @@ class CandidateBatch:
     diversity_columns: slice  # which columns the diversity loss ranks
     alpha: float = 0.5
     temperature: float = 0.1
+    novel: torch.Tensor | None = None  # (B, L) 1 for a long-tail candidate (``padirec.core.novelty``)
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -202,6 +204,13 @@ def _fairness(b: CandidateBatch) -> torch.Tensor:
     return group_gap(soft_ndcg(b.scores[..., :b.num_train], b.temperature), b.groups)
 
 
+def _novelty(b: CandidateBatch) -> torch.Tensor:
+    if b.novel is None:
+        raise ValueError("the novelty utility needs the long-tail flag of every candidate (CandidateBatch.novel)")
+    cols = b.diversity_columns  # the same list the diversity loss ranks: it reaches the full-ranking top
+    return novelty_loss(b.scores[..., cols], b.novel[:, cols], b.temperature)
+
+
 @dataclass(frozen=True)
 class Utility:
     """A utility as training sees it: its name and its loss (its metric and what the data must
@@ -219,6 +228,7 @@ LOSSES: dict[str, Callable[[CandidateBatch], torch.Tensor]] = {
     "accuracy": _accuracy,
     "diversity": _diversity,
     "fairness": _fairness,
+    "novelty": _novelty,
 }
 
 

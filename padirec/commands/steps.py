@@ -146,6 +146,7 @@ def band_generator_step(config_json: str, bank: str, out: str) -> dict[str, Any]
         _log_input(tracker, lambda: tracker.log_pipeline_dataset("training"))
         ev = cfg.evaluation
         settings = [dataclasses.asdict(cfg.generator), cfg.seed, ev.band_low, ev.band_high, needs_band_generator(cfg)]
+        settings += [ev.band_coordinate] if ev.band_coordinate != "w_acc" else []  # earlier caches stay valid
         summary = _cached(cfg, "band_generator", settings, [bank], out, lambda: band_generator_stage(
             bank, out, cfg, tracker))
     return _metadata(summary)

@@ -54,6 +54,8 @@ class EvaluationConfig:
     protocols: list[str] = field(default_factory=lambda: ["grid", "band"])
     band_low: float = 0.3
     band_high: float = 0.7
+    # what the band bounds (``padirec.core.tasks.Band``): w_acc, or (p = 3) the distance to the centroid
+    band_coordinate: Literal["w_acc", "centroid_distance"] = "w_acc"
 
 
 def method_settings(raw: Any, where: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from padirec.evaluation.protocols import (
     BAND_DESCRIPTION,
     GRID_DESCRIPTION,
     EmptyBand,
+    band_of,
     protocol_section,
     run_band,
 )
@@ -207,7 +208,7 @@ def evaluate_stage(folders: EvaluationInputs, out_dir: str | Path, cfg: Config,
     if folders.time_responses:
         timings = _time_new_tasks(methods, ctx, cfg)
         seed_everything(cfg.seed)  # the sweep's draws do not depend on what the timing drew
-    tasks = grid(len(ctx.utilities), cfg.adapters.grid_size)
+    tasks = grid(len(ctx.utilities), cfg.adapters.grid_size, cfg.adapters.grid_centroid)
     log.info("evaluate: %d methods x %d tasks, %d test users", len(methods), len(tasks), ctx.features.test.h.shape[0])
     # No tracker: the sweep would log per-task figures with the task index as the step; they go
     # into one table instead (``_log_task_table``).
@@ -259,7 +260,7 @@ def _band_protocol(sweep: SweepResult, ctx: MethodContext, cfg: Config, scale: S
     bank leaves nothing outside the band to learn from (a tiny bank), rather than failing the
     finished pipeline. ``generator``: the band's, trained already (else trained here)."""
     ev, reference = cfg.evaluation, method_with_role("reference")
-    band = (ev.band_low, ev.band_high)
+    band = band_of(ev)
     try:
         band_sweep, _, info = run_band(sweep, ctx, cfg, band, "test", generator)
     except EmptyBand as e:

@@ -37,7 +37,7 @@ from padirec.adapters.bank import AdapterBank
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.core.layout import Layout, num_params
-from padirec.core.tasks import validate_weights
+from padirec.core.tasks import Band, validate_weights
 from padirec.data.dataset import PreparedData
 from padirec.diffusion.generator import Generator
 from padirec.errors import ConfigError
@@ -67,7 +67,7 @@ class MethodContext:
     reuse_bank: bool = True  # False in the response-time comparison: a new task is never in the bank
     # the band protocol: tasks with w_acc in this closed interval are unseen; a method that draws its
     # own training tasks (CMR) must not draw them (the bank's are already held out)
-    band: tuple[float, float] | None = None
+    band: Band | tuple[float, float] | None = None  # ``Band``: w_acc or the distance to the centroid
     # one-off work that two methods of this evaluation do alike, done once and read by both (keyed
     # by everything it depends on): DeepPRL's heads are DeepPRL-static's model
     shared: dict[Any, Any] = field(default_factory=dict)
