@@ -42,7 +42,7 @@ def train_backbone_stage(
     data = load_prepared(data_dir)
     torch_device = pick_device(device)
     seed_everything(seed)
-    tracker.log_params(flatten({"backbone": dataclasses.asdict(cfg), "max_len": max_len, "seed": seed}))
+    tracker.log_params(flatten({"backbone": dataclasses.asdict(cfg.chosen()), "max_len": max_len, "seed": seed}))
     log.info("training backbone %s on %d users, %d items (%s)", cfg.model, data.num_users,
              data.num_items, torch_device)
 
