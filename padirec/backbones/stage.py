@@ -43,7 +43,7 @@ def train_backbone_stage(
     out_dir.mkdir(parents=True, exist_ok=True)
     world, rank = data_parallel()
     if rank == 0:
-        tracker.log_params(flatten({"backbone": dataclasses.asdict(cfg), "max_len": max_len, "seed": seed}))
+        tracker.log_params(flatten({"backbone": dataclasses.asdict(cfg.chosen()), "max_len": max_len, "seed": seed}))
     if cfg.processes > 1 and world == 1:
         import torch
 

@@ -96,7 +96,8 @@ def train_backbone_step(config_json: str, data: str, out: str) -> dict[str, Any]
     with _step(config_json, "train_backbone", data, system_metrics=True) as (cfg, tracker):
         # the seed it trains with, not how it was given: -1 under seed 0 and 0 share an entry
         seed = cfg.backbone.seed_for(cfg.seed)
-        settings = [{k: v for k, v in dataclasses.asdict(cfg.backbone).items() if k != "seed"}, cfg.data.max_len, seed]
+        settings = [{k: v for k, v in dataclasses.asdict(cfg.backbone.chosen()).items() if k != "seed"},
+                    cfg.data.max_len, seed]
         metrics = _cached(cfg, "train_backbone", settings, [data], out, lambda: train_backbone_stage(
             data, out, cfg.backbone, cfg.data.max_len, seed, cfg.device, tracker))
     return _metadata({"model": cfg.backbone.model, "cache": metrics.get("cache", "off"),

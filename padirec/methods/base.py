@@ -37,6 +37,7 @@ from padirec.adapters.bank import AdapterBank
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.core.layout import Layout, num_params
+from padirec.core.plugins import NoSettings, Registry
 from padirec.core.tasks import Band, validate_weights
 from padirec.data.dataset import PreparedData
 from padirec.diffusion.generator import Generator
@@ -44,11 +45,6 @@ from padirec.errors import ConfigError
 
 # the held-out splits a task's ``prepare`` serves (the users of each are ranked)
 HELD_OUT = ("valid", "test")
-
-
-@dataclass
-class NoSettings:
-    """Settings of a method that has none."""
 
 
 @dataclass
@@ -176,15 +172,12 @@ def adapted_scores(features: Features, params: torch.Tensor, layout: Layout, spl
 
 # ----------------------------------------------------------------------------- registry
 
-METHODS: dict[str, type[Method]] = {}  # key -> class; filled by ``register`` (see ``registry``)
+METHODS: Registry = Registry("method", name_attribute="key")  # key -> class; filled by ``register``
 ROLES = ("proposed", "reference", "")
 
 
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a method known under its ``key``."""
+    """Class decorator: make a method known under its ``key`` (the registry every kind uses)."""
     if cls.role not in ROLES:
         raise ValueError(f"method {cls.key!r}: role {cls.role!r} is not one of {ROLES}")
-    if cls.key in METHODS and METHODS[cls.key] is not cls:
-        raise ValueError(f"two methods share the key {cls.key!r}: {METHODS[cls.key].__name__} and {cls.__name__}")
-    METHODS[cls.key] = cls
-    return cls
+    return METHODS.register(cls)
