@@ -156,9 +156,10 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: ClusterOptions | None = 
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Controllable multi-objective recommendation by parameter diffusion")
     def padirec_pipeline(config_json: str, data_version: str = ""):
-        """``data_version`` names the snapshot of the source data (a date, a partition): it is an
-        input of the cached ``prepare_data``, so a new version is never served from the cache.
-        ``padirec schedule`` sets it to the run's scheduled time."""
+        """``data_version`` names the snapshot of the source data (a date, a partition): it fills
+        ``{snapshot}`` in the data locations and is an input of the cached ``prepare_data``, so a
+        new snapshot is never served from the cache and the same one always is. ``padirec
+        schedule`` sets it to the run's scheduled day (``[[ScheduledTime.20060102]]``)."""
         with dsl.ExitHandler(step("finish_run", config_json=config_json), name="tracked-run"):
             data = step("prepare_data", config_json=config_json, data_version=data_version)
             backbone = step("train_backbone", config_json=config_json, data=data.outputs["data"])

