@@ -10,13 +10,16 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from padirec.config import load_config
+from padirec.core.tasks import sample_tasks
 from tests.tiny_pipeline import ROOT, run_tiny_pipeline
 
 pytestmark = pytest.mark.slow
 THREE = load_config(ROOT / "configs" / "ml100k-3.yaml")
+RANDOM_TASKS = 12
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +27,8 @@ def run(tmp_path_factory):
     a, ev = THREE.adapters, THREE.evaluation
     out = run_tiny_pipeline(tmp_path_factory, {
         "adapters.utilities": a.utilities, "adapters.grid_size": a.grid_size, "adapters.grid_centroid": True,
+        # 12 Dirichlet draws: with seed 0, one lands in the disc, so the band has a bank task to remove
+        "adapters.num_random_tasks": RANDOM_TASKS,
         "evaluation.methods": ev.methods, "evaluation.band_coordinate": ev.band_coordinate,
         "evaluation.band_low": ev.band_low, "evaluation.band_high": ev.band_high})
     out["report"] = json.loads((Path(out["art"]["report"].path) / "report.json").read_text())
@@ -53,7 +58,9 @@ def test_the_disc_around_the_centroid_is_held_out(run):
     assert "skipped" not in band, band.get("skipped")
     assert band["band_coordinate"] == "centroid_distance" and band["band"] == [0.0, 0.25]
     assert len(band["tasks"]) == 7  # the centroid, the three inner lattice points and the vertices
-    assert band["bank_tasks_removed"] > 0 and "padirec" in band["rerun"]
+    weights, held_out = sample_tasks(3, THREE.adapters.grid_size, RANDOM_TASKS, True, run["cfg"].seed, centroid=True)
+    inside = (np.linalg.norm(weights - 1 / 3, axis=1) <= 0.25) & ~held_out
+    assert band["bank_tasks_removed"] == int(inside.sum()) > 0 and "padirec" in band["rerun"]
 
 
 def test_mmr_honours_the_novelty_weight(run):
