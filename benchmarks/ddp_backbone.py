@@ -53,11 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         metrics = train_backbone_stage(data, work / name.replace(" ", "-"), bb, cfg.data.max_len,
                                        cfg.backbone.seed_for(cfg.seed), args.device)
         rows[name] = (metrics, time.perf_counter() - t0)
-    print(f"\n{run}: {cfg.backbone.model}, {args.epochs} epochs, device {args.device}, {args.threads} thread(s) in all")
-    print("| training | valid NDCG@10 | valid alpha-NDCG@10 | epochs | wall s |")
-    print("|---|---|---|---|---|")
+    per_rank = max(1, args.threads // args.processes)  # as ``launch`` shares the step's threads out
+    threads = {"1 process": args.threads, f"{args.processes} ranks": per_rank * args.processes}
+    print(f"\n{run}: {cfg.backbone.model}, {args.epochs} epochs, device {args.device}")
+    print("| training | torch threads in all | valid NDCG@10 | valid alpha-NDCG@10 | epochs | wall s |")
+    print("|---|---|---|---|---|---|")
     for name, (m, seconds) in rows.items():
-        print(f"| {name} | {m['valid']['ndcg@10']:.4f} | {m['valid']['alpha_ndcg@10']:.4f} | {m['epochs']} | {seconds:.1f} |")
+        print(f"| {name} | {threads[name]} | {m['valid']['ndcg@10']:.4f} | {m['valid']['alpha_ndcg@10']:.4f} | {m['epochs']} | {seconds:.1f} |")
     (a, _), (b, _) = rows.values()
     gap = abs(a["valid"]["ndcg@10"] - b["valid"]["ndcg@10"])
     print(f"valid NDCG@10 difference {gap:.4f} (tolerance {args.tol}): {'ok' if gap <= args.tol else 'TOO LARGE'}")

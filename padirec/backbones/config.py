@@ -12,6 +12,23 @@ from padirec.core.typed_config import POSITIVE, setting
 
 
 @dataclass
+class TrainJobSettings:
+    """Phase 1 as a Kubeflow Trainer ``TrainJob`` (``backbone.launcher: trainjob``): ``nodes`` pods of
+    ``backbone.processes`` ranks each, run by the Trainer's torch runtime. The backbone step uploads
+    the prepared data to ``staging``, submits the job, waits, and downloads the trained backbone."""
+
+    nodes: int = setting(2, range=POSITIVE)
+    runtime: str = "torch-distributed"  # the ClusterTrainingRuntime the job runs on (the Trainer's PyTorch one)
+    namespace: str = ""  # "" = the step pod's own namespace
+    staging: str = ""  # s3://bucket/prefix: where the data goes in and the backbone comes out (required)
+    image: str = ""  # "" = the step's own image (PADIREC_IMAGE, set when the pipeline is compiled)
+    cpu: str = "4"  # per node: requests = limits
+    memory: str = "16Gi"
+    gpus: int = setting(0, range="[0, inf)")  # per node (nvidia.com/gpu); NCCL when each rank has one
+    timeout_minutes: int = setting(240, range=POSITIVE)  # the job is deleted and the step fails past it
+
+
+@dataclass
 class BackboneConfig:
     """Model shape and phase-1 training. ``dim`` is the user representation size (64, fixed by
     the adapter shape). Defaults tuned on MovieLens-100K (full ranking, leave-one-out)."""
@@ -43,6 +60,10 @@ class BackboneConfig:
     # step's threads are shared out over them). 1 = one plain process. The global batch stays
     # ``batch_size``, split over the ranks.
     processes: int = setting(1, range=POSITIVE)
+    # Where the ranks run: ``local`` in the step's pod; ``trainjob`` on ``trainjob.nodes`` pods of a
+    # Kubeflow Trainer TrainJob, ``processes`` ranks on each (``padirec.backbones.trainjob``).
+    launcher: str = setting("local", choices=("local", "trainjob"))
+    trainjob: TrainJobSettings = setting(default_factory=TrainJobSettings)
     # each backbone's own settings, by name (the ``config_class`` of ``padirec/backbones/<name>.py``)
     models: dict[str, Any] = setting(default_factory=BACKBONES.default_settings,
                                      from_dict=BACKBONES.read_settings)

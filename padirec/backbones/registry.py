@@ -13,7 +13,7 @@ from padirec.core.plugins import import_package
 from padirec.errors import ConfigError
 
 # the modules of this package that define no backbone (they import this one, or need none)
-_NOT_BACKBONES = {"base", "checkpoint", "config", "registry", "stage", "train"}
+_NOT_BACKBONES = {"base", "checkpoint", "config", "ddp_worker", "distributed", "registry", "stage", "train", "trainjob"}
 import_package("padirec.backbones", skip=_NOT_BACKBONES)
 # the paper's order (SASRec, GRU4Rec, TiSASRec, LRURec): lists, tables and plots follow it
 BACKBONES.update({n: BACKBONES.pop(n) for n in sorted(BACKBONES, key=lambda n: BACKBONES[n].paper_order or 99)})

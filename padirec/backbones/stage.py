@@ -44,13 +44,8 @@ def train_backbone_stage(
     world, rank = data_parallel()
     if rank == 0:
         tracker.log_params(flatten({"backbone": dataclasses.asdict(cfg.chosen()), "max_len": max_len, "seed": seed}))
-    if cfg.processes > 1 and world == 1:
-        import torch
-
-        from padirec.backbones.distributed import launch
-
-        device_name = str(pick_device(device))
-        metrics = launch(data_dir, out_dir, cfg, max_len, seed, device_name, torch.get_num_threads())
+    if world == 1 and (cfg.launcher == "trainjob" or cfg.processes > 1):
+        metrics = _launch(data_dir, out_dir, cfg, max_len, seed, device)
         for row in json.loads((out_dir / "history.json").read_text()):
             tracker.log_metrics({tracker_metric_name(k): v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         _log_final(tracker, metrics, out_dir)
@@ -87,6 +82,20 @@ def train_backbone_stage(
     if world == 1:
         _log_final(tracker, metrics, out_dir)
     return metrics
+
+
+def _launch(data_dir: str | os.PathLike, out_dir: Path, cfg: BackboneConfig, max_len: int, seed: int,
+            device: str) -> dict[str, Any]:
+    """Training in other processes: ranks in this pod under torchrun, or the nodes of a TrainJob."""
+    if cfg.launcher == "trainjob":
+        from padirec.backbones.trainjob import train_on_trainjob
+
+        return train_on_trainjob(data_dir, out_dir, cfg, max_len, seed)
+    import torch
+
+    from padirec.backbones.distributed import launch
+
+    return launch(data_dir, out_dir, cfg, max_len, seed, str(pick_device(device)), torch.get_num_threads())
 
 
 def _log_final(tracker: Tracker, metrics: dict[str, Any], out_dir: Path) -> None:

@@ -83,6 +83,8 @@ def check(cfg: Any) -> None:
     synthetic = SyntheticSettings(**cfg.data.synthetic)
     rules = [
         (b.dim % b.num_heads == 0, "backbone.num_heads", f"{b.num_heads} does not divide backbone.dim {b.dim}"),
+        (b.launcher != "trainjob" or b.trainjob.staging.startswith("s3://"), "backbone.trainjob.staging",
+         f"{b.trainjob.staging!r}: the TrainJob's pods reach the data through the object store; give s3://bucket/prefix"),
         (g.beta_start < g.beta_end, "generator.beta_start", f"{g.beta_start} is not below beta_end {g.beta_end}"),
         (g.num_inference_steps <= g.num_train_timesteps, "generator.num_inference_steps",
          f"{g.num_inference_steps} is more than num_train_timesteps {g.num_train_timesteps}"),

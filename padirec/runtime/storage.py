@@ -128,3 +128,12 @@ def localize_folder(uri: str, dest_dir: str | os.PathLike, wanted=None) -> Path:
     for name in names:
         download(f"{uri.rstrip('/')}/{name}", dest_dir)
     return Path(dest_dir)
+
+
+def upload_folder(path: str | os.PathLike, uri: str) -> None:
+    """Upload the files directly in the local folder ``path`` (no deeper) under ``s3://.../``."""
+    files = sorted(p for p in Path(path).iterdir() if p.is_file())
+    if not files:
+        raise StorageError(f"{path}: no files to upload to {uri}")
+    for f in files:
+        upload(f, f"{uri.rstrip('/')}/{f.name}")

@@ -101,8 +101,14 @@ def test_production_scales_mlflow():
 
 def test_runs_kustomization_for_the_runs_namespace():
     objs = objects("runs")
-    assert set(objs) == {("ConfigMap", "kfp-launcher"), ("ConfigMap", "padirec-env")}
+    assert set(objs) == {("ConfigMap", "kfp-launcher"), ("ConfigMap", "padirec-env"), ("Role", "padirec-trainjobs"),
+                         ("RoleBinding", "padirec-trainjobs")}
     assert {o["metadata"]["namespace"] for o in objs.values()} == {"kubeflow"}
+    # the steps may submit, read and delete TrainJobs there (backbone.launcher: trainjob), nothing else
+    assert objs[("Role", "padirec-trainjobs")]["rules"] == [
+        {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"], "verbs": ["create", "get", "delete"]}]
+    assert objs[("RoleBinding", "padirec-trainjobs")]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]
     settings = objs[("ConfigMap", "padirec-env")]["data"]
     assert set(settings) == {"MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "PADIREC_S3_ENDPOINT", "AWS_DEFAULT_REGION"}
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "PADIREC_S3_ENDPOINT"):
