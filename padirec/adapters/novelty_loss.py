@@ -8,8 +8,7 @@ like the diversity loss's smoothed alpha-DCG, replaces each candidate's hard ran
 
 averaged over the batch, per adapter ``(N,)``. Lowering it ranks long-tail candidates above the
 popular ones. The pairwise ``(N, b, L, L)`` terms are computed a chunk of the batch at a time
-with a hand-written gradient (recomputed, not stored), as the diversity loss does, so memory
-stays bounded for a bank's hundred adapters at once.
+with a hand-written gradient (``padirec.adapters.pairwise``), as the diversity loss is.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from padirec.adapters.pairwise import chunked_terms
 
 
 def novelty_loss(scores: torch.Tensor, novel: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -29,28 +30,15 @@ def novelty_loss(scores: torch.Tensor, novel: torch.Tensor, temperature: float =
 class _SmoothedNoveltyDCG(torch.autograd.Function):
     @staticmethod
     def forward(ctx, scores, novel, temperature):
-        want_grad = ctx.needs_input_grad[0]
-        out = scores.new_zeros(scores.shape[0])
-        grad = torch.empty_like(scores) if want_grad else None
-        for sl in _chunks(scores):
-            loss, g = _terms(scores[:, sl], novel[sl], temperature, want_grad)
-            out += loss
-            if want_grad:
-                grad[:, sl] = g
-        ctx.save_for_backward(grad if want_grad else None)
+        out, grad = chunked_terms(scores, lambda sl, g: _terms(scores[:, sl], novel[sl], temperature, g),
+                                  ctx.needs_input_grad[0])
+        ctx.save_for_backward(grad)
         return out / scores.shape[1]
 
     @staticmethod
     def backward(ctx, grad_out):
         (grad,) = ctx.saved_tensors
         return grad * (grad_out / grad.shape[1])[:, None, None], None, None
-
-
-def _chunks(scores: torch.Tensor) -> list[slice]:
-    budget = (1 << 26) if scores.is_cuda else (1 << 20)  # pairwise elements per chunk
-    n, b, length = scores.shape
-    step = max(1, budget // max(1, n * length * length))
-    return [slice(s, s + step) for s in range(0, b, step)]
 
 
 def _terms(s: torch.Tensor, novel: torch.Tensor, temperature: float,

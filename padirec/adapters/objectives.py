@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from padirec.adapters.novelty_loss import novelty_loss
+from padirec.adapters.pairwise import chunked_terms
 from padirec.core.utilities import UTILITIES
 
 
@@ -108,28 +109,16 @@ class _SmoothedAlphaDCG(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores, shares, valid, alpha, temperature):
-        want_grad = ctx.needs_input_grad[0]
-        out = scores.new_zeros(scores.shape[0])
-        grad = torch.empty_like(scores) if want_grad else None
-        for sl in _chunks(scores):
-            loss, g = _alpha_dcg_terms(scores[:, sl], shares[sl], valid[sl], alpha, temperature, want_grad)
-            out += loss
-            if want_grad:
-                grad[:, sl] = g
-        ctx.save_for_backward(grad if want_grad else None)
+        out, grad = chunked_terms(
+            scores, lambda sl, g: _alpha_dcg_terms(scores[:, sl], shares[sl], valid[sl], alpha, temperature, g),
+            ctx.needs_input_grad[0])
+        ctx.save_for_backward(grad)
         return out / scores.shape[1]
 
     @staticmethod
     def backward(ctx, grad_out):
         (grad,) = ctx.saved_tensors
         return grad * (grad_out / grad.shape[1])[:, None, None], None, None, None, None
-
-
-def _chunks(scores: torch.Tensor) -> list[slice]:
-    budget = (1 << 26) if scores.is_cuda else (1 << 20)  # pairwise elements per chunk
-    n, b, length = scores.shape
-    step = max(1, budget // max(1, n * length * length))
-    return [slice(s, s + step) for s in range(0, b, step)]
 
 
 def _alpha_dcg_terms(s: torch.Tensor, shares: torch.Tensor, valid: torch.Tensor, alpha: float,

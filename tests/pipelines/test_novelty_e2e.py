@@ -51,6 +51,9 @@ def test_every_method_is_measured_on_the_lattice(run):
         assert set(edges) == {"accuracy-diversity", "accuracy-novelty", "diversity-novelty"}, method
         assert set(edges["accuracy-novelty"]) == {"ndcg@10", "novelty@10"}
     assert "## Controllability along the simplex's edges" in run["markdown"]
+    plots = {p.name for p in (Path(run["art"]["report"].path) / "plots").iterdir()}
+    assert {"ternary_regret.png", "edges.png"} <= plots and "metrics_vs_wacc.png" not in plots
+    assert "![ternary_regret.png](plots/ternary_regret.png)" in run["markdown"]
 
 
 def test_the_disc_around_the_centroid_is_held_out(run):
