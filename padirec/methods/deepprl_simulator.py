@@ -110,10 +110,11 @@ def unavailable(features: Features, users: torch.Tensor, keep: torch.Tensor | No
 
 
 def fit_choice_model(features: Features, history: torch.Tensor, seed: int = 0, sample: int = 8192,
-                     steps: int = 150, prior: float = 1.0) -> ChoiceModel:
+                     steps: int = 150, prior: float = 1.0, batch: int = 1024) -> ChoiceModel:
     """Maximum likelihood of ``sample`` training prefixes' next items under the choice model, with
     ``beta_u = beta + b_u`` and ``c_u = c + d_u``; ``b_u, d_u ~ N(0, prior)`` keep users with few
-    prefixes near the population's ``beta`` and ``c``."""
+    prefixes near the population's ``beta`` and ``c``. Each Adam step reads ``batch`` of the sample
+    (a full-sample step over every item took 0.7 s on ML-100K, one thread)."""
     f = features
     gen = torch.Generator().manual_seed(seed)
     m = f.train_h.shape[0]
@@ -129,12 +130,14 @@ def fit_choice_model(features: Features, history: torch.Tensor, seed: int = 0, s
     b_u, d_u = torch.zeros(n_users, requires_grad=True), torch.zeros(n_users, requires_grad=True)
     opt = torch.optim.Adam([beta, c, b_u, d_u], lr=0.05)
 
-    def nll() -> torch.Tensor:
-        logits = (beta + b_u[users])[:, None] * base + (c + d_u[users])[:, None] * nov
-        return F.cross_entropy(logits.masked_fill(blocked, -torch.inf), target)
+    def nll(rows: slice | torch.Tensor = slice(None)) -> torch.Tensor:
+        u = users[rows]
+        logits = (beta + b_u[u])[:, None] * base[rows] + (c + d_u[u])[:, None] * nov[rows]
+        return F.cross_entropy(logits.masked_fill(blocked[rows], -torch.inf), target[rows])
 
     for _ in range(steps):
-        loss = nll() + 0.5 * (b_u.pow(2).sum() + d_u.pow(2).sum()) / (prior * len(idx))
+        rows = torch.randperm(len(idx), generator=gen)[:batch].to(idx.device)
+        loss = nll(rows) + 0.5 * (b_u.pow(2).sum() + d_u.pow(2).sum()) / (prior * len(idx))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
