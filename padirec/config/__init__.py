@@ -30,7 +30,7 @@ from padirec.diffusion.dit import CONDITIONINGS, DIT_SIZES
 from padirec.diffusion.schedulers import SCHEDULERS
 from padirec.diffusion.tokenizer import NORMALIZATION_MODES
 from padirec.errors import ConfigError
-from padirec.methods.registry import METHODS, default_settings
+from padirec.methods.registry import METHODS, default_roster, default_settings
 
 
 @dataclass
@@ -39,7 +39,7 @@ class EvaluationConfig:
 
     k: int = 10  # the cutoff of every metric (ndcg@k, alpha_ndcg@k, ndcg_gap@k)
     alpha: float = 0.5  # alpha-NDCG's redundancy penalty
-    methods: list[str] = field(default_factory=lambda: list(METHODS))  # which methods run, in order
+    methods: list[str] = field(default_factory=default_roster)  # which methods run, in order
     sampled: bool = False  # 1 + 99 negatives instead of full ranking (for comparison only)
     response_time_repeats: int = 5
     robustness_noise: float = 0.05

@@ -171,6 +171,12 @@ ACC_REWARD, DIV_REWARD = 0, 1
 class DeepPRL(Method):
     key = "deepprl"
     config_class = DeepPRLConfig
+    # measured: the personal lambda_u does not beat the best fixed lambda, so deepprl_static's row
+    # stands for both (one row per method); a config that names deepprl still runs it
+    in_roster = False
+    roster_note = ("its personal lambda_u (a DDPG policy trained on a user simulator) did not beat the best fixed "
+                   "lambda on the valid split (benchmarks/deepprl_policy.py, docs/deepprl.md): "
+                   "`deepprl_static` is DeepPRL's row")
 
     def __init__(self, features: Features, utilities: list[str], context: dict[str, torch.Tensor],
                  cfg: AdapterConfig, seed: int = 0, k: int = 10, settings: DeepPRLConfig | None = None,
