@@ -41,7 +41,8 @@ and the Mixture-of-HyperNetworks heads of ``deepprl_static`` rank with them.
 
 ``prepare(w)`` computes every held-out user's ``lambda_u`` and greedy list for both splits (no
 cache across tasks); ``scores`` lifts the list. Whether the personal ``lambda_u`` beats the best
-fixed lambda on the validation split: ``benchmarks/deepprl_policy.py`` (docs/evaluation.md).
+fixed lambda on the validation split: ``benchmarks/deepprl_policy.py`` (docs/deepprl.md). It does
+not, so ``deepprl`` is out of the default roster.
 """
 
 from __future__ import annotations
