@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", type=Path, default=None, help="a finished run folder (default: the newest)")
-    ap.add_argument("--split", default="valid", choices=("valid", "test"))
+    ap.add_argument("--split", default="valid", choices=("valid",), help="lambdas are chosen on it: never test")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lambdas", type=int, default=21, help="fixed lambdas, evenly spaced in [0, 1]")
     ap.add_argument("--policy", nargs="*", default=[], help="DeepPRL settings, key=value")
