@@ -30,7 +30,7 @@ from padirec.core.utilities import UTILITIES
 from padirec.data.config import DataConfig
 from padirec.diffusion.config import GeneratorConfig
 from padirec.errors import ConfigError
-from padirec.methods.registry import METHODS, default_settings
+from padirec.methods.registry import METHODS, default_roster, default_settings
 
 
 @dataclass
@@ -39,7 +39,7 @@ class EvaluationConfig:
 
     k: int = setting(10, range=POSITIVE)  # the cutoff of every metric (ndcg@k, alpha_ndcg@k, ndcg_gap@k)
     alpha: float = setting(0.5, range="[0, 1]")  # alpha-NDCG's redundancy penalty
-    methods: list[str] = setting(default_factory=lambda: list(METHODS), choices=METHODS)  # which run, in order
+    methods: list[str] = setting(default_factory=default_roster, choices=METHODS)  # which run, in order
     sampled: bool = False  # 1 + 99 negatives instead of full ranking (for comparison only)
     response_time_repeats: int = setting(5, range=POSITIVE)
     robustness_noise: float = setting(0.05, range="[0, inf)")

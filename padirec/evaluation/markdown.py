@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from padirec.evaluation.summary import edge_measurable
-from padirec.methods.registry import METHODS, method_with_role
+from padirec.methods.registry import METHODS, left_out, method_with_role
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -166,6 +166,12 @@ def _following_lines(summary: dict[str, Any], ref: str, report: dict[str, Any]) 
                           + [f"dominates {ref}", f"dominated by {ref}", "incomparable or equal"], rows)
 
 
+def _left_out_lines(summary: dict[str, Any]) -> list[str]:
+    """The finding of each registered method left out of the roster (one row per method, not two)."""
+    notes = {key: note for key, note in left_out().items() if key not in summary}
+    return [f"Not a row: `{key}`: {note}" for key, note in notes.items()] + ([""] if notes else [])
+
+
 def _scale_text(report: dict[str, Any]) -> str:
     norm = report.get("normalisation")
     if not norm:
@@ -207,6 +213,7 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
                  s["pearson_ra"], s["pearson_rd"]] + ([s.get("pearson_rf")] if fair else [])
                 + [(s.get("range") or {}).get(x) for x in ranged] for m, s in summary.items()]
         lines += _table(header, rows)
+        lines += _left_out_lines(summary)
         lines += _following_lines(summary, ref, report)
         lines += _band_lines(report, ref)
         lines += _uncertainty_lines(report, ref)

@@ -102,6 +102,10 @@ class Method(ABC):
     # on that task alone
     learns_from_tasks: ClassVar[bool] = False
     uses_generator: ClassVar[bool] = False  # built from the trained generator
+    # in the default roster (``evaluation.methods``); False: still runs when a config names it, and
+    # the report states ``roster_note`` instead of a row (a variant that measured no different)
+    in_roster: ClassVar[bool] = True
+    roster_note: ClassVar[str] = ""
 
     def __init__(self, features: Features, utilities: list[str]) -> None:
         self.features = features

@@ -20,8 +20,18 @@ import_package("padirec.methods", skip=_NOT_METHODS)
 _order = sorted(METHODS, key=lambda key: ({"proposed": 0, "reference": 1}.get(METHODS[key].role, 2), key))
 METHODS.update({key: METHODS.pop(key) for key in _order})
 
-__all__ = ["METHODS", "Method", "MethodContext", "build_methods", "default_settings", "method_with_role",
-           "register"]
+__all__ = ["METHODS", "Method", "MethodContext", "build_methods", "default_roster", "default_settings", "left_out",
+           "method_with_role", "register"]
+
+
+def default_roster() -> list[str]:
+    """The methods a config runs unless it names them (``evaluation.methods``)."""
+    return [key for key, cls in METHODS.items() if cls.in_roster]
+
+
+def left_out() -> dict[str, str]:
+    """``{key: note}`` of the registered methods outside the default roster."""
+    return {key: cls.roster_note for key, cls in METHODS.items() if not cls.in_roster}
 
 
 def default_settings() -> dict[str, Any]:
