@@ -28,6 +28,9 @@ DATA_RANGES = {key: interval(text) for key, text in {
 SYNTHETIC_RANGES = {"num_users": POSITIVE, "num_items": POSITIVE, "num_categories": POSITIVE, "min_len": POSITIVE,
                     "max_len": POSITIVE, "noise": "[0, 1]", "seed": "[0, 4294967295]"}
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+CPU = re.compile(r"\d+(\.\d+)?|\d+m")  # Kubernetes quantities: cores (4, 0.5) or millicores (500m)
+MEMORY = re.compile(r"\d+([KMGTPE]i?)?")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a namespace
 PROTOCOLS = ("grid", "band")  # the evaluation protocols (``padirec.evaluation.protocols``)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a folder name: never leaves run_dir
 PRODUCTION_MODEL = "padirec-recommender"  # the registered model whose ``champion`` is served
@@ -85,6 +88,12 @@ def check(cfg: Any) -> None:
         (b.dim % b.num_heads == 0, "backbone.num_heads", f"{b.num_heads} does not divide backbone.dim {b.dim}"),
         (b.launcher != "trainjob" or b.trainjob.staging.startswith("s3://"), "backbone.trainjob.staging",
          f"{b.trainjob.staging!r}: the TrainJob's pods reach the data through the object store; give s3://bucket/prefix"),
+        (bool(CPU.fullmatch(b.trainjob.cpu)), "backbone.trainjob.cpu",
+         f"{b.trainjob.cpu!r}: cores (4, 0.5) or millicores (500m)"),
+        (bool(MEMORY.fullmatch(b.trainjob.memory)), "backbone.trainjob.memory",
+         f"{b.trainjob.memory!r}: bytes with K, M, G, T, P, E or Ki, Mi, Gi, ... (e.g. 16Gi)"),
+        (not b.trainjob.namespace or bool(DNS_LABEL.fullmatch(b.trainjob.namespace)), "backbone.trainjob.namespace",
+         f"{b.trainjob.namespace!r} is not a Kubernetes namespace name"),
         (g.beta_start < g.beta_end, "generator.beta_start", f"{g.beta_start} is not below beta_end {g.beta_end}"),
         (g.num_inference_steps <= g.num_train_timesteps, "generator.num_inference_steps",
          f"{g.num_inference_steps} is more than num_train_timesteps {g.num_train_timesteps}"),

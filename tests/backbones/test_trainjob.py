@@ -69,6 +69,9 @@ def test_a_trainjob_without_staging_is_refused_at_load(tmp_path):
         load_config(ROOT / "configs" / "smoke.yaml", {"backbone.launcher": "trainjob"})
     with pytest.raises(ConfigError, match="backbone.launcher"):
         load_config(ROOT / "configs" / "smoke.yaml", {"backbone.launcher": "slurm"})
+    for key, bad in (("cpu", "four"), ("memory", "16 GB"), ("namespace", "Team_A")):
+        with pytest.raises(ConfigError, match=f"backbone.trainjob.{key}: '{bad}'"):
+            load_config(ROOT / "configs" / "smoke.yaml", {f"backbone.trainjob.{key}": bad})
 
 
 class Jobs:
