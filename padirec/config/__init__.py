@@ -86,8 +86,12 @@ class PromotionConfig:
     # a champion that fails the gate (re-checked at every promotion): keep the alias, keep it and
     # tag the version ``champion_status``, or clear the alias
     on_failing_champion: Literal["keep", "flag", "clear"] = "flag"
-    # let a version evaluated on other data (data checksum, task grid) replace the champion
-    allow_other_data: bool = False
+    # By how much a version's score (mean over tasks of NDCG@k x alpha-NDCG@k) must beat the
+    # champion's to take its alias, > 0 so that a tie never does; on other data, the head-to-head's
+    # bootstrap lower bound must clear it too (README, "Promotion policy")
+    margin: float = 0.001
+    confidence: float = 0.9  # the head-to-head's two-sided bootstrap interval (its lower end is judged)
+    bootstrap_samples: int = 1000  # resamples of the users in the head-to-head
 
 
 @dataclass
@@ -153,11 +157,24 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
-    return from_dict(Config, raw, where=str(path)).validate()
+    return from_dict(Config, _no_retired_keys(raw, str(path)), where=str(path)).validate()
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    return from_dict(Config, raw, where="config").validate()
+    return from_dict(Config, _no_retired_keys(raw, "config"), where="config").validate()
+
+
+# keys that meant something once: an old config names them, so it is told what replaced them
+RETIRED = {("promotion", "allow_other_data"): "a version evaluated on other data is now compared with the champion "
+           "head to head on its own data and promoted only if it beats it by promotion.margin (README, "
+           "'Promotion policy'); remove the key"}
+
+
+def _no_retired_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    for (section, key), why in RETIRED.items():
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ConfigError(f"{where}: {section}.{key} was retired: {why}")
+    return raw
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:

@@ -72,6 +72,7 @@ RANGES: dict[str, str] = {
     "evaluation.bootstrap_confidence": "(0, 1)", "evaluation.ceiling_seed": "[-1, inf)",
     "evaluation.band_low": "[0, 1]", "evaluation.band_high": "[0, 1]",
     "promotion.min_avg_hv": "[0, 1]", "promotion.min_pearson_ra": "[-1, 1]", "promotion.min_pearson_rd": "[-1, 1]",
+    "promotion.margin": "(0, 1]", "promotion.confidence": "(0, 1)", "promotion.bootstrap_samples": "[1, inf)",
     # each method's ranges live with its settings (``ranges`` of its config class): one file per method
     **{f"methods.{key}.{field}": text for key, cls in METHODS.items()
        for field, text in getattr(cls.config_class, "ranges", {}).items()},
