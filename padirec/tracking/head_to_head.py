@@ -8,7 +8,7 @@ answer (no history item it knows: a 400 from the server) counts 0 on both metric
 served model would deliver. Both models are judged against the same targets and the same ideal
 lists (the snapshot's catalogue minus the history sent), so the figures pair user by user.
 
-The score is the one the gate ranks by (``promotion.quality``): the mean over tasks of NDCG@k x
+The score is the one the gate ranks by (``padirec.tracking.quality``): the mean over tasks of NDCG@k x
 alpha-NDCG@k, the means taken over users. The bootstrap resamples users (the same draws for both
 models) and recomputes the difference of the scores; its lower bound is what promotion judges.
 """
@@ -39,10 +39,13 @@ def paired_bootstrap(candidate: dict[str, np.ndarray], incumbent: dict[str, np.n
     ``samples`` resamples of the users (the same resample for both models)."""
     users = candidate["ndcg"].shape[0]
     gain = score(candidate["ndcg"], candidate["alpha_ndcg"]) - score(incumbent["ndcg"], incumbent["alpha_ndcg"])
-    rng = np.random.default_rng(seed)
-    weights = np.stack([np.bincount(rng.integers(0, users, users), minlength=users) for _ in range(samples)]) / users
-    draws = (score(candidate["ndcg"], candidate["alpha_ndcg"], weights)
-             - score(incumbent["ndcg"], incumbent["alpha_ndcg"], weights))
+    rng, draws = np.random.default_rng(seed), []
+    for start in range(0, samples, 100):  # 100 resamples at a time: memory (100, users), not (samples, users)
+        weights = np.stack([np.bincount(rng.integers(0, users, users), minlength=users)
+                            for _ in range(min(100, samples - start))]) / users
+        draws.append(score(candidate["ndcg"], candidate["alpha_ndcg"], weights)
+                     - score(incumbent["ndcg"], incumbent["alpha_ndcg"], weights))
+    draws = np.concatenate(draws)
     tail = (1 - confidence) / 2
     lower, upper = np.quantile(draws, [tail, 1 - tail])
     return {"gain": float(gain), "gain_lower": float(lower), "gain_upper": float(upper)}
@@ -65,19 +68,36 @@ def _max_len(model, default: int) -> int:
     return int(getattr(recommender, "max_len", default) or default)
 
 
+CHUNK = 512  # users sent and scored at a time: memory bounded at (CHUNK, items), not (users, items)
+
+
 def served_figures(model, data, source_ids: dict[int, str], tasks: list[list[float]], k: int, alpha: float,
                    max_len: int) -> dict[str, Any]:
     """Per user and task NDCG@k and alpha-NDCG@k ``(users, tasks)`` of ``model``'s answers for the
     test users of ``data`` (``padirec.data.dataset.PreparedData``; ``source_ids``: its internal item
     id -> source id), and how many users it could not answer."""
     import torch
+
+    n = min(max_len, _max_len(model, max_len))
+    cats = torch.as_tensor(data.item_categories, dtype=torch.float64)
+    to_internal = {s: i for i, s in source_ids.items()}
+    users = data.users
+    ndcg, alpha_ndcg, failed = np.zeros((len(users), len(tasks))), np.zeros((len(users), len(tasks))), 0
+    for start in range(0, len(users), CHUNK):
+        part = _served_chunk(model, data, users[start:start + CHUNK], source_ids, to_internal, cats, tasks, k, alpha, n)
+        ndcg[start:start + CHUNK], alpha_ndcg[start:start + CHUNK] = part["ndcg"], part["alpha_ndcg"]
+        failed += part["failed_users"]
+    return {"ndcg": ndcg, "alpha_ndcg": alpha_ndcg, "failed_users": failed}
+
+
+def _served_chunk(model, data, users: np.ndarray, source_ids: dict[int, str], to_internal: dict[str, int], cats,
+                  tasks: list[list[float]], k: int, alpha: float, n: int) -> dict[str, Any]:
+    """``served_figures`` for some users: each sent its last ``n`` history items and their times."""
+    import torch
     from mlflow.exceptions import MlflowException
 
     from padirec.core.metrics import alpha_ndcg_at_k, ideal_per_user
 
-    to_internal = {s: i for i, s in source_ids.items()}
-    users = data.users
-    n = min(max_len, _max_len(model, max_len))
     requests, masks = [], torch.ones(len(users), data.num_items + 1, dtype=torch.bool)
     masks[:, 0] = False
     for row, u in enumerate(users):
@@ -85,8 +105,7 @@ def served_figures(model, data, source_ids: dict[int, str], tasks: list[list[flo
         items, times = items[-n:], times[-n:]
         masks[row, torch.as_tensor(items)] = False
         requests.append({"history": [source_ids[int(i)] for i in items], "timestamps": [int(t) for t in times]})
-    cats = torch.as_tensor(data.item_categories, dtype=torch.float64)
-    ideal = ideal_per_user(cats, k, alpha, masks)
+    ideal = ideal_per_user(cats, k, alpha, masks)  # the same ideal lists for both models: the figures pair
     targets = data.test_item[users]
     ndcg, alpha_ndcg = np.zeros((len(users), len(tasks))), np.zeros((len(users), len(tasks)))
     failed: set[int] = set()
@@ -105,6 +124,7 @@ def served_figures(model, data, source_ids: dict[int, str], tasks: list[list[flo
                 answers.update(predict([r], weights))
             return answers
 
+    gains = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
     for t, weights in enumerate(tasks):
         answers = predict([r for r in range(len(users)) if r not in failed], weights)
         if not answers:
@@ -113,7 +133,6 @@ def served_figures(model, data, source_ids: dict[int, str], tasks: list[list[flo
         # an item the snapshot does not have is listed as padding: no category, never the target
         top = torch.tensor([([to_internal.get(str(s), 0) for s in answers[r]] + [0] * k)[:k] for r in rows])
         hits = top == torch.as_tensor(targets[rows])[:, None]
-        gains = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
         ndcg[rows, t] = (hits * gains).sum(1).numpy()
         alpha_ndcg[rows, t] = alpha_ndcg_at_k(top, cats, alpha, ideal=ideal[rows]).numpy()
     return {"ndcg": ndcg, "alpha_ndcg": alpha_ndcg, "failed_users": len(failed)}
@@ -151,8 +170,8 @@ def head_to_head(uri: str, model_name: str, candidate: str, incumbent: str, data
     return result
 
 
-def beats(candidate: dict[str, float], incumbent: dict[str, float], margin: float) -> str:
-    """"" when ``candidate`` beats ``incumbent`` by ``margin``, else MLflow's reasons in one line.
+def falls_short(candidate: dict[str, float], incumbent: dict[str, float], margin: float) -> str:
+    """Why ``candidate`` does not beat ``incumbent`` by ``margin``: MLflow's reasons in one line ("" when it does).
 
     MLflow's model validation: the score must be at least the incumbent's plus the margin
     (``min_absolute_change``, which MLflow requires above 0: a tie never passes), and where the

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from padirec.config.checks import PRODUCTION_MODEL, check_model_name  # noqa: F401 (re-exported: the served model)
-from padirec.tracking.head_to_head import beats
+from padirec.tracking.head_to_head import falls_short
 from padirec.tracking.model_registry import REQUIRED_TAGS, PromotionError, to_float
 from padirec.tracking.provenance import version_trust
 from padirec.tracking.quality import evaluation_key, quality, undefined_figures  # noqa: F401 (re-exported)
@@ -160,7 +160,7 @@ def _same_data(client, model_name: str, mv, current: str | None, holder, key: st
         best_version = str(best.version)
         if best_version == current:
             break
-        if holder is not None and beats(_figures(best), _figures(holder), margin):
+        if holder is not None and falls_short(_figures(best), _figures(holder), margin):
             best_version = current  # nothing beats the champion by the margin
             break
         if best_version == version or not version_trust(client, model_name, best, experiment_id):
@@ -213,7 +213,7 @@ def _other_data(client, model_name: str, mv, current: str | None, incumbent: str
     figures = f"score {result['candidate']['score']:.5f} vs {result['incumbent']['score']:.5f}, gain " \
               f"{result['gain']:.5f}, {round(result['confidence'] * 100)}% interval [{result['gain_lower']:.5f}, " \
               f"{result['gain_upper']:.5f}], {result['users']} users"
-    failed = beats({"score": result["candidate"]["score"], "gain_lower": result["gain_lower"]},
+    failed = falls_short({"score": result["candidate"]["score"], "gain_lower": result["gain_lower"]},
                    {"score": result["incumbent"]["score"], "gain_lower": 0.0}, margin)
     if failed:
         return {"decision": "kept", "champion": current or "",
