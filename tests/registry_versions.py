@@ -31,12 +31,14 @@ def key_of(label: str) -> str:
 
 
 def genuine(client, model: str, score: float = 0.1, avg_hv: float = 0.5, ra: float = 0.9, rd: float = 0.9,
-            key: str = "eval-a", experiment: str = EXPERIMENT, content: str = "weights", kfp: str = "kfp-test",
+            key: str = "eval-a", experiment: str = EXPERIMENT, content: str | None = None, kfp: str = "kfp-test",
             claim: dict | None = None) -> str:
     """Register a version; returns its number. ``claim``: tags that replace what the run supports
-    (a forged score), ``experiment``: another one to make a stray run."""
+    (a forged score), ``experiment``: another one to make a stray run, ``content``: the model's
+    files (by default the run's own: each version another system; the same ``content``: a copy)."""
     exp = client.get_experiment_by_name(experiment)
     run = client.create_run(exp.experiment_id if exp else client.create_experiment(experiment)).info.run_id
+    content = run if content is None else content
     evaluation, checksum = report(score, avg_hv, ra, rd), f"data-{key}"
     client.log_dict(run, evaluation, REPORT_ARTIFACT)
     client.set_tag(run, "data_checksum", checksum)

@@ -91,11 +91,12 @@ def test_better_takes_over_worse_does_not(uri, client):
 def test_a_tie_never_moves_the_champion(uri, client):
     """A re-run that hits the cache registers a copy of the champion: same data, same score. It
     used to take ``champion`` (ties went to the newer version); now only a gain above the margin does."""
-    v1 = _version(client, 0.10)
+    v1 = genuine(client, MODEL, 0.10, content="the champion's system")
     promote(uri, MODEL, v1, GATE)
-    copy = _version(client, 0.10)
+    copy = genuine(client, MODEL, 0.10, content="the champion's system")
     r = promote(uri, MODEL, copy, GATE)
     assert r["decision"] == "kept" and r["champion"] == v1 and "does not beat champion" in r["reason"]
+    assert "challenger" not in r  # a copy is nothing to shadow the champion with
     assert promote(uri, MODEL, copy, GATE) == r  # idempotent
     within = _version(client, 0.1009)  # better, but by less than the margin (0.001)
     assert promote(uri, MODEL, within, GATE)["champion"] == v1

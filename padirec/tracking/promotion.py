@@ -1,5 +1,6 @@
-"""Promotion: the quality gate, the aliases ``champion`` and ``challenger`` (``padirec promote``), and
-the last pipeline step, which bundles the trained system, registers it and promotes it if it earns it.
+"""Promotion: the quality gate and the aliases ``champion`` and ``challenger``, applied by ``padirec
+promote`` and by the last pipeline step (``padirec.tracking.registration``), which registers the
+trained system and promotes it if it earns it.
 
 The rule (idempotent, and safe when two promotions race): a version's gate result is written to its
 tags (``gate``: passed, failed, incomplete or untrusted; ``promotion``: why). Then:
@@ -15,7 +16,8 @@ tags (``gate``: passed, failed, incomplete or untrusted; ``promotion``: why). Th
   it beats the incumbent by the margin and the lower end of the paired bootstrap interval of the
   score difference is above the margin too. Both evaluations are logged on the version's run. The
   register step always has the data; ``padirec promote`` has it with ``--data``, else such a
-  version is kept (not compared).
+  version is kept (not compared). A head-to-head that cannot run (the champion's model does not
+  load) keeps the champion, and the reason says why: the step still ends.
 - The decision is MLflow's model validation (``mlflow.validate_evaluation_results`` with
   ``MetricThreshold``), on the score (``min_absolute_change``: the margin) and, head to head, on the
   bootstrap's lower bound (``threshold``: the margin).
@@ -30,9 +32,10 @@ tags (``gate``: passed, failed, incomplete or untrusted; ``promotion``: why). Th
   version of other data still has to beat that one head to head.
 - An incomplete version (``REQUIRED_TAGS``) or one with an undefined figure never passes.
 - ``challenger`` is the newest version newer than the champion that passes today's gate: one that
-  passed without beating the champion, the candidate to shadow or A/B against it. Recomputed at
-  every promotion from the versions' tags, so it is as idempotent as the champion; it is removed
-  when no such version is left (a better version took ``champion``), and never points at the champion.
+  passed without beating the champion and is not a copy of it (the same system files), the
+  candidate to shadow or A/B against it. Recomputed at every promotion from the versions' tags, so
+  it is as idempotent as the champion; it is removed when no such version is left (a better
+  version took ``champion``), and never points at the champion.
 
 Nothing undefined is registered: when a figure the gate reads (Avg.HV, Pearson r-a, r-d, the
 score) is undefined, the gate fails before registration and the reason says why. Synthetic data
@@ -50,7 +53,7 @@ from typing import Any
 
 from padirec.config.checks import PRODUCTION_MODEL, check_model_name  # noqa: F401 (re-exported: the served model)
 from padirec.tracking.head_to_head import falls_short
-from padirec.tracking.model_registry import REQUIRED_TAGS, PromotionError, to_float
+from padirec.tracking.model_registry import CHECKSUM_TAG, REQUIRED_TAGS, PromotionError, to_float
 from padirec.tracking.provenance import version_trust
 from padirec.tracking.quality import evaluation_key, quality, undefined_figures  # noqa: F401 (re-exported)
 
@@ -374,12 +377,16 @@ def _set_model_tag(client, model_name: str, key: str, value: str) -> None:
 
 def _place_challenger(client, model_name: str, champion: str, gate: GateThresholds) -> str:
     """Point ``challenger`` at the newest gate-passing version newer than ``champion`` (any, when
-    there is no champion), or remove it when there is none; returns it ("" when none)."""
+    there is no champion) that is not a copy of it (the same system files: what a re-run that hits
+    the cache registers, nothing to shadow), or remove it when there is none; returns it ("" when none)."""
     from mlflow.exceptions import MlflowException
 
     floor = int(champion) if champion else 0
-    passing = [int(v.version) for v in client.search_model_versions(f"name = '{model_name}'")
-               if int(v.version) > floor and v.tags.get("gate") == "passed" and not version_problem(v.tags, gate)]
+    versions = client.search_model_versions(f"name = '{model_name}'")
+    copy = next((v.tags.get(CHECKSUM_TAG) for v in versions if str(v.version) == champion), None)
+    passing = [int(v.version) for v in versions
+               if int(v.version) > floor and v.tags.get("gate") == "passed" and not version_problem(v.tags, gate)
+               and v.tags.get(CHECKSUM_TAG) != copy]
     target = str(max(passing)) if passing else ""
     current = _alias(client, model_name, CHALLENGER)
     if target and target != current:

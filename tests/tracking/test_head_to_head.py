@@ -179,7 +179,7 @@ def test_a_copy_on_the_next_snapshot_never_takes_champion(uri, client, synthetic
         with step_tracker(cfg, "register_and_promote") as tracker:
             results.append(register_and_promote_system(system, data, tmp_path / "report", cfg, tracker))
     first, copy = results
-    assert first["decision"] == "champion" and copy["decision"] == "kept"
+    assert first["decision"] == "champion" and copy["decision"] == "kept" and "challenger" not in copy  # a copy
     assert f"does not beat champion v{first['version']} head to head" in copy["reason"]
     run = client.get_run(client.get_model_version(MODEL, copy["version"]).run_id)
     assert run.data.metrics["head_to_head.gain"] == 0.0 and run.data.metrics["head_to_head.candidate.score"] > 0
