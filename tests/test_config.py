@@ -88,6 +88,10 @@ def test_a_set_key_nested_into_a_value_is_named(key, needle):
     ("data.source", "ml-20m", "data: source: 'ml-20m' is not one of"),
     ("device", "tpu", "device: 'tpu' is not"),
     ("promotion.on_failing_champion", "delete", "promotion: on_failing_champion: 'delete' is not one of"),
+    # retired: a version of other data is compared head to head now (README, "Promotion policy")
+    ("promotion.allow_other_data", True, "promotion.allow_other_data was retired: .* head to head"),
+    ("promotion.margin", 0, r"promotion.margin: 0.0 is outside \(0, 1\]"),  # a tie must never win
+    ("promotion.confidence", 1, r"promotion.confidence: 1.0 is outside \(0, 1\)"),
 ])
 def test_unknown_names_fail_at_load_time(key, value, needle):
     with pytest.raises(ConfigError, match=needle):

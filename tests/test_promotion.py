@@ -1,7 +1,9 @@
 """Promotion through the quality gate, against a real MLflow server: the gate, beating the
-champion, idempotence, two promotions racing, a champion evaluated on other data; and registration
-under KFP retries (one version per pipeline run, even when an attempt died between registering and
-promoting). Registry safety (policies, incomplete versions, errors): tests/reliability/."""
+champion by the margin (a tie never does), idempotence, two promotions racing, a champion evaluated
+on other data (compared head to head: ``tests/tracking/test_head_to_head.py`` runs the real one);
+and registration under KFP retries (one version per pipeline run, even when an attempt died between
+registering and promoting). Registry safety (policies, incomplete versions, versions that are not
+what their tags say, errors): tests/reliability/."""
 
 import dataclasses
 import json
@@ -14,14 +16,11 @@ from padirec.config import Config, TrackingConfig
 from padirec.runtime.artifacts import write_manifest
 from padirec.tracking import KFP_RUN_ID_ENV, step_tracker
 from padirec.tracking.model_registry import CHECKSUM_TAG, register_system
-from padirec.tracking.promotion import (
-    KEY_TAG,
-    GateThresholds,
-    promote,
-    quality,
-    register_and_promote_stage,
-    register_stage,
-)
+from padirec.tracking.promotion import KEY_TAG, GateThresholds
+from padirec.tracking.promotion import promote as _promote
+from padirec.tracking.quality import quality
+from padirec.tracking.registration import register_and_promote_stage, register_stage
+from tests.registry_versions import EXPERIMENT, genuine, head_to_head, key_of
 from tests.servers import mlflow_server
 
 MODEL = "padirec-test"
@@ -44,9 +43,11 @@ def complete_tags(score=0.1, avg_hv=0.5, ra=0.9, rd=0.9, key="eval-a"):
 
 
 def _version(client, score, avg_hv=0.5, ra=0.9, rd=0.9, key="eval-a", model=MODEL):
-    mv = client.create_model_version(model, source="s3://padirec-mlflow/models/test",
-                                     tags=complete_tags(score, avg_hv, ra, rd, key))
-    return str(mv.version)
+    return genuine(client, model, score, avg_hv, ra, rd, key=key)
+
+
+def promote(uri, model, version, gate, **kwargs):  # the registry tests' experiment (tests/registry_versions.py)
+    return _promote(uri, model, version, gate, experiment=EXPERIMENT, **kwargs)
 
 
 @pytest.fixture
@@ -80,10 +81,27 @@ def test_better_takes_over_worse_does_not(uri, client):
     promote(uri, MODEL, v1, GATE)
     v2 = _version(client, 0.08)
     r = promote(uri, MODEL, v2, GATE)
-    assert r["decision"] == "kept" and "scores higher" in client.get_model_version(MODEL, v2).tags["promotion"]
+    assert r["decision"] == "kept" and "does not beat champion" in client.get_model_version(MODEL, v2).tags["promotion"]
     v3 = _version(client, 0.12)
-    assert promote(uri, MODEL, v3, GATE)["decision"] == "champion"
+    r3 = promote(uri, MODEL, v3, GATE)
+    assert r3["decision"] == "champion" and r3["reason"].startswith(f"passed the gate and beats v{v1} by the margin")
     assert client.get_model_version_by_alias(MODEL, "champion").version == v3
+
+
+def test_a_tie_never_moves_the_champion(uri, client):
+    """A re-run that hits the cache registers a copy of the champion: same data, same score. It
+    used to take ``champion`` (ties went to the newer version); now only a gain above the margin does."""
+    v1 = genuine(client, MODEL, 0.10, content="the champion's system")
+    promote(uri, MODEL, v1, GATE)
+    copy = genuine(client, MODEL, 0.10, content="the champion's system")
+    r = promote(uri, MODEL, copy, GATE)
+    assert r["decision"] == "kept" and r["champion"] == v1 and "does not beat champion" in r["reason"]
+    assert "challenger" not in r  # a copy is nothing to shadow the champion with
+    assert promote(uri, MODEL, copy, GATE) == r  # idempotent
+    within = _version(client, 0.1009)  # better, but by less than the margin (0.001)
+    assert promote(uri, MODEL, within, GATE)["champion"] == v1
+    assert promote(uri, MODEL, _version(client, 0.1009), GATE, margin=0.0005)["decision"] == "champion"
+    assert _aliases(client)["champion"] != v1
 
 
 def _aliases(client):
@@ -109,32 +127,56 @@ def test_challenger_is_the_newest_version_that_passes_without_beating_the_champi
     assert _aliases(client) == {"champion": v5}
 
 
-def test_a_version_on_other_data_is_the_challenger(uri, client):
+def test_a_version_on_other_data_without_its_data_is_the_challenger(uri, client):
     v1 = _version(client, 0.30, key="old-data")
     promote(uri, MODEL, v1, GATE)
-    v2 = _version(client, 0.50, key="new-data")  # better, but not comparable: kept, and shadowed as challenger
-    assert promote(uri, MODEL, v2, GATE)["challenger"] == v2
-    assert _aliases(client) == {"champion": v1, "challenger": v2}
+    v2 = _version(client, 0.50, key="new-data")  # better, but not comparable and no data to compare on
+    r = promote(uri, MODEL, v2, GATE)
+    assert r["decision"] == "kept" and "not compared" in r["reason"] and "padirec promote --data" in r["reason"]
+    assert r["challenger"] == v2 and _aliases(client) == {"champion": v1, "challenger": v2}
 
 
-def test_champion_on_other_data_moves_only_when_allowed(uri, client):
+def test_champion_on_other_data_moves_only_when_beaten_head_to_head(uri, client):
+    v1 = _version(client, 0.30, key="old-data")
+    promote(uri, MODEL, v1, GATE)
+    v2 = _version(client, 0.05, key="new-data")  # the scores of two snapshots do not compare: never read
+    tie = head_to_head(gain=0.0, lower=-0.004, upper=0.004)
+    r = promote(uri, MODEL, v2, GATE, compare=tie)
+    assert tie.calls == [(v2, v1)] and r["decision"] == "kept" and r["champion"] == v1
+    assert f"does not beat champion v{v1} head to head" in r["reason"]
+    assert "gain_lower" in r["reason"] and "score" in r["reason"]  # MLflow's validation says which failed
+    # both evaluations on the version's run: the figures, the whole result, a summary tag
+    run = client.get_run(client.get_model_version(MODEL, v2).run_id)
+    assert run.data.metrics["head_to_head.candidate.score"] == 0.3 and run.data.metrics["head_to_head.gain"] == 0.0
+    assert run.data.metrics["head_to_head.incumbent.score"] == 0.3
+    assert f"head_to_head/v{v2}_vs_v{v1}.json" in [a.path for a in client.list_artifacts(run.info.run_id, "head_to_head")]
+    assert client.get_model_version(MODEL, v2).tags["head_to_head"].startswith(f"v{v1}: gain 0.00000")
+    # better on average, but the bootstrap's lower bound is under the margin: not sure enough
+    assert promote(uri, MODEL, v2, GATE, compare=head_to_head(gain=0.02, lower=0.0005))["decision"] == "kept"
+    won = promote(uri, MODEL, v2, GATE, compare=head_to_head(gain=0.02, lower=0.005))
+    assert won["decision"] == "champion" and "beats champion" in won["reason"] and _aliases(client)["champion"] == v2
+    tags = client.get_registered_model(MODEL).tags
+    assert tags[KEY_TAG] == key_of("new-data") and tags["champion.version"] == v2
+    never = head_to_head(gain=0.0, lower=0.0)
+    assert promote(uri, MODEL, v2, GATE, compare=never)["reason"] == "already champion" and never.calls == []
+
+
+def test_a_head_to_head_that_fails_keeps_the_champion(uri, client):
     v1 = _version(client, 0.30, key="old-data")
     promote(uri, MODEL, v1, GATE)
     v2 = _version(client, 0.05, key="new-data")
-    r = promote(uri, MODEL, v2, GateThresholds(0.0, -1.0, -1.0))  # even with a lowered gate
+
+    def broken(version, incumbent):
+        raise OSError("incumbent's model cannot be loaded")
+    r = promote(uri, MODEL, v2, GATE, compare=broken)
     assert r["decision"] == "kept" and r["champion"] == v1
-    assert "evaluated on other data" in r["reason"] and "--allow-other-data" in r["reason"]
-    assert client.get_model_version_by_alias(MODEL, "champion").version == v1
-    assert promote(uri, MODEL, v2, GATE) == r  # idempotent
-    allowed = promote(uri, MODEL, v2, GATE, allow_other_data=True)
-    assert allowed["decision"] == "champion" and "--allow-other-data replaces it" in allowed["reason"]
-    assert client.get_model_version_by_alias(MODEL, "champion").version == v2
+    assert "head to head" in r["reason"] and "OSError: incumbent's model cannot be loaded" in r["reason"]
 
 
 def test_racing_promotions_end_with_the_better_version(uri, client):
     errors = []
-    for _ in range(3):
-        worse, better = _version(client, 0.20), _version(client, 0.25)
+    for i in range(3):  # each round beats the last round's champion by more than the margin
+        worse, better = _version(client, 0.20 + 0.1 * i), _version(client, 0.25 + 0.1 * i)
         barrier = threading.Barrier(2)
 
         def go(v, barrier=barrier):
@@ -173,8 +215,8 @@ def test_the_loser_of_a_tag_write_race_does_not_fail(uri, client, monkeypatch):
 
     monkeypatch.setattr(MlflowClient, "set_registered_model_tag", racing)
     v = _version(client, 0.30, key="raced")
-    assert promote(uri, MODEL, v, GATE, allow_other_data=True)["champion"] == v
-    assert refused == [KEY_TAG] and client.get_registered_model(MODEL).tags[KEY_TAG] == "raced"
+    assert promote(uri, MODEL, v, GATE)["champion"] == v
+    assert refused == [KEY_TAG] and client.get_registered_model(MODEL).tags[KEY_TAG] == key_of("raced")
 
 
 def test_quality_from_a_report():

@@ -130,12 +130,18 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from padirec.tracking import resolve_tracking_uri
     from padirec.tracking.promotion import gate, promote
+    from padirec.tracking.registration import compare_on
 
     cfg = load_config_from_args(args)
     uri = resolve_tracking_uri(cfg.tracking.uri, Path(cfg.run_dir).resolve())
-    p = cfg.promotion
-    result = promote(uri, args.model or cfg.tracking.registered_model, str(args.version), gate(cfg),
-                     allow_other_data=args.allow_other_data or p.allow_other_data, on_failing_champion=p.on_failing_champion)
+    p, name = cfg.promotion, args.model or cfg.tracking.registered_model
+    if args.data:  # a wrong folder is said now, not found after the registry is read
+        from padirec.runtime.artifacts import read_manifest
+
+        read_manifest(args.data, kind="prepared_data")
+    result = promote(uri, name, str(args.version), gate(cfg), experiment=cfg.tracking.experiment, margin=p.margin,
+                     on_failing_champion=p.on_failing_champion,
+                     compare=compare_on(uri, name, args.data, cfg) if args.data else None)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -206,7 +212,8 @@ def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> a
     with_config(sp)
     sp.add_argument("--version", required=True)
     sp.add_argument("--model", help="registered model name (default from config)")
-    sp.add_argument("--allow-other-data", action="store_true", help="let a version evaluated on other data (data checksum, task grid) replace the champion")
+    sp.add_argument("--data", help="the prepared folder of the version's data (padirec data): a champion evaluated "
+                    "on other data is compared with the version head to head on its test users")
     sp.set_defaults(func=cmd_promote)
 
     sp = sub.add_parser("serve", help="serve a registered model over HTTP, following its alias (docs/serving.md)")

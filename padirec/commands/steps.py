@@ -34,7 +34,7 @@ from padirec.runtime.compute import set_torch_threads
 from padirec.runtime.finite import finite_metadata
 from padirec.runtime.progress import setup_logging
 from padirec.tracking import MlflowTracker, finish_pipeline_run, step_tracker
-from padirec.tracking.promotion import register_and_promote_stage
+from padirec.tracking.registration import register_and_promote_stage
 
 log = logging.getLogger("padirec")
 

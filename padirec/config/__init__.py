@@ -77,8 +77,12 @@ class PromotionConfig:
     # a champion that fails the gate (re-checked at every promotion): keep the alias, keep it and
     # tag the version ``champion_status``, or clear the alias
     on_failing_champion: Literal["keep", "flag", "clear"] = "flag"
-    # let a version evaluated on other data (data checksum, task grid) replace the champion
-    allow_other_data: bool = False
+    # By how much a version's score (mean over tasks of NDCG@k x alpha-NDCG@k) must beat the
+    # champion's to take its alias, > 0 so that a tie never does; on other data, the head-to-head's
+    # bootstrap lower bound must clear it too (README, "Promotion policy")
+    margin: float = setting(0.001, range="(0, 1]")
+    confidence: float = setting(0.9, range="(0, 1)")  # the head-to-head's two-sided bootstrap interval (its lower end is judged)
+    bootstrap_samples: int = setting(1000, range=POSITIVE)  # resamples of the users in the head-to-head
 
 
 @dataclass
@@ -143,7 +147,20 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> Config:
     if not (isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)):
         raise ConfigError(f"{where}: plugins: expected a list of module names or .py files, got {plugins!r}")
     load_plugins(plugins)
-    return from_dict(Config, raw, where=where).validate()
+    return from_dict(Config, _no_retired_keys(raw, where), where=where).validate()
+
+
+# keys that meant something once: an old config names them, so it is told what replaced them
+RETIRED = {("promotion", "allow_other_data"): "a version evaluated on other data is now compared with the champion "
+           "head to head on its own data and promoted only if it beats it by promotion.margin (README, "
+           "'Promotion policy'); remove the key"}
+
+
+def _no_retired_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    for (section, key), why in RETIRED.items():
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise ConfigError(f"{where}: {section}.{key} was retired: {why}")
+    return raw
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:

@@ -1,26 +1,41 @@
-"""Promotion: the quality gate, the aliases ``champion`` and ``challenger`` (``padirec promote``), and
-the last pipeline step, which bundles the trained system, registers it and promotes it if it earns it.
+"""Promotion: the quality gate and the aliases ``champion`` and ``challenger``, applied by ``padirec
+promote`` and by the last pipeline step (``padirec.tracking.registration``), which registers the
+trained system and promotes it if it earns it.
 
 The rule (idempotent, and safe when two promotions race): a version's gate result is written to its
-tags (``gate``: passed, failed or incomplete; ``promotion``: why); the alias then goes to the best
-gate-passing version among those evaluated the same way as the candidate (same evaluation key: data
-checksum and task grid). Every promoter computes the same answer, so re-running changes nothing and
-racing promoters agree.
+tags (``gate``: passed, failed, incomplete or untrusted; ``promotion``: why). Then:
 
-- A champion evaluated on other data cannot be compared with the candidate: it keeps the alias
-  unless promotion is told ``allow_other_data`` (``padirec promote --allow-other-data``).
+- Same evaluation as the champion (same evaluation key: data checksum and task grid): the best
+  gate-passing version of that evaluation takes ``champion`` only if its score beats the
+  champion's by ``promotion.margin`` (> 0), so a tie (a cache-hit re-run registering a copy) never
+  moves it. Every promoter computes the same answer, so re-running changes nothing and racing
+  promoters agree.
+- Another evaluation (a new data snapshot): the scores do not compare, so the two versions are
+  evaluated head to head on this version's data (``padirec.tracking.head_to_head``: its test users,
+  through the serving interface, the same tasks and metrics). The version takes ``champion`` only if
+  it beats the incumbent by the margin and the lower end of the paired bootstrap interval of the
+  score difference is above the margin too. Both evaluations are logged on the version's run. The
+  register step always has the data; ``padirec promote`` has it with ``--data``, else such a
+  version is kept (not compared). A head-to-head that cannot run (the champion's model does not
+  load) keeps the champion, and the reason says why: the step still ends.
+- The decision is MLflow's model validation (``mlflow.validate_evaluation_results`` with
+  ``MetricThreshold``), on the score (``min_absolute_change``: the margin) and, head to head, on the
+  bootstrap's lower bound (``threshold``: the margin).
+- A version takes ``champion`` only if it is what its tags say (``padirec.tracking.provenance``):
+  its run is in the pipeline's experiment, the run carries the evaluation the tags claim, and the
+  model's files have the system checksum of the tags. Else its gate is ``untrusted``.
 - The champion is re-checked against the gate at every promotion; when it fails now (a stricter
   gate, an incomplete version), ``on_failing_champion`` decides: ``keep`` the alias, ``flag`` it
   (keep, and tag the version ``champion_status``), or ``clear`` it. A passing version of the same
-  evaluation replaces a failing champion in any case; a cleared alias still remembers what its
-  champion was evaluated on (the registered model's tag ``champion.evaluation_key``), so clearing
-  lets no version of other data in without ``allow_other_data``.
+  evaluation replaces a failing champion in any case; a cleared alias still remembers its last
+  champion (the registered model's tags ``champion.evaluation_key``, ``champion.version``), so a
+  version of other data still has to beat that one head to head.
 - An incomplete version (``REQUIRED_TAGS``) or one with an undefined figure never passes.
 - ``challenger`` is the newest version newer than the champion that passes today's gate: one that
-  passed without beating the champion (or without being comparable with it), the candidate to
-  shadow or A/B against it. Recomputed at every promotion from the versions' tags, so it is as
-  idempotent as the champion; it is removed when no such version is left (a better version took
-  ``champion``), and never points at the champion.
+  passed without beating the champion and is not a copy of it (the same system files), the
+  candidate to shadow or A/B against it. Recomputed at every promotion from the versions' tags, so
+  it is as idempotent as the champion; it is removed when no such version is left (a better
+  version took ``champion``), and never points at the champion.
 
 Nothing undefined is registered: when a figure the gate reads (Avg.HV, Pearson r-a, r-d, the
 score) is undefined, the gate fails before registration and the reason says why. Synthetic data
@@ -29,29 +44,26 @@ never registers under the production model name.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from padirec.config.checks import PRODUCTION_MODEL, check_model_name  # noqa: F401 (re-exported: the served model)
-from padirec.core.utilities import metric_key
-from padirec.evaluation.response_time import speedup
-from padirec.runtime.artifacts import read_manifest
-from padirec.runtime.finite import finite_metadata
-from padirec.serving import build_system
-from padirec.tracking import MlflowTracker, Tracker, kfp_run_id
-from padirec.tracking.core import dataset_reference
-from padirec.tracking.model_registry import REQUIRED_TAGS, PromotionError, register_system, to_float
-from padirec.tracking.pipeline import config_params
+from padirec.tracking.head_to_head import falls_short
+from padirec.tracking.model_registry import CHECKSUM_TAG, REQUIRED_TAGS, PromotionError, to_float
+from padirec.tracking.provenance import version_trust
+from padirec.tracking.quality import evaluation_key, quality, undefined_figures  # noqa: F401 (re-exported)
 
 log = logging.getLogger("padirec")
 ALIAS = "champion"
 STATUS_TAG = "champion_status"
 CHAMPION_POLICIES = ("keep", "flag", "clear")
 KEY_TAG = "champion.evaluation_key"  # on the registered model: what its champion was evaluated on
+VERSION_TAG = "champion.version"  # and which version it was (a cleared alias still has to be beaten)
+DEFAULT_MARGIN = 0.001  # ``promotion.margin``'s default
 CHALLENGER = "challenger"
 
 
@@ -68,61 +80,31 @@ def gate(cfg: Any) -> GateThresholds:
     return GateThresholds(p.min_avg_hv, p.min_pearson_ra, p.min_pearson_rd)
 
 
-def quality(report: dict[str, Any], method: str = "padirec") -> dict[str, float]:
-    """The figures a version is judged by, from a ``report.json`` (NaN where undefined: see
-    ``undefined_figures``).
-
-    ``score`` is the mean over tasks of NDCG@k x alpha-NDCG@k (the raw hypervolume of each task's
-    point w.r.t. the origin): unlike Avg.HV it is not normalised across the methods of one report,
-    so two reports on the same data compare.
-    """
-    k = report.get("k", 10)
-    cells = report["methods"][method]
-    cells = cells.values() if isinstance(cells, dict) else cells
-    accuracy, diversity = metric_key("accuracy", k), metric_key("diversity", k)
-    points = [to_float(c.get(accuracy)) * to_float(c.get(diversity)) for c in cells]
-    summary = report["summary"][method]
-    return {
-        "score": sum(points) / len(points) if points else math.nan,
-        "avg_hv": to_float(summary.get("avg_hv")),
-        "pearson_ra": to_float(summary.get("pearson_ra")),
-        "pearson_rd": to_float(summary.get("pearson_rd")),
-    }
-
-
-def undefined_figures(report: dict[str, Any], figures: dict[str, float], method: str = "padirec") -> dict[str, str]:
-    """``{figure: why}`` for each figure of ``quality`` that is not a finite number, with the reason
-    the report gives (``summary.<method>.undefined``) where it gives one."""
-    reasons = (report.get("summary", {}).get(method) or {}).get("undefined") or {}
-    return {k: reasons.get(k) or ("no task has a finite NDCG x alpha-NDCG" if k == "score" else "null in the report")
-            for k, v in figures.items() if not math.isfinite(v)}
-
-
-def evaluation_key(report: dict[str, Any], data_checksum: str) -> str:
-    import hashlib
-
-    tasks = json.dumps(report.get("tasks"), sort_keys=True)
-    return hashlib.sha256(f"{data_checksum}|{tasks}".encode()).hexdigest()[:16]
-
-
-def promote(uri: str, model_name: str, version: str, gate: GateThresholds, *, allow_other_data: bool = False,
-            on_failing_champion: str = "flag") -> dict[str, str]:
+def promote(uri: str, model_name: str, version: str, gate: GateThresholds, *, experiment: str,
+            margin: float = DEFAULT_MARGIN, on_failing_champion: str = "flag",
+            compare: Callable[[str, str], dict[str, Any]] | None = None) -> dict[str, str]:
     """Apply the gate to ``version`` and move ``champion`` by the rule in the module docstring.
 
-    Returns ``{"decision": "champion" | "rejected" | "kept", "champion": version or "", "reason":
-    ..., "champion_status": ..., "challenger": ...}``; ``champion_status`` (only when the champion
-    fails the gate now) says what ``on_failing_champion`` did; ``challenger`` (only when there is
-    one) the version holding that alias. Errors (no such model or version, a malformed version,
-    an unreachable server) are ``PromotionError``/``TrackingError`` with a one-line message.
+    ``experiment``: the pipeline's experiment, where a trusted version's run is. ``compare(version,
+    incumbent)``: the head-to-head on this version's data (``head_to_head.head_to_head``); None when
+    there is no data at hand. Returns ``{"decision": "champion" | "rejected" | "kept", "champion":
+    version or "", "reason": ..., "champion_status": ..., "challenger": ...}``; ``champion_status``
+    (only when the champion fails the gate now) says what ``on_failing_champion`` did; ``challenger``
+    (only when there is one) the version holding that alias. Errors (no such model or version, a
+    malformed version, an unreachable server) are ``PromotionError``/``TrackingError`` with a one-line message.
     """
     if on_failing_champion not in CHAMPION_POLICIES:
         raise PromotionError(f"promotion.on_failing_champion: {on_failing_champion!r} is not one of "
                              f"{', '.join(CHAMPION_POLICIES)}")
+    if not (isinstance(margin, int | float) and math.isfinite(margin) and margin > 0):
+        raise PromotionError(f"promotion.margin: {margin!r} must be a number above 0 (a tie must never win)")
     version = _version_number(version)
     client = _client(uri, model_name)
+    experiment_id = _experiment_id(client, uri, experiment)
     mv = _get_version(client, uri, model_name, version)
-    problem = version_problem(mv.tags, gate)
-    verdict = "incomplete" if problem.startswith("incomplete") else "failed" if problem else "passed"
+    problem = version_problem(mv.tags, gate) or version_trust(client, model_name, mv, experiment_id)
+    verdict = ("incomplete" if problem.startswith("incomplete") else "untrusted" if problem.startswith("untrusted")
+               else "failed" if problem else "passed")
     client.set_model_version_tag(model_name, version, "gate", verdict)
     # The champion first: one that fails today's gate is reported and handled by the policy.
     current = _champion(client, model_name)
@@ -132,40 +114,28 @@ def promote(uri: str, model_name: str, version: str, gate: GateThresholds, *, al
         current, current_mv = None, None
     key = mv.tags.get("evaluation_key", "")
     # What the champion was evaluated on; a cleared alias leaves it behind, so clearing opens no door.
-    champion_key = (current_mv.tags.get("evaluation_key", "") if current_mv
-                    else client.get_registered_model(model_name).tags.get(KEY_TAG))
+    model_tags = client.get_registered_model(model_name).tags
+    champion_key = current_mv.tags.get("evaluation_key", "") if current_mv else model_tags.get(KEY_TAG)
     if problem:
         result = {"decision": "rejected", "champion": current or "", "reason": problem}
+    elif champion_key is not None and champion_key != key:
+        incumbent = current or model_tags.get(VERSION_TAG)
+        result = _other_data(client, model_name, mv, current, incumbent, margin, compare)
     else:
-        peers = [v for v in client.search_model_versions(f"name = '{model_name}'")
-                 if v.tags.get("gate") == "passed" and v.tags.get("evaluation_key", "") == key
-                 and not version_problem(v.tags, gate)]
-        peers = peers or [mv]  # a racing promoter may have changed this version's gate tag
-        best = max(peers, key=lambda v: (to_float(v.tags.get("quality.score")), int(v.version)))
-        best_version = str(best.version)  # MLflow hands versions back as int or str depending on the call
-        score = to_float(mv.tags.get("quality.score"))
-        holder = f"champion v{current}" if current else "the last champion (alias cleared)"
-        if champion_key is not None and champion_key != key and not allow_other_data:
-            best_version = current
-            reason = (f"passed the gate, but {holder} was evaluated on other data (evaluation key "
-                      f"{champion_key or 'none'}, this version {key}): not compared, not promoted; promote with "
-                      "--allow-other-data to replace it")
-        elif champion_key is not None and champion_key != key:
-            reason = f"passed the gate; {holder} was evaluated on other data and --allow-other-data replaces it"
-        elif best_version != version:
-            reason = f"passed the gate but v{best_version} scores higher ({to_float(best.tags.get('quality.score')):.5f} >= {score:.5f})"
-        elif current == version:
-            reason = "already champion"
-        else:
-            reason = f"passed the gate and beats v{current} (score {score:.5f})" if current else "passed the gate; first champion"
-        if best_version and best_version != current:
-            _set_alias(client, model_name, best_version)
-            _set_model_tag(client, model_name, KEY_TAG, key)
-            current = best_version
-        result = {"decision": "champion" if best_version == version else "kept", "champion": current or "",
-                  "reason": reason}
+        # the champion defends its alias by its score when it is comparable and passes today's gate
+        holder = current_mv if current_mv is not None and current_mv.tags.get("evaluation_key", "") == key \
+            and not version_problem(current_mv.tags, gate) else None
+        result = _same_data(client, model_name, mv, current, holder, key, gate, margin, experiment_id)
+    if result["decision"] == "champion" and result["champion"] != current:
+        _set_alias(client, model_name, version)
+        _set_model_tag(client, model_name, KEY_TAG, key)
+        _set_model_tag(client, model_name, VERSION_TAG, version)
+    elif result["decision"] == "kept" and result["champion"] and result["champion"] != current:  # a better peer
+        _set_alias(client, model_name, result["champion"])
+        _set_model_tag(client, model_name, KEY_TAG, key)
+        _set_model_tag(client, model_name, VERSION_TAG, result["champion"])
     if not (result["reason"] == "already champion" and mv.tags.get("promotion")):
-        client.set_model_version_tag(model_name, version, "promotion", result["reason"])
+        client.set_model_version_tag(model_name, version, "promotion", result["reason"][:5000])
     challenger = _place_challenger(client, model_name, result["champion"], gate)
     if challenger:
         result["challenger"] = challenger
@@ -175,6 +145,118 @@ def promote(uri: str, model_name: str, version: str, gate: GateThresholds, *, al
         result["champion_status"] = status + (f"; v{result['champion']} holds it now" if replaced else "")
     log.info("promotion of %s v%s: %s", model_name, version, result["reason"])
     return result
+
+
+def _same_data(client, model_name: str, mv, current: str | None, holder, key: str, gate: GateThresholds,
+               margin: float, experiment_id: str) -> dict[str, str]:
+    """The best trusted, gate-passing version of this evaluation; it replaces the champion
+    (``holder``, when comparable and passing) only when it beats it by ``margin``: a tie keeps it."""
+    version = str(mv.version)
+    peers = {str(v.version): v for v in client.search_model_versions(f"name = '{model_name}'")
+             if v.tags.get("gate") == "passed" and v.tags.get("evaluation_key", "") == key
+             and not version_problem(v.tags, gate)}
+    peers[version] = mv  # a racing promoter may have changed this version's gate tag
+    if holder is not None:
+        peers[str(holder.version)] = holder
+    ranked = sorted(peers.values(), key=lambda v: (to_float(v.tags.get("quality.score")), int(v.version)), reverse=True)
+    for best in ranked:
+        best_version = str(best.version)
+        if best_version == current:
+            break
+        if holder is not None and falls_short(_figures(best), _figures(holder), margin):
+            best_version = current  # nothing beats the champion by the margin
+            break
+        if best_version == version or not version_trust(client, model_name, best, experiment_id):
+            break
+        client.set_model_version_tag(model_name, best_version, "gate", "untrusted")  # tags that lie: never again
+    else:
+        best_version = current
+    score = to_float(mv.tags.get("quality.score"))
+    if current == version:
+        return {"decision": "champion", "champion": version, "reason": "already champion"}
+    if best_version == version:
+        reason = (f"passed the gate and beats v{current} by the margin {margin:g} (score {score:.5f} vs "
+                  f"{to_float(holder.tags.get('quality.score')):.5f})" if holder is not None
+                  else f"passed the gate and replaces v{current} (evaluated the same way, failing the gate now)"
+                  if current else "passed the gate; first champion")
+        return {"decision": "champion", "champion": version, "reason": reason}
+    if best_version == current:
+        reason = (f"passed the gate but does not beat champion v{current} by the margin {margin:g} "
+                  f"(score {score:.5f} vs {to_float(holder.tags.get('quality.score')):.5f})" if holder is not None
+                  else f"passed the gate; champion v{current} kept")
+    else:
+        best_score = to_float(peers[best_version].tags.get("quality.score"))
+        reason = f"passed the gate but v{best_version} scores higher ({best_score:.5f} >= {score:.5f})"
+    return {"decision": "kept", "champion": best_version or "", "reason": reason}
+
+
+def _other_data(client, model_name: str, mv, current: str | None, incumbent: str | None, margin: float,
+                compare) -> dict[str, str]:
+    """The version against the incumbent on this version's data (``compare``); without data, kept."""
+    version = str(mv.version)
+    holder = f"champion v{current}" if current else f"the last champion v{incumbent} (alias cleared)"
+    if not incumbent:  # a model whose champion was cleared before the registry remembered its version
+        return {"decision": "kept", "champion": "", "reason": "passed the gate, but the last champion (alias "
+                "cleared) was evaluated on other data and is unknown: not compared; set the alias by hand"}
+    if compare is None:
+        return {"decision": "kept", "champion": current or "",
+                "reason": f"passed the gate, but {holder} was evaluated on other data: not compared, not promoted "
+                          "(the register step compares them head to head; by hand: padirec promote --data DIR)"}
+    try:
+        result = compare(version, incumbent)
+    except Exception as e:  # noqa: BLE001 - an incumbent that cannot be served keeps its alias; the step goes on
+        from padirec.tracking.core import redact
+
+        why = redact(" ".join(str(e).split()))[:300] or type(e).__name__
+        log.warning("head to head of v%s against v%s failed: %s", version, incumbent, why)
+        return {"decision": "kept", "champion": current or "",
+                "reason": f"passed the gate, but the head to head against {holder} on this version's data failed "
+                          f"({type(e).__name__}: {why}): not promoted"}
+    _log_head_to_head(client, model_name, mv, result)
+    figures = f"score {result['candidate']['score']:.5f} vs {result['incumbent']['score']:.5f}, gain " \
+              f"{result['gain']:.5f}, {round(result['confidence'] * 100)}% interval [{result['gain_lower']:.5f}, " \
+              f"{result['gain_upper']:.5f}], {result['users']} users"
+    failed = falls_short({"score": result["candidate"]["score"], "gain_lower": result["gain_lower"]},
+                   {"score": result["incumbent"]["score"], "gain_lower": 0.0}, margin)
+    if failed:
+        return {"decision": "kept", "champion": current or "",
+                "reason": f"passed the gate but does not beat {holder} head to head on this version's data by the "
+                          f"margin {margin:g} ({figures}): {failed}"}
+    return {"decision": "champion", "champion": version,
+            "reason": f"passed the gate and beats {holder} head to head on this version's data by the margin "
+                      f"{margin:g} ({figures})"}
+
+
+def _figures(mv) -> dict[str, float]:
+    return {"score": to_float(mv.tags.get("quality.score"))}
+
+
+def _log_head_to_head(client, model_name: str, mv, result: dict[str, Any]) -> None:
+    """Both evaluations on the version's run (metrics and the full JSON), and a summary tag."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now, against = int(time.time() * 1000), result["incumbent_version"]
+    values = {"head_to_head.candidate.score": result["candidate"]["score"],
+              "head_to_head.incumbent.score": result["incumbent"]["score"],
+              "head_to_head.gain": result["gain"], "head_to_head.gain_lower": result["gain_lower"],
+              "head_to_head.gain_upper": result["gain_upper"]}
+    client.log_batch(mv.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()])
+    client.log_dict(mv.run_id, result, f"head_to_head/v{mv.version}_vs_v{against}.json")
+    client.set_model_version_tag(model_name, str(mv.version), "head_to_head",
+                                 f"v{against}: gain {result['gain']:.5f} [{result['gain_lower']:.5f}, "
+                                 f"{result['gain_upper']:.5f}]")
+
+
+def _experiment_id(client, uri: str, experiment: str) -> str:
+    from padirec.tracking.core import redact
+
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise PromotionError(f"no experiment {experiment!r} at {redact(uri)}: the pipeline's runs, where a "
+                             "version's run must be, log there (tracking.experiment)")
+    return found.experiment_id
 
 
 def version_problem(tags: dict[str, str], gate: GateThresholds) -> str:
@@ -295,12 +377,16 @@ def _set_model_tag(client, model_name: str, key: str, value: str) -> None:
 
 def _place_challenger(client, model_name: str, champion: str, gate: GateThresholds) -> str:
     """Point ``challenger`` at the newest gate-passing version newer than ``champion`` (any, when
-    there is no champion), or remove it when there is none; returns it ("" when none)."""
+    there is no champion) that is not a copy of it (the same system files: what a re-run that hits
+    the cache registers, nothing to shadow), or remove it when there is none; returns it ("" when none)."""
     from mlflow.exceptions import MlflowException
 
     floor = int(champion) if champion else 0
-    passing = [int(v.version) for v in client.search_model_versions(f"name = '{model_name}'")
-               if int(v.version) > floor and v.tags.get("gate") == "passed" and not version_problem(v.tags, gate)]
+    versions = client.search_model_versions(f"name = '{model_name}'")
+    copy = next((v.tags.get(CHECKSUM_TAG) for v in versions if str(v.version) == champion), None)
+    passing = [int(v.version) for v in versions
+               if int(v.version) > floor and v.tags.get("gate") == "passed" and not version_problem(v.tags, gate)
+               and v.tags.get(CHECKSUM_TAG) != copy]
     target = str(max(passing)) if passing else ""
     current = _alias(client, model_name, CHALLENGER)
     if target and target != current:
@@ -333,89 +419,3 @@ def _champion(client, model_name: str) -> str | None:
         return str(client.get_model_version_by_alias(model_name, ALIAS).version)
     except MlflowException:
         return None
-
-
-def register_and_promote_stage(data_dir: str | Path, backbone_dir: str | Path, generator_dir: str | Path,
-                               report_dir: str | Path, system_dir: str | Path, cfg: Any,
-                               tracker: Tracker) -> dict[str, Any]:
-    """``cfg`` is the whole ``padirec.config.Config``. Without MLflow tracking only the system
-    folder is written. Returns what the step records (no NaN: ``finite_metadata``).
-
-    Safe to retry: a second attempt in the same pipeline run (``PADIREC_KFP_RUN_ID``) finds the
-    version the first registered, even when the first died before promoting, and promotes it.
-    """
-    version, q, undefined = register_stage(data_dir, backbone_dir, generator_dir, report_dir, system_dir, cfg, tracker)
-    if isinstance(tracker, MlflowTracker):  # the pipeline run's config, figures and data, compared across runs
-        report = json.loads((Path(report_dir) / "report.json").read_text())
-        parent = tracker.log_to_parent(config_params(cfg), headline(report, backbone_dir))
-        if parent:
-            MlflowTracker(tracker.uri, parent).log_dataset(Path(data_dir), context="training")
-    if version is None:
-        if undefined:
-            reason = "quality gate failed before registration: " + "; ".join(f"{k} undefined ({v})" for k, v in undefined.items())
-            log.warning("not registered: %s", reason)
-            tracker.set_tags({"promotion": "rejected", "promotion.reason": reason})
-            return finite_metadata({"registered": False, "decision": "rejected", "reason": reason, **q}, undefined)
-        return finite_metadata({"registered": False, **q})
-    p = cfg.promotion
-    result = promote(tracker.uri, cfg.tracking.registered_model, version, gate(cfg),
-                     allow_other_data=p.allow_other_data, on_failing_champion=p.on_failing_champion)
-    tracker.set_tags({"registered_model": cfg.tracking.registered_model, "model_version": version,
-                      "promotion": result["decision"], **({"challenger": result["challenger"]} if result.get("challenger") else {})})
-    log.info("registered %s v%s: %s (%s)", cfg.tracking.registered_model, version, result["decision"], result["reason"])
-    return finite_metadata({"registered": True, "version": version, **result, **q})
-
-
-def register_stage(data_dir: str | Path, backbone_dir: str | Path, generator_dir: str | Path,
-                   report_dir: str | Path, system_dir: str | Path, cfg: Any,
-                   tracker: Tracker) -> tuple[str | None, dict[str, float], dict[str, str]]:
-    """The first half of the stage: write the system folder and register it (reusing this pipeline
-    run's version if an earlier attempt made it). Returns ``(version or None, quality, {undefined
-    figure: why})``; nothing is registered when a figure is undefined."""
-    report = json.loads((Path(report_dir) / "report.json").read_text())
-    data_manifest = read_manifest(data_dir, kind="prepared_data")
-    q = quality(report)
-    undefined = undefined_figures(report, q)
-    build_system(data_dir, backbone_dir, generator_dir, system_dir, summary=finite_metadata(q))
-    if not isinstance(tracker, MlflowTracker):
-        log.info("tracking is off: system written to %s, not registered", system_dir)
-        return None, q, undefined
-    check_model_name(cfg)
-    if undefined:
-        return None, q, undefined
-    checksum = data_manifest.get("data_checksum", "")
-    dataset = dataset_reference(data_dir, data_manifest)  # the MLflow dataset the training runs logged as input
-    tags = {"data_checksum": checksum, "evaluation_key": evaluation_key(report, checksum),
-            "dataset.name": dataset["name"], "dataset.digest": dataset["digest"], "dataset.source": dataset["source"],
-            "backbone": cfg.backbone.model, "dataset": cfg.data.source, "config": json.dumps(cfg.to_dict(), sort_keys=True)[:5000],
-            **{f"quality.{k}": v for k, v in q.items()}}
-    version = register_system(tracker.uri, tracker.run_id, system_dir, cfg.tracking.registered_model, tags,
-                              tracker.kfp_run_id or kfp_run_id())
-    return version, q, {}
-
-
-def headline(report: dict[str, Any], backbone_dir: str | Path | None = None, method: str = "padirec") -> dict[str, float]:
-    """The figures a pipeline run is compared by (the parent run's metrics): ``method``'s Avg.HV,
-    front HV, Pearson r-a and r-d, reward and regret (when the report has them), NDCG@k at both ends
-    of the grid (``ndcg_at_10_w_acc_1``: the accuracy-only task; ``..._w_acc_0``: the task with no
-    weight on accuracy), the response-time ratio of the reference method over ``method``, the
-    quality score, and the backbone's test NDCG@k. Undefined figures are left out."""
-    k = report.get("k", 10)
-    summary = report.get("summary", {}).get(method) or {}
-    out = {name: summary.get(name) for name in ("avg_hv", "front_hv", "pearson_ra", "pearson_rd", "reward", "regret")}
-    tasks, cells = report.get("tasks") or [], report.get("methods", {}).get(method) or []
-    if tasks and len(cells) == len(tasks):
-        utilities = report.get("utilities") or ["accuracy"]
-        j = utilities.index("accuracy") if "accuracy" in utilities else 0
-        acc = [float(w[j]) for w in tasks]
-        for label, t in (("1", acc.index(max(acc))), ("0", acc.index(min(acc)))):
-            out[f"ndcg_at_{k}_w_acc_{label}"] = cells[t].get(f"ndcg@{k}")
-    out["response_time_ratio"] = speedup(report.get("response_time") or {})
-    out["quality_score"] = quality(report, method)["score"] if cells else None
-    if backbone_dir is not None and (Path(backbone_dir) / "metrics.json").is_file():
-        test = json.loads((Path(backbone_dir) / "metrics.json").read_text()).get("test") or {}
-        out[f"backbone_test_ndcg_at_{k}"] = test.get(f"ndcg@{k}")
-    return {name: float(v) for name, v in out.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
-
-

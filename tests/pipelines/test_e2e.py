@@ -156,4 +156,4 @@ def test_worse_run_does_not_take_the_alias(stack):
     client = MlflowClient(stack["uri"])
     assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
     v2 = client.get_model_version(MODEL, "2")
-    assert v2.tags["gate"] == "passed" and "scores higher" in v2.tags["promotion"]
+    assert v2.tags["gate"] == "passed" and "does not beat champion v1 by the margin" in v2.tags["promotion"]

@@ -19,7 +19,7 @@ from padirec.evaluation.summary import summarise
 from padirec.runtime.artifacts import write_manifest
 from padirec.runtime.finite import finite, finite_metadata
 from padirec.tracking import KFP_RUN_ID_ENV, step_tracker
-from padirec.tracking.promotion import register_and_promote_stage
+from padirec.tracking.registration import register_and_promote_stage
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,7 @@
 """Nothing takes ``champion`` by accident, against a real MLflow server: smoke and test configurations
 register under their own name; a champion that fails the gate follows the configured policy; an
-incomplete version is never promoted and never made; promotion errors are one line with exit 2."""
+incomplete version is never promoted and never made; a version that is not what its tags say
+(``padirec.tracking.provenance``) is never promoted; promotion errors are one line with exit 2."""
 
 import dataclasses
 import json
@@ -19,7 +20,9 @@ from padirec.tracking.model_registry import (
     PromotionError,
     register_system,
 )
-from padirec.tracking.promotion import PRODUCTION_MODEL, GateThresholds, check_model_name, promote
+from padirec.tracking.promotion import PRODUCTION_MODEL, GateThresholds, check_model_name
+from padirec.tracking.promotion import promote as _promote
+from tests.registry_versions import EXPERIMENT, genuine, head_to_head
 from tests.servers import mlflow_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +55,17 @@ def _tags(score=0.1, ra=0.9, key="eval-a"):
 
 
 def _version(client, tags):
+    """A version with just these tags: no run behind it (what only an incomplete version may be)."""
     return str(client.create_model_version(MODEL, source="s3://padirec-mlflow/models/t", tags=tags).version)
+
+
+def _genuine(client, score=0.1, ra=0.9, key="eval-a", **kwargs):
+    """A complete version with the run and files its tags claim (``tests/registry_versions.py``)."""
+    return genuine(client, MODEL, score, ra=ra, key=key, **kwargs)
+
+
+def promote(uri, model, version, gate, **kwargs):
+    return _promote(uri, model, version, gate, experiment=EXPERIMENT, **kwargs)
 
 
 def _champion(client):
@@ -81,7 +94,7 @@ def test_smoke_and_test_configurations_register_under_their_own_name():
 
 @pytest.mark.parametrize("policy", ["keep", "flag", "clear"])
 def test_a_champion_failing_the_gate_follows_the_policy(uri, client, policy):
-    v1 = _version(client, _tags(0.10, ra=0.6))
+    v1 = _genuine(client, 0.10, ra=0.6)
     assert promote(uri, MODEL, v1, GATE)["decision"] == "champion"
     # the gate is raised: re-checking the champion reports it and applies the policy
     r = promote(uri, MODEL, v1, STRICT, on_failing_champion=policy)
@@ -92,7 +105,7 @@ def test_a_champion_failing_the_gate_follows_the_policy(uri, client, policy):
     assert _champion(client) == (None if policy == "clear" else v1) and r["champion"] == (_champion(client) or "")
     assert ("champion_status" in tags) == (policy == "flag")
     # promoting another version re-checks the champion too; a passing peer replaces a failing champion
-    v2 = _version(client, _tags(0.05, ra=0.9))
+    v2 = _genuine(client, 0.05, ra=0.9)
     r2 = promote(uri, MODEL, v2, STRICT, on_failing_champion=policy)
     assert r2["decision"] == "champion" and _champion(client) == v2
     if policy == "clear":  # v1 lost the alias already
@@ -104,7 +117,7 @@ def test_a_champion_failing_the_gate_follows_the_policy(uri, client, policy):
 
 
 def test_flag_is_removed_when_the_champion_passes_again(uri, client):
-    v1 = _version(client, _tags(0.10, ra=0.6))
+    v1 = _genuine(client, 0.10, ra=0.6)
     promote(uri, MODEL, v1, GATE)
     promote(uri, MODEL, v1, STRICT, on_failing_champion="flag")
     assert "champion_status" in client.get_model_version(MODEL, v1).tags
@@ -115,6 +128,9 @@ def test_flag_is_removed_when_the_champion_passes_again(uri, client):
 def test_unknown_policy_is_refused(uri, client):
     with pytest.raises(PromotionError, match="on_failing_champion: 'drop' is not one of keep, flag, clear"):
         promote(uri, MODEL, "1", GATE, on_failing_champion="drop")
+    for margin in (0, -0.01, float("nan")):  # a tie must never win
+        with pytest.raises(PromotionError, match="promotion.margin: .* must be a number above 0"):
+            promote(uri, MODEL, "1", GATE, margin=margin)
 
 
 # ---------------------------------------------------------------- incomplete versions
@@ -131,7 +147,7 @@ def test_an_incomplete_version_is_marked_and_never_promoted(uri, client):
     nan = _version(client, {**_tags(), "quality.pearson_rd": "nan"})
     assert promote(uri, MODEL, nan, GATE)["reason"] == "quality gate failed: pearson_rd undefined"
     # a complete version becomes champion; an incomplete one put there by hand is policed
-    good = _version(client, _tags())
+    good = _genuine(client)
     assert promote(uri, MODEL, good, GATE)["decision"] == "champion"
     client.set_registered_model_alias(MODEL, "champion", bare)
     r = promote(uri, MODEL, good, GATE, on_failing_champion="keep")
@@ -143,15 +159,38 @@ def test_an_incomplete_version_is_marked_and_never_promoted(uri, client):
     assert "alias cleared" in r["champion_status"] and r["champion_status"].endswith(f"v{good} holds it now")
 
 
-def test_clearing_a_failing_champion_lets_no_other_data_in(uri, client):
-    v1 = _version(client, _tags(0.10, ra=0.6, key="old-data"))
+def test_clearing_a_failing_champion_lets_no_other_data_in_unbeaten(uri, client):
+    v1 = _genuine(client, 0.10, ra=0.6, key="old-data")
     promote(uri, MODEL, v1, GATE)
-    other = _version(client, _tags(0.05, ra=0.9, key="new-data"))
+    other = _genuine(client, 0.05, ra=0.9, key="new-data")
     r = promote(uri, MODEL, other, STRICT, on_failing_champion="clear")
     assert "alias cleared" in r["champion_status"] and _champion(client) is None
-    assert r["decision"] == "kept" and "the last champion (alias cleared) was evaluated on other data" in r["reason"]
+    assert r["decision"] == "kept" and f"the last champion v{v1} (alias cleared) was evaluated on other data" in r["reason"]
     assert promote(uri, MODEL, other, STRICT, on_failing_champion="clear")["decision"] == "kept"  # idempotent
-    assert promote(uri, MODEL, other, STRICT, allow_other_data=True)["decision"] == "champion"
+    # the cleared champion is still the one to beat, head to head on the new data
+    tie = head_to_head(gain=0.0, lower=-0.01)
+    assert promote(uri, MODEL, other, STRICT, compare=tie)["decision"] == "kept" and tie.calls == [(other, v1)]
+    assert _champion(client) is None
+    assert promote(uri, MODEL, other, STRICT, compare=head_to_head(gain=0.05, lower=0.02))["decision"] == "champion"
+    assert _champion(client) == other
+
+
+# ---------------------------------------------------------------- versions that are not what their tags say
+
+@pytest.mark.parametrize(("forged", "why"), [
+    ({"claim": {"quality.score": 0.9}}, "its tags claim score 0.9 but its run's evaluation gives 0.1"),
+    ({"experiment": "elsewhere"}, "is not a run of the pipeline's experiment"),
+    ({"claim": {"evaluation_key": "0" * 16}}, "its evaluation key or data checksum is not the one"),
+    ({"claim": {CHECKSUM_TAG: "d" * 64}}, "its model's files do not have the system checksum"),
+])
+def test_a_version_whose_tags_lie_is_never_champion(uri, client, forged, why):
+    honest = _genuine(client, 0.1)
+    assert promote(uri, MODEL, honest, GATE)["decision"] == "champion"
+    liar = _genuine(client, 0.1, **forged)
+    r = promote(uri, MODEL, liar, GATE)
+    assert r["decision"] == "rejected" and r["reason"].startswith(f"untrusted: v{liar}") and why in r["reason"]
+    assert client.get_model_version(MODEL, liar).tags["gate"] == "untrusted" and _champion(client) == honest
+    assert "challenger" not in r  # an untrusted version is not the one to shadow either
 
 
 def test_registration_never_makes_an_incomplete_version(uri, client, tmp_path):
@@ -179,10 +218,10 @@ def test_registration_never_makes_an_incomplete_version(uri, client, tmp_path):
     (["--version", "1", "--model", "no-such-model"], "padirec: error: no registered model 'no-such-model' at URI"),
 ])
 def test_promotion_errors_are_one_line_with_exit_2(uri, client, capsys, args, message):
-    _version(client, _tags())
+    _genuine(client)
     capsys.readouterr()  # MLflow's own log line of the version created above
     code = main(["promote", "--config", str(ROOT / "configs" / "smoke.yaml"), "--set", f"tracking.uri={uri}",
-                 "--model", MODEL, *args])
+                 "--set", f"tracking.experiment={EXPERIMENT}", "--model", MODEL, *args])
     err = capsys.readouterr().err
     assert code == 2 and err.replace(uri, "URI") == message + "\n"
 
@@ -196,13 +235,29 @@ def test_promote_without_a_store_says_so_and_creates_none(tmp_path, capsys, monk
     assert list(tmp_path.iterdir()) == []
 
 
-def test_allow_other_data_flag(uri, client, capsys):
-    v1 = _version(client, _tags(0.3, key="old"))
+def test_promote_compares_other_data_only_with_data(uri, client, capsys, tmp_path, synthetic_prepared):
+    """``--allow-other-data`` is gone: a version of other data is compared head to head on the
+    folder ``--data`` names, or kept. (The real head-to-head: tests/tracking/test_head_to_head.py.)"""
+    v1 = _genuine(client, 0.3, key="old")
     promote(uri, MODEL, v1, GATE)
-    v2 = _version(client, _tags(0.1, key="new"))
+    v2 = _genuine(client, 0.1, key="new")
+    capsys.readouterr()
     argv = ["promote", "--config", str(ROOT / "configs" / "smoke.yaml"), "--set", f"tracking.uri={uri}",
-            "--model", MODEL, "--version", v2, "--set", "promotion.min_avg_hv=0", "--set", "promotion.min_pearson_ra=0",
-            "--set", "promotion.min_pearson_rd=0"]
-    assert main(argv) == 0 and json.loads(capsys.readouterr().out)["decision"] == "kept"
-    assert main([*argv, "--allow-other-data"]) == 0 and json.loads(capsys.readouterr().out)["decision"] == "champion"
-    assert _champion(client) == v2
+            "--set", f"tracking.experiment={EXPERIMENT}", "--model", MODEL, "--version", v2]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["decision"] == "kept" and "padirec promote --data DIR" in out["reason"]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--allow-other-data"])
+    assert e.value.code == 2 and "unrecognized arguments: --allow-other-data" in capsys.readouterr().err
+    assert main([*argv, "--set", "promotion.allow_other_data=true"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "promotion.allow_other_data was retired" in err
+    assert main([*argv, "--data", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no manifest" in err
+    # these versions hold no servable model: the head-to-head fails, and the champion stays
+    assert main([*argv, "--data", str(synthetic_prepared)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["decision"] == "kept" and "head to head against champion" in out["reason"] and "failed" in out["reason"]
+    assert _champion(client) == v1

@@ -27,7 +27,7 @@ import components
 from padirec.config import config_to_json
 from padirec.tracking import KFP_RUN_ID_ENV, MlflowTracker
 from padirec.tracking.core import dataset_reference, system_metrics
-from padirec.tracking.promotion import headline
+from padirec.tracking.registration import headline
 
 TRAINING_STEPS = ("train_backbone", "compute_features", "build_adapters_0", "build_adapters_1", "train_generator",
                   "band_generator", "retrain_ceiling")
