@@ -54,6 +54,8 @@ class EvaluationConfig:
     protocols: list[str] = field(default_factory=lambda: ["grid", "band"])
     band_low: float = 0.3
     band_high: float = 0.7
+    # the pipeline evaluates users in this many parallel steps, then merges them (1: one step)
+    shards: int = 1
 
 
 def method_settings(raw: Any, where: str) -> dict[str, Any]:

@@ -70,7 +70,7 @@ RANGES: dict[str, str] = {
     "evaluation.robustness_noise": "[0, inf)", "evaluation.robustness_repeats": _ANY,
     "evaluation.case_study_user": "[0, inf)", "evaluation.bootstrap_resamples": "[0, inf)",
     "evaluation.bootstrap_confidence": "(0, 1)", "evaluation.ceiling_seed": "[-1, inf)",
-    "evaluation.band_low": "[0, 1]", "evaluation.band_high": "[0, 1]",
+    "evaluation.band_low": "[0, 1]", "evaluation.band_high": "[0, 1]", "evaluation.shards": _ANY,
     "promotion.min_avg_hv": "[0, 1]", "promotion.min_pearson_ra": "[-1, 1]", "promotion.min_pearson_rd": "[-1, 1]",
     # each method's ranges live with its settings (``ranges`` of its config class): one file per method
     **{f"methods.{key}.{field}": text for key, cls in METHODS.items()

@@ -124,11 +124,18 @@ class SplitEvaluator:
 
     def aggregate(self, out: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """The split's metrics from ``per_user``'s output: the means, and the group gap."""
-        metrics = {name: float(v.mean()) if v.numel() else 0.0 for name, v in out.items()}
-        if self.split.groups is not None:
-            ndcg = out[f"ndcg@{self.k}"].to(torch.float64)
-            metrics[f"ndcg_gap@{self.k}"] = float(group_gap(ndcg[None, :], self.split.groups.to(ndcg.device))[0])
-        return metrics
+        return aggregate(out, self.split.groups, self.k)
+
+
+def aggregate(out: Mapping[str, torch.Tensor], groups: torch.Tensor | None, k: int) -> dict[str, float]:
+    """Per-user metrics ``{name: (U,)}`` -> the means, and the NDCG@k gap between ``groups (U,)``
+    (none without groups). The merge of user shards calls it on the shards' users joined, so its
+    figures are the unsharded ones."""
+    metrics = {name: float(v.mean()) if v.numel() else 0.0 for name, v in out.items()}
+    if groups is not None:
+        ndcg = out[f"ndcg@{k}"].to(torch.float64)
+        metrics[f"ndcg_gap@{k}"] = float(group_gap(ndcg[None, :], groups.to(ndcg.device))[0])
+    return metrics
 
 
 @dataclass
