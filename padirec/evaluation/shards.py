@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -244,3 +245,25 @@ def _aggregate(row: dict[str, np.ndarray], groups: np.ndarray | None, k: int) ->
     """The sweep's per-task figures of joined per-user values (``SplitEvaluator.aggregate``)."""
     return aggregate({key: torch.from_numpy(v) for key, v in row.items()},
                      None if groups is None else torch.from_numpy(groups), k)
+
+
+# ----------------------------------------------------------------------------- comparing reports
+
+CLOCK_KEYS = ("created_utc", "response_time", "shards")  # what the clock or the sharding decides
+
+
+def figure_differences(a: Any, b: Any, rtol: float = 1e-9, atol: float = 1e-12, where: str = "") -> list[str]:
+    """Every place two reports differ: integers, strings and flags exactly, floats to ``rtol``
+    (absolute ``atol``); durations (keys with ``seconds``, or ending ``_s``) and ``CLOCK_KEYS`` skipped."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = [k for k in set(a) | set(b) if k not in CLOCK_KEYS and "seconds" not in k and not k.endswith("_s")]
+        return [d for k in sorted(keys) for d in figure_differences(a.get(k), b.get(k), rtol, atol, f"{where}.{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{where}: {len(a)} items against {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for d in figure_differences(x, y, rtol, atol, f"{where}[{i}]")]
+    if isinstance(a, float) and isinstance(b, float):
+        same = (math.isnan(a) and math.isnan(b)) or abs(a - b) <= atol + rtol * abs(b)
+        return [] if same else [f"{where}: {a!r} != {b!r}"]
+    return [] if a == b and type(a) is type(b) else [f"{where}: {a!r} != {b!r}"]
