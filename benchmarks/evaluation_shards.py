@@ -6,10 +6,12 @@
 On the run's own inputs (read only; outputs under ``--out``, a temporary folder by default), each in
 a process of its own so its peak resident memory is its own, as the pipeline's pods: the single
 ``evaluate`` step (timing new tasks first, as the pipeline's), then each shard of
-``evaluation.shards = --shards`` (shard 0 timing), then the merge. Prints every process's wall time
-and peak RSS (imports included), the largest shard against 1/N of the single step (the issue's
-goal: within 1.3x), and how many report figures differ between the merge and the single step
-(``shards.figure_differences``: floats to 1e-9 relative).
+``evaluation.shards = --shards``, the timing of new tasks (``time_responses``, beside the shards in
+the pipeline) and the merge. Prints every process's wall time and peak RSS (imports included), the
+largest shard against 1/N of the single step (the issue's goal: within 1.3x), the sharded branch's
+critical path (the slower of the largest shard and the timing, then the merge), and how many
+report figures differ between the merge and the single step (``shards.figure_differences``: floats
+to 1e-9 relative).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from padirec.config import config_from_json
-    from padirec.evaluation.shards import evaluate_shard, merge_shards
+    from padirec.evaluation.shards import evaluate_shard, merge_shards, time_responses
     from padirec.evaluation.stage import EvaluationInputs, evaluate_stage
     from padirec.runtime.progress import setup_logging
 
@@ -48,15 +50,16 @@ def child(args: argparse.Namespace) -> None:
     cfg = config_from_json(Path(args.config).read_text())
     folders = json.loads(Path(args.folders).read_text())
     started = time.perf_counter()
+    out = Path(args.out)
     if args.child == "merge":
-        merge_shards([Path(args.out) / f"shard{i}" for i in range(cfg.evaluation.shards)], Path(args.out) / "merged", cfg)
+        merge_shards([out / f"shard{i}" for i in range(cfg.evaluation.shards)], out / "merged", cfg,
+                     timings_dir=out / "time")
+    elif args.child == "evaluate":
+        evaluate_stage(EvaluationInputs(**folders, time_responses=True), out / "whole", cfg)
+    elif args.child == "time":
+        time_responses(EvaluationInputs(**folders), out / "time", cfg)
     else:
-        index = int(args.child.removeprefix("shard")) if args.child != "evaluate" else 0
-        inputs = EvaluationInputs(**folders, time_responses=index == 0)
-        if args.child == "evaluate":
-            evaluate_stage(inputs, Path(args.out) / "whole", cfg)
-        else:
-            evaluate_shard(inputs, Path(args.out) / args.child, cfg, index)
+        evaluate_shard(EvaluationInputs(**folders), out / args.child, cfg, int(args.child.removeprefix("shard")))
     print(json.dumps({"seconds": time.perf_counter() - started,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -99,7 +102,7 @@ def main() -> None:
     config.write_text(config_to_json(cfg))
     folders.write_text(json.dumps({k: str(find(run_dir, f"**/{v}/manifest.json")) for k, v in FOLDERS.items()}))
 
-    steps = ["evaluate"] + [f"shard{i}" for i in range(args.shards)] + ["merge"]
+    steps = ["evaluate"] + [f"shard{i}" for i in range(args.shards)] + ["time", "merge"]
     cost = {}
     for step in steps:
         cost[step] = run(step, args, config, folders)
@@ -113,7 +116,9 @@ def main() -> None:
         largest = max(s[name] for s in shards)
         print(f"largest shard's {name}: {largest:.1f} = {largest / single[name]:.2f} x the single step's "
               f"{single[name]:.1f} ({largest / (single[name] / args.shards):.2f} x 1/{args.shards} of it; goal <= {GOAL})")
-    print(f"shards in sequence + merge: {sum(s['seconds'] for s in shards) + cost['merge']['seconds']:.1f} s against "
+    path = max(max(s["seconds"] for s in shards), cost["time"]["seconds"]) + cost["merge"]["seconds"]
+    print(f"sharded branch's critical path (max(largest shard, timing) + merge): {path:.1f} s; in sequence: "
+          f"{sum(s['seconds'] for s in shards) + cost['time']['seconds'] + cost['merge']['seconds']:.1f} s; against "
           f"{single['seconds']:.1f} s; {len(diffs)} report figures differ between the merge and the single step"
           + (f", first: {diffs[:3]}" if diffs else ""))
     print(f"run {run_dir}, {cfg.data.source}, {len(cfg.evaluation.methods)} methods, {args.threads} thread(s); "

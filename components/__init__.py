@@ -16,6 +16,7 @@ from components.evaluate import (
     evaluate_component,
     evaluate_shard_component,
     plan_evaluation_component,
+    time_responses_component,
 )
 from components.features import compute_features_component
 from components.finish import finish_run_component
@@ -35,6 +36,7 @@ FUNCTIONS = {  # the step's name (its KFP task: ``train_backbone`` -> ``train-ba
     "plan_evaluation": plan_evaluation_component,
     "evaluate": evaluate_component,
     "evaluate_shard": evaluate_shard_component,
+    "time_responses": time_responses_component,
     "merge_evaluation": merge_evaluation_component,
     "register_and_promote": register_and_promote_component,
     "finish_run": finish_run_component,

@@ -33,3 +33,14 @@ def evaluate_shard_component(config_json: str, shard_index: int, data: Input[Dat
     part.metadata.update(steps.evaluate_shard_step(config_json, shard_index, data.path, backbone.path, features.path,
                                                    bank.path, generator.path, band_generator.path, ceiling.path,
                                                    part.path))
+
+
+def time_responses_component(config_json: str, data: Input[Dataset], backbone: Input[Model], features: Input[Dataset],
+                             bank: Input[Dataset], generator: Input[Model], band_generator: Input[Model],
+                             ceiling: Input[Model], timings: Output[Dataset]):
+    """Beside the user shards: new tasks timed on every user (``padirec.commands.steps.time_responses_step``)."""
+    from padirec.commands import steps
+
+    timings.metadata.update(steps.time_responses_step(config_json, data.path, backbone.path, features.path, bank.path,
+                                                      generator.path, band_generator.path, ceiling.path,
+                                                      timings.path))

@@ -31,10 +31,11 @@ from padirec.tracking import KFP_RUN_ID_ENV
 PIPELINE_NAME = "padirec"
 DEFAULT_IMAGE = "padirec:0.1.0"
 GPU_STEPS = ("train_backbone", "compute_features", "build_adapters", "train_generator", "band_generator",
-             "retrain_ceiling", "evaluate", "evaluate_shard")
-# evaluate (and evaluation shard 0) time new tasks (wall time): a cached result would report a stale
-# machine's figures; the merge logs the report's figures into this run.
-UNCACHED_STEPS = ("finish_run", "evaluate", "evaluate_shard", "merge_evaluation", "register_and_promote")
+             "retrain_ceiling", "evaluate", "evaluate_shard", "time_responses")
+# evaluate and time_responses time new tasks (wall time): a cached result would report a stale
+# machine's figures; the shards and the merge are the rest of evaluate, logged into this run.
+UNCACHED_STEPS = ("finish_run", "evaluate", "evaluate_shard", "time_responses", "merge_evaluation",
+                  "register_and_promote")
 LIGHT_STEPS = ("plan_shards", "plan_evaluation", "finish_run")
 PURE_STEPS = ("plan_shards", "plan_evaluation")  # functions of the config: no tracking, no data
 
@@ -192,9 +193,11 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: ClusterOptions | None = 
             with dsl.If(plan.outputs["count"] == 1, name="one-evaluation"):
                 register(step("evaluate", **inputs).outputs["report"])
             with dsl.Else(name="evaluation-shards"):
+                # the timing is no per-user work: its own step, beside the shards, on every user
+                timing = step("time_responses", **inputs)
                 with dsl.ParallelFor(plan.outputs["indices"], name="evaluation-shards") as user_shard:
                     part = step("evaluate_shard", shard_index=user_shard, **inputs)
-                register(step("merge_evaluation", config_json=config_json,
-                              parts=dsl.Collected(part.outputs["part"])).outputs["report"])
+                register(step("merge_evaluation", config_json=config_json, parts=dsl.Collected(part.outputs["part"]),
+                              timings=timing.outputs["timings"]).outputs["report"])
 
     return padirec_pipeline

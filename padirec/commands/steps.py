@@ -25,7 +25,7 @@ from padirec.core.tracker import Tracker
 from padirec.data.stage import run_data_stage
 from padirec.diffusion.stage import train_generator_stage
 from padirec.evaluation.protocols import needs_band_generator
-from padirec.evaluation.shards import evaluate_shard, merge_shards
+from padirec.evaluation.shards import evaluate_shard, merge_shards, time_responses
 from padirec.evaluation.stage import EvaluationInputs, evaluate_stage
 from padirec.evaluation.trained_inputs import band_generator_stage, retrain_ceiling_stage
 from padirec.evaluation.uncertainty import ceiling_seed
@@ -183,20 +183,27 @@ def plan_evaluation_step(config_json: str) -> tuple[int, list[int]]:
 
 def evaluate_shard_step(config_json: str, shard_index: int, data: str, backbone: str, features: str, bank: str,
                         generator: str, band_generator: str, ceiling: str, out: str) -> dict[str, Any]:
-    """Never cached, as ``evaluate``: one range of the test users (``padirec.evaluation.shards``);
-    shard 0 also times new tasks."""
+    """One range of the test users (``padirec.evaluation.shards``); ``time_responses`` times new tasks."""
     with _step(config_json, f"evaluate_shard_{shard_index}", data, "evaluation", system_metrics=True) as (cfg, tracker):
-        folders = EvaluationInputs(data, backbone, bank, generator, features, band_generator, ceiling,
-                                   time_responses=shard_index == 0)
+        folders = EvaluationInputs(data, backbone, bank, generator, features, band_generator, ceiling)
         meta = evaluate_shard(folders, out, cfg, shard_index, tracker)
     return {"users": meta["users"][1] - meta["users"][0]}
 
 
-def merge_evaluation_step(config_json: str, parts: list[str], out: str) -> dict[str, Any]:
-    """The shards' users joined into the report the single evaluate step writes."""
+def time_responses_step(config_json: str, data: str, backbone: str, features: str, bank: str, generator: str,
+                        band_generator: str, ceiling: str, out: str) -> dict[str, Any]:
+    """Never cached, as ``evaluate``: beside the user shards, the response-time comparison on every user."""
+    with _step(config_json, "time_responses", data, "evaluation", system_metrics=True) as (cfg, tracker):
+        folders = EvaluationInputs(data, backbone, bank, generator, features, band_generator, ceiling)
+        timings = time_responses(folders, out, cfg, tracker)
+    return {"methods": len(timings)}
+
+
+def merge_evaluation_step(config_json: str, parts: list[str], timings: str, out: str) -> dict[str, Any]:
+    """The shards' users and the timings joined into the report the single evaluate step writes."""
     with _step(config_json, "merge_evaluation") as (cfg, tracker):
         _log_input(tracker, lambda: tracker.log_pipeline_dataset("evaluation"))
-        merge_shards(parts, out, cfg, tracker)
+        merge_shards(parts, out, cfg, tracker, timings_dir=timings)
     return {}
 
 

@@ -162,6 +162,14 @@ def _band_section(band: BandEvidence, cfg: Config, scale: Scale) -> dict[str, An
     return protocol_section(BAND_DESCRIPTION, s.tasks, band_summary, s.metrics, **band.info)
 
 
+def time_new_tasks(ctx: MethodContext, cfg: Config) -> dict[str, Any]:
+    """The response-time comparison alone, on freshly built methods: with user shards it runs in
+    its own step on every test user, so no shard carries its cost and it times what
+    ``gather_evidence`` times."""
+    seed_everything(cfg.seed)
+    return _time_new_tasks(build_methods(list(cfg.evaluation.methods), ctx, cfg.methods), ctx, cfg)
+
+
 def _time_new_tasks(methods: dict[str, Any], ctx: MethodContext, cfg: Config) -> dict[str, Any]:
     """``compare_response_time`` on ``methods`` (fitting each: the sweep then reuses them). New
     tasks are never in the bank (``new_tasks`` keeps them apart from its tasks), so a Retrain

@@ -6,8 +6,10 @@ A shard (``evaluate_shard``) reads the same inputs as the evaluate stage, keeps 
 every shard: methods fit on the training data and seed themselves) and gathers the evidence of
 its users (``evidence.gather_evidence``). Its folder (kind ``evaluation_shard``) holds the
 per-user figures and the adapters in ``evidence.safetensors`` and the rest in ``shard.json``.
-Shard 0 also times new tasks (on its own users: a method whose per-task work is per user, such
-as DeepPRL's ranking, times a 1/shards slice there).
+New tasks are timed once, beside the shards, on every test user (``time_responses``: the
+pipeline's ``time_responses`` step); a shard may time them itself (``folders.time_responses``, on
+its own users only: a method whose per-task work is per user, such as DeepPRL's ranking, then
+times a 1/shards slice).
 
 The merge (``merge_shards``) joins the users in shard order, recomputes every per-task figure
 from the joined per-user values (``sweep.aggregate``, as the sweep computes them) and assembles
@@ -35,7 +37,13 @@ from padirec.adapters.features import EvalSplit, Features
 from padirec.config import Config
 from padirec.core.tracker import NullTracker, Tracker
 from padirec.errors import ArtifactError, ConfigError
-from padirec.evaluation.evidence import BandEvidence, Evidence, assemble_report, gather_evidence
+from padirec.evaluation.evidence import (
+    BandEvidence,
+    Evidence,
+    assemble_report,
+    gather_evidence,
+    time_new_tasks,
+)
 from padirec.evaluation.stage import EvaluationInputs, load_inputs, publish_report
 from padirec.evaluation.sweep import SweepResult, aggregate
 from padirec.evaluation.uncertainty import CeilingEval
@@ -47,6 +55,8 @@ log = logging.getLogger("padirec")
 SHARD_KIND = "evaluation_shard"
 ARRAYS = "evidence.safetensors"
 META = "shard.json"
+TIMING_KIND = "response_time"
+TIMINGS = "timings.json"
 ADAPTER_TOLERANCE = 1e-5  # shards' adapters of a task differ by more: a method is not deterministic
 
 
@@ -146,17 +156,35 @@ def _hit(study: dict[str, Any]) -> bool:
     return any(entry["item"] == study["target"]["item"] for entry in study["lists"][top])
 
 
+def time_responses(folders: EvaluationInputs, out_dir: str | Path, cfg: Config,
+                   tracker: Tracker | None = None) -> dict[str, Any]:
+    """The response-time comparison on every test user -> ``timings.json`` (kind ``response_time``)."""
+    inputs = load_inputs(folders, cfg)
+    timings = time_new_tasks(inputs.context, cfg)
+    atomic_write_json(Path(out_dir) / TIMINGS, {"timings": timings, "versions": inputs.versions})
+    write_manifest(out_dir, TIMING_KIND, [TIMINGS], cfg.to_dict())
+    (tracker or NullTracker()).log_metrics({"timed_methods": float(len(timings))})
+    return timings
+
+
 # ----------------------------------------------------------------------------- the merge
 
 
 def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path, cfg: Config,
-                 tracker: Tracker | None = None) -> dict[str, Any]:
-    """Join the shards' users and write the report folder as ``evaluate_stage`` does. Returns the report."""
+                 tracker: Tracker | None = None, timings_dir: str | Path | None = None) -> dict[str, Any]:
+    """Join the shards' users and write the report folder as ``evaluate_stage`` does. Returns the
+    report. ``timings_dir``: the ``time_responses`` folder (else shard 0's own timings, if any)."""
     parts = _read_shards(shard_dirs, cfg)
     metas = [meta for meta, _ in parts]
     evidence, difference = join_evidence(parts, cfg)
+    timed_users = metas[0]["users"][1] - metas[0]["users"][0]
+    if timings_dir is not None:
+        evidence.timings = _read_timings(timings_dir, metas[0]["versions"])
+        # as the single step: the fits timed are the fits reported
+        evidence.sweep.fit_seconds = {key: t["fit_s"] for key, t in evidence.timings.items()}
+        timed_users = metas[0]["total_users"]
     shards = {"count": len(parts), "users": [m["users"][1] - m["users"][0] for m in metas],
-              "seconds": [m["seconds"] for m in metas], "timed_users": metas[0]["users"][1] - metas[0]["users"][0],
+              "seconds": [m["seconds"] for m in metas], "timed_users": timed_users,
               "adapter_max_difference": difference}
     report = assemble_report(evidence, cfg, metas[0]["versions"], metas[0]["backbone"], {"shards": shards})
     publish_report(out_dir, report, cfg, tracker)
@@ -181,6 +209,14 @@ def _read_shards(shard_dirs: Sequence[str | Path], cfg: Config) -> list[tuple[di
     if any(m["versions"] != parts[0][0]["versions"] for m, _ in parts):
         raise ArtifactError("the shards evaluated different inputs (their versions differ)")
     return parts
+
+
+def _read_timings(folder: str | Path, versions: dict[str, Any]) -> dict[str, Any]:
+    read_manifest(folder, kind=TIMING_KIND)
+    timed = json.loads((Path(folder) / TIMINGS).read_text())
+    if timed["versions"] != versions:
+        raise ArtifactError(f"{folder}: the timings come from other inputs than the shards' (their versions differ)")
+    return timed["timings"]
 
 
 def join_evidence(parts: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]], cfg: Config,

@@ -14,6 +14,7 @@ from padirec.evaluation.shards import (
     figure_differences,
     merge_shards,
     shard_features,
+    time_responses,
     user_range,
 )
 from padirec.evaluation.stage import EvaluationInputs, evaluate_stage
@@ -73,3 +74,10 @@ def test_merged_shards_are_the_unsharded_report(tiny, tmp_path):
 
     with pytest.raises(ArtifactError, match="expected shards 0..2"):
         merge_shards(parts[:2], tmp_path / "short", cfg)
+
+    # as the pipeline: new tasks timed on every user in a step of their own, beside the shards
+    timings = time_responses(dataclasses.replace(folders, time_responses=False), tmp_path / "timings", cfg)
+    assert set(timings) == set(whole["response_time"]) and read_manifest(tmp_path / "timings", kind="response_time")
+    beside = merge_shards(parts, tmp_path / "beside", cfg, timings_dir=tmp_path / "timings")
+    assert figure_differences(beside, whole) == []
+    assert beside["response_time"] == timings and beside["analyses"]["shards"]["timed_users"] == whole["uncertainty"]["users"]

@@ -17,7 +17,7 @@ def _load(path: Path) -> tuple[dict, dict]:
 
 STAGES = {"prepare-data", "train-backbone", "compute-features", "plan-shards", "build-adapters", "train-generator",
           "band-generator", "retrain-ceiling", "register-and-promote", "plan-evaluation", "evaluate", "evaluate-shard",
-          "merge-evaluation", "finish-run"}
+          "time-responses", "merge-evaluation", "finish-run"}
 
 
 def test_compile_and_load_back(tmp_path):
@@ -53,7 +53,7 @@ def test_cluster_resources_retries_and_caching(tmp_path):
     compiler.Compiler().compile(build_pipeline("padirec:1-x", ClusterOptions(gpu_type="nvidia.com/gpu", gpu_count=2)), str(path))
     spec, _ = _load(path)
     for gpu_step in ("train-backbone", "compute-features", "build-adapters", "train-generator", "band-generator",
-                     "retrain-ceiling", "evaluate", "evaluate-shard"):
+                     "retrain-ceiling", "evaluate", "evaluate-shard", "time-responses"):
         accel = _executor_of(spec, gpu_step)["resources"]["accelerator"]
         assert accel["resourceCount"] == "2" and accel["resourceType"] == "nvidia.com/gpu"
     assert "accelerator" not in _executor_of(spec, "prepare-data").get("resources", {})
@@ -67,7 +67,8 @@ def test_cluster_resources_retries_and_caching(tmp_path):
     assert caching["compute-features"]  # a pure function of the data, the backbone and the settings
     assert caching["band-generator"] and caching["retrain-ceiling"]  # training, as the other training steps
     assert not caching["evaluate"]  # it times new tasks: timings are never reused from a cache
-    assert not caching["evaluate-shard"] and not caching["merge-evaluation"]  # shard 0 times them
+    assert not caching["time-responses"]  # it times new tasks beside the user shards
+    assert not caching["evaluate-shard"] and not caching["merge-evaluation"]  # the rest of evaluate
     assert "compare-response-time" not in caching  # evaluate times the methods it fits (fitted once)
 
 
@@ -206,7 +207,7 @@ def test_the_dag_shows_what_evaluate_reads(tmp_path):
         return {name: (a["taskOutputArtifact"]["producerTask"], a["taskOutputArtifact"]["outputArtifactKey"])
                 if "taskOutputArtifact" in a else _channel(a["componentInputArtifact"]) for name, a in artifacts.items()}
 
-    for evaluate in ("evaluate", "evaluate-shard"):
+    for evaluate in ("evaluate", "evaluate-shard", "time-responses"):
         assert producers(evaluate)["band_generator"] == ("band-generator", "band_generator")
         assert producers(evaluate)["ceiling"] == ("retrain-ceiling", "ceiling")
     assert producers("band-generator") == {"bank": ("train-generator", "bank")}
@@ -232,7 +233,8 @@ def test_evaluation_fans_out_over_user_shards(tmp_path):
     branches = [c for c in comps.values() if "merge-evaluation" in c.get("dag", {}).get("tasks", {})]
     assert len(branches) == 1
     merge = branches[0]["dag"]["tasks"]["merge-evaluation"]
-    assert "for-loop" in merge["dependentTasks"][0] and "parts" in merge["inputs"]["artifacts"]
+    assert any("for-loop" in t for t in merge["dependentTasks"]) and "parts" in merge["inputs"]["artifacts"]
+    assert merge["inputs"]["artifacts"]["timings"]["taskOutputArtifact"]["producerTask"] == "time-responses"
     assert "plan-evaluation-count" in yaml.safe_dump(spec)
     registers = {task["inputs"]["artifacts"]["report"]["taskOutputArtifact"]["producerTask"]
                  for c in comps.values() for name, task in c.get("dag", {}).get("tasks", {}).items()

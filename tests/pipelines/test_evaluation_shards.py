@@ -1,5 +1,6 @@
 """The pipeline through KFP's local runner with the evaluation split by users: two shards in a
-ParallelFor, then the merge, whose report register_and_promote reads."""
+ParallelFor and the timing of new tasks beside them, then the merge, whose report
+register_and_promote reads."""
 
 import json
 from pathlib import Path
@@ -24,12 +25,13 @@ def test_two_user_shards_run_and_merge(tmp_path):
     shards = report["analyses"]["shards"]
     assert shards["count"] == 2 and sum(shards["users"]) == report["uncertainty"]["users"]
     assert shards["adapter_max_difference"] == 0.0 and report["response_time"]
+    assert shards["timed_users"] == report["uncertainty"]["users"]  # time_responses timed every user
     assert not list(folder.glob("**/evaluate/report/report.json"))  # the single step did not run
 
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id])
     status = {r.info.run_name: r.info.status for r in runs}
-    for step in ("evaluate_shard_0", "evaluate_shard_1", "merge_evaluation", "register_and_promote"):
+    for step in ("evaluate_shard_0", "evaluate_shard_1", "time_responses", "merge_evaluation", "register_and_promote"):
         assert status.get(step) == "FINISHED", step
     assert "evaluate" not in status
     merged = next(r for r in runs if r.info.run_name == "merge_evaluation")
