@@ -1,7 +1,7 @@
 """The evaluate step split by users against the single step, on a finished run (issue 27).
 
     .venv/bin/python benchmarks/evaluation_shards.py [--run runs/<name>-<time>] [--shards 2] [--threads 1] \
-        [--methods padirec retrain ...] [--out DIR]
+        [--methods padirec retrain ...] [--repeats R] [--out DIR]
 
 On the run's own inputs (read only; outputs under ``--out``, a temporary folder by default), each in
 a process of its own so its peak resident memory is its own, as the pipeline's pods: the single
@@ -79,6 +79,8 @@ def main() -> None:
     p.add_argument("--shards", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--methods", nargs="*", default=None, help="default: the run's")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="evaluation.response_time_repeats (default: the run's; Retrain trains per repeat)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--config", default=None, help=argparse.SUPPRESS)
@@ -98,6 +100,8 @@ def main() -> None:
     cfg.device, cfg.evaluation.shards = "cpu", args.shards
     if args.methods:
         cfg.evaluation.methods = list(args.methods)
+    if args.repeats is not None:
+        cfg.evaluation.response_time_repeats = args.repeats
     config, folders = args.out / "config.json", args.out / "folders.json"
     config.write_text(config_to_json(cfg))
     folders.write_text(json.dumps({k: str(find(run_dir, f"**/{v}/manifest.json")) for k, v in FOLDERS.items()}))
@@ -121,7 +125,8 @@ def main() -> None:
           f"{sum(s['seconds'] for s in shards) + cost['time']['seconds'] + cost['merge']['seconds']:.1f} s; against "
           f"{single['seconds']:.1f} s; {len(diffs)} report figures differ between the merge and the single step"
           + (f", first: {diffs[:3]}" if diffs else ""))
-    print(f"run {run_dir}, {cfg.data.source}, {len(cfg.evaluation.methods)} methods, {args.threads} thread(s); "
+    print(f"run {run_dir}, {cfg.data.source}, {len(cfg.evaluation.methods)} methods, "
+          f"{cfg.evaluation.response_time_repeats} timing repeats, {args.threads} thread(s); "
           f"outputs in {args.out}")
 
 
