@@ -54,7 +54,7 @@ readme-paper: $(STAMP) ## write the README's paper section (Tables 1, 2, Figure 
 ##@ Quality
 
 test: $(STAMP) ## run the test suite
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: $(STAMP) ## the tests without the slow end-to-end ones
 	$(PY) -m pytest -q -m "not slow"

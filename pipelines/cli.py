@@ -151,8 +151,9 @@ def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
         sp.add_argument("--tracking-uri", help="MLflow server the cluster's steps log to "
                         "(default: MLFLOW_TRACKING_URI of the padirec-env ConfigMap)")
         if name == "submit":
-            sp.add_argument("--data-version", default="", help="the source data's snapshot (a date, a partition); "
-                            "default: the submission time, so the data is read afresh")
+            sp.add_argument("--data-version", default="", help="the source data's snapshot (a date, a partition), "
+                            "filling {snapshot} in the data locations; default: data.snapshot. The same snapshot "
+                            "again reuses KFP's cached steps")
         if name == "schedule":
             sp.add_argument("--cron", required=True, help="e.g. '0 0 3 * * *' = 03:00 daily (seconds first)")
         sp.set_defaults(func=fn)

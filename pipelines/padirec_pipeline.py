@@ -26,6 +26,15 @@ from kfp import dsl, kubernetes
 
 import components
 from padirec.errors import PadirecError
+from padirec.runtime.cluster_env import (  # the environment of every step, by source (manifests/runs/)
+    IMAGE_ENV,
+    MLFLOW_KEYS,
+    MLFLOW_SECRET,
+    S3_KEYS,
+    S3_SECRET,
+    SETTINGS_CONFIG_MAP,
+    SETTINGS_KEYS,
+)
 from padirec.tracking import KFP_RUN_ID_ENV
 
 PIPELINE_NAME = "padirec"
@@ -39,13 +48,6 @@ UNCACHED_STEPS = ("finish_run", "evaluate", "evaluate_shard", "time_responses", 
 LIGHT_STEPS = ("plan_shards", "plan_evaluation", "finish_run")
 PURE_STEPS = ("plan_shards", "plan_evaluation")  # functions of the config: no tracking, no data
 
-# The environment of every step, by source (names of the objects in manifests/runs/).
-SETTINGS_CONFIG_MAP = "padirec-env"
-SETTINGS_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "PADIREC_S3_ENDPOINT", "AWS_DEFAULT_REGION")
-S3_SECRET = "padirec-s3"
-S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-MLFLOW_SECRET = "padirec-mlflow"  # optional: a tracking server without authentication needs none
-MLFLOW_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 RUN_ID_FIELD = "metadata.labels['pipeline/runid']"
 
 
@@ -155,13 +157,17 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: ClusterOptions | None = 
     comps = components.build(image)
 
     def step(name: str, **kwargs):
-        return _configure(comps[name](**kwargs), name, cluster).set_display_name(name.replace("_", " "))
+        task = _configure(comps[name](**kwargs), name, cluster).set_display_name(name.replace("_", " "))
+        if name == "train_backbone":  # backbone.launcher: trainjob runs the step's own image on its nodes
+            task.set_env_variable(IMAGE_ENV, image)
+        return task
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Controllable multi-objective recommendation by parameter diffusion")
     def padirec_pipeline(config_json: str, data_version: str = ""):
-        """``data_version`` names the snapshot of the source data (a date, a partition): it is an
-        input of the cached ``prepare_data``, so a new version is never served from the cache.
-        ``padirec schedule`` sets it to the run's scheduled time."""
+        """``data_version`` names the snapshot of the source data (a date, a partition): it fills
+        ``{snapshot}`` in the data locations and is an input of the cached ``prepare_data``, so a
+        new snapshot is never served from the cache and the same one always is. ``padirec
+        schedule`` sets it to the run's scheduled day (``[[ScheduledTime.20060102]]``)."""
         with dsl.ExitHandler(step("finish_run", config_json=config_json), name="tracked-run"):
             data = step("prepare_data", config_json=config_json, data_version=data_version)
             backbone = step("train_backbone", config_json=config_json, data=data.outputs["data"])

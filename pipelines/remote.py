@@ -32,12 +32,15 @@ def validate_cron(expr: str) -> str:
     return expr
 
 
-# KFP's ScheduledWorkflow replaces this macro with each triggered run's scheduled time.
-SCHEDULED_TIME = "[[ScheduledTime]]"
+# KFP's recurring runs replace this macro in a run's parameters with the run's scheduled time in
+# UTC, formatted by the Go layout after the dot (here YYYYMMDD: the snapshot of that day). KFP 2.x
+# fills it in runs of a recurring run only (backend/src/common/util/parameter_formatter.go).
+SCHEDULED_TIME = "[[ScheduledTime.20060102]]"
 
 
-def run_arguments(cfg: Config, data_version: str) -> dict[str, Any]:
-    """The pipeline parameters for ``cfg``. On a cluster, tracking goes to a server: the config's
+def run_arguments(cfg: Config, data_version: str, scheduled: bool = False) -> dict[str, Any]:
+    """The pipeline parameters for ``cfg`` (``scheduled``: of a recurring run, whose snapshot KFP
+    fills in each run from ``SCHEDULED_TIME``). On a cluster, tracking goes to a server: the config's
     ``tracking.uri`` if set, else ``MLFLOW_TRACKING_URI`` from the ``padirec-env`` ConfigMap."""
     if cfg.tracking.uri.startswith("sqlite") or cfg.tracking.uri == "none":
         raise PadirecError(f"on a cluster the MLflow tracking URI must be a server, not {cfg.tracking.uri!r}: leave "
@@ -47,6 +50,8 @@ def run_arguments(cfg: Config, data_version: str) -> dict[str, Any]:
     cfg = dataclasses.replace(cfg, cache=False)
     # the parameters travel in the request body and every step logs them: credentials go in Secrets
     refuse_credentials({"config_json": cfg.to_dict(), "data_version": data_version})
+    if not scheduled:  # a run now: its snapshot must be known
+        cfg.data.for_snapshot(data_version)
     return {"config_json": config_to_json(cfg), "data_version": data_version}
 
 
@@ -59,7 +64,7 @@ def recurring_run_request(cfg: Config, cron: str, package: str | Path, job_name:
         "description": f"padirec retraining of {cfg.name} on cron {cron}",
         "cron_expression": validate_cron(cron),
         "pipeline_package_path": str(package),
-        "params": run_arguments(cfg, SCHEDULED_TIME),  # each scheduled run reads its own data snapshot
+        "params": run_arguments(cfg, SCHEDULED_TIME, scheduled=True),  # each scheduled run reads its own data snapshot
         "max_concurrency": max_concurrency,
         "no_catchup": True,
         "enabled": True,
@@ -120,12 +125,12 @@ def _send_plugins_input(client, plugins: dict) -> None:
 
 def submit(cfg: Config, host: str, package: str | Path, experiment: str = "padirec", data_version: str = "",
            namespace: str | None = None, token: str | None = None) -> str:
-    """Create one run from a compiled package; returns the run id. Without ``data_version`` the
-    submission time is the version, so the data is read afresh; pass the same version again to
-    reuse KFP's cached steps. ``namespace``: the profile namespace of a multi-user Kubeflow."""
+    """Create one run from a compiled package; returns the run id. ``data_version`` is the snapshot
+    (default: the config's ``data.snapshot``), never the clock: the same snapshot submitted again
+    hits KFP's cache on every cached step. ``namespace``: the profile namespace of a multi-user Kubeflow."""
     now = dt.datetime.now(dt.UTC)
     name = f"{cfg.name}-{now:%Y%m%d-%H%M%S}"
-    arguments = run_arguments(cfg, data_version or f"{now:%Y%m%d%H%M%S}")
+    arguments = run_arguments(cfg, data_version or cfg.data.snapshot)
     result = _client(host, namespace, token, plugins_input(cfg)).create_run_from_pipeline_package(
         str(package), arguments=arguments, run_name=name, experiment_name=experiment, namespace=namespace)
     return result.run_id

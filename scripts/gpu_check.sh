@@ -12,7 +12,9 @@
 #      validation NDCG@10 within $GPU_CHECK_TOL (default 0.01); PaDiRec's test Pearson r-a / r-d and
 #      reward are printed beside each other;
 #   4. benchmarks/bench_scale.py: the whole pipeline on ML-1M-format data ($GPU_CHECK_SCALE x ML-1M,
-#      default 1) with device cuda, step by step.
+#      default 1) with device cuda, step by step;
+#   5. benchmarks/ddp_backbone.py: phase 1 on 2 data-parallel ranks (torchrun; NCCL with a GPU per
+#      rank, gloo when the ranks share one) against one process, on the cuda run's data.
 #
 # Fails with one line on stderr ("gpu-check: ...") when there is no GPU, before installing anything.
 #
@@ -147,4 +149,10 @@ EOF
 echo "gpu-check: benchmarks/bench_scale.py --scale ${GPU_CHECK_SCALE:-1} --set device=cuda"
 "$PY" benchmarks/bench_scale.py --scale "${GPU_CHECK_SCALE:-1}" --set device=cuda --work "$WORK/scale" \
   || die "bench_scale.py failed on cuda"
+
+# --------------------------------------------------------------------------- 5. the DDP backbone
+echo "gpu-check: benchmarks/ddp_backbone.py --processes 2 --device cuda"
+CUDA_RUN=$(dirname "$(ls -td "$WORK"/cuda/*/config.json | head -1)")
+"$PY" benchmarks/ddp_backbone.py --run "$CUDA_RUN" --processes 2 --device cuda --work "$WORK/ddp" \
+  || die "the 2-rank backbone failed on cuda or its validation NDCG@10 differs from one process's"
 echo "gpu-check: done; run folders and logs in $WORK"

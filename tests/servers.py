@@ -91,19 +91,20 @@ def seaweedfs(workdir: Path, keep_data: bool = False) -> Iterator[dict]:
 @contextlib.contextmanager
 def mlflow_server(workdir: Path, artifacts_destination: str | None = None, env: dict | None = None, *,
                   backend_uri: str | None = None, allowed_hosts: str | None = None,
-                  port: int | None = None) -> Iterator[str]:
+                  port: int | None = None, app_name: str | None = None) -> Iterator[str]:
     """``mlflow server`` on 127.0.0.1 (a free port unless ``port``); yields its URI.
 
     The backend is SQLite in ``workdir`` unless ``backend_uri`` (e.g. ``postgres()["uri"]``).
     ``allowed_hosts`` is passed as ``MLFLOW_SERVER_ALLOWED_HOSTS``, as the manifests do; it
     replaces mlflow's default (localhost, private IPs), so list ``127.0.0.1:*`` to keep calling
-    the yielded URI without a Host header. Readiness is checked on ``/health``, which any host may call."""
+    the yielded URI without a Host header. ``app_name``: ``--app-name`` (``basic-auth``). Readiness is checked on ``/health``, which any host may call."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     dest = artifacts_destination or str(workdir / "artifacts")
     backend = backend_uri or f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
     cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend,
-           "--artifacts-destination", dest, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+           "--artifacts-destination", dest, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+           *(["--app-name", app_name] if app_name else [])]
     full_env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
                 **({"MLFLOW_SERVER_ALLOWED_HOSTS": allowed_hosts} if allowed_hosts else {}), **(env or {})}
     log = workdir / "mlflow-server.log"

@@ -1,6 +1,7 @@
 """Every setting is range- and choice-checked when the config loads, before any work starts; a bad
-one is a one-line error that names the key. Property-based: every numeric field, every value
-outside its range, and a value of the wrong type."""
+one is a one-line error that names the key. Property-based: every numeric field (each registered
+backbone's and method's settings included), every value outside its range, and a value of the
+wrong type."""
 
 from __future__ import annotations
 
@@ -15,32 +16,34 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from padirec.config import Config, load_config
-from padirec.config.checks import INTERVALS, RANGES
+from padirec.config.checks import lookup, ranges
 from padirec.errors import ConfigError
-from padirec.methods.registry import METHODS
 from pipelines.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.yaml"
+INTERVALS = ranges(Config())
+RANGES = sorted(INTERVALS)
 
 
 def numeric_fields() -> set[str]:
-    """Every int or float setting of the config, each method's section included."""
+    """Every int or float setting of the config, the sections by registered name included."""
     out: set[str] = set()
 
-    def walk(cls, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            tp = hints[f.name]
-            if dataclasses.is_dataclass(tp):
-                walk(tp, f"{prefix}{f.name}.")
-            elif tp in (int, float):
+    def walk(settings, prefix: str) -> None:
+        hints = typing.get_type_hints(type(settings))
+        for f in dataclasses.fields(settings):
+            value = getattr(settings, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            elif isinstance(value, dict):
+                for name, section in value.items():
+                    if dataclasses.is_dataclass(section):
+                        walk(section, f"{prefix}{f.name}.{name}.")
+            elif hints[f.name] in (int, float):
                 out.add(prefix + f.name)
 
-    walk(Config, "")
-    for key, method in METHODS.items():
-        if method.config_class is not None:
-            walk(method.config_class, f"methods.{key}.")
+    walk(Config(), "")
     return out
 
 
@@ -68,7 +71,7 @@ def _outside(key: str) -> st.SearchStrategy:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_value_outside_its_range_names_the_key(data):
-    key = data.draw(st.sampled_from(sorted(RANGES)))
+    key = data.draw(st.sampled_from(RANGES))
     value = data.draw(_outside(key))
     field_is_int = isinstance(_default(key), int)
     if field_is_int and math.isfinite(value):
@@ -80,15 +83,13 @@ def test_a_value_outside_its_range_names_the_key(data):
 
 
 @settings(max_examples=60, deadline=None)
-@given(key=st.sampled_from(sorted(RANGES)), value=st.one_of(st.text(max_size=5), st.booleans(), st.lists(st.integers())))
+@given(key=st.sampled_from(RANGES), value=st.one_of(st.text(max_size=5), st.booleans(), st.lists(st.integers())))
 def test_a_value_of_the_wrong_type_names_the_key(key, value):
     with pytest.raises(ConfigError, match=key.rsplit(".", 1)[-1]):
         load_config(SMOKE, {key: value})
 
 
 def _default(key: str):
-    from padirec.config.checks import lookup
-
     return lookup(Config(), key)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from padirec.core.typed_config import POSITIVE, setting
+
 CANDIDATE_LISTS = ("train", "topk")  # the choices of ``AdapterConfig.candidates``
 
 
@@ -18,31 +20,32 @@ class AdapterConfig:
     ``steps_per_epoch`` mini-batches (0 = no cap).
     """
 
-    bottleneck: int = 8
+    bottleneck: int = setting(8, range=POSITIVE)
     utilities: list[str] = field(default_factory=lambda: ["accuracy", "diversity"])
     # random draws on the simplex, on top of the evaluation grid; chosen in docs/evaluation.md,
     # "More bank tasks?" (benchmarks/bank_settling.py --random-tasks 49 89 189)
-    num_random_tasks: int = 89
-    grid_size: int = 11  # w_acc in {0, 0.1, ..., 1}
+    num_random_tasks: int = setting(89, range="[0, inf)")
+    grid_size: int = setting(11, range="[2, inf)")  # w_acc in {0, 0.1, ..., 1}
+    grid_centroid: bool = False  # the simplex's centroid joins the grid when the lattice lacks it (p = 3)
     hold_out_grid: bool = True  # keep the evaluation grid out of the generator's training set
-    checkpoints_per_task: int = 5
-    epochs: int = 20
-    steps_per_epoch: int = 20  # 20 x 512 prefixes per epoch: 100 tasks x 5 checkpoints in minutes
-    lr: float = 1e-2
+    checkpoints_per_task: int = setting(5, range=POSITIVE)
+    epochs: int = setting(20, range=POSITIVE)
+    steps_per_epoch: int = setting(20, range=POSITIVE)  # 20 x 512 prefixes per epoch: 100 tasks x 5 checkpoints in minutes
+    lr: float = setting(1e-2, range="(0, inf)")
     # lr factor during the checkpoint epochs (the last ``checkpoints_per_task``): 1 = constant lr,
     # below 1 the checkpoints settle; chosen in docs/evaluation.md, "Measured: a bank worth learning
     # from" (benchmarks/bank_settling.py --checkpoint-lr 1 0.1)
-    checkpoint_lr: float = 1.0
-    batch_size: int = 512
-    alpha: float = 0.5  # alpha-DCG redundancy penalty
-    temperature: float = 0.1  # soft-rank temperature
-    num_negatives: int = 9
+    checkpoint_lr: float = setting(1.0, range="(0, 1]")
+    batch_size: int = setting(512, range=POSITIVE)
+    alpha: float = setting(0.5, range="[0, 1]")  # alpha-DCG redundancy penalty
+    temperature: float = setting(0.1, range="(0, inf)")  # soft-rank temperature
+    num_negatives: int = setting(9, range=POSITIVE)
     # which candidate list the diversity loss sees: train | topk; chosen in docs/evaluation.md,
     # "Selection on validation" (benchmarks/controllability.py --candidates train,topk --split valid)
-    candidates: str = "topk"
-    topk_candidates: int = 20
-    num_shards: int = 1
+    candidates: str = setting("topk", choices=CANDIDATE_LISTS)
+    topk_candidates: int = setting(20, range=POSITIVE)
+    num_shards: int = setting(1, range=POSITIVE)
     # Training features: 1 = one backbone pass per training prefix (exact); s = one pass per window
     # of s targets (about s times less encoder work); measured in docs/scale.md, "The window pass
     # for the features"
-    feature_stride: int = 1
+    feature_stride: int = setting(1, range=POSITIVE)

@@ -1,4 +1,4 @@
-"""The utilities a task weighs: accuracy (BCE), diversity (smoothed alpha-DCG), fairness.
+"""The utilities a task weighs: accuracy (BCE), diversity (smoothed alpha-DCG), fairness, novelty.
 
 Each utility is a differentiable loss over a batch of candidate lists scored by ``N`` adapters
 at once, returning one value per adapter ``(N,)``; a task ``w`` on the simplex over the chosen
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from padirec.adapters.novelty_loss import novelty_loss
+from padirec.adapters.pairwise import chunked_terms
 from padirec.core.utilities import UTILITIES
 
 
@@ -34,6 +36,7 @@ class CandidateBatch:
     diversity_columns: slice  # which columns the diversity loss ranks
     alpha: float = 0.5
     temperature: float = 0.1
+    novel: torch.Tensor | None = None  # (B, L) 1 for a long-tail candidate (``padirec.core.novelty``)
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -106,28 +109,16 @@ class _SmoothedAlphaDCG(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores, shares, valid, alpha, temperature):
-        want_grad = ctx.needs_input_grad[0]
-        out = scores.new_zeros(scores.shape[0])
-        grad = torch.empty_like(scores) if want_grad else None
-        for sl in _chunks(scores):
-            loss, g = _alpha_dcg_terms(scores[:, sl], shares[sl], valid[sl], alpha, temperature, want_grad)
-            out += loss
-            if want_grad:
-                grad[:, sl] = g
-        ctx.save_for_backward(grad if want_grad else None)
+        out, grad = chunked_terms(
+            scores, lambda sl, g: _alpha_dcg_terms(scores[:, sl], shares[sl], valid[sl], alpha, temperature, g),
+            ctx.needs_input_grad[0])
+        ctx.save_for_backward(grad)
         return out / scores.shape[1]
 
     @staticmethod
     def backward(ctx, grad_out):
         (grad,) = ctx.saved_tensors
         return grad * (grad_out / grad.shape[1])[:, None, None], None, None, None, None
-
-
-def _chunks(scores: torch.Tensor) -> list[slice]:
-    budget = (1 << 26) if scores.is_cuda else (1 << 20)  # pairwise elements per chunk
-    n, b, length = scores.shape
-    step = max(1, budget // max(1, n * length * length))
-    return [slice(s, s + step) for s in range(0, b, step)]
 
 
 def _alpha_dcg_terms(s: torch.Tensor, shares: torch.Tensor, valid: torch.Tensor, alpha: float,
@@ -202,6 +193,13 @@ def _fairness(b: CandidateBatch) -> torch.Tensor:
     return group_gap(soft_ndcg(b.scores[..., :b.num_train], b.temperature), b.groups)
 
 
+def _novelty(b: CandidateBatch) -> torch.Tensor:
+    if b.novel is None:
+        raise ValueError("the novelty utility needs the long-tail flag of every candidate (CandidateBatch.novel)")
+    cols = b.diversity_columns  # the same list the diversity loss ranks: it reaches the full-ranking top
+    return novelty_loss(b.scores[..., cols], b.novel[:, cols], b.temperature)
+
+
 @dataclass(frozen=True)
 class Utility:
     """A utility as training sees it: its name and its loss (its metric and what the data must
@@ -219,6 +217,7 @@ LOSSES: dict[str, Callable[[CandidateBatch], torch.Tensor]] = {
     "accuracy": _accuracy,
     "diversity": _diversity,
     "fairness": _fairness,
+    "novelty": _novelty,
 }
 
 

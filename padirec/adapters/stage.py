@@ -92,7 +92,7 @@ def build_adapters_stage(
     start = time.perf_counter()
     features = frozen_features(data, backbone_dir, features_dir, cfg, max_len, dev)  # verifies the backbone's checksums
     weights, held_out = sample_tasks(len(utilities), cfg.grid_size, cfg.num_random_tasks,
-                                     cfg.hold_out_grid, seed)
+                                     cfg.hold_out_grid, seed, cfg.grid_centroid)
     task_ids = shard_tasks(len(weights), shard_index, num_shards)
     log.info("adapters: shard %d/%d trains %d of %d tasks on %s", shard_index + 1, num_shards,
              len(task_ids), len(weights), dev)

@@ -28,6 +28,7 @@ from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.adapters.objectives import CandidateBatch, get_utilities, task_losses
 from padirec.core.layout import adapter_layout
+from padirec.core.novelty import long_tail_items
 from padirec.core.tasks import validate_weights
 
 log = logging.getLogger("padirec")
@@ -152,6 +153,7 @@ def train_bank(features: Features, weights: np.ndarray, cfg: AdapterConfig, seed
     m = features.train_h.shape[0]
     steps = min(-(-m // cfg.batch_size), cfg.steps_per_epoch or m)
     groups_all = features.user_group
+    tail = long_tail_items(features).to(torch.float32) if "novelty" in cfg.utilities else None
     ckpts, loss_hist, util_hist = [], [], []
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
@@ -171,6 +173,7 @@ def train_bank(features: Features, weights: np.ndarray, cfg: AdapterConfig, seed
                 num_train=1 + cfg.num_negatives,
                 groups=None if groups_all is None else groups_all[users],
                 diversity_columns=div_cols, alpha=cfg.alpha, temperature=cfg.temperature,
+                novel=None if tail is None else tail[cands],
             )
             losses = task_losses(batch, utilities)  # (N, p)
             opt.zero_grad(set_to_none=True)

@@ -4,14 +4,22 @@ A backbone maps a left-padded history to a user representation ``h`` at the last
 ``(batch, dim)``; the score of item ``i`` is ``h . e_i`` with the shared item embedding
 ``item_embedding.weight`` of shape ``(num_items + 1, dim)`` (row 0 = padding). The adapter
 (phase 2) transforms ``h`` before scoring, through the ``adapter`` hook.
+
+A backbone is one file: a subclass with its ``name``, its own settings (``config_class``, a
+dataclass: the config's ``backbone.models.<name>``) and the ``register_backbone`` decorator.
+``padirec.backbones.registry`` imports every file of this package; a plugin file registers itself
+the same way (``plugins`` in the config).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from padirec.core.plugins import NoSettings, Registry
 
 # h (batch, dim) -> h' (batch, dim)
 AdapterHook = Callable[[torch.Tensor], torch.Tensor]
@@ -20,7 +28,12 @@ AdapterHook = Callable[[torch.Tensor], torch.Tensor]
 class Backbone(nn.Module):
     """Base class. Subclasses implement ``encode``."""
 
-    name: str = "backbone"
+    name: ClassVar[str] = "backbone"
+    label: ClassVar[str] = ""  # the name in tables and plots (default: ``name``)
+    paper_order: ClassVar[int] = 0  # its place among the paper's Table 1 backbones (1..4), 0 = not one
+    config_class: ClassVar[type] = NoSettings  # its own settings: the config's ``backbone.models.<name>``
+    cfg: Any  # the ``BackboneConfig`` it was built from (saved with its weights)
+    max_len: int
 
     def __init__(self, num_items: int, dim: int) -> None:
         super().__init__()
@@ -50,6 +63,10 @@ class Backbone(nn.Module):
     def score_items(self, h: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of given items: ``h (batch, dim)``, ``items (batch, n)`` -> ``(batch, n)``."""
         return (self.item_embedding(items) * h.unsqueeze(1)).sum(-1)
+
+
+BACKBONES: Registry = Registry("backbone")  # name -> class, filled by ``register_backbone``
+register_backbone = BACKBONES.register
 
 
 def init_embeddings(*embeddings: nn.Embedding) -> None:

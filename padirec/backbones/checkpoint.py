@@ -39,7 +39,7 @@ def save_backbone(
     atomic_write(out_dir / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"model": model.name}))
     config = {
         "model": model.name,
-        "backbone": dataclasses.asdict(model.cfg),
+        "backbone": dataclasses.asdict(model.cfg.chosen()),  # no other backbone's (or plugin's) settings
         "num_items": model.num_items,
         "max_len": model.max_len,
     }

@@ -10,13 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from padirec.backbones.base import Backbone, init_embeddings
+from padirec.backbones.base import Backbone, init_embeddings, register_backbone
 from padirec.backbones.config import BackboneConfig
 from padirec.core.dropout import FastDropout
 
 
+@register_backbone
 class GRU4Rec(Backbone):
     name = "gru4rec"
+    label = "GRU4Rec"
+    paper_order = 2
 
     def __init__(self, num_items: int, cfg: BackboneConfig, max_len: int) -> None:
         super().__init__(num_items, cfg.dim)

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from padirec.backbones.base import Backbone, init_embeddings
+from padirec.backbones.base import Backbone, init_embeddings, register_backbone
 from padirec.backbones.config import BackboneConfig
 from padirec.backbones.sasrec import FeedForward
 from padirec.core.dropout import FastDropout
@@ -74,8 +74,11 @@ class LRUBlock(nn.Module):
         return self.norm_ff(x + self.ff(x))
 
 
+@register_backbone
 class LRURec(Backbone):
     name = "lrurec"
+    label = "LRURec"
+    paper_order = 4
 
     def __init__(self, num_items: int, cfg: BackboneConfig, max_len: int) -> None:
         super().__init__(num_items, cfg.dim)

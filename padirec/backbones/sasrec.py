@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from padirec.backbones.base import Backbone, init_embeddings
+from padirec.backbones.base import Backbone, init_embeddings, register_backbone
 from padirec.backbones.config import BackboneConfig
 from padirec.core.dropout import FastDropout
 
@@ -67,8 +67,11 @@ class SelfAttentionBlock(nn.Module):
         return x + self.ff(x)
 
 
+@register_backbone
 class SASRec(Backbone):
     name = "sasrec"
+    label = "SASRec"
+    paper_order = 1
 
     def __init__(self, num_items: int, cfg: BackboneConfig, max_len: int) -> None:
         super().__init__(num_items, cfg.dim)

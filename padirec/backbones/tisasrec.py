@@ -12,14 +12,16 @@ and serving needs nothing else.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from padirec.backbones.base import Backbone, init_embeddings
+from padirec.backbones.base import Backbone, init_embeddings, register_backbone
 from padirec.backbones.config import BackboneConfig
 from padirec.backbones.sasrec import FeedForward, attention_mask
 from padirec.core.dropout import FastDropout
+from padirec.core.typed_config import POSITIVE, setting
 
 
 def interval_matrix(seqs: torch.Tensor, times: torch.Tensor, max_interval: int) -> torch.Tensor:
@@ -73,16 +75,26 @@ class TimeAwareBlock(nn.Module):
         return x + self.ff(x)
 
 
+@dataclass
+class TiSASRecConfig:
+    max_time_interval: int = setting(256, range=POSITIVE)  # relative intervals are clipped at this many units
+
+
+@register_backbone
 class TiSASRec(Backbone):
     name = "tisasrec"
+    label = "TiSASRec"
+    paper_order = 3
+    config_class = TiSASRecConfig
 
     def __init__(self, num_items: int, cfg: BackboneConfig, max_len: int) -> None:
         super().__init__(num_items, cfg.dim)
         self.cfg, self.max_len = cfg, max_len
+        self.max_time_interval = cfg.settings_for(self.name).max_time_interval
         dim = cfg.dim
         self.pos_k, self.pos_v = nn.Embedding(max_len, dim), nn.Embedding(max_len, dim)
-        self.rel_k = nn.Embedding(cfg.max_time_interval + 1, dim)
-        self.rel_v = nn.Embedding(cfg.max_time_interval + 1, dim)
+        self.rel_k = nn.Embedding(self.max_time_interval + 1, dim)
+        self.rel_v = nn.Embedding(self.max_time_interval + 1, dim)
         self.dropout = FastDropout(cfg.dropout)
         self.blocks = nn.ModuleList(
             TimeAwareBlock(dim, cfg.num_heads, cfg.dropout) for _ in range(cfg.num_layers)
@@ -98,7 +110,7 @@ class TiSASRec(Backbone):
         positions = slice(self.max_len - length, self.max_len)
         pos_k = self.dropout(self.pos_k.weight[positions]).expand_as(x)
         pos_v = self.dropout(self.pos_v.weight[positions]).expand_as(x)
-        rel = interval_matrix(seqs, times, self.cfg.max_time_interval)
+        rel = interval_matrix(seqs, times, self.max_time_interval)
         rel_k, rel_v = self.dropout(self.rel_k(rel)), self.dropout(self.rel_v(rel))
         mask = attention_mask(seqs)
         for block in self.blocks:

@@ -164,11 +164,12 @@ class TrainResult:
 
 
 def bce_loss(model: Backbone, seqs: torch.Tensor, times: torch.Tensor, targets: torch.Tensor,
-             negatives: torch.Tensor) -> torch.Tensor:
+             negatives: torch.Tensor, denominator: torch.Tensor | None = None) -> torch.Tensor:
     """``-log s(pos) - sum log(1 - s(neg))`` averaged over the targets.
 
     ``seqs``/``times (B, L)``, ``targets (B, S)`` predicted at the last S positions (0 = none),
-    ``negatives (B, S, K)``.
+    ``negatives (B, S, K)``. ``denominator``: divide by this instead of the batch's own target
+    count (a data-parallel rank holds part of a batch and divides by the whole batch's count).
     """
     stride = targets.shape[1]
     h = model.encode(seqs, times)[:, -stride:, :]  # (B, S, dim)
@@ -178,7 +179,19 @@ def bce_loss(model: Backbone, seqs: torch.Tensor, times: torch.Tensor, targets: 
     labels[..., 0] = 1.0
     per_target = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(-1)
     valid = (targets != 0).to(per_target.dtype)
-    return (per_target * valid).sum() / valid.sum().clamp_min(1.0)
+    return (per_target * valid).sum() / (valid.sum() if denominator is None else denominator).clamp_min(1.0)
+
+
+class BCEStep(torch.nn.Module):
+    """``bce_loss`` as a module's forward, so ``DistributedDataParallel`` can wrap one training
+    step (DDP syncs gradients of what runs through ``forward``)."""
+
+    def __init__(self, model: Backbone) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, seqs, times, targets, negatives, denominator=None) -> torch.Tensor:
+        return bce_loss(self.model, seqs, times, targets, negatives, denominator)
 
 
 def train_backbone(
@@ -190,16 +203,28 @@ def train_backbone(
     device: torch.device,
     tracker: Tracker | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place (it ends holding the best-validation weights, in eval mode)."""
+    """Train ``model`` in place (it ends holding the best-validation weights, in eval mode).
+
+    Under ``torch.distributed`` (``padirec.backbones.distributed``, launched by torchrun) every
+    rank draws the same negatives and batch order, trains on its share of each batch (the global
+    batch is the single process's), DDP averages the gradients, and rank 0 validates and sends the
+    others its NDCG@10, so every rank stops at the same epoch with the same weights.
+    """
     tracker = tracker or NullTracker()
+    world, rank = data_parallel()
     generator = torch.Generator().manual_seed(seed)
     examples = training_windows(data, max_len, cfg.train_stride)
     if len(examples) == 0:
         raise ValueError("no training examples: every user's train sequence has fewer than 2 items")
     sampler = NegativeSampler(data)
-    valid = Evaluator(data, "valid", max_len, device, batch_size=cfg.eval_batch_size)
+    valid = Evaluator(data, "valid", max_len, device, batch_size=cfg.eval_batch_size) if rank == 0 else None
     seqs, times, targets = examples.seqs.to(device), examples.times.to(device), examples.targets.to(device)
     model.to(device).train()
+    step = BCEStep(model)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step = DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None)
     # foreach: the same updates as torch's per-tensor loop on CPU (bit for bit), a quarter less time
     # per step (0.74 against 1.01 ms at ML-1M size, mostly the item table)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
@@ -215,34 +240,76 @@ def train_backbone(
         total = 0.0
         for s in range(0, len(order), cfg.batch_size):
             idx = order[s:s + cfg.batch_size]
-            loss = bce_loss(model, seqs[idx], times[idx], targets[idx], negatives[idx])
+            denominator = None
+            if world > 1:
+                # DDP averages the ranks' gradients: dividing by the whole batch's target count over
+                # the ranks makes that average the single process's gradient of the whole batch
+                denominator = (targets[idx] != 0).sum().to(torch.float32) / world
+                idx = idx[rank::world]
+            loss = step(seqs[idx], times[idx], targets[idx], negatives[idx], denominator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(idx)
+            total += loss.item() * (len(idx) if world == 1 else len(order[s:s + cfg.batch_size]) / world)
+        total = all_ranks_sum(total, world, device)
         row: dict[str, float] = {"epoch": epoch, "loss": total / len(order)}  # mean over batches
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            metrics = valid(model)
+            metrics = valid(model) if valid is not None else {}
+            ndcg = from_rank0(metrics.get("ndcg@10", 0.0), world, device)
             row.update({f"valid_{k}": v for k, v in metrics.items()})
-            if metrics["ndcg@10"] > best_ndcg:
-                best_ndcg, best_epoch, best_valid, since_best = metrics["ndcg@10"], epoch, metrics, 0
+            if ndcg > best_ndcg:
+                best_ndcg, best_epoch, best_valid, since_best = ndcg, epoch, metrics or {"ndcg@10": ndcg}, 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 since_best += 1
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
-        log.info("backbone %s epoch %d loss %.4f%s (%.1fs)", model.name, epoch, row["loss"],
-                 "".join(f" {k} {v:.4f}" for k, v in row.items() if k.startswith("valid_")), row["seconds"])
+        if rank == 0:
+            log.info("backbone %s epoch %d loss %.4f%s (%.1fs)", model.name, epoch, row["loss"],
+                     "".join(f" {k} {v:.4f}" for k, v in row.items() if k.startswith("valid_")), row["seconds"])
         tracker.log_metrics({tracker_metric_name(k): v for k, v in row.items() if k != "epoch"}, step=epoch)
         if since_best >= cfg.patience:
-            log.info("backbone %s: early stop at epoch %d, best epoch %d (valid ndcg@10 %.4f)",
-                     model.name, epoch, best_epoch, best_ndcg)
+            if rank == 0:
+                log.info("backbone %s: early stop at epoch %d, best epoch %d (valid ndcg@10 %.4f)",
+                         model.name, epoch, best_epoch, best_ndcg)
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return TrainResult(best_epoch=best_epoch, epochs=epoch, best_valid=best_valid, history=history,
                        train_seconds=time.perf_counter() - start)
+
+
+def data_parallel() -> tuple[int, int]:
+    """``(world size, rank)`` of the ``torch.distributed`` group this process is in; ``(1, 0)``
+    outside one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def all_ranks_sum(value: float, world: int, device: torch.device) -> float:
+    """``value`` summed over the ranks (itself outside a group)."""
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def from_rank0(value: float, world: int, device: torch.device) -> float:
+    """Rank 0's ``value`` on every rank (itself outside a group)."""
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
 
 
 def tracker_metric_name(name: str) -> str:

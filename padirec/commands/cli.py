@@ -66,8 +66,16 @@ def cmd_data(args: argparse.Namespace) -> int:
             cfg.data, source="tables", interactions=args.interactions, items=args.items, users=args.users or ""))
     else:
         cfg = load_config_from_args(args)
-    manifest = run_data_stage(cfg.data, args.out, eval_k=cfg.evaluation.k)
+    manifest = run_data_stage(cfg.data.for_snapshot(), args.out, eval_k=cfg.evaluation.k)
     print(json.dumps(manifest["stats"], indent=2))
+    return 0
+
+
+def cmd_mirror_ml100k(args: argparse.Namespace) -> int:
+    from padirec.data.movielens100k import mirror_ml100k
+
+    for location in mirror_ml100k(args.dest):
+        print(location)
     return 0
 
 
@@ -132,6 +140,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from padirec.serving.http import serve
+
+    return serve(args.model_uri, args.host, args.port, args.poll_seconds, args.timeout, args.workdir)
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> argparse.ArgumentParser:
@@ -149,6 +163,11 @@ def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> a
     sp.add_argument("--items", help="your items table (item_id, categories '|'-separated in CSV, title)")
     sp.add_argument("--users", help="optional users table (user_id, gender or group)")
     sp.set_defaults(func=cmd_data)
+
+    sp = sub.add_parser("mirror-ml100k", help="copy MovieLens-100K's three files into a folder (local or s3://) "
+                        "once, for clusters whose pods reach no package index (then data.path: that folder)")
+    sp.add_argument("dest", help="e.g. s3://padirec-data/ml-100k/")
+    sp.set_defaults(func=cmd_mirror_ml100k)
 
     sp = sub.add_parser("backbone", help="train one backbone on a prepared folder")
     with_config(sp)
@@ -189,6 +208,16 @@ def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> a
     sp.add_argument("--model", help="registered model name (default from config)")
     sp.add_argument("--allow-other-data", action="store_true", help="let a version evaluated on other data (data checksum, task grid) replace the champion")
     sp.set_defaults(func=cmd_promote)
+
+    sp = sub.add_parser("serve", help="serve a registered model over HTTP, following its alias (docs/serving.md)")
+    sp.add_argument("--model-uri", default="models:/padirec-recommender@champion",
+                    help="models:/NAME@ALIAS (followed) or models:/NAME/VERSION; the registry is MLFLOW_TRACKING_URI's")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a pod)")
+    sp.add_argument("--port", type=int, default=8080)
+    sp.add_argument("--poll-seconds", type=float, default=15.0, help="how often the alias is checked")
+    sp.add_argument("--timeout", type=float, default=60.0, help="a request's time limit in seconds (then 504)")
+    sp.add_argument("--workdir", help="where versions are downloaded (default: a new temp folder)")
+    sp.set_defaults(func=cmd_serve)
 
     for extend in extensions:
         extend(sub)

@@ -86,10 +86,13 @@ def _metadata(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_data_step(config_json: str, data_version: str, out: str) -> dict[str, Any]:
-    """``data_version`` names the source snapshot: an input of KFP's cache key, recorded on the run."""
+    """``data_version`` names the source snapshot (else ``data.snapshot``): it fills the data
+    locations' ``{snapshot}``, is an input of KFP's cache key, and is recorded on the run."""
     with _step(config_json, "prepare_data") as (cfg, tracker):
+        data_cfg = cfg.data.for_snapshot(data_version)
+        data_version = data_version or data_cfg.snapshot
         tracker.set_tags({"data_version": data_version or "unversioned"})
-        manifest = run_data_stage(cfg.data, out, tracker, eval_k=cfg.evaluation.k)
+        manifest = run_data_stage(data_cfg, out, tracker, eval_k=cfg.evaluation.k)
     return _metadata({**manifest["stats"], "data_checksum": manifest["data_checksum"], "data_version": data_version})
 
 
@@ -97,7 +100,8 @@ def train_backbone_step(config_json: str, data: str, out: str) -> dict[str, Any]
     with _step(config_json, "train_backbone", data, system_metrics=True) as (cfg, tracker):
         # the seed it trains with, not how it was given: -1 under seed 0 and 0 share an entry
         seed = cfg.backbone.seed_for(cfg.seed)
-        settings = [{k: v for k, v in dataclasses.asdict(cfg.backbone).items() if k != "seed"}, cfg.data.max_len, seed]
+        settings = [{k: v for k, v in dataclasses.asdict(cfg.backbone.chosen()).items() if k != "seed"},
+                    cfg.data.max_len, seed]
         metrics = _cached(cfg, "train_backbone", settings, [data], out, lambda: train_backbone_stage(
             data, out, cfg.backbone, cfg.data.max_len, seed, cfg.device, tracker))
     return _metadata({"model": cfg.backbone.model, "cache": metrics.get("cache", "off"),
@@ -147,6 +151,7 @@ def band_generator_step(config_json: str, bank: str, out: str) -> dict[str, Any]
         _log_input(tracker, lambda: tracker.log_pipeline_dataset("training"))
         ev = cfg.evaluation
         settings = [dataclasses.asdict(cfg.generator), cfg.seed, ev.band_low, ev.band_high, needs_band_generator(cfg)]
+        settings += [ev.band_coordinate] if ev.band_coordinate != "w_acc" else []  # earlier caches stay valid
         summary = _cached(cfg, "band_generator", settings, [bank], out, lambda: band_generator_stage(
             bank, out, cfg, tracker))
     return _metadata(summary)

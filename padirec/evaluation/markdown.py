@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from padirec.methods.registry import METHODS, method_with_role
+from padirec.evaluation.summary import edge_measurable
+from padirec.methods.registry import METHODS, left_out, method_with_role
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -85,6 +86,34 @@ def _uncertainty_lines(report: dict[str, Any], ref: str) -> list[str]:
     return lines
 
 
+def _edge_lines(report: dict[str, Any]) -> list[str]:
+    """Controllability along each edge of the simplex (p >= 3): each objective's Spearman with its own
+    weight, and whether its range along the edge exceeds twice its largest standard error there."""
+    summary = report["summary"]
+    edges = list(dict.fromkeys(e for s in summary.values() for e in s.get("edge_spearman") or {}))
+    if not edges:
+        return []
+    cols = [(e, key) for e in edges for key in dict.fromkeys(
+        key for s in summary.values() for key in (s.get("edge_spearman") or {}).get(e, {}))]
+    lines = ["## Controllability along the simplex's edges", "",
+             "Along each edge (the tasks where the third weight is 0), each objective's Spearman with its own "
+             "weight, signed so that +1 is perfect control (a lower-is-better metric's rho is negated). The goal "
+             "for PaDiRec and Retrain is 0.9 or better wherever the objective is measurable beyond its standard "
+             "error: `*` marks an objective whose range along the edge is below twice its largest standard error "
+             "over users there (not measurable).", ""]
+    rows = []
+    for m, s in summary.items():
+        es = s.get("edge_spearman") or {}
+        seen = edge_measurable(report["methods"].get(m) or [], s.get("se") or {}, report["tasks"], report["utilities"],
+                               report["k"]) if m in report["methods"] else {}
+        rows.append([m] + [_edge_cell(es.get(e, {}).get(key), seen.get(e, {}).get(key)) for e, key in cols])
+    return lines + _table(["method"] + [f"{e}: {key}" for e, key in cols], rows)
+
+
+def _edge_cell(rho: Any, measurable: Any) -> str:
+    return _fmt(rho) + ("*" if measurable is False else "")
+
+
 def _band_lines(report: dict[str, Any], ref: str) -> list[str]:
     """The band protocol's summary: its tasks truly unseen by every method that learns from tasks."""
     band = (report.get("protocols") or {}).get("band")
@@ -137,6 +166,12 @@ def _following_lines(summary: dict[str, Any], ref: str, report: dict[str, Any]) 
                           + [f"dominates {ref}", f"dominated by {ref}", "incomparable or equal"], rows)
 
 
+def _left_out_lines(summary: dict[str, Any]) -> list[str]:
+    """The finding of each registered method left out of the roster (one row per method, not two)."""
+    notes = {key: note for key, note in left_out().items() if key not in summary}
+    return [f"Not a row: `{key}`: {note}" for key, note in notes.items()] + ([""] if notes else [])
+
+
 def _scale_text(report: dict[str, Any]) -> str:
     norm = report.get("normalisation")
     if not norm:
@@ -178,6 +213,7 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
                  s["pearson_ra"], s["pearson_rd"]] + ([s.get("pearson_rf")] if fair else [])
                 + [(s.get("range") or {}).get(x) for x in ranged] for m, s in summary.items()]
         lines += _table(header, rows)
+        lines += _left_out_lines(summary)
         lines += _following_lines(summary, ref, report)
         lines += _band_lines(report, ref)
         lines += _uncertainty_lines(report, ref)
@@ -192,6 +228,7 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
         rows = [[m, s["avg_hv"], s["front_hv"]] + [s["spearman"].get(x) for x in spear] for m, s in summary.items()]
         lines += _table(header, rows)
 
+        lines += _edge_lines(report)
         for name, title in (("reward_per_task", "Reward per task"), ("regret_per_task", f"Regret vs {ref} per task")):
             shown = [m for m, s in summary.items() if s.get(name) is not None and len(s[name]) == len(report["tasks"])]
             if shown and report["tasks"]:

@@ -4,7 +4,9 @@
 - ``tradeoff.png``: the normalised accuracy/diversity plane, each method's points and front;
 - ``reward_vs_wacc.png``: each method's per-task reward and regret against ``w_acc``;
 - ``response_time.png``: median response time per method on a log scale (p25-p75 whiskers);
-- ``robustness.png``: metric change under the same noise, per method (paper Fig. 4).
+- ``robustness.png``: metric change under the same noise, per method (paper Fig. 4);
+- with three utilities, ``ternary_regret.png`` and ``edges.png`` (``padirec.evaluation.ternary``)
+  instead of the figures against ``w_acc``, which no longer orders the tasks.
 """
 
 from __future__ import annotations
@@ -12,20 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from padirec.evaluation.summary import normalise, objective_points, pareto_front, scale_of  # noqa: E402
-from padirec.runtime.artifacts import atomic_write  # noqa: E402
-
-
-def _save(fig: Any, path: Path) -> str:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
-    return path.name
+from padirec.evaluation.figure import plt
+from padirec.evaluation.figure import save as _save
+from padirec.evaluation.figure import value as _value
+from padirec.evaluation.summary import normalise, objective_points, pareto_front, scale_of
+from padirec.evaluation.ternary import plot_edges, plot_ternary_regret
 
 
 def _w_acc(report: dict[str, Any]) -> np.ndarray:
@@ -33,12 +28,8 @@ def _w_acc(report: dict[str, Any]) -> np.ndarray:
     return tasks[:, report["utilities"].index("accuracy")]
 
 
-def _value(v: Any) -> float:
-    return float("nan") if v is None else float(v)
-
-
 def plot_metrics_vs_wacc(report: dict[str, Any], path: Path) -> str | None:
-    if not report["methods"] or not report["tasks"]:
+    if not report["methods"] or not report["tasks"] or len(report["utilities"]) != 2:
         return None
     x = _w_acc(report)
     order = np.argsort(x, kind="stable")
@@ -86,7 +77,7 @@ def plot_reward_vs_wacc(report: dict[str, Any], path: Path) -> str | None:
     summary = report.get("summary") or {}
     n = len(report["tasks"])
     shown = [m for m, s in summary.items() if len(s.get("reward_per_task") or []) == n]
-    if not shown or not n or "accuracy" not in report["utilities"]:
+    if not shown or not n or "accuracy" not in report["utilities"] or len(report["utilities"]) != 2:
         return None
     x = _w_acc(report)
     order = np.argsort(x, kind="stable")
@@ -146,5 +137,7 @@ def make_plots(report: dict[str, Any], plot_dir: str | Path) -> list[str]:
         plot_reward_vs_wacc(report, plot_dir / "reward_vs_wacc.png"),
         plot_response_time(report, plot_dir / "response_time.png"),
         plot_robustness(report, plot_dir / "robustness.png"),
+        plot_ternary_regret(report, plot_dir / "ternary_regret.png"),
+        plot_edges(report, plot_dir / "edges.png"),
     ]
     return [m for m in made if m]

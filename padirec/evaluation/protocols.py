@@ -3,7 +3,9 @@
 - ``grid`` (the paper's): the evaluation grid's tasks are held out of the generator's training
   rows, but the bank's random tasks sit arbitrarily close to them (0.0001 to 0.017 in ``w_acc``
   on ML-100K), so a bank lookup already answers them well.
-- ``band``: every bank task with ``w_acc`` in the closed band ``[low, high]`` is removed from what
+- ``band``: every bank task with ``w_acc`` in the closed band ``[low, high]`` (or, with
+  ``evaluation.band_coordinate: centroid_distance``, within that distance of the simplex's
+  centroid: ``padirec.core.tasks.Band``) is removed from what
   the methods that learn from tasks see (``Method.learns_from_tasks``: the generator, the
   Hypernetwork, CMR's task draws, the bank baselines). The band's grid tasks are then truly
   unseen; the two ends (``w_acc = 0`` and ``1``, the simplex vertices) are evaluated beside them
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from padirec.adapters.bank import AdapterBank
+from padirec.core.tasks import Band
 from padirec.diffusion.config import GeneratorConfig
 from padirec.diffusion.generator import Generator
 from padirec.diffusion.stage import training_rows
@@ -49,17 +52,21 @@ class EmptyBand(ConfigError):
     """The band holds out every bank task the methods could learn from: the protocol cannot run."""
 
 
-def in_band(weights: np.ndarray | torch.Tensor, utilities: Sequence[str], band: tuple[float, float]) -> np.ndarray:
-    """``(N,)`` bool: rows of ``weights (N, p)`` whose ``w_acc`` lies in the closed ``band``."""
-    if "accuracy" not in utilities:
-        raise ConfigError(f"evaluation.protocols: the band protocol needs the accuracy utility, got {list(utilities)}")
+def band_of(ev: Any) -> Band:
+    """The band of the evaluation settings ``ev`` (``band_low``, ``band_high``, ``band_coordinate``)."""
+    return Band(ev.band_low, ev.band_high, ev.band_coordinate)
+
+
+def in_band(weights: np.ndarray | torch.Tensor, utilities: Sequence[str],
+            band: Band | tuple[float, float]) -> np.ndarray:
+    """``(N,)`` bool: rows of ``weights (N, p)`` inside the closed ``band`` (a ``(low, high)``
+    tuple is a band of ``w_acc``)."""
+    band = band if isinstance(band, Band) else Band(*band)
     w = np.asarray(weights.cpu() if isinstance(weights, torch.Tensor) else weights, dtype=np.float64)
-    w = w.reshape(len(w), -1)
-    w_acc = w[:, list(utilities).index("accuracy")]
-    return (w_acc >= band[0] - _TOL) & (w_acc <= band[1] + _TOL)
+    return band.contains(w, utilities, _TOL)
 
 
-def band_task_index(tasks: np.ndarray, utilities: Sequence[str], band: tuple[float, float]) -> np.ndarray:
+def band_task_index(tasks: np.ndarray, utilities: Sequence[str], band: Band | tuple[float, float]) -> np.ndarray:
     """Indices into the grid ``tasks (T, p)`` evaluated by the band protocol: the tasks inside the
     band, then the simplex vertices (the ends) for reference, in grid order."""
     tasks = np.asarray(tasks, dtype=np.float64)
@@ -67,7 +74,7 @@ def band_task_index(tasks: np.ndarray, utilities: Sequence[str], band: tuple[flo
     return np.flatnonzero(in_band(tasks, utilities, band) | vertex)
 
 
-def band_bank(bank: AdapterBank, band: tuple[float, float]) -> tuple[AdapterBank, int]:
+def band_bank(bank: AdapterBank, band: Band | tuple[float, float]) -> tuple[AdapterBank, int]:
     """The bank with every task in ``band`` held out, and the number of bank tasks that removed;
     ``EmptyBand`` when no task is left to learn from."""
     inside = in_band(bank.weights, bank.utilities, band)
@@ -93,15 +100,16 @@ def train_band_generator(reduced: AdapterBank, gen_cfg: GeneratorConfig, seed: i
                            held_out_mask=held_out, utilities=reduced.utilities)
 
 
-def band_context(ctx: MethodContext, gen_cfg: GeneratorConfig, band: tuple[float, float], train_gen: bool,
+def band_context(ctx: MethodContext, gen_cfg: GeneratorConfig, band: Band | tuple[float, float], train_gen: bool,
                  seed: int, generator: Generator | None = None) -> tuple[MethodContext, dict[str, Any]]:
     """What the methods that learn from tasks are rebuilt from under ``band``: the reduced bank, the
     band's generator (when ``train_gen``: ``generator`` if given, the ``band_generator`` step's,
     else trained here), and the band itself (CMR's task draws skip it).
     Returns the context and figures for the report (bank tasks removed, the generator's training)."""
+    band = band if isinstance(band, Band) else Band(*band)
     bank = ctx.require_bank("band protocol")
     reduced, removed = band_bank(bank, band)
-    info: dict[str, Any] = {"band": list(band), "bank_tasks_removed": removed,
+    info: dict[str, Any] = {"band": list(band), "band_coordinate": band.coordinate, "bank_tasks_removed": removed,
                             "bank_rows_left": int((~reduced.held_out).sum())}
     band_generator = ctx.generator
     if train_gen:
@@ -139,7 +147,7 @@ def merge(order: Sequence[str], *parts: SweepResult) -> SweepResult:
     return out
 
 
-def run_band(grid_sweep: SweepResult, ctx: MethodContext, cfg: Any, band: tuple[float, float],
+def run_band(grid_sweep: SweepResult, ctx: MethodContext, cfg: Any, band: Band | tuple[float, float],
              split: str = "test", generator: Generator | None = None,
              ) -> tuple[SweepResult, np.ndarray, dict[str, Any]]:
     """The band protocol's sweep: the methods that learn from tasks rebuilt without the band's bank

@@ -35,7 +35,10 @@ Retrain's ends). Then:
   Pearson correlation over the tasks between the method's
   NDCG@k (resp. alpha-NDCG@k) and the reference method's (Retrain, assumed optimal);
 - ``spearman``: per metric, the Spearman correlation of the metric with ``w_acc`` over the
-  tasks (controllability: NDCG should rise and alpha-NDCG fall with ``w_acc``).
+  tasks (controllability: NDCG should rise and alpha-NDCG fall with ``w_acc``);
+- ``edge_spearman`` (p >= 3): along each edge of the simplex (the tasks where every weight but two
+  is 0, at least 3 of them), each of the two objectives' Spearman with its OWN weight, signed so
+  that +1 is perfect control (a lower-is-better metric's rho is negated): ``{"a-b": {metric: rho}}``.
 
 Hypervolumes use pymoo's ``HV`` (exact for any number of objectives; it minimises, so points
 are negated and the reference point is the origin).
@@ -238,6 +241,55 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(stats.spearmanr(*pair).statistic)
 
 
+def simplex_edges(tasks: np.ndarray, utilities: Sequence[str]) -> dict[str, tuple[int, int, np.ndarray]]:
+    """``{"a-b": (i, j, task indices)}``: for each pair of utilities, the tasks ``(T, p)`` whose other
+    weights are all 0 (the edge between the two vertices), in task order; edges with fewer than 3
+    tasks are left out (a rank correlation needs them)."""
+    tasks = np.asarray(tasks, dtype=np.float64).reshape(len(tasks), -1)
+    out = {}
+    for i in range(len(utilities)):
+        for j in range(i + 1, len(utilities)):
+            others = np.delete(tasks, [i, j], axis=1)
+            on = np.flatnonzero(np.isclose(others, 0.0, atol=1e-9).all(1))
+            if len(on) >= 3:
+                out[f"{utilities[i]}-{utilities[j]}"] = (i, j, on)
+    return out
+
+
+def edge_spearman(rows: Sequence[Mapping[str, float]], tasks: np.ndarray, utilities: Sequence[str],
+                  k: int = 10) -> dict[str, dict[str, float]]:
+    """``{"a-b": {metric: rho}}`` along each edge of the simplex: each of the two objectives' Spearman
+    with its own weight over the edge's tasks, negated for a lower-is-better metric (+1 = control)."""
+    objectives = utility_metrics(utilities, k)
+    tasks = np.asarray(tasks, dtype=np.float64).reshape(len(tasks), -1)
+    out = {}
+    for edge, (i, j, on) in simplex_edges(tasks, utilities).items():
+        out[edge] = {}
+        for u in (i, j):
+            key, maximise = objectives[u]
+            rho = spearman([_as_float(rows[t].get(key)) for t in on], tasks[on, u])
+            out[edge][key] = rho if maximise else -rho
+    return out
+
+
+def edge_measurable(rows: Sequence[Mapping[str, float]], se: Mapping[str, Sequence[float]], tasks: np.ndarray,
+                    utilities: Sequence[str], k: int = 10) -> dict[str, dict[str, bool | None]]:
+    """``{"a-b": {metric: measurable}}``: whether the objective's range along the edge exceeds twice
+    its largest standard error over users on the edge's tasks (``se``: the summary's per-task
+    standard errors; None where they are missing)."""
+    objectives = utility_metrics(utilities, k)
+    out: dict[str, dict[str, bool | None]] = {}
+    for edge, (i, j, on) in simplex_edges(tasks, utilities).items():
+        out[edge] = {}
+        for u in (i, j):
+            key = objectives[u][0]
+            errors = np.array([_as_float(se[key][t]) if key in se and t < len(se[key]) else math.nan for t in on])
+            values = np.array([_as_float(rows[t].get(key)) for t in on])
+            out[edge][key] = (None if not np.isfinite(errors).any()
+                              else bool(value_range(values) > 2 * np.nanmax(errors)))
+    return out
+
+
 def summarise(
     results: Mapping[str, Sequence[Mapping[str, float]]],
     tasks: np.ndarray,
@@ -294,6 +346,8 @@ def summarise(
         if ref_rows is not None:
             summary[m]["tracking_error"] = tracking_error(raw[m], raw[reference], [key for key, _ in objectives])
             summary[m]["dominance"] = dominance_summary(raw[m], raw[reference], maximise)
+        if len(utilities) >= 3:
+            summary[m]["edge_spearman"] = edge_spearman(rows, tasks, utilities, k)
         if "fairness" in utilities:  # the third utility's curve against Retrain's, as r-a and r-d
             fair_key = metric_key("fairness", k)
             summary[m]["pearson_rf"] = (pearson(series(rows, fair_key), series(ref_rows, fair_key)) if ref_rows

@@ -3,8 +3,10 @@
 For each method: ``fit()`` once, then for each task ``prepare(w)`` and ``scores(prepared,
 split)``; the history is masked here (every item of the user's history except the target) and
 NDCG@k, HR@k and alpha-NDCG@k are computed with ``padirec.core.metrics``, plus the NDCG@k
-gap between user groups (the fairness utility's metric) when the data has groups. The sweep
-does not know which method is which.
+gap between user groups (the fairness utility's metric) when the data has groups, the share of
+each list in the long tail (``novelty@k``, the novelty utility's metric) and the thesis' system-level
+coverage of the catalogue and of the long tail (``cv_div@k``, ``cv_nov@k``: ``padirec.core.novelty``).
+The sweep does not know which method is which.
 
 The per-user ideal alpha-DCG depends only on which items can be ranked (the same for every
 method: history and padding masked), so it is computed once per split, not once per
@@ -38,6 +40,7 @@ from padirec.core.metrics import (
     sample_negatives,
     target_rank,
 )
+from padirec.core.novelty import coverage, long_tail_items, novelty_at_k
 from padirec.core.tracker import NullTracker, Tracker
 from padirec.evaluation.report import metric_name
 from padirec.methods.base import Method
@@ -51,7 +54,7 @@ class SplitEvaluator:
     """Metrics of full-ranking scores for the held-out users of one split.
 
     ``__call__(scores (U, num_items + 1))`` masks the history and returns
-    ``{"ndcg@k", "hr@k", "alpha_ndcg@k"[, "ndcg_gap@k"]}`` as floats.
+    ``{"ndcg@k", "hr@k", "alpha_ndcg@k", "novelty@k", "cv_div@k", "cv_nov@k"[, "ndcg_gap@k"]}`` as floats.
     """
 
     def __init__(self, features: Features, split: str = "test", k: int = 10, alpha: float = 0.5,
@@ -60,6 +63,7 @@ class SplitEvaluator:
         self.split = features.split(split)
         self.cats = features.item_categories
         self.k, self.alpha = k, alpha
+        self.tail = long_tail_items(features).to(self.split.h.device)  # from the training split only
         s = self.split
         n_users, n_items = s.h.shape[0], features.item_embedding.shape[0]
         self.negatives = None
@@ -76,9 +80,19 @@ class SplitEvaluator:
         # alpha_ndcg_at_k without a mask divides by the single unmasked ideal; multiply it back
         self.ideal_all = ideal_alpha_dcg(self.cats, k, alpha)[0]
 
-    @torch.no_grad()
     def per_user(self, scores: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-user metrics ``{name: (U,)}`` of raw ``scores (U, num_items + 1)``."""
+        return self.per_user_lists(scores)[0]
+
+    @torch.no_grad()
+    def per_user_lists(self, scores: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``per_user``'s metrics and the top-k lists ``(U, k)`` they were measured on (what the
+        system-level coverage of ``aggregate`` needs)."""
+        out, top = self._per_user(scores)
+        out[f"novelty@{self.k}"] = novelty_at_k(top, self.tail)
+        return out, top
+
+    def _per_user(self, scores: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         s, k = self.split, self.k
         if scores.shape != (s.h.shape[0], self.cats.shape[0]):
             raise ValueError(f"scores must be (users, num_items + 1) = {(s.h.shape[0], self.cats.shape[0])}, "
@@ -86,20 +100,24 @@ class SplitEvaluator:
         scores = scores.to(s.h.device)
         if self.negatives is not None:
             scores = mask_history(scores, s.mask_rows, s.mask_cols)
-            return evaluate_sampled(scores, s.targets, self.negatives, self.cats, k, self.alpha, per_user=True)
+            out = evaluate_sampled(scores, s.targets, self.negatives, self.cats, k, self.alpha, per_user=True)
+            keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, self.negatives, True)
+            keep[torch.arange(len(keep), device=keep.device), s.targets] = True
+            return out, scores.masked_fill(~keep, -torch.inf).topk(k, dim=1).indices
         # Every raw score finite (a finite sum: one cheap pass) means the masked scores are finite
         # exactly where ``rankable``; otherwise check that, a chunk of users at a time.
         if not bool(torch.isfinite(scores.sum())) and not self._finite_where_rankable(scores):
             # a method masked more items than the history: the ideal list must follow its candidates
             masked = mask_history(scores, s.mask_rows, s.mask_cols)
-            return evaluate_scores(masked, s.targets, self.cats, k, self.alpha, per_user=True)
+            out = evaluate_scores(masked, s.targets, self.cats, k, self.alpha, per_user=True)
+            return out, masked.topk(k, dim=1).indices
         ranks, top = self._ranks_and_top(scores)
         dcg = alpha_ndcg_at_k(top, self.cats, self.alpha) * self.ideal_all
         return {
             f"ndcg@{k}": ndcg_at_k(ranks, k),
             f"hr@{k}": hr_at_k(ranks, k),
             f"alpha_ndcg@{k}": torch.where(self.ideal > 0, dcg / self.ideal.clamp_min(1e-300), torch.zeros_like(dcg)),
-        }
+        }, top
 
     def _finite_where_rankable(self, scores: torch.Tensor) -> bool:
         return all(torch.equal(torch.isfinite(mask_history(scores[lo:hi], rows, cols)), self.rankable[lo:hi])
@@ -120,11 +138,15 @@ class SplitEvaluator:
         return torch.cat(ranks), torch.cat(top)
 
     def __call__(self, scores: torch.Tensor) -> dict[str, float]:
-        return self.aggregate(self.per_user(scores))
+        return self.aggregate(*self.per_user_lists(scores))
 
-    def aggregate(self, out: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """The split's metrics from ``per_user``'s output: the means, and the group gap."""
-        return aggregate(out, self.split.groups, self.k)
+    def aggregate(self, out: Mapping[str, torch.Tensor], top: torch.Tensor | None = None) -> dict[str, float]:
+        """The split's metrics from ``per_user``'s output: the means, the group gap, and (given the
+        lists ``top (U, k)``) the coverage of the catalogue and of the long tail."""
+        metrics = aggregate(out, self.split.groups, self.k)
+        if top is not None:
+            metrics.update(coverage(top, self.tail, self.k))
+        return metrics
 
 
 def aggregate(out: Mapping[str, torch.Tensor], groups: torch.Tensor | None, k: int) -> dict[str, float]:
@@ -186,8 +208,8 @@ def run_sweep(
         rows, adapters, users = [], [], []
         for t, w in enumerate(tasks):
             prepared = method.prepare_split(w, split)  # the split read here only
-            out = evaluator.per_user(method.scores(prepared, split))
-            metrics = evaluator.aggregate(out)
+            out, top = evaluator.per_user_lists(method.scores(prepared, split))
+            metrics = evaluator.aggregate(out, top)
             rows.append(metrics)
             if per_user:
                 users.append({m: v.detach().to(torch.float64).cpu().numpy() for m, v in out.items()})

@@ -31,6 +31,7 @@ from padirec.diffusion.generator import Generator
 from padirec.evaluation.protocols import (
     EmptyBand,
     band_bank,
+    band_of,
     needs_band_generator,
     train_band_generator,
 )
@@ -60,7 +61,7 @@ def band_generator_stage(bank_dir: str | Path, out_dir: str | Path, cfg: Config,
     if not needs_band_generator(cfg):
         return _skip(out_dir, "band_generator", "no band protocol, or no method built from the generator",
                      tracker)
-    band = (cfg.evaluation.band_low, cfg.evaluation.band_high)
+    band = band_of(cfg.evaluation)
     try:
         reduced, removed = band_bank(load_bank(bank_dir), band)
     except EmptyBand as e:  # the evaluate step reports the band as skipped
@@ -93,7 +94,7 @@ def retrain_ceiling_stage(data_dir: str | Path, backbone_dir: str | Path, featur
     a = cfg.adapters
     features = frozen_features(load_prepared(data_dir), backbone_dir, features_dir, a, cfg.data.max_len,
                                pick_device(cfg.device))
-    second = train_ceiling(features, grid(len(a.utilities), a.grid_size), a, cfg, reference)
+    second = train_ceiling(features, grid(len(a.utilities), a.grid_size, a.grid_centroid), a, cfg, reference)
     tensors = {"params": second.params.detach().cpu().contiguous(), "tasks": torch.from_numpy(second.tasks)}
     atomic_write(Path(out_dir) / CEILING_FILE, lambda tmp: safetensors.torch.save_file(tensors, tmp))
     summary = {"seed": second.seed, "tasks": len(second.tasks)}

@@ -356,8 +356,8 @@ def evaluate_adapters_per_user(evaluator: SplitEvaluator, features: Features, pa
     rows, users = [], []
     for t in range(params.shape[0]):
         scores = adapted_scores(features, params[t:t + 1], layout, evaluator.split_name)[0]
-        out = evaluator.per_user(scores)
-        rows.append(evaluator.aggregate(out))
+        out, top = evaluator.per_user_lists(scores)
+        rows.append(evaluator.aggregate(out, top))
         users.append({m: v.detach().to(torch.float64).cpu().numpy() for m, v in out.items()})
     return rows, users
 

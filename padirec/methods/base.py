@@ -37,18 +37,14 @@ from padirec.adapters.bank import AdapterBank
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.core.layout import Layout, num_params
-from padirec.core.tasks import validate_weights
+from padirec.core.plugins import NoSettings, Registry
+from padirec.core.tasks import Band, validate_weights
 from padirec.data.dataset import PreparedData
 from padirec.diffusion.generator import Generator
 from padirec.errors import ConfigError
 
 # the held-out splits a task's ``prepare`` serves (the users of each are ranked)
 HELD_OUT = ("valid", "test")
-
-
-@dataclass
-class NoSettings:
-    """Settings of a method that has none."""
 
 
 @dataclass
@@ -67,7 +63,7 @@ class MethodContext:
     reuse_bank: bool = True  # False in the response-time comparison: a new task is never in the bank
     # the band protocol: tasks with w_acc in this closed interval are unseen; a method that draws its
     # own training tasks (CMR) must not draw them (the bank's are already held out)
-    band: tuple[float, float] | None = None
+    band: Band | tuple[float, float] | None = None  # ``Band``: w_acc or the distance to the centroid
     # one-off work that two methods of this evaluation do alike, done once and read by both (keyed
     # by everything it depends on): DeepPRL's heads are DeepPRL-static's model
     shared: dict[Any, Any] = field(default_factory=dict)
@@ -106,6 +102,10 @@ class Method(ABC):
     # on that task alone
     learns_from_tasks: ClassVar[bool] = False
     uses_generator: ClassVar[bool] = False  # built from the trained generator
+    # in the default roster (``evaluation.methods``); False: still runs when a config names it, and
+    # the report states ``roster_note`` instead of a row (a variant that measured no different)
+    in_roster: ClassVar[bool] = True
+    roster_note: ClassVar[str] = ""
 
     def __init__(self, features: Features, utilities: list[str]) -> None:
         self.features = features
@@ -176,15 +176,12 @@ def adapted_scores(features: Features, params: torch.Tensor, layout: Layout, spl
 
 # ----------------------------------------------------------------------------- registry
 
-METHODS: dict[str, type[Method]] = {}  # key -> class; filled by ``register`` (see ``registry``)
+METHODS: Registry = Registry("method", name_attribute="key")  # key -> class; filled by ``register``
 ROLES = ("proposed", "reference", "")
 
 
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a method known under its ``key``."""
+    """Class decorator: make a method known under its ``key`` (the registry every kind uses)."""
     if cls.role not in ROLES:
         raise ValueError(f"method {cls.key!r}: role {cls.role!r} is not one of {ROLES}")
-    if cls.key in METHODS and METHODS[cls.key] is not cls:
-        raise ValueError(f"two methods share the key {cls.key!r}: {METHODS[cls.key].__name__} and {cls.__name__}")
-    METHODS[cls.key] = cls
-    return cls
+    return METHODS.register(cls)

@@ -8,7 +8,8 @@ mini-batch (``tasks_per_batch`` draws share the batch's candidates, as the batch
 training does). ``A = 0`` and ``c`` = the identity adapter at the start, as every adapter starts.
 Budget: ``epochs`` passes over the training prefixes (0: the adapters' ``epochs``, one Retrain
 run's budget), each capped at the adapters' ``steps_per_epoch``. Under the band protocol the draws
-skip the band's ``w_acc`` (``MethodContext.band``), so its tasks stay unseen.
+skip the band (``MethodContext.band``: of ``w_acc``, or the disc around the centroid), so its tasks
+stay unseen.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from padirec.adapters.features import Features
 from padirec.adapters.objectives import CandidateBatch, get_utilities, task_losses
 from padirec.adapters.train import backbone_topk, candidate_lists, diversity_columns
 from padirec.core.layout import Layout
+from padirec.core.novelty import long_tail_items
+from padirec.core.tasks import Band
 from padirec.methods.base import AdapterMethod, MethodContext, register
 
 log = logging.getLogger("padirec")
@@ -39,15 +42,19 @@ def uniform_simplex(n: int, p: int, generator: torch.Generator) -> torch.Tensor:
     return e / e.sum(1, keepdim=True)
 
 
-def draws_outside(n: int, p: int, generator: torch.Generator, band: tuple[float, float] | None,
+def draws_outside(n: int, p: int, generator: torch.Generator, band: Band | tuple[float, float] | None,
                   acc: int = 0) -> torch.Tensor:
-    """``uniform_simplex`` draws with ``w[:, acc]`` (w_acc) outside the closed ``band``: rejected
-    draws are redrawn (the band protocol's unseen tasks are never trained on)."""
+    """``uniform_simplex`` draws outside the closed ``band`` (a ``(low, high)`` tuple: of ``w[:, acc]``,
+    w_acc): rejected draws are redrawn (the band protocol's unseen tasks are never trained on)."""
     w = uniform_simplex(n, p, generator)
     if band is None:
         return w
+    band = band if isinstance(band, Band) else Band(*band)
     for _ in range(1000):
-        inside = (w[:, acc] >= band[0]) & (w[:, acc] <= band[1])
+        if band.coordinate == "w_acc":  # in float32, as the draws are
+            inside = (w[:, acc] >= band.low) & (w[:, acc] <= band.high)
+        else:
+            inside = torch.as_tensor(band.contains(w.double().numpy(), [], 0.0))
         if not inside.any():
             return w
         w[inside] = uniform_simplex(int(inside.sum()), p, generator)
@@ -114,6 +121,7 @@ class CMR(AdapterMethod):
         cols = diversity_columns(cfg)
         acc = self.utilities.index("accuracy") if "accuracy" in self.utilities else 0
         topk = backbone_topk(f, cfg.topk_candidates) if cfg.candidates == "topk" else None
+        tail = long_tail_items(f).to(torch.float32) if "novelty" in self.utilities else None
         m = f.train_h.shape[0]
         steps = min(-(-m // cfg.batch_size), cfg.steps_per_epoch or m)
         start = time.perf_counter()
@@ -132,6 +140,7 @@ class CMR(AdapterMethod):
                     categories=f.item_categories[cands], num_train=1 + cfg.num_negatives,
                     groups=None if f.user_group is None else f.user_group[users],
                     diversity_columns=cols, alpha=cfg.alpha, temperature=cfg.temperature,
+                    novel=None if tail is None else tail[cands],
                 )
                 loss = (w * task_losses(batch, utilities)).sum(1).mean()
                 opt.zero_grad(set_to_none=True)

@@ -19,14 +19,17 @@ and the Mixture-of-HyperNetworks heads of ``deepprl_static`` rank with them.
   logits away in between. The actor sees ``w_acc`` (one policy for every task, as in Abels et al.
   2019's conditioned networks, a baseline the paper cites) and maximises the ``w``-scalarised
   reward ``w_acc r_acc + w_div r_div``.
-- Reward of a user's top-``k`` list (logged data; the paper's offline "missing reward" trick is
-  replaced by what the leave-one-out split observes): ``r_acc`` = NDCG@k of the prefix's next
-  item, ``r_div`` = alpha-NDCG@k of the list; each normalised to [0, 1] between its values under
-  ``lambda = 0`` and ``lambda = 1`` (measured on training prefixes before the policy trains; the
-  paper's section 4.4 requires objectives in [0, 1]).
-- ``gamma`` (default 0): the next state in logged data does not depend on the action, so
-  ``gamma > 0`` only adds an action-independent value to the critic's target; the paper's 0.99 is
-  allowed (the next state is the same user's next training prefix).
+- Reward and states (``padirec.methods.deepprl_simulator``, the paper's section 6): the policy plays
+  ``horizon``-step episodes against a user simulator fitted on the training prefixes. A user answers
+  each list by picking an item (recommended items are more attractive), so the next state (the
+  user's last items, hence the categories they cover) depends on the action, and the critic's target
+  is ``r + gamma Q'(s', mu'(s'))`` with ``gamma > 0``. ``r_acc`` = the expected NDCG@k of the user's
+  own next pick, ``r_div`` = alpha-NDCG@k of the list; each normalised to [0, 1] between its values
+  under ``lambda = 0`` and ``lambda = 1`` (paper section 4.4 requires objectives in [0, 1]).
+- State: ``[s_u; C_u]`` as above, plus the categories covered by the user's last ``context`` items
+  (simulated ones during training) and the user's traits ``(beta_u, c_u)`` fitted by the simulator
+  from the user's training history (the paper's "personal information"): how closely the user
+  follows the backbone and how much they like novelty, the signal a personal ``lambda_u`` can use.
 
 - A fairness weight (``padirec.core.fairness``): the group gap linearised per user, ``s_u < 0``
   in the group the backbone serves better on validation (decided once in ``fit``). With ``w_fair``
@@ -37,7 +40,9 @@ and the Mixture-of-HyperNetworks heads of ``deepprl_static`` rank with them.
   fairness utility (p = 2) none of this exists and nothing changes.
 
 ``prepare(w)`` computes every held-out user's ``lambda_u`` and greedy list for both splits (no
-cache across tasks); ``scores`` lifts the list.
+cache across tasks); ``scores`` lifts the list. Whether the personal ``lambda_u`` beats the best
+fixed lambda on the validation split: ``benchmarks/deepprl_policy.py`` (docs/deepprl.md). It does
+not, so ``deepprl`` is out of the default roster.
 """
 
 from __future__ import annotations
@@ -55,11 +60,16 @@ from torch import nn
 
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features, training_prefixes
-from padirec.adapters.train import seen_pairs
 from padirec.core.fairness import fairness_weight
-from padirec.core.metrics import alpha_ndcg_at_k, mask_history
 from padirec.data.dataset import PreparedData
 from padirec.methods.base import HELD_OUT, Method, MethodContext, register
+from padirec.methods.deepprl_simulator import (
+    Episode,
+    UserSimulator,
+    covered,
+    fit_choice_model,
+    histories,
+)
 from padirec.methods.deepprl_static import DeepPRLStatic, DeepPRLStaticConfig
 
 log = logging.getLogger("padirec")
@@ -124,30 +134,36 @@ class DeepPRLConfig:
 
     epochs: int = 60  # the heads' training epochs (as deepprl_static)
     candidates: int = 300  # the heads' serving pool (as deepprl_static)
-    context: int = 10  # last items in the context
-    policy_steps: int = 400
-    gamma: float = 0.0  # the paper's 0.99 is allowed; see the module docstring
+    context: int = 10  # last items in the context and in the simulated history
+    policy_steps: int = 400  # simulator steps, each a batch of users
+    horizon: int = 5  # steps per simulated episode
+    gamma: float = 0.9  # discount: the next state depends on the action (the simulator's users pick from the list)
     tau: float = 0.05
     max_shift: float = 2.0  # how far (in logits) a user's lambda may move from the platform's w_acc
-    shift_penalty: float = 0.1  # actor loss + shift_penalty * tanh(action)^2: stay at w unless Q says otherwise
+    shift_penalty: float = 0.01  # actor loss + shift_penalty * action^2: keeps tanh out of saturation, where
+    # the actor's gradient vanishes and every user stays stuck at one end
+    exposure: float = 1.0  # the simulator's extra logit for a recommended item (an assumption; see the simulator)
     confidence: bool = False  # the state includes the accuracy head's confidence (entropy, top-k mass)
     ranges: ClassVar[dict[str, str]] = {
         "epochs": "[0, inf)", "candidates": "[0, inf)", "context": "[1, inf)", "policy_steps": "[0, inf)",
-        "gamma": "[0, 1)", "tau": "(0, 1]", "max_shift": "[0, inf)", "shift_penalty": "[0, inf)"}
+        "horizon": "[1, inf)", "gamma": "[0, 1)", "tau": "(0, 1]", "max_shift": "[0, inf)",
+        "shift_penalty": "[0, inf)", "exposure": "[0, inf)"}
 
 
 @dataclass
 class PolicyTraining:
-    """DDPG settings not exposed in the config (paper section 5.2 where it gives them)."""
+    """DDPG and simulator settings not exposed in the config (paper section 5.2 where it gives them)."""
 
-    batch: int = 256
+    batch: int = 256  # simulated users per episode
     hidden: int = 64  # 3 sigmoid hidden layers of 64 units
-    actor_lr: float = 3e-4
-    critic_lr: float = 1e-3
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-2  # the paper's 0.01; at 1e-3 the sigmoid critic had not fit the buffer
     noise: float = 0.5  # std of the Gaussian exploration noise on the action (before tanh)
     warmup: float = 0.3  # fraction of the steps that train the critic alone, on broad random actions
     buffer: int = 20000
-    reward_window: int = 1  # r_acc counts the next W logged items as relevant (1 = the next item only)
+    updates: int = 4  # gradient steps per simulator step (a step's lists cost far more than an update)
+    choice_sample: int = 8192  # training prefixes the simulator's choice model is fitted on
+    choice_steps: int = 150
 
 
 ACC_REWARD, DIV_REWARD = 0, 1
@@ -157,6 +173,12 @@ ACC_REWARD, DIV_REWARD = 0, 1
 class DeepPRL(Method):
     key = "deepprl"
     config_class = DeepPRLConfig
+    # measured: the personal lambda_u does not beat the best fixed lambda, so deepprl_static's row
+    # stands for both (one row per method); a config that names deepprl still runs it
+    in_roster = False
+    roster_note = ("its personal lambda_u (a DDPG policy trained on a user simulator) did not beat the best fixed "
+                   "lambda on the valid split (benchmarks/deepprl_policy.py, docs/deepprl.md): "
+                   "`deepprl_static` is DeepPRL's row")
 
     def __init__(self, features: Features, utilities: list[str], context: dict[str, torch.Tensor],
                  cfg: AdapterConfig, seed: int = 0, k: int = 10, settings: DeepPRLConfig | None = None,
@@ -167,15 +189,17 @@ class DeepPRL(Method):
         if context["train"].shape[0] != features.train_h.shape[0]:
             raise ValueError(f"context has {context['train'].shape[0]} training rows, features {features.train_h.shape[0]}")
         if not (0 <= st.gamma < 1 and 0 < st.tau <= 1 and st.max_shift >= 0 and st.shift_penalty >= 0
-                and pt.noise >= 0 and 0 <= pt.warmup < 1):
+                and st.horizon >= 1 and pt.noise >= 0 and 0 <= pt.warmup < 1):
             raise ValueError("DeepPRL: need 0 <= gamma < 1, 0 < tau <= 1, max_shift >= 0, shift_penalty >= 0, "
-                             "noise >= 0, 0 <= warmup < 1")
+                             "horizon >= 1, noise >= 0, 0 <= warmup < 1")
         heads = DeepPRLStaticConfig()
         self.heads = DeepPRLStatic(features, utilities, cfg, seed, k, st.epochs, heads.steps_per_epoch, heads.hidden,
                                    heads.lr, heads.diversity_weight, st.candidates, shared=shared)
         self.context = {name: c.to(self.device) for name, c in context.items()}
         self.st, self.seed, self.k, self.alpha = st, seed, k, cfg.alpha
         self.actor: nn.Module | None = None
+        self.simulator: UserSimulator | None = None
+        self.history_of: dict[str, torch.Tensor] = {}  # last items per training prefix / held-out user
         self.norm: tuple[torch.Tensor, torch.Tensor] | None = None  # state mean, std
         self.reward_range: torch.Tensor | None = None  # (2, 2): [objective, (at lambda 0, at lambda 1)]
         self.history: list[dict[str, float]] = []
@@ -201,22 +225,21 @@ class DeepPRL(Method):
         top = logp.topk(self.k, dim=1).values.exp().sum(1)
         return torch.stack([entropy, top], dim=1)
 
-    def _raw_state(self, h: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        parts = [h, context] + ([self.confidence(h)] if self.st.confidence else [])
-        return torch.cat(parts, dim=1)
+    def _raw_state(self, h: torch.Tensor, context: torch.Tensor, history: torch.Tensor,
+                   users: torch.Tensor) -> torch.Tensor:
+        assert self.simulator is not None
+        traits = self.simulator.choice.traits(users)
+        parts = [h, context, covered(history, self.features.item_categories), traits]
+        return torch.cat(parts + ([self.confidence(h)] if self.st.confidence else []), dim=1)
 
-    def _state(self, h: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def _state(self, h: torch.Tensor, context: torch.Tensor, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         assert self.norm is not None
-        return (self._raw_state(h, context) - self.norm[0]) / self.norm[1]
+        return (self._raw_state(h, context, history, users) - self.norm[0]) / self.norm[1]
 
-    def _future(self, idx: torch.Tensor) -> torch.Tensor:
-        """``(B, W)`` the items each prefix's user interacts with next (the next ``reward_window``
-        logged items, the prefix's own target first; 0 past the end of the user's train sequence)."""
-        f, w = self.features, max(1, self.pt.reward_window)
-        m = f.train_h.shape[0]
-        rows = (idx[:, None] + torch.arange(w, device=idx.device)).clamp_max(m - 1)
-        same = (f.train_user[rows] == f.train_user[idx][:, None]) & (idx[:, None] + torch.arange(w, device=idx.device) < m)
-        return torch.where(same, f.train_target[rows], torch.zeros_like(rows))
+    def _episode_state(self, ep: Episode) -> torch.Tensor:
+        """A simulated user's state: the start's ``s_u`` and context (no clock, no backbone pass in the
+        simulator), the history as it is now."""
+        return self._state(ep.h, self.context["train"][ep.rows], ep.history, ep.users)
 
     def _task(self, w: torch.Tensor, w_fair: torch.Tensor | None, signs: torch.Tensor | None) -> torch.Tensor:
         """What the policy is told about the task: ``(B, 1)`` ``w_acc``, or ``(B, 3)`` with ``w_fair``
@@ -224,31 +247,15 @@ class DeepPRL(Method):
         return w[:, None] if w_fair is None else torch.stack([w, w_fair, signs], 1)
 
     @torch.no_grad()
-    def _rewards(self, idx: torch.Tensor, lam: torch.Tensor, w_fair: torch.Tensor | None = None) -> torch.Tensor:
-        """Raw ``(2, B)`` (NDCG@k of the user's next logged items, alpha-NDCG@k) of the lists for
-        prefixes ``idx`` (their heads weighted as the module docstring says when ``w_fair`` is given)."""
-        f = self.features
-        h, users = f.train_h[idx], f.train_user[idx]
-        future = self._future(idx)  # (B, W)
-        acc = self.heads.accuracy_of(h)
-        keep = acc.gather(1, future)
-        rows, cols = seen_pairs(f, users)
-        acc = mask_history(acc, rows, cols).scatter(1, future, keep)  # train items masked, not the future ones
-        acc[:, 0] = -torch.inf
+    def _lists(self, ep: Episode, lam: torch.Tensor, w_fair: torch.Tensor | None) -> torch.Tensor:
+        """The greedy lists ``(B, k)`` of simulated users (consumed items cannot be listed)."""
+        acc = self.heads.accuracy_of(ep.h).masked_fill(ep.blocked, -torch.inf)
         if w_fair is None:
-            lists = self.heads.greedy_lists(h, acc, lam[:, None], 1 - lam[:, None])
-        else:
-            assert self.train_signs is not None
-            keep = (1 - w_fair) * lam
-            lists = self.heads.greedy_lists(h, acc, (keep + w_fair * self.train_signs[idx])[:, None],
-                                            (1 - w_fair - keep)[:, None])
-        hit = ((lists[:, :, None] == future[:, None, :]) & (future[:, None, :] > 0)).any(2).float()
-        discount = 1.0 / torch.log2(torch.arange(2, lists.shape[1] + 2, device=lists.device, dtype=torch.float32))
-        n_rel = (future > 0).sum(1).clamp(1, lists.shape[1])
-        ideal = torch.cumsum(discount, 0)[n_rel - 1]
-        ndcg = (hit * discount).sum(1) / ideal
-        div = alpha_ndcg_at_k(lists, f.item_categories, self.alpha).float()
-        return torch.stack([ndcg, div])
+            return self.heads.greedy_lists(ep.h, acc, lam[:, None], 1 - lam[:, None])
+        assert self.train_signs is not None
+        keep = (1 - w_fair) * lam
+        return self.heads.greedy_lists(ep.h, acc, (keep + w_fair * self.train_signs[ep.rows])[:, None],
+                                       (1 - w_fair - keep)[:, None])
 
     def _reward(self, raw: torch.Tensor, w_acc: torch.Tensor, w_fair: torch.Tensor | None = None,
                 idx: torch.Tensor | None = None) -> torch.Tensor:
@@ -265,6 +272,16 @@ class DeepPRL(Method):
 
     # ------------------------------------------------------------------ training
 
+    def _build_simulator(self) -> None:
+        st, pt, f = self.st, self.pt, self.features
+        self.history_of = histories(f, st.context)
+        start = time.perf_counter()
+        choice = fit_choice_model(f, self.history_of["train"], self.seed + 2, pt.choice_sample, pt.choice_steps)
+        log.info("deepprl: simulator fitted in %.1fs: beta_u mean %.3f sd %.3f, c_u mean %.3f sd %.3f, NLL %.3f",
+                 time.perf_counter() - start, float(choice.relevance.mean()), float(choice.relevance.std()),
+                 float(choice.taste.mean()), float(choice.taste.std()), choice.nll)
+        self.simulator = UserSimulator(f, choice, self.history_of["train"], self.alpha, st.exposure)
+
     def fit(self) -> None:
         if self.actor is not None:
             return
@@ -274,10 +291,14 @@ class DeepPRL(Method):
         if fair:
             assert self.heads.signs is not None and f.user_group is not None
             self.train_signs = self.heads.signs.per_user(f.user_group[f.train_user])
+        self._build_simulator()
+        sim = self.simulator
+        assert sim is not None
         gen = torch.Generator().manual_seed(self.seed + 1)
         m = f.train_h.shape[0]
         sample = torch.randperm(m, generator=gen)[:min(m, 4096)].to(dev)
-        x_all = self._raw_state(f.train_h[sample], self.context["train"][sample])
+        x_all = self._raw_state(f.train_h[sample], self.context["train"][sample], self.history_of["train"][sample],
+                                f.train_user[sample])
         self.norm = (x_all.mean(0), x_all.std(0).clamp_min(1e-3))
         dim = x_all.shape[1]
         with torch.random.fork_rng(devices=[]):
@@ -289,73 +310,49 @@ class DeepPRL(Method):
         actor_t, critic_t = copy.deepcopy(actor).requires_grad_(False), copy.deepcopy(critic).requires_grad_(False)
         opt_a = torch.optim.Adam(actor.parameters(), lr=pt.actor_lr)
         opt_c = torch.optim.Adam(critic.parameters(), lr=pt.critic_lr)
-        # the reward's scale: each objective's mean under lambda = 0 and lambda = 1
+        # the reward's scale: each objective's mean under lambda = 0 and lambda = 1, first step of an episode
         probe = torch.randperm(m, generator=gen)[:min(m, 4 * pt.batch)].to(dev)
-        ends = [self._rewards(probe, torch.full((len(probe),), v, device=dev)).mean(1) for v in (0.0, 1.0)]
+        ends = []
+        for v in (0.0, 1.0):
+            ep = sim.start(probe)
+            ends.append(torch.stack(sim.step(ep, self._lists(ep, torch.full((len(probe),), v, device=dev), None),
+                                             gen)).mean(1))
         self.reward_range = torch.stack(ends, dim=1)  # (2 objectives, 2 ends)
         log.info("deepprl: reward range NDCG %.4f..%.4f, alpha-NDCG %.4f..%.4f", *self.reward_range.flatten().tolist())
-        nxt = torch.arange(1, m + 1, device=dev).clamp_max(m - 1)
-        done = (f.train_user[nxt] != f.train_user) | (torch.arange(m, device=dev) == m - 1)
         cap, b = pt.buffer, pt.batch
-        buf = {"idx": torch.zeros(cap, dtype=torch.long, device=dev), "w": torch.zeros(cap, device=dev),
-               "lam": torch.zeros(cap, device=dev), "r": torch.zeros(cap, device=dev),
-               **({"wf": torch.zeros(cap, device=dev)} if fair else {})}
+        n_in = dim + n_task
+        buf = {"s": torch.zeros(cap, n_in, device=dev), "lam": torch.zeros(cap, device=dev),
+               "r": torch.zeros(cap, device=dev), "s2": torch.zeros(cap, n_in, device=dev),
+               "w": torch.zeros(cap, device=dev)}
         filled = pos = 0
-
-        def task(idx: torch.Tensor, w: torch.Tensor, wf: torch.Tensor | None) -> torch.Tensor:
-            return self._task(w, wf, None if wf is None else self.train_signs[idx])
-
-        def act(net: nn.Module, idx: torch.Tensor, w: torch.Tensor, wf: torch.Tensor | None = None) -> torch.Tensor:
-            return net(torch.cat([self._state(f.train_h[idx], self.context["train"][idx]), task(idx, w, wf)], 1))[:, 0]
-
-        def q(net: nn.Module, idx: torch.Tensor, w: torch.Tensor, lam: torch.Tensor,
-              wf: torch.Tensor | None = None) -> torch.Tensor:
-            x = self._state(f.train_h[idx], self.context["train"][idx])
-            return net(torch.cat([x, task(idx, w, wf), lam[:, None]], 1))[:, 0]
-
         warmup = int(pt.warmup * st.policy_steps)
         start = time.perf_counter()
+        ep = w = wf = None
         for step in range(st.policy_steps):
-            idx = torch.randint(0, m, (b,), generator=gen).to(dev)
-            w = torch.rand(b, generator=gen).to(dev)
-            wf = torch.rand(b, generator=gen).to(dev) if fair else None  # p = 2 draws exactly as before
+            t = step % st.horizon
+            if t == 0:  # a new episode: users at random training prefixes, one task each
+                ep = sim.start(torch.randint(0, m, (b,), generator=gen).to(dev))
+                w = torch.rand(b, generator=gen).to(dev)
+                wf = torch.rand(b, generator=gen).to(dev) if fair else None
+            assert ep is not None and w is not None
+            task = self._task(w, wf, None if wf is None else self.train_signs[ep.rows])
+            x = torch.cat([self._episode_state(ep), task], 1)
             with torch.no_grad():
                 if step < warmup:  # the critic first sees the whole action range
                     a = 1.5 * torch.randn(b, generator=gen).to(dev)
                 else:
-                    a = act(actor, idx, w, wf) + pt.noise * torch.randn(b, generator=gen).to(dev)
+                    a = actor(x)[:, 0] + pt.noise * torch.randn(b, generator=gen).to(dev)
                 lam = personal_weight(w, a, st.max_shift)
-                r = self._reward(self._rewards(idx, lam, wf), w, wf, idx)
+                r = self._reward(torch.stack(sim.step(ep, self._lists(ep, lam, wf), gen)), w, wf, ep.rows)
+                x2 = torch.cat([self._episode_state(ep), task], 1)
             slots = (pos + torch.arange(b, device=dev)) % cap
-            for name, value in (("idx", idx), ("w", w), ("lam", lam), ("r", r), ("wf", wf)):
-                if value is not None:
-                    buf[name][slots] = value
+            for name, value in (("s", x), ("lam", lam), ("r", r), ("s2", x2), ("w", w)):
+                buf[name][slots] = value
             pos, filled = (pos + b) % cap, min(cap, filled + b)
-            s = torch.randint(0, filled, (b,), generator=gen).to(dev)
-            bi, bw, bl, br = buf["idx"][s], buf["w"][s], buf["lam"][s], buf["r"][s]
-            bf = buf["wf"][s] if fair else None
-            with torch.no_grad():
-                y = br
-                if st.gamma > 0:
-                    n_idx = nxt[bi]
-                    n_lam = personal_weight(bw, act(actor_t, n_idx, bw, bf), st.max_shift)
-                    y = br + st.gamma * (~done[bi]).float() * q(critic_t, n_idx, bw, n_lam, bf)
-            loss_c = F.mse_loss(q(critic, bi, bw, bl, bf), y)
-            opt_c.zero_grad(set_to_none=True)
-            loss_c.backward()
-            opt_c.step()
-            if step >= warmup:
-                a = act(actor, bi, bw, bf)
-                loss_a = -q(critic, bi, bw, personal_weight(bw, a, st.max_shift), bf).mean() \
-                    + st.shift_penalty * torch.tanh(a).pow(2).mean()
-                opt_a.zero_grad(set_to_none=True)
-                loss_a.backward()
-                opt_a.step()
-            with torch.no_grad():
-                for net, tgt in ((actor, actor_t), (critic, critic_t)):
-                    for param, target in zip(net.parameters(), tgt.parameters(), strict=True):
-                        target.lerp_(param, st.tau)
-            self.history.append({"reward": float(r.mean()), "critic": float(loss_c.detach()),
+            for _ in range(pt.updates):
+                loss_c = self._update(buf, filled, gen, actor, critic, actor_t, critic_t, opt_a, opt_c,
+                                      train_actor=step >= warmup)
+            self.history.append({"reward": float(r.mean()), "critic": loss_c,
                                  "lambda_shift": float((lam - w).abs().mean())})
             if (step + 1) % max(1, st.policy_steps // 10) == 0:
                 recent = self.history[-max(1, st.policy_steps // 10):]
@@ -363,6 +360,36 @@ class DeepPRL(Method):
                          st.policy_steps, np.mean([h["reward"] for h in recent]),
                          np.mean([h["critic"] for h in recent]), time.perf_counter() - start)
         self.actor = actor.eval().requires_grad_(False)
+
+    def _update(self, buf: dict[str, torch.Tensor], filled: int, gen: torch.Generator, actor: nn.Module,
+                critic: nn.Module, actor_t: nn.Module, critic_t: nn.Module, opt_a: torch.optim.Optimizer,
+                opt_c: torch.optim.Optimizer, train_actor: bool) -> float:
+        """One DDPG step on a replay batch; returns the critic's MSE."""
+        st, b = self.st, self.pt.batch
+        s = torch.randint(0, filled, (b,), generator=gen).to(self.device)
+        x, lam, r, x2, w = (buf[k][s] for k in ("s", "lam", "r", "s2", "w"))
+        with torch.no_grad():
+            lam2 = personal_weight(w, actor_t(x2)[:, 0], st.max_shift)
+            # every step bootstraps: the horizon only re-draws users (a time limit, not the user's end;
+            # the state has no clock, so a terminal last step would make Q ambiguous). (1 - gamma) keeps
+            # Q on the reward's scale.
+            y = (1 - st.gamma) * r + st.gamma * critic_t(torch.cat([x2, lam2[:, None]], 1))[:, 0]
+        loss_c = F.mse_loss(critic(torch.cat([x, lam[:, None]], 1))[:, 0], y)
+        opt_c.zero_grad(set_to_none=True)
+        loss_c.backward()
+        opt_c.step()
+        if train_actor:
+            a = actor(x)[:, 0]
+            q = critic(torch.cat([x, personal_weight(w, a, st.max_shift)[:, None]], 1))[:, 0]
+            loss_a = -q.mean() + st.shift_penalty * a.pow(2).mean()
+            opt_a.zero_grad(set_to_none=True)
+            loss_a.backward()
+            opt_a.step()
+        with torch.no_grad():
+            for net, tgt in ((actor, actor_t), (critic, critic_t)):
+                for param, target in zip(net.parameters(), tgt.parameters(), strict=True):
+                    target.lerp_(param, st.tau)
+        return float(loss_c.detach())
 
     # ------------------------------------------------------------------ serving
 
@@ -381,7 +408,8 @@ class DeepPRL(Method):
         fair = self.train_signs is not None
         task = self._task(w, torch.full_like(w, w_fair) if fair else None,
                           self.heads.fair_signs(split)[:, 0] if fair else None)
-        a = self.actor(torch.cat([self._state(s.h, self.context[split]), task], 1))[:, 0]
+        x = self._state(s.h, self.context[split], self.history_of[split], s.users)
+        a = self.actor(torch.cat([x, task], 1))[:, 0]
         return personal_weight(w, a, self.st.max_shift)
 
     def prepare(self, weights: Any, splits: tuple[str, ...] = HELD_OUT) -> dict[str, torch.Tensor]:

@@ -31,6 +31,7 @@ from padirec.core.fairness import (
     relevance_coefficients,
 )
 from padirec.core.metrics import mask_history
+from padirec.core.novelty import long_tail_items
 from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 
 _USER_CHUNK = 512
@@ -39,14 +40,15 @@ _USER_CHUNK = 512
 @torch.no_grad()
 def mmr_rerank(
     scores: torch.Tensor, item_categories: torch.Tensor, lam: float, k: int, num_candidates: int = 100,
-    relevance: torch.Tensor | None = None,
+    relevance: torch.Tensor | None = None, item_bonus: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Re-ranked top-``k`` lists ``(U, k)`` of item ids.
 
     ``scores (U, num_items + 1)`` already masked (history and padding ``-inf``);
     ``item_categories (num_items + 1, C)`` multi-hot. ``lam = 1`` returns the backbone's order.
     ``relevance (U,)``: each user's weight on relevance instead of ``lam`` (the redundancy weight
-    stays ``1 - lam``); the first pick is then the best value, not always the top score.
+    stays ``1 - lam``); ``item_bonus (num_items + 1,)``: a per-item term added to every value (the
+    novelty weight's). With either, the first pick is the best value, not always the top score.
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"MMR lambda must be in [0, 1], got {lam}")
@@ -71,10 +73,14 @@ def mmr_rerank(
         max_sim = torch.zeros_like(rel)
         order = []
         weight = None if relevance is None else relevance[s:s + _USER_CHUNK, None].to(rel)
+        bonus = None if item_bonus is None else item_bonus.to(rel)[cand]  # (u, n)
         for r in range(k):
-            if weight is not None:
+            if weight is not None or bonus is not None:
+                value = (lam if weight is None else weight) * rel - (1.0 - lam) * max_sim
+                if bonus is not None:
+                    value = value + bonus
                 # a negative weight times -inf is +inf: mask what cannot be ranked explicitly
-                value = torch.where(finite, weight * rel - (1.0 - lam) * max_sim, torch.full_like(rel, -math.inf))
+                value = torch.where(finite, value, torch.full_like(rel, -math.inf))
                 best = value.masked_fill(picked, -math.inf).argmax(1)
             elif r == 0:
                 best = torch.zeros(cand.shape[0], dtype=torch.long, device=cand.device)
@@ -117,12 +123,26 @@ def mmr_lambda(w: torch.Tensor, utilities: list[str]) -> float:
     return acc / (acc + div) if acc + div > 0 else 1.0
 
 
+def novelty_coefficient(w: torch.Tensor, utilities: list[str]) -> float:
+    """``nu = w_nov / (w_acc + w_div)`` (0 without the novelty utility, 2 when ``w_acc + w_div = 0``)."""
+    if "novelty" not in utilities:
+        return 0.0
+    nov = float(w[utilities.index("novelty")])
+    acc = float(w[utilities.index("accuracy")])
+    div = float(w[utilities.index("diversity")]) if "diversity" in utilities else 0.0
+    if nov == 0:
+        return 0.0
+    return nov / (acc + div) if acc + div > 0 else 2.0
+
+
 @dataclass(frozen=True)
 class FairTask:
-    """A prepared task with a fairness weight: ``lam`` and each held-out user's relevance weight."""
+    """A prepared task with a fairness or novelty weight: ``lam``, each held-out user's relevance
+    weight (None without a fairness weight) and the novelty coefficient ``nu``."""
 
     lam: float
-    relevance: dict[str, torch.Tensor]  # split -> (U,)
+    relevance: dict[str, torch.Tensor] | None  # split -> (U,)
+    novelty: float = 0.0
 
 
 @dataclass
@@ -145,6 +165,7 @@ class MMR(Method):
         self.k = k
         self.num_candidates = num_candidates
         self.signs: GroupSigns | None = None
+        self.tail = long_tail_items(features).to(torch.float32) if "novelty" in utilities else None
 
     @classmethod
     def build(cls, ctx: MethodContext, settings: MMRConfig) -> MMR:
@@ -155,12 +176,13 @@ class MMR(Method):
             self.signs = group_signs(self.features, self.k)
 
     def prepare(self, weights) -> float | FairTask:
-        """``lambda``, or a ``FairTask`` when the task has a fairness weight."""
+        """``lambda``, or a ``FairTask`` when the task has a fairness or a novelty weight."""
         w = self.task_weights(weights)
         lam = mmr_lambda(w, self.utilities)
         w_fair = fairness_weight(w, self.utilities)
+        nu = novelty_coefficient(w, self.utilities)
         if w_fair == 0:
-            return lam
+            return lam if nu == 0 else FairTask(lam, None, nu)
         self.fit()
         if self.signs is None:
             raise ValueError("MMR: a fairness weight needs user groups")
@@ -168,13 +190,16 @@ class MMR(Method):
         div = float(w[self.utilities.index("diversity")]) if "diversity" in self.utilities else 0.0
         return FairTask(lam, {split: relevance_coefficients(lam, acc, div, w_fair,
                                                             self.signs.per_user(self.features.split(split).groups))
-                              for split in HELD_OUT})
+                              for split in HELD_OUT}, nu)
 
     @torch.no_grad()
     def scores(self, prepared: Any, split: str) -> torch.Tensor:
         s = self.features.split(split)
         masked = mask_history(s.h @ self.features.item_embedding.T, s.mask_rows, s.mask_cols, inplace=True)
-        fair = isinstance(prepared, FairTask)
-        lam, relevance = (prepared.lam, prepared.relevance[split]) if fair else (prepared, None)
-        lists = mmr_rerank(masked, self.features.item_categories, lam, self.k, self.num_candidates, relevance)
+        if isinstance(prepared, FairTask):
+            lam, relevance = prepared.lam, None if prepared.relevance is None else prepared.relevance[split]
+            bonus = None if prepared.novelty == 0 or self.tail is None else prepared.novelty * self.tail
+        else:
+            lam, relevance, bonus = prepared, None, None
+        lists = mmr_rerank(masked, self.features.item_categories, lam, self.k, self.num_candidates, relevance, bonus)
         return lift_list(masked, lists, inplace=True)

@@ -25,7 +25,7 @@ the trajectory steer the next item. Design choices (see ``docs/modt4r.md`` for t
   pairwise cosine of backbone item embeddings over the previous ``window`` items, 1 for one item).
 - Loss (Eq. 4.17): ``L_S + L_a + beta * L_R``, ``L_R`` the MSE of both (encoded) returns.
 - Control (a new task is one forward pass): with ``w_acc`` and ``w_div`` (renormalised to sum
-  1 when a third utility is present), the trajectory's accuracy returns-to-go are scaled by
+  1 when a fairness weight is present), the trajectory's accuracy returns-to-go are scaled by
   ``w_acc`` and the diversity returns-to-go by ``w_div``, the last (to-be-predicted) step asking
   for ``w_div * target`` with ``target`` the ``target_quantile`` of the training diversity
   returns; then ``score = log_softmax(A) + alpha * log_softmax(Y)`` (Eq. 4.19) with
@@ -37,6 +37,16 @@ the trajectory steer the next item. Design choices (see ``docs/modt4r.md`` for t
   user; ``s_u < 0`` in the group the backbone serves better on validation, decided once in
   ``fit``); all-fairness weights rank by ``s_u Y`` alone. The returns-to-go stay those of the
   renormalised ``(w_acc, w_div)``. Without a fairness weight nothing changes.
+- The novelty return (the thesis' third objective, Eq. 4.4, with the ``novelty`` utility): the
+  reward of step ``t`` is 1 when its action is in the long tail of the training split
+  (``padirec.core.novelty``: outside the 10% most popular items), summed over the next ``horizon``
+  steps and divided by ``horizon`` as the diversity return is. The trajectory is then
+  ``<s_t, R_acc_t, R_nov_t, R_div_t, a_t>`` (the thesis' order, Eq. 4.1): ``R_nov_t`` is read from
+  the ``R_acc`` token, ``R_div_t`` from the ``R_nov`` token, ``a_t`` from the ``R_div`` token. At
+  inference the novelty returns-to-go are scaled by ``w_nov`` and the predicted step asks for
+  ``w_nov * target`` (the ``target_quantile`` of the training novelty returns), with
+  ``(w_acc, w_div, w_nov)`` renormalised to sum 1 and ``alpha`` from that ``w_acc``. Without the
+  novelty utility the model and its trajectories are those of two returns, unchanged.
 - Defaults (``category`` reward, horizon 1, ``beta`` 0.5, ``alpha_min`` 0.25, frozen ``Y``) were
   chosen on ML-100K's validation split; ``docs/modt4r.md`` has the measurements.
 """
@@ -62,6 +72,7 @@ from padirec.core.fairness import (
     group_signs,
     relevance_coefficients,
 )
+from padirec.core.novelty import long_tail_items
 from padirec.data.dataset import PreparedData
 from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 
@@ -130,7 +141,7 @@ class MODT(nn.Module):
     """UserTrans's item-prediction layer and MoTrans (the causal Transformer over trajectories)."""
 
     def __init__(self, item_embedding: torch.Tensor, context: int, layers: int = 1, heads: int = 2,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, returns: int = 2) -> None:
         super().__init__()
         n, d = item_embedding.shape
         self.context = context
@@ -139,10 +150,11 @@ class MODT(nn.Module):
         self.item = nn.Parameter(item_embedding.clone())  # action embedding, tied with W_a
         self.item_bias = nn.Parameter(torch.zeros(n))
         self.state = nn.Linear(d, d)
-        self.ret_e = nn.Parameter(torch.randn(2, d) / d**0.5)  # E_acc, E_div: a return's token is R * E_o + b_o
-        self.ret_b = nn.Parameter(torch.zeros(2, d))
+        # E_o per return, in token order (acc, div; or acc, nov, div): a return's token is R * E_o + b_o
+        self.ret_e = nn.Parameter(torch.randn(returns, d) / d**0.5)
+        self.ret_b = nn.Parameter(torch.zeros(returns, d))
         self.pos = nn.Embedding(context, d)
-        self.kind = nn.Embedding(4, d)
+        self.kind = nn.Embedding(returns + 2, d)
         nn.init.normal_(self.pos.weight, std=0.02)
         nn.init.normal_(self.kind.weight, std=0.02)
         self.scale = float(item_embedding[1:].norm(dim=1).mean().clamp_min(1e-6))  # item vectors -> unit size
@@ -152,7 +164,7 @@ class MODT(nn.Module):
         layer.dropout, layer.dropout1, layer.dropout2 = (FastDropout(dropout) for _ in range(3))
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
-        self.head_ret = nn.Linear(d, 2)
+        self.head_ret = nn.Linear(d, returns)
         self.d = d
 
     def user_logits(self, s: torch.Tensor) -> torch.Tensor:
@@ -162,21 +174,22 @@ class MODT(nn.Module):
     def action_logits(self, h: torch.Tensor) -> torch.Tensor:
         return h @ self.item.T + self.item_bias
 
-    def forward(self, states: torch.Tensor, r_acc: torch.Tensor, r_div: torch.Tensor,
-                actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``states (B, K, d)``, returns ``(B, K)`` (encoded), ``actions (B, K)`` (0 = padding/unknown)
-        -> outputs at the state, R_acc and R_div tokens, each ``(B, K, d)``. Padding goes at the
-        end of each row (the causal mask keeps it out of every real step)."""
+    def forward(self, states: torch.Tensor, returns: tuple[torch.Tensor, ...],
+                actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``states (B, K, d)``, ``returns`` each ``(B, K)`` (encoded, in token order), ``actions (B, K)``
+        (0 = padding/unknown) -> outputs at the state token and at each return token, each
+        ``(B, K, d)``. Padding goes at the end of each row (the causal mask keeps it out of every
+        real step)."""
         b, k, d = states.shape
-        e_acc = r_acc[..., None] * self.ret_e[0] + self.ret_b[0]
-        e_div = r_div[..., None] * self.ret_e[1] + self.ret_b[1]
+        e_ret = [r[..., None] * self.ret_e[i] + self.ret_b[i] for i, r in enumerate(returns)]
         e_act = self.item[actions] / self.scale
-        tokens = torch.stack([self.state(states), e_acc, e_div, e_act], dim=2)  # (B, K, 4, d)
+        tokens = torch.stack([self.state(states), *e_ret, e_act], dim=2)  # (B, K, 2 + R, d)
         tokens = tokens + self.pos.weight[:k, None, :] + self.kind.weight
-        x = tokens.reshape(b, 4 * k, d)
-        mask = torch.triu(torch.full((4 * k, 4 * k), float("-inf"), device=x.device), diagonal=1)
-        h = self.norm(self.blocks(x, mask=mask, is_causal=True)).reshape(b, k, 4, d)
-        return h[:, :, 0], h[:, :, 1], h[:, :, 2]
+        n = tokens.shape[2]
+        x = tokens.reshape(b, n * k, d)
+        mask = torch.triu(torch.full((n * k, n * k), float("-inf"), device=x.device), diagonal=1)
+        h = self.norm(self.blocks(x, mask=mask, is_causal=True)).reshape(b, k, n, d)
+        return tuple(h[:, :, i] for i in range(n - 1))
 
 
 # ----------------------------------------------------------------------------- trajectories
@@ -190,10 +203,13 @@ class Trajectories:
     r_acc: torch.Tensor  # (M,) encoded accuracy return
     r_div: torch.Tensor  # (M,) diversity return (mean reward per step over the horizon)
     rewards: list[np.ndarray]  # per user, the diversity reward of each step
+    r_nov: torch.Tensor | None = None  # (M,) novelty return (the same horizon), with the novelty utility
 
 
 def build_trajectories(data: PreparedData, features: Features, kind: str, window: int, horizon: int,
-                       unit_embedding: np.ndarray | None) -> Trajectories:
+                       unit_embedding: np.ndarray | None, tail: np.ndarray | None = None) -> Trajectories:
+    """Every training step's returns; ``tail (num_items + 1,)`` bool (the long tail) adds the novelty
+    return."""
     lengths = np.asarray([max(len(data.train_items[u]) - 1, 0) for u in data.users], dtype=np.int64)
     if int(lengths.sum()) != features.train_h.shape[0]:
         raise ValueError(f"the data has {int(lengths.sum())} training steps, features {features.train_h.shape[0]}")
@@ -201,14 +217,21 @@ def build_trajectories(data: PreparedData, features: Features, kind: str, window
     users = np.repeat(data.users, lengths)
     if not np.array_equal(users, features.train_user.cpu().numpy()):
         raise ValueError("features' training prefixes are not in the data's user order")
-    rewards, acc, div = [], [], []
+    rewards, acc, div, nov = [], [], [], []
     for u, n in zip(data.users, lengths, strict=True):
         r = step_rewards(data.train_items[u], data.item_categories, unit_embedding, kind, window)
         rewards.append(r)
         acc.append(encode_acc(accuracy_returns(int(n))))
         div.append(returns_to_go(r, horizon))
+        if tail is not None:
+            nov.append(returns_to_go(novelty_rewards(data.train_items[u], tail), horizon))
     cat = lambda xs: torch.as_tensor(np.concatenate(xs), dtype=torch.float32)  # noqa: E731
-    return Trajectories(start, lengths, cat(acc), cat(div), rewards)
+    return Trajectories(start, lengths, cat(acc), cat(div), rewards, cat(nov) if tail is not None else None)
+
+
+def novelty_rewards(items: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """``r_nov`` of each action ``items[t]``, t = 1..n-1 (Eq. 4.4): 1 for a long-tail item, ``(n - 1,)``."""
+    return tail[np.asarray(items, dtype=np.int64)[1:]].astype(np.float64)
 
 
 # ----------------------------------------------------------------------------- the method
@@ -258,9 +281,11 @@ class MODT4R(Method):
         emb = features.item_embedding.detach().cpu().numpy().astype(np.float64)
         unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         self.unit = unit if cfg.diversity_reward == "embedding" else None
-        self.traj = build_trajectories(data, features, cfg.diversity_reward, cfg.window, cfg.horizon, self.unit)
-        r_div = self.traj.r_div.numpy()
-        self.div_target = float(np.quantile(r_div, cfg.target_quantile)) if len(r_div) else 1.0
+        self.tail = long_tail_items(features).cpu().numpy() if "novelty" in utilities else None
+        self.traj = build_trajectories(data, features, cfg.diversity_reward, cfg.window, cfg.horizon, self.unit,
+                                       self.tail)
+        self.div_target = self._target(self.traj.r_div)
+        self.nov_target = self._target(self.traj.r_nov) if self.traj.r_nov is not None else 1.0
         self.model: MODT | None = None
         self.losses: list[float] = []  # mean training loss per epoch
         self._inputs: dict[str, dict[str, torch.Tensor]] = {}
@@ -270,6 +295,15 @@ class MODT4R(Method):
     @classmethod
     def build(cls, ctx: MethodContext, settings: MODT4RConfig) -> MODT4R:
         return cls(ctx.features, ctx.utilities, ctx.data, ctx.seed, settings, ctx.k)
+
+    def _target(self, returns: torch.Tensor) -> float:
+        """The return the predicted step asks for at full weight: a quantile of the training returns."""
+        r = returns.numpy()
+        return float(np.quantile(r, self.cfg.target_quantile)) if len(r) else 1.0
+
+    def _returns(self, acc: torch.Tensor, div: torch.Tensor, nov: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The returns in token order: ``(acc, div)``, or the thesis' ``(acc, nov, div)``."""
+        return (acc, div) if nov is None else (acc, nov, div)
 
     # ---- training
 
@@ -293,20 +327,22 @@ class MODT4R(Method):
         rows = torch.where(valid, win[:, :1] + offs, torch.zeros_like(offs))
         f = self.features
         states = f.train_h[rows.to(self.device)]
-        return (states, self.traj.r_acc[rows], self.traj.r_div[rows],
+        nov = None if self.traj.r_nov is None else self.traj.r_nov[rows]
+        return (states, self._returns(self.traj.r_acc[rows], self.traj.r_div[rows], nov),
                 f.train_target[rows.to(self.device)].cpu() * valid, valid)
 
     def loss(self, model: MODT, win: torch.Tensor, user_loss: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
         """``L_S + L_a + beta * L_R`` of a batch of windows, and each part. ``user_loss=False`` leaves
         ``L_S`` out (a frozen UserTrans head: it has no gradient, only a cost)."""
-        states, r_acc, r_div, actions, valid = self._gather(win)
+        states, returns, actions, valid = self._gather(win)
         dev = self.device
-        r_acc, r_div, actions, valid = r_acc.to(dev), r_div.to(dev), actions.to(dev), valid.to(dev)
-        h_s, h_acc, h_div = model(states, r_acc, r_div, actions)
+        returns, actions, valid = tuple(r.to(dev) for r in returns), actions.to(dev), valid.to(dev)
+        h = model(states, returns, actions)  # state token, then each return's token
         target = actions[valid]
-        l_a = F.cross_entropy(model.action_logits(h_div[valid]), target)
-        pred = model.head_ret(torch.stack([h_s[valid], h_acc[valid]], 1))  # (n, 2, 2)
-        l_r = F.mse_loss(pred[:, 0, 0], r_acc[valid]) + F.mse_loss(pred[:, 1, 1], r_div[valid])
+        l_a = F.cross_entropy(model.action_logits(h[-1][valid]), target)
+        # each return is read from the token before its own (which, under the causal mask, contains it)
+        pred = model.head_ret(torch.stack([x[valid] for x in h[:-1]], 1))  # (n, R, R)
+        l_r = sum(F.mse_loss(pred[:, i, i], r[valid]) for i, r in enumerate(returns))
         total = l_a + self.cfg.beta * l_r
         parts = {"L_a": float(l_a.detach()), "L_R": float(l_r.detach())}
         if user_loss:
@@ -323,7 +359,7 @@ class MODT4R(Method):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             model = MODT(self.features.item_embedding.detach(), cfg.context, cfg.layers, cfg.heads,
-                         cfg.dropout).to(self.device)
+                         cfg.dropout, 2 if self.tail is None else 3).to(self.device)
             user = [model.user_head, model.user_bias]
             rest = [p for n, p in model.named_parameters() if not n.startswith("user_")]
             if cfg.user_lr > 0:
@@ -379,6 +415,7 @@ class MODT4R(Method):
         actions = torch.zeros(n_users, k, dtype=torch.long)
         r_acc = torch.zeros(n_users, k)
         r_div = torch.zeros(n_users, k)
+        r_nov = torch.zeros(n_users, k)
         last = torch.zeros(n_users, dtype=torch.long)
         for row, u in enumerate(ev.users.cpu().tolist()):
             items = data.history(split, u)[0]
@@ -398,19 +435,25 @@ class MODT4R(Method):
             actions[row, :m] = torch.as_tensor(np.array(items[lo + 1:p]))
             r_acc[row, :m + 1] = torch.as_tensor(acc[lo:], dtype=torch.float32)
             r_div[row, :m] = torch.as_tensor(div, dtype=torch.float32)
+            if self.tail is not None:
+                nov = returns_to_go(novelty_rewards(items[st:p], self.tail), cfg.horizon)[lo - st:]
+                r_nov[row, :m] = torch.as_tensor(nov, dtype=torch.float32)
             last[row] = m
-        out = {"states": states, "actions": actions, "r_acc": r_acc, "r_div": r_div, "last": last}
+        out = {"states": states, "actions": actions, "r_acc": r_acc, "r_div": r_div, "r_nov": r_nov, "last": last}
         self._inputs[split] = out
         return out
 
-    def weights_pair(self, weights: Any) -> tuple[float, float]:
-        """``(w_acc, w_div)`` renormalised to sum 1 (without the fairness weight)."""
+    def objective_weights(self, weights: Any) -> tuple[float, float, float]:
+        """``(w_acc, w_div, w_nov)`` renormalised to sum 1 (without the fairness weight; ``w_nov = 0``
+        without the novelty utility)."""
         w = self.task_weights(weights)
         acc, div = float(w[self.utilities.index("accuracy")]), float(w[self.utilities.index("diversity")])
-        return (acc / (acc + div), div / (acc + div)) if acc + div > 0 else (1.0, 0.0)
+        nov = float(w[self.utilities.index("novelty")]) if "novelty" in self.utilities else 0.0
+        total = acc + div + nov
+        return (acc / total, div / total, nov / total) if total > 0 else (1.0, 0.0, 0.0)
 
     @torch.no_grad()
-    def action_representation(self, split: str, w_acc: float, w_div: float) -> torch.Tensor:
+    def action_representation(self, split: str, w_acc: float, w_div: float, w_nov: float = 0.0) -> torch.Tensor:
         """MoTrans's output at the last R_div token of each user, ``(U, d)``, with the returns
         scaled by the task."""
         if self.model is None:
@@ -421,11 +464,16 @@ class MODT4R(Method):
         r_acc = encode_acc(x["r_acc"] * w_acc)
         r_div = x["r_div"] * w_div
         r_div[rows, x["last"]] = w_div * self.div_target
+        r_nov = None
+        if self.tail is not None:
+            r_nov = x["r_nov"] * w_nov
+            r_nov[rows, x["last"]] = w_nov * self.nov_target
+        returns = self._returns(r_acc, r_div, r_nov)
         out = []
         for i in range(0, rows.shape[0], _EVAL_CHUNK):
             sl = slice(i, i + _EVAL_CHUNK)
-            _, _, h_div = self.model(x["states"][sl], r_acc[sl].to(self.device), r_div[sl].to(self.device),
-                                     x["actions"][sl].to(self.device))
+            h_div = self.model(x["states"][sl], tuple(r[sl].to(self.device) for r in returns),
+                               x["actions"][sl].to(self.device))[-1]
             out.append(h_div[torch.arange(h_div.shape[0]), x["last"][sl].to(self.device)])
         return torch.cat(out)
 
@@ -439,8 +487,9 @@ class MODT4R(Method):
     def prepare(self, weights: Any, splits: tuple[str, ...] = HELD_OUT) -> dict[str, Any]:
         """One MoTrans forward pass per held-out split: ``{"lam", "valid", "test"}`` (each ``(U, d)``),
         and ``"relevance"`` (``{split: (U, 1)}``, the weight of ``Y``) when the task has a fairness weight."""
-        w_acc, w_div = self.weights_pair(weights)
-        out = {"lam": self.mixing(w_acc), **{split: self.action_representation(split, w_acc, w_div) for split in splits}}
+        w_acc, w_div, w_nov = self.objective_weights(weights)
+        out = {"lam": self.mixing(w_acc),
+               **{split: self.action_representation(split, w_acc, w_div, w_nov) for split in splits}}
         w = self.task_weights(weights)
         w_fair = fairness_weight(w, self.utilities)
         if w_fair > 0:

@@ -7,30 +7,36 @@ order is the proposed method, the reference, then the others by key.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
-import padirec.methods
+from padirec.core.plugins import import_package
 from padirec.errors import ConfigError
 from padirec.methods.base import METHODS, Method, MethodContext, register
 
 _NOT_METHODS = {"base", "registry"}
 
-for _module in sorted(m.name for m in pkgutil.iter_modules(padirec.methods.__path__)):
-    if _module not in _NOT_METHODS:
-        importlib.import_module(f"padirec.methods.{_module}")
+import_package("padirec.methods", skip=_NOT_METHODS)
 _order = sorted(METHODS, key=lambda key: ({"proposed": 0, "reference": 1}.get(METHODS[key].role, 2), key))
 METHODS.update({key: METHODS.pop(key) for key in _order})
 
-__all__ = ["METHODS", "Method", "MethodContext", "build_methods", "default_settings", "method_with_role",
-           "register"]
+__all__ = ["METHODS", "Method", "MethodContext", "build_methods", "default_roster", "default_settings", "left_out",
+           "method_with_role", "register"]
+
+
+def default_roster() -> list[str]:
+    """The methods a config runs unless it names them (``evaluation.methods``)."""
+    return [key for key, cls in METHODS.items() if cls.in_roster]
+
+
+def left_out() -> dict[str, str]:
+    """``{key: note}`` of the registered methods outside the default roster."""
+    return {key: cls.roster_note for key, cls in METHODS.items() if not cls.in_roster}
 
 
 def default_settings() -> dict[str, Any]:
     """``{key: settings}`` with every registered method's default settings (the config's ``methods``)."""
-    return {key: cls.config_class() for key, cls in METHODS.items()}
+    return METHODS.default_settings()
 
 
 def method_with_role(role: str, keys: Any = None) -> str | None:

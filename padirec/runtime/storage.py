@@ -96,3 +96,44 @@ def localize(uri: str, dest_dir: str | os.PathLike | None = None) -> Path:
     if not path.exists():
         raise PadirecError(f"file not found: {uri}")
     return path
+
+
+def list_folder(uri: str) -> list[str]:
+    """The names of the objects directly under the folder ``s3://bucket/prefix/`` (no deeper)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_s3(uri.rstrip("/") + "/")
+    names: list[str] = []
+    try:
+        for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            names += [o["Key"][len(prefix):] for o in page.get("Contents", []) if o["Key"] != prefix]
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise StorageError(f"{uri}: bucket {bucket!r} does not exist") from e
+        raise StorageError(f"{uri}: listing failed ({code or e})") from e
+    except BotoCoreError as e:
+        raise StorageError(f"{uri}: listing failed ({e})") from e
+    return sorted(names)
+
+
+def localize_folder(uri: str, dest_dir: str | os.PathLike, wanted=None) -> Path:
+    """A local folder for ``uri``: an ``s3://`` folder's objects (those whose name ``wanted(name)``
+    accepts; all when None) are downloaded into ``dest_dir``; a local folder is returned as is."""
+    if not is_s3(uri):
+        return Path(uri)
+    names = [n for n in list_folder(uri) if wanted is None or wanted(n)]
+    if not names:
+        raise StorageError(f"{uri}: no {'matching ' if wanted else ''}objects in this folder")
+    for name in names:
+        download(f"{uri.rstrip('/')}/{name}", dest_dir)
+    return Path(dest_dir)
+
+
+def upload_folder(path: str | os.PathLike, uri: str) -> None:
+    """Upload the files directly in the local folder ``path`` (no deeper) under ``s3://.../``."""
+    files = sorted(p for p in Path(path).iterdir() if p.is_file())
+    if not files:
+        raise StorageError(f"{path}: no files to upload to {uri}")
+    for f in files:
+        upload(f, f"{uri.rstrip('/')}/{f.name}")

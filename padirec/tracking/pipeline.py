@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from padirec.runtime.cluster_env import KFP_RUN_ID_ENV  # noqa: F401 - where the steps read it
 from padirec.tracking.core import (
     DEAD_RUN,
     PIPELINE_ROLE,
@@ -56,7 +57,6 @@ from padirec.tracking.liveness import runner_tags, runner_watchdog
 
 log = logging.getLogger("padirec")
 
-KFP_RUN_ID_ENV = "PADIREC_KFP_RUN_ID"
 PLUGIN_RUN_ENV = "MLFLOW_RUN_ID"
 PLUGIN_URI_ENV = "KFP_MLFLOW_TRACKING_URI"  # KFP's API server sets it on the launcher's container
 # Ids and step names go into MLflow filter strings between quotes: no quote, backslash or control

@@ -54,6 +54,10 @@ class PadirecRecommender(mlflow.pyfunc.PythonModel):
 
         started = time.monotonic()
         timeout = _timeout()
+        try:  # before the records are copied out of the frame: a huge request costs nothing more
+            self.recommender.check_records(len(model_input) if isinstance(model_input, pd.DataFrame | list) else 1)
+        except RequestError as e:
+            raise MlflowException.invalid_parameter_value(str(e)) from None
         if isinstance(model_input, pd.DataFrame):
             requests = model_input.to_dict("records")
         elif isinstance(model_input, dict):

@@ -110,9 +110,9 @@ def test_fairness_gap_is_the_group_ndcg_difference():
 
 
 def test_registry_and_task_losses_for_three_utilities():
-    assert set(LOSSES) == set(UTILITIES) == {"accuracy", "diversity", "fairness"}  # one loss per utility
-    with pytest.raises(ValueError, match="unknown utility 'novelty'"):
-        get_utilities(["accuracy", "novelty"])
+    assert set(LOSSES) == set(UTILITIES) == {"accuracy", "diversity", "fairness", "novelty"}  # one loss each
+    with pytest.raises(ValueError, match="unknown utility 'serendipity'"):
+        get_utilities(["accuracy", "serendipity"])
     with pytest.raises(ValueError, match="distinct"):
         get_utilities(["accuracy", "accuracy"])
     g = torch.Generator().manual_seed(0)

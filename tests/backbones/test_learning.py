@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from padirec.backbones import BackboneConfig, build_backbone
+from padirec.backbones.tisasrec import TiSASRecConfig
 from padirec.backbones.train import Evaluator, train_backbone
 
-FAST = {"num_layers": 1, "dropout": 0.0, "lr": 5e-3, "batch_size": 128, "train_stride": 5,
-        "max_time_interval": 64, "patience": 100}
+FAST = {"num_layers": 1, "dropout": 0.0, "lr": 5e-3, "batch_size": 128, "train_stride": 5, "patience": 100,
+        "models": {"tisasrec": TiSASRecConfig(max_time_interval=64)}}
 EPOCHS = {"sasrec": 10, "gru4rec": 25, "tisasrec": 10, "lrurec": 10}  # the GRU learns slower per epoch
 
 

@@ -11,11 +11,12 @@ import torch
 from padirec.backbones import BackboneConfig, build_backbone, load_backbone
 from padirec.backbones import train as train_mod
 from padirec.backbones.stage import train_backbone_stage
+from padirec.backbones.tisasrec import TiSASRecConfig
 from padirec.backbones.train import Evaluator, train_backbone
 from padirec.data.dataset import load_prepared
 
-FAST = {"num_layers": 1, "dropout": 0.0, "lr": 5e-3, "batch_size": 128, "train_stride": 5,
-        "max_time_interval": 64, "patience": 100}
+FAST = {"num_layers": 1, "dropout": 0.0, "lr": 5e-3, "batch_size": 128, "train_stride": 5, "patience": 100,
+        "models": {"tisasrec": TiSASRecConfig(max_time_interval=64)}}
 
 
 @pytest.fixture(scope="module")

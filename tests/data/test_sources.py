@@ -24,32 +24,44 @@ def _check_prepared(out, num_users):
     return data
 
 
-def test_movielens_1m_folder(tmp_path, raw):
+def write_ml1m(folder, raw):
     inter, items, users = raw
+    folder.mkdir(parents=True, exist_ok=True)
     lines = [f"{u[1:]}::{i[1:]}::4::{t}" for u, i, t in inter.itertuples(index=False)]
-    (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n")
-    (tmp_path / "movies.dat").write_bytes("\n".join(
+    (folder / "ratings.dat").write_text("\n".join(lines) + "\n")
+    (folder / "movies.dat").write_bytes("\n".join(
         f"{i[1:]}::Movie {i} (1999) \xe9::{'|'.join(c)}" for i, c in zip(items.item_id, items.categories, strict=True)
     ).encode("latin-1"))
-    (tmp_path / "users.dat").write_text("\n".join(f"{u[1:]}::{g}::25::1::00000" for u, g in users.itertuples(index=False)))
+    (folder / "users.dat").write_text("\n".join(f"{u[1:]}::{g}::25::1::00000" for u, g in users.itertuples(index=False)))
+    return folder
+
+
+def test_movielens_1m_folder(tmp_path, raw):
+    write_ml1m(tmp_path, raw)
     cfg = DataConfig(source="ml-1m", path=str(tmp_path))
     run_data_stage(cfg, tmp_path / "out")
     data = _check_prepared(tmp_path / "out", 30)
     assert data.user_group is not None and "\xe9" in data.item_titles[1]
 
 
-@pytest.mark.parametrize("year", [2014, 2018])
-def test_amazon_folder(tmp_path, raw, year):
+def write_amazon(folder, raw, year=2018):
     inter, items, _ = raw
-    with gzip.open(tmp_path / "reviews_Grocery_and_Gourmet_Food_5.json.gz", "wt") as f:
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / "reviews_Grocery_and_Gourmet_Food_5.json.gz", "wt") as f:
         for u, i, t in inter.itertuples(index=False):
             f.write(json.dumps({"reviewerID": u, "asin": i, "unixReviewTime": int(t), "overall": 5.0}) + "\n")
-    with gzip.open(tmp_path / "meta_Grocery_and_Gourmet_Food.json.gz", "wt") as f:
+    with gzip.open(folder / "meta_Grocery_and_Gourmet_Food.json.gz", "wt") as f:
         for i, cats in zip(items.item_id, items.categories, strict=True):
             if year == 2014:  # Python-literal lines with a list of category paths
                 f.write(repr({"asin": i, "title": f"Food {i}", "categories": [["Grocery & Gourmet Food", *cats]]}) + "\n")
             else:
                 f.write(json.dumps({"asin": i, "title": f"Food {i}", "category": ["Grocery & Gourmet Food", *cats]}) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("year", [2014, 2018])
+def test_amazon_folder(tmp_path, raw, year):
+    write_amazon(tmp_path, raw, year)
     cfg = DataConfig(source="amazon", path=str(tmp_path), max_category_groups=2)
     _, items_raw, _ = load_source(cfg)
     groups = {c for cats in items_raw.categories for c in cats}
@@ -78,15 +90,22 @@ def test_user_tables(tmp_path, raw, fmt):
     assert data.item_titles[1].startswith("Item")
 
 
-def test_movielens_100k_recbole_format(tmp_path, raw):
-    """The embedded default's reader on files in the recbole layout (no download in tests)."""
+def write_ml100k(tmp_path, raw):
+    """Files in the recbole layout (what the wheel holds)."""
     inter, items, users = raw
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "ml-100k.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "".join(
         f"{u}\t{i}\t3\t{t}\n" for u, i, t in inter.itertuples(index=False)))
     (tmp_path / "ml-100k.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n" + "".join(
         f"{i}\tMovie {i}\t1995\t{' '.join(c)}\n" for i, c in zip(items.item_id, items.categories, strict=True)))
     (tmp_path / "ml-100k.user").write_text("user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n" + "".join(
         f"{u}\t30\t{g}\tother\t00000\n" for u, g in users.itertuples(index=False)))
+    return tmp_path
+
+
+def test_movielens_100k_recbole_format(tmp_path, raw):
+    """The embedded default's reader on files in the recbole layout (no download in tests)."""
+    write_ml100k(tmp_path, raw)
     run_data_stage(DataConfig(source="ml-100k", path=str(tmp_path)), tmp_path / "out")
     _check_prepared(tmp_path / "out", 30)
 

@@ -9,7 +9,7 @@ from padirec.diffusion.config import GeneratorConfig
 from padirec.diffusion.denoiser import Denoiser
 from padirec.diffusion.dit import build_dit
 from padirec.diffusion.generator import Generator
-from padirec.diffusion.schedulers import SCHEDULERS, make_scheduler
+from padirec.diffusion.schedulers import SAMPLERS, make_scheduler
 from padirec.diffusion.tokenizer import ParamNormalizer, ParamTokenizer
 from padirec.errors import ConfigError
 
@@ -72,6 +72,6 @@ def test_the_config_file_accepts_the_new_sampler_and_names_bad_ones(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("name: t\n")
     cfg = load_config(path, {"generator.sampler": "dpm_solver++", "generator.num_inference_steps": 2})
-    assert cfg.generator.sampler == "dpm_solver++" and "dpm_solver++" in SCHEDULERS
+    assert cfg.generator.sampler == "dpm_solver++" and "dpm_solver++" in SAMPLERS
     with pytest.raises(ConfigError, match="dpm_solver"):
         load_config(path, {"generator.sampler": "dpm"})

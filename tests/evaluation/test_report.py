@@ -131,6 +131,10 @@ def test_markdown_and_plots(tmp_path):
     assert "| adapters.candidates | topk | valid |" in text and "| generator.guidance_scale | 0.5 | valid |" in text
     assert "| mmr |" in text and "n/a" in text  # the NaN Pearson shows as n/a
     assert "![tradeoff.png](plots/tradeoff.png)" in text
+    from padirec.methods.registry import left_out
+
+    for key, note in left_out().items():  # a variant that measured no different: its finding, not a row
+        assert f"Not a row: `{key}`: {note}" in text
     empty = _report(methods={}, summary={}, tasks=[], response_time={}, analyses={})
     assert make_plots(empty, tmp_path / "empty") == []
     assert "# PaDiRec evaluation report" in render_markdown(empty, [])

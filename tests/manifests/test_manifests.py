@@ -21,7 +21,7 @@ def env_of(c: dict) -> dict:
 @pytest.mark.parametrize("overlay", ["base", "overlays/dev", "overlays/production"])
 def test_overlay_objects(overlay):
     objs = objects(overlay)
-    for key in [("Deployment", "mlflow"), ("Service", "mlflow"), ("Job", "mlflow-db-migrate"),
+    for key in [("Deployment", "mlflow"), ("Service", "mlflow"), ("Job", "mlflow-db-migrate"), ("Job", "mlflow-users"),
                 ("StatefulSet", "postgres"), ("Service", "postgres"),
                 ("StatefulSet", "object-store"), ("Service", "object-store"), ("Namespace", "padirec")]:
         assert key in objs, f"{overlay}: {key} missing"
@@ -47,10 +47,27 @@ def test_mlflow_allowed_hosts_and_probes(overlay):
         assert name in hosts and f"{name}:5000" in hosts, name
     assert "*" not in hosts
     for probe in (mlflow["readinessProbe"], mlflow["livenessProbe"]):
-        get = probe["httpGet"]
-        assert get["path"].startswith("/api/"), "/health answers any Host: it cannot catch a wrong list"
-        assert {"name": "Host", "value": SERVICE_HOST} in get["httpHeaders"]
-        assert SERVICE_HOST in hosts
+        command = probe["exec"]["command"]  # as the admin: an httpGet would get 401 (MLflow's auth)
+        assert command[:4] == ["python", "-m", "padirec.tracking.auth", "probe"]
+        assert "/api/" in command[4], "/health answers any Host: it cannot catch a wrong list"
+        assert command[5] == SERVICE_HOST and SERVICE_HOST in hosts
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/production"])
+def test_mlflow_runs_behind_its_auth(overlay):
+    objs = objects(overlay)
+    mlflow = container(objs[("Deployment", "mlflow")])
+    assert "--app-name basic-auth" in " ".join(mlflow["command"])
+    env = env_of(mlflow)
+    for key in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "padirec-mlflow-auth", "key": key}
+    assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"].startswith("/tmp/")  # written at start, an emptyDir
+    users = container(objs[("Job", "mlflow-users")])
+    assert users["command"] == ["python", "-m", "padirec.tracking.auth", "users"]
+    assert users["envFrom"] == [{"secretRef": {"name": "padirec-mlflow-auth"}}]
+    assert env_of(users)["MLFLOW_TRACKING_URI"]["value"] == f"http://{SERVICE_HOST}:5000"
+    migrate = " ".join(container(objs[("Job", "mlflow-db-migrate")])["command"])
+    assert "mlflow db upgrade" in migrate and "mlflow.server.auth db upgrade" in migrate
 
 
 @pytest.mark.parametrize("overlay", ["base", "overlays/dev", "overlays/production"])
@@ -84,8 +101,14 @@ def test_production_scales_mlflow():
 
 def test_runs_kustomization_for_the_runs_namespace():
     objs = objects("runs")
-    assert set(objs) == {("ConfigMap", "kfp-launcher"), ("ConfigMap", "padirec-env")}
+    assert set(objs) == {("ConfigMap", "kfp-launcher"), ("ConfigMap", "padirec-env"), ("Role", "padirec-trainjobs"),
+                         ("RoleBinding", "padirec-trainjobs")}
     assert {o["metadata"]["namespace"] for o in objs.values()} == {"kubeflow"}
+    # the steps may submit, read and delete TrainJobs there (backbone.launcher: trainjob), nothing else
+    assert objs[("Role", "padirec-trainjobs")]["rules"] == [
+        {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"], "verbs": ["create", "get", "delete"]}]
+    assert objs[("RoleBinding", "padirec-trainjobs")]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]
     settings = objs[("ConfigMap", "padirec-env")]["data"]
     assert set(settings) == {"MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "PADIREC_S3_ENDPOINT", "AWS_DEFAULT_REGION"}
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "PADIREC_S3_ENDPOINT"):
@@ -104,12 +127,17 @@ def test_kfp_install_pinned_to_the_sdk_version():
 
 def test_secret_templates_hold_no_values():
     examples = {f.name: f.read_text() for f in (MANIFESTS / "secrets").glob("*.example")}
-    assert {"s3.env.example", "s3.json.example", "mlflow.env.example"} <= set(examples)
+    assert {"s3.env.example", "s3.json.example", "mlflow.env.example", "mlflow-auth.env.example"} <= set(examples)
     for name, text in examples.items():
         for value in re.findall(r'=(.+)$|"(?:accessKey|secretKey)": "([^"]*)"', text, re.M):
             assert not any(value), f"{name} holds a value"
     assert re.findall(r"^(\w+)=", examples["mlflow.env.example"], re.M) == ["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"]
     assert re.findall(r"^(\w+)=", examples["s3.env.example"], re.M) == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    from padirec.tracking.auth import ROLES
+
+    assert set(re.findall(r"^(\w+)=", examples["mlflow-auth.env.example"], re.M)) == {
+        "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        *(f"PADIREC_MLFLOW_{r.upper()}_{k}" for r in ROLES for k in ("USERNAME", "PASSWORD"))}
 
 
 def test_kfp_mlflow_plugin_is_off_by_default_and_a_component_turns_it_on(tmp_path):

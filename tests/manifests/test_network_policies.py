@@ -1,5 +1,5 @@
 """The rendered NetworkPolicies admit, to each service in `padirec`, exactly the clients of its
-allow list: MLflow from the runs' namespace and serving pods; the object store from the steps and
+allow list: MLflow from the runs' namespace, serving pods and the Job that sets up its users; the object store from the steps and
 MLflow; PostgreSQL from MLflow and its migration; nothing else, on no other port. Admission is
 computed as Kubernetes defines it: a pod no Ingress policy selects admits everything; one that
 some select admits what any of their rules admits (selectors with matchLabels and
@@ -23,9 +23,11 @@ CLIENTS = {
     "fake-step": ("default", {"pipeline/runid": "3f2a"}),  # the step's label outside the runs' namespace
 }
 ALLOWED = {  # service (its pods' app label), port -> the clients it admits
-    ("mlflow", 5000): {"step", "kfp-ui", "serving"},
+    ("mlflow", 5000): {"step", "kfp-ui", "serving", "padirec-serving", "mlflow-users"},
     ("object-store", 8333): {"step", "mlflow"},
     ("postgres", 5432): {"mlflow", "mlflow-db-migrate"},
+    # manifests/serving (in the overlays): requests from anyone, on its port only
+    ("padirec-serving", 8080): {*CLIENTS, "mlflow", "mlflow-db-migrate", "mlflow-users", "object-store", "postgres", "padirec-serving"},
 }
 
 
@@ -71,9 +73,9 @@ def test_each_service_admits_its_allow_list_only(rendered):
     own = pods(rendered)
     clients = {**CLIENTS, **own}
     for name, target in own.items():
-        for port in {5000, 8333, 5432, 22}:
+        for port in {5000, 8333, 5432, 8080, 22}:
             got = {c for c, client in clients.items() if admits(policies, target, client, port)}
-            assert got == ALLOWED.get((target[1].get("app"), port), set()), f"{name}:{port}"
+            assert got == ALLOWED.get((target[1].get("app"), port), set()) & set(clients), f"{name}:{port}"
     assert {"mlflow", "object-store", "mlflow-db-migrate"} <= set(own)
 
 

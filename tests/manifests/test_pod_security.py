@@ -104,7 +104,9 @@ def test_every_pod_spec_meets_the_restricted_profile(rendered):
         for workload, pod in pod_specs(objs).items():
             assert violations(pod) == [], f"{name}: {workload}"
             checked.add(workload)
-    assert {"Deployment/mlflow", "Job/mlflow-db-migrate", "StatefulSet/postgres", "StatefulSet/object-store"} <= checked
+    assert {"Deployment/mlflow", "Job/mlflow-db-migrate", "StatefulSet/postgres", "StatefulSet/object-store",
+            "Deployment/padirec-serving"} <= checked
+    assert "serving" in rendered  # manifests/serving alone, as well as in the overlays
 
 
 @needs_kubectl

@@ -41,7 +41,7 @@ def assert_applicable(objs: dict, padirec_image: str) -> None:
     env = {e["name"]: e for e in mlflow["env"]}
     assert "mlflow.padirec.svc.cluster.local:5000" in env["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"]
     for probe in ("readinessProbe", "livenessProbe"):
-        assert mlflow[probe]["httpGet"]["httpHeaders"][0]["name"] == "Host"
+        assert mlflow[probe]["exec"]["command"][-1] == "mlflow.padirec.svc.cluster.local"  # the Host header
     secret = (env["PGPASSWORD"] if "PGPASSWORD" in env else env["MLFLOW_BACKEND_STORE_URI"])["valueFrom"]["secretKeyRef"]
     if ("StatefulSet", "postgres") in objs:
         assert secret["name"] == "padirec-postgres"

@@ -91,3 +91,30 @@ def test_deepprl_and_deepprl_static_train_the_same_heads_once(features):
     other = static(hidden=8, shared=shared)  # other settings: trained anew
     other.fit()
     assert other.reused_fit_seconds() == 0.0 and other.model is not full.heads.model and len(shared) == 2
+
+
+def test_deepprl_learns_a_personal_lambda_where_users_need_different_ones(features_factory, monkeypatch):
+    """Simulated users of two kinds: even ids follow the backbone closely (their next pick is its top
+    item: accuracy pays), odd ids pick at random (accuracy cannot pay, diversity can). At w_acc = 0.5
+    the policy must give the first kind a higher lambda than the second; one lambda for everyone
+    (the old policy) fails this."""
+    import padirec.methods.deepprl as deepprl
+    from padirec.methods.deepprl_simulator import ChoiceModel
+
+    f = features_factory(num_users=40, num_items=40, prefixes=400, seed=1)
+    ids = torch.arange(41)
+    follows = (ids % 2 == 0).float()
+    scale = float((f.train_h @ f.item_embedding.T).std())
+    planted = ChoiceModel(relevance=4.0 * follows / scale, taste=torch.zeros(41), nll=0.0)
+    monkeypatch.setattr(deepprl, "fit_choice_model", lambda *a, **kw: planted)
+    cfg = AdapterConfig(bottleneck=4, epochs=2, steps_per_epoch=3, batch_size=64, checkpoints_per_task=1,
+                        topk_candidates=10)
+    ctx = {name: torch.zeros(n, 1) for name, n in (("train", f.train_h.shape[0]), ("valid", 40), ("test", 40))}
+    st = DeepPRLConfig(epochs=15, candidates=0, policy_steps=240, horizon=3, context=3)
+    m = DeepPRL(f, UTIL, ctx, cfg, k=K, settings=st, training=PolicyTraining(batch=64, hidden=16))
+    m.fit()
+    lam = m.user_weights(0.5, "valid")
+    kind = follows[f.valid.users].bool()
+    gap = float(lam[kind].mean() - lam[~kind].mean())
+    assert gap > 0.1, (gap, lam)
+    assert (lam[kind].min() > lam[~kind].max()) or gap > 0.2

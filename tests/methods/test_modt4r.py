@@ -152,7 +152,7 @@ def test_modt4r_weights_and_settings(features_factory):
     assert m.mixing(0.0) == pytest.approx(0.2) and m.mixing(1.0) == 1.0  # alpha_min 0.25: lambda 0.25 / 1.25
     assert 0.0 < m.mixing(0.3) < m.mixing(0.6) < 1.0
     m3 = MODT4R(features, UTIL + ["fairness"], data, cfg=MODT4RConfig(epochs=1, context=3))
-    assert m3.weights_pair([0.25, 0.25, 0.5]) == (0.5, 0.5)
+    assert m3.objective_weights([0.25, 0.25, 0.5]) == (0.5, 0.5, 0.0)
     with pytest.raises(ValueError):
         MODT4R(features, ["accuracy"], data)
     with pytest.raises(ValueError):

@@ -32,6 +32,9 @@ def test_compile_and_load_back(tmp_path):
     dag = yaml.safe_dump(spec["root"])
     assert "parameterIterator" in yaml.safe_dump(spec["components"]) and "exit-handler" in dag
     assert "config_json" in spec["root"]["inputDefinitions"]["parameters"]
+    # backbone.launcher: trainjob runs the backbone step's own image on the TrainJob's nodes
+    backbone = executors["exec-train-backbone"]["container"]
+    assert {"name": "PADIREC_IMAGE", "value": "registry.example/padirec:0.1.0-abc"} in backbone["env"]
 
 
 def test_cli_compile_writes_dist(tmp_path):

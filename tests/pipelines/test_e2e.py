@@ -65,7 +65,7 @@ def test_pipeline_registers_and_promotes(stack, capfd):
     report = json.loads(find_output(folder, "**/report/report.json").read_text())
     features = json.loads(find_output(folder, "**/compute-features/features/manifest.json").read_text())
     assert features["kind"] == "features" and features["backbone_sha256"] == report["versions"]["backbone_sha256"]
-    assert {"padirec", "retrain", "soup", "mmr", "cmr", "hypernetwork", "deepprl"} <= set(report["methods"])
+    assert {"padirec", "retrain", "soup", "mmr", "cmr", "hypernetwork", "deepprl_static"} <= set(report["methods"])
 
     client = MlflowClient(stack["uri"])
     exp = client.get_experiment_by_name("padirec-smoke")

@@ -59,7 +59,7 @@ def test_schedule_sends_a_recurring_run(package):
     config = json.loads(body["runtime_config"]["parameters"]["config_json"])
     assert config["tracking"]["uri"] == "http://mlflow.padirec.svc:5000"
     # every scheduled run reads its own data snapshot: the cached data step sees a new input
-    assert body["runtime_config"]["parameters"]["data_version"] == "[[ScheduledTime]]"
+    assert body["runtime_config"]["parameters"]["data_version"] == "[[ScheduledTime.20060102]]"
     # with Kubernetes settings the client sends both documents: the pipeline and the platform spec
     spec, platform = body["pipeline_spec"]["pipeline_spec"], body["pipeline_spec"]["platform_spec"]
     assert "padirec-s3" in json.dumps(platform)
@@ -73,7 +73,40 @@ def test_submit_sends_a_run(package):
     body = next(b for m, p, b, _ in log if m == "POST" and p.endswith("/runs"))
     assert body["display_name"].startswith("ml100k-sasrec-")
     assert "config_json" in body["runtime_config"]["parameters"]
-    assert body["runtime_config"]["parameters"]["data_version"].isdigit()  # the submission time
+    assert body["runtime_config"]["parameters"]["data_version"] == ""  # no snapshot named: not the clock
+
+
+SNAPSHOTS = {"data.source": "tables", "data.interactions": "s3://padirec-data/interactions/{snapshot}/inter.csv",
+             "data.items": "s3://padirec-data/items.csv"}
+
+
+def test_submit_takes_the_snapshot_and_the_same_snapshot_is_the_same_request(package):
+    """Without --data-version the config's data.snapshot is the run's snapshot, so the same snapshot
+    submitted twice sends the same parameters (KFP's cache key), and another snapshot differs."""
+    cfg = load_config(ROOT / "configs" / "ml100k.yaml", {"tracking.uri": "http://mlflow.padirec.svc:5000",
+                                                        **SNAPSHOTS, "data.snapshot": "20260105"})
+    with recording_kfp_api() as (host, log):
+        submit(cfg, host, package)
+        submit(cfg, host, package)
+        submit(cfg, host, package, data_version="20260112")
+    sent = [b["runtime_config"]["parameters"] for m, p, b, _ in log if m == "POST" and p.endswith("/runs")]
+    assert sent[0] == sent[1] and sent[0]["data_version"] == "20260105"
+    assert sent[2]["data_version"] == "20260112" and sent[2]["config_json"] == sent[0]["config_json"]
+
+
+@pytest.mark.parametrize("data_version,needle", [
+    ("", "hold \\{snapshot\\} but no snapshot is given"),
+    ("../other", "one folder name"),
+    ("[[ScheduledTime.20060102]]", "KFP did not replace this macro"),
+])
+def test_submit_refuses_a_snapshot_it_cannot_fill(package, data_version, needle):
+    cfg = load_config(ROOT / "configs" / "ml100k.yaml", {"tracking.uri": "http://mlflow.padirec.svc:5000", **SNAPSHOTS})
+    with recording_kfp_api() as (host, log), pytest.raises(PadirecError, match=needle):
+        submit(cfg, host, package, data_version=data_version)
+    assert not [b for m, p, b, _ in log if m == "POST"], "nothing is sent"
+    # a schedule is fine: KFP fills the macro with each run's scheduled day
+    with recording_kfp_api() as (host, log):
+        assert schedule(cfg, host, "0 0 3 * * 1", package) == "rr-1"
 
 
 TRACKING = {"tracking.uri": "https://alice:hunter22@mlflow.example/"}

@@ -72,7 +72,7 @@ def test_champion_rebuilds_and_ranks_in_a_fresh_virtualenv(system, tmp_path, rec
 
     requirements = (model / "requirements.txt").read_text()
     assert "padirec" not in requirements and "-c constraints.txt" in requirements
-    assert (model / "code" / "padirec" / "serving.py").exists()
+    assert (model / "code" / "padirec" / "serving" / "__init__.py").exists()
     figures["model_mb"] = _du(model) / 2**20
 
     # Run from an empty folder, outside the checkout: nothing of it is on the path.

@@ -56,7 +56,7 @@ def test_model_carries_the_package_code_and_the_torch_note(model_path):
 
     code, package = model_path / "code" / "padirec", ROOT / "padirec"
     assert sorted(p.relative_to(code) for p in code.rglob("*.py")) == sorted(p.relative_to(package) for p in package.rglob("*.py"))
-    assert (code / "serving.py").read_text() == (package / "serving.py").read_text()
+    assert (code / "serving" / "__init__.py").read_text() == (package / "serving" / "__init__.py").read_text()
     assert not list(code.rglob("*.pyc"))
     meta = yaml.safe_load((model_path / "MLmodel").read_text())
     assert meta["flavors"]["python_function"]["code"] == "code"

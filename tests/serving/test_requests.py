@@ -177,7 +177,7 @@ def test_a_scoring_worker_serves_on_one_thread_a_caller_keeps_its_own(model_path
 
 
 def test_deadline_stops_the_work_between_tasks(system):
-    rec = Recommender(system, max_tasks=1000)
+    rec = Recommender(system, max_tasks=1000, chunk_rows=1000)  # one chunk: the stop falls between tasks
     h = _history(rec)
     started = time.monotonic()
     rec.adapter((0.123, 0.877))

@@ -5,12 +5,19 @@ Indices: the paper's step ``t in {1..T}`` is index ``t - 1`` here, so ``timestep
 A sampler that takes fewer steps than ``T`` visits a subset of indices ("trailing" spacing: the
 first step is always ``T - 1``, pure noise) and treats each jump as one step of a respaced
 process, ``alpha = abar_t / abar_prev``; with all ``T`` steps this is the paper's process exactly.
+
+A sampler is one file: a ``Scheduler`` subclass with its ``name`` (the config's
+``generator.sampler``) and the ``register_sampler`` decorator; ``padirec.diffusion.schedulers``
+imports every file of this package, and a plugin file registers itself the same way.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
+from padirec.core.plugins import NoSettings, Registry
 from padirec.errors import ConfigError
 
 
@@ -26,6 +33,9 @@ def linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -
 
 class Scheduler:
     """``set_timesteps``, ``add_noise``, ``step``; subclasses implement ``step``."""
+
+    name: ClassVar[str] = "scheduler"
+    config_class: ClassVar[type] = NoSettings  # its own settings (none of the built-in samplers has any)
 
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 1e-4,
                  beta_end: float = 2e-2) -> None:
@@ -67,6 +77,10 @@ class Scheduler:
              generator: torch.Generator | None = None) -> torch.Tensor:
         """One reverse step from index ``t`` to ``previous_timestep(t)`` given the noise ``eps``."""
         raise NotImplementedError
+
+
+SAMPLERS: Registry = Registry("sampler")  # name -> class, filled by ``register_sampler``
+register_sampler = SAMPLERS.register
 
 
 def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -11,10 +11,12 @@ import math
 
 import torch
 
-from padirec.diffusion.schedulers.base import Scheduler
+from padirec.diffusion.schedulers.base import Scheduler, register_sampler
 
 
+@register_sampler
 class DDIMScheduler(Scheduler):
+    name = "ddim"
     def step(self, eps: torch.Tensor, t: int, x: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
         abar_t, abar_prev = self.abar(t), self.abar(self.previous_timestep(t))

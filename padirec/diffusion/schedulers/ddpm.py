@@ -11,10 +11,12 @@ import math
 
 import torch
 
-from padirec.diffusion.schedulers.base import Scheduler, randn_like
+from padirec.diffusion.schedulers.base import Scheduler, randn_like, register_sampler
 
 
+@register_sampler
 class DDPMScheduler(Scheduler):
+    name = "ddpm"
     def coefficients(self, t: int) -> tuple[float, float, float]:
         """``(1/sqrt(alpha_t), beta_t/sqrt(1-abar_t), sigma_t)`` of the step from index ``t``."""
         prev = self.previous_timestep(t)

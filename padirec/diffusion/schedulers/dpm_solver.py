@@ -25,10 +25,12 @@ import math
 
 import torch
 
-from padirec.diffusion.schedulers.base import Scheduler
+from padirec.diffusion.schedulers.base import Scheduler, register_sampler
 
 
+@register_sampler
 class DPMSolverMultistepScheduler(Scheduler):
+    name = "dpm_solver++"
     order = 2
 
     def set_timesteps(self, num_inference_steps: int | None = None) -> None:

@@ -15,8 +15,11 @@ Requests are otherwise validated strictly (``RequestError``, whose message start
 an empty history, a history longer than the model's maximum length, weights off the
 simplex, ``k`` outside 1..(items the request can rank), bad timestamps, and more distinct weight
 vectors in one request than ``max_tasks`` (``PADIREC_SERVING_MAX_TASKS``, default 32: generation
-is the expensive part, so this cap bounds the work of one request). A ``deadline`` is checked
-between tasks, so a request whose client has given up stops computing (``RequestTimeout``).
+is the expensive part), and more records than ``max_records`` (``PADIREC_SERVING_MAX_RECORDS``,
+default 1,000: a record costs a forward pass and a score row over the whole catalogue). Records are
+ranked in chunks of ``chunk_rows``, so memory follows the chunk, not the request. A ``deadline``
+is checked between chunks and tasks, so a request whose client has given up stops computing
+(``RequestTimeout``).
 
 torch's threads in a server: ``serving_threads`` (``PADIREC_SERVING_THREADS``, default 1 per
 worker process of MLflow's scoring server). One request's tensors are too small for intra-op
@@ -50,6 +53,12 @@ MAX_TASKS_ENV = "PADIREC_SERVING_MAX_TASKS"
 # One generation costs about 3 ms on one CPU thread (MovieLens-100K, one DDIM step x 8 samples), so 32 new tasks fit well
 # inside MLflow's default 60 s request timeout.
 DEFAULT_MAX_TASKS = 32
+MAX_RECORDS_ENV = "PADIREC_SERVING_MAX_RECORDS"
+# 250,000 records in one request took 5.7 GB and ran 40 s past its 504 (issue 29); 1,000 rank in
+# well under a second on one thread (MovieLens-100K), and a platform can split a bigger batch.
+DEFAULT_MAX_RECORDS = 1000
+# Rows per forward pass: the score matrix is rows x catalogue floats (256 x 100k items = 100 MB).
+CHUNK_ROWS = 256
 SERVING_THREADS_ENV = "PADIREC_SERVING_THREADS"
 MAX_TIMESTAMP = 2**62  # fits the backbone's int64 time tensor with room for differences
 
@@ -153,6 +162,12 @@ def max_tasks_setting() -> int:
     return DEFAULT_MAX_TASKS if value is None else value
 
 
+def max_records_setting() -> int:
+    """``PADIREC_SERVING_MAX_RECORDS`` or the default; a bad value fails when the model loads."""
+    value = _positive_env(MAX_RECORDS_ENV)
+    return DEFAULT_MAX_RECORDS if value is None else value
+
+
 def serving_threads(in_server: bool) -> int | None:
     """torch's intra-op threads for a process that serves: ``PADIREC_SERVING_THREADS``, else 1 in a
     worker of a scoring server (``in_server``), else None (leave the caller's setting). With 2
@@ -169,7 +184,8 @@ class Recommender:
     """Serve a system folder. Thread-safe: the adapter cache is guarded by a lock."""
 
     def __init__(self, system_dir: str | Path, device: str = "cpu", cache_size: int = 256,
-                 sampling_seed: int = 0, max_tasks: int | None = None) -> None:
+                 sampling_seed: int = 0, max_tasks: int | None = None, max_records: int | None = None,
+                 chunk_rows: int = CHUNK_ROWS) -> None:
         from padirec.backbones import load_backbone
         from padirec.diffusion.generator import Generator
 
@@ -193,6 +209,8 @@ class Recommender:
         self.utilities = list(self.generator.utilities)
         self.seed = sampling_seed
         self.max_tasks = max_tasks if max_tasks is not None else max_tasks_setting()
+        self.max_records = max_records if max_records is not None else max_records_setting()
+        self.chunk_rows = chunk_rows
         self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -286,6 +304,12 @@ class Recommender:
         ignored = [str(h) for h, ok in zip(history, known, strict=True) if not ok]
         return items, task, kk, times, ignored
 
+    def check_records(self, n: int) -> None:
+        """Refuse a request of more than ``max_records`` records before any of them is read."""
+        if n > self.max_records:
+            raise RequestError(f"this request has {n} records; at most {self.max_records} are allowed per request "
+                               f"({MAX_RECORDS_ENV}): split it")
+
     @torch.inference_mode()
     def recommend_many(self, requests: list[dict[str, Any]], k: Any = DEFAULT_K,
                        deadline: float | None = None) -> list[dict[str, list]]:
@@ -294,33 +318,38 @@ class Recommender:
         ``time.monotonic()`` instant after which the work stops. Returns per request
         ``item_ids``, ``scores``, ``titles``, ``categories`` (best first) and ``ignored`` (the
         history items the model does not know, dropped before ranking)."""
-        from padirec.adapters.adapter import apply_adapters
-
         if not requests:
             return []
+        self.check_records(len(requests))
         parsed = [self._parse(r, req, k, len(requests) > 1) for r, req in enumerate(requests)]
-        tasks = [p[1] for p in parsed]
-        rows_of: dict[tuple[float, ...], list[int]] = {}  # the requests of each distinct task, in one pass
-        for i, t in enumerate(tasks):
-            rows_of.setdefault(t, []).append(i)
-        distinct = list(rows_of)
+        distinct = list(dict.fromkeys(p[1] for p in parsed))
         if len(distinct) > self.max_tasks:
             raise RequestError(f"weights: this request has {len(distinct)} distinct weight vectors; at most "
                                f"{self.max_tasks} are allowed per request ({MAX_TASKS_ENV}): split it")
-        seqs = torch.zeros(len(requests), self.max_len, dtype=torch.long)
-        times = torch.zeros(len(requests), self.max_len, dtype=torch.long)
+        out: list[dict[str, list]] = []
+        chunks = range(0, len(parsed), self.chunk_rows)
+        for c, start in enumerate(chunks):
+            _check_deadline(deadline, f"{c} of {len(chunks)} chunks of {self.chunk_rows} records")
+            out += self._rank_chunk(parsed[start:start + self.chunk_rows], deadline)
+        return out
+
+    def _rank_chunk(self, parsed: list[tuple], deadline: float | None) -> list[dict[str, list]]:
+        """Rank one chunk of parsed records: one forward pass, then one adapter per distinct task."""
+        from padirec.adapters.adapter import apply_adapters
+
+        rows_of: dict[tuple[float, ...], list[int]] = {}  # the records of each distinct task, in one pass
+        for i, p in enumerate(parsed):
+            rows_of.setdefault(p[1], []).append(i)
+        seqs = torch.zeros(len(parsed), self.max_len, dtype=torch.long)
+        times = torch.zeros(len(parsed), self.max_len, dtype=torch.long)
         for r, (items, _, _, ts, _) in enumerate(parsed):
             seqs[r, self.max_len - len(items):] = torch.tensor(items)
             if ts is not None:
                 times[r, self.max_len - len(items):] = torch.tensor(ts)
         h = self.backbone.represent(seqs.to(self.device), times.to(self.device))
-        out: list[dict[str, list]] = [{} for _ in requests]
-        for done, task in enumerate(distinct):
-            if deadline is not None and time.monotonic() > deadline:
-                log.warning("request stopped at its deadline after %d of %d tasks", done, len(distinct))
-                raise RequestTimeout(f"the request ran past its time limit and was stopped after {done} of "
-                                     f"{len(distinct)} distinct weight vectors")
-            rows = rows_of[task]
+        out: list[dict[str, list]] = [{} for _ in parsed]
+        for done, (task, rows) in enumerate(rows_of.items()):
+            _check_deadline(deadline, f"{done} of {len(rows_of)} distinct weight vectors of a chunk")
             adapted = apply_adapters(h[rows], self.adapter(task), self.generator.layout)[0]
             scores = self.backbone.score_all(adapted)
             scores[:, 0] = -torch.inf
@@ -335,6 +364,12 @@ class Recommender:
 
     def recommend(self, history: list, weights: list[float], k: Any = DEFAULT_K, timestamps: list | None = None) -> dict[str, list]:
         return self.recommend_many([{"history": history, "weights": weights, "k": k, "timestamps": timestamps}])[0]
+
+
+def _check_deadline(deadline: float | None, done: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        log.warning("request stopped at its deadline after %s", done)
+        raise RequestTimeout(f"the request ran past its time limit and was stopped after {done}")
 
 
 def _short(value: Any, limit: int = 80, quote: bool = True) -> str:
