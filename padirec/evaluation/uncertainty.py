@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -351,15 +351,18 @@ def train_ceiling(features: Features, tasks: np.ndarray, adapters: AdapterConfig
 
 
 def evaluate_adapters_per_user(evaluator: SplitEvaluator, features: Features, params: torch.Tensor, layout: Layout,
-                               ) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]]]:
-    """``(metrics per task, per-user metrics per task)`` of adapters ``(T, P)`` on the evaluator's split."""
-    rows, users = [], []
+                               ) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]], list[np.ndarray]]:
+    """``(metrics per task, per-user metrics per task, items listed per task)`` of adapters
+    ``(T, P)`` on the evaluator's split (the listed items: ``SweepResult.listed``)."""
+    rows, users, listed = [], [], []
     for t in range(params.shape[0]):
         scores = adapted_scores(features, params[t:t + 1], layout, evaluator.split_name)[0]
         out, top = evaluator.per_user_lists(scores)
-        rows.append(evaluator.aggregate(out, top))
+        items = evaluator.listed(top)
+        rows.append(evaluator.aggregate(out, listed=items))
         users.append({m: v.detach().to(torch.float64).cpu().numpy() for m, v in out.items()})
-    return rows, users
+        listed.append(items.cpu().numpy())
+    return rows, users, listed
 
 
 def ceiling_summary(
@@ -397,12 +400,14 @@ def ceiling_summary(
 
 @dataclass(frozen=True)
 class CeilingEval:
-    """The second Retrain on the split's users: its ``seed``, the metrics per task and the per-user
-    values per task (``evaluate_adapters_per_user``)."""
+    """The second Retrain on the split's users: its ``seed``, the metrics per task, the per-user
+    values per task and the items listed per task (``evaluate_adapters_per_user``; the coverage of
+    users joined from shards)."""
 
     seed: int
     rows: list[dict[str, float]]
     users: list[dict[str, np.ndarray]]
+    listed: list[np.ndarray] = field(default_factory=list)
 
 
 def evaluate_ceiling(sweep: Any, ctx: Any, cfg: Any, reference: str | None, evaluator: SplitEvaluator | None = None,
@@ -417,8 +422,8 @@ def evaluate_ceiling(sweep: Any, ctx: Any, cfg: Any, reference: str | None, eval
         raise ArtifactError(f"the second Retrain was trained with seed {second.seed} on {len(second.tasks)} tasks, "
                             f"not seed {ceiling_seed(cfg)} on this sweep's {len(sweep.tasks)}")
     evaluator = evaluator or SplitEvaluator(ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed)
-    rows, users = evaluate_adapters_per_user(evaluator, ctx.features, second.params, ctx.layout)
-    return CeilingEval(second.seed, rows, users)
+    rows, users, listed = evaluate_adapters_per_user(evaluator, ctx.features, second.params, ctx.layout)
+    return CeilingEval(second.seed, rows, users, listed)
 
 
 def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cfg: Any, reference: str | None,
