@@ -12,7 +12,10 @@ its own users only: a method whose per-task work is per user, such as DeepPRL's 
 times a 1/shards slice).
 
 The merge (``merge_shards``) joins the users in shard order, recomputes every per-task figure
-from the joined per-user values (``sweep.aggregate``, as the sweep computes them) and assembles
+from the joined per-user values (``sweep.aggregate``, as the sweep computes them; the coverage
+``cv_div@k``/``cv_nov@k``, no mean over users, from the items some user listed: each shard writes
+its set per task, ``listed/...`` (T, num_items + 1) bool, and the long tail ``tail`` once, and the
+merge ORs the sets) and assembles
 the report as the unsharded stage does: the same figures up to float summation order. Methods
 must prepare a task the same in every shard; the merge checks the adapters agree and records the
 largest difference.
@@ -108,6 +111,7 @@ def write_shard(out_dir: str | Path, evidence: Evidence, meta: dict[str, Any], c
             "keys": keys}
     if evidence.ceiling is not None:
         _put_rows(arrays, keys, "ceiling", evidence.ceiling.users)
+        _put_listed(arrays, "listed/ceiling", evidence.ceiling.listed)
         meta["ceiling"] = {"seed": evidence.ceiling.seed}
     if evidence.band is not None:
         band = evidence.band
@@ -124,6 +128,8 @@ def write_shard(out_dir: str | Path, evidence: Evidence, meta: dict[str, Any], c
     users = evidence.sweep.user_groups
     if users is not None:
         arrays["groups"] = np.ascontiguousarray(users, dtype=np.int64)
+    if evidence.sweep.tail is not None:  # the long tail of every listed set (from the training split)
+        arrays["tail"] = np.ascontiguousarray(evidence.sweep.tail, dtype=bool)
     out_dir = Path(out_dir)
     atomic_write(out_dir / ARRAYS, lambda tmp: safetensors.numpy.save_file(arrays, tmp))
     atomic_write_json(out_dir / META, meta)
@@ -136,6 +142,8 @@ def _put_sweep(arrays: dict[str, np.ndarray], keys: dict[str, list[str]], name: 
     """The sweep's per-user values and adapters into ``arrays``; the rest as JSON."""
     for m, rows in sweep.per_user.items():
         _put_rows(arrays, keys, f"{name}/{m}", rows)
+    for m, listed in sweep.listed.items():
+        _put_listed(arrays, f"listed/{name}/{m}", listed)
     for m, params in sweep.adapters.items():
         arrays[f"adapters/{name}/{m}"] = params.detach().cpu().numpy()
     return {"tasks": sweep.tasks.tolist(), "methods": list(sweep.metrics), "fit_seconds": sweep.fit_seconds,
@@ -148,6 +156,12 @@ def _put_rows(arrays: dict[str, np.ndarray], keys: dict[str, list[str]], prefix:
     keys[prefix] = list(rows[0]) if rows else []
     for key in keys[prefix]:
         arrays[f"{prefix}/{key}"] = np.stack([np.asarray(r[key], dtype=np.float64) for r in rows])
+
+
+def _put_listed(arrays: dict[str, np.ndarray], key: str, listed: Sequence[np.ndarray]) -> None:
+    """Per task, the items some user of the shard listed, as one ``(T, num_items + 1)`` bool array."""
+    if len(listed):
+        arrays[key] = np.ascontiguousarray(np.stack([np.asarray(x, dtype=bool) for x in listed]))
 
 
 def _hit(study: dict[str, Any]) -> bool:
@@ -225,15 +239,19 @@ def join_evidence(parts: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]],
     between two shards' adapters of a task (0 when they agree to the bit)."""
     first, k = parts[0][0], cfg.evaluation.k
     groups = np.concatenate([a["groups"] for _, a in parts]) if first["grid"]["groups"] else None
+    tail = _tail(parts)
     difference = [0.0]
-    sweep = _join_sweep(parts, "grid", first["grid"], groups, k, difference)
+    sweep = _join_sweep(parts, "grid", first["grid"], groups, tail, k, difference)
     evidence = Evidence(sweep, first["timings"])
     if "ceiling" in first:
         rows = _join_rows(parts, "ceiling", len(sweep.tasks))
-        evidence.ceiling = CeilingEval(first["ceiling"]["seed"], [_aggregate(r, groups, k) for r in rows], rows)
+        listed = _join_listed(parts, "listed/ceiling")
+        evidence.ceiling = CeilingEval(first["ceiling"]["seed"], _aggregate_rows(rows, groups, k, listed, tail), rows,
+                                       [] if listed is None else list(listed))
     if "band" in first:
         band = first["band"]
-        band_sweep = _join_sweep(parts, "band", band["sweep"], groups, k, difference) if "sweep" in band else None
+        band_sweep = (_join_sweep(parts, "band", band["sweep"], groups, tail, k, difference) if "sweep" in band
+                      else None)
         evidence.band = BandEvidence(band_sweep, band["info"], band["skipped"])
     if "robustness" in first:
         n_tasks = len(sweep.tasks)
@@ -248,17 +266,40 @@ def join_evidence(parts: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]],
     return evidence, difference[0]
 
 
+def _tail(parts: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]]) -> np.ndarray | None:
+    """The long tail the shards' listed sets are measured against: the same in every shard (it
+    comes from the training split), None when the shards carry none."""
+    tails = [a.get("tail") for _, a in parts]
+    if any(t is None for t in tails):
+        return None
+    if any(not np.array_equal(t, tails[0]) for t in tails[1:]):
+        raise ArtifactError("the shards' long tails differ: they were evaluated on different training data")
+    return tails[0].astype(bool)
+
+
+def _join_listed(parts: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]], key: str) -> np.ndarray | None:
+    """``(T, num_items + 1)`` bool: per task, the items some user of some shard listed (the shards'
+    sets OR-ed); None when a shard lacks them."""
+    sets = [a.get(key) for _, a in parts]
+    if any(x is None for x in sets):
+        return None
+    return np.logical_or.reduce([x.astype(bool) for x in sets])
+
+
 def _join_sweep(parts: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]], name: str, info: dict[str, Any],
-                groups: np.ndarray | None, k: int, difference: list[float]) -> SweepResult:
+                groups: np.ndarray | None, tail: np.ndarray | None, k: int, difference: list[float]) -> SweepResult:
     tasks = np.asarray(info["tasks"], dtype=np.float64).reshape(len(info["tasks"]), -1)
     infos = [meta["grid"] if name == "grid" else meta["band"]["sweep"] for meta, _ in parts]
-    out = SweepResult(tasks=tasks, metrics={}, user_groups=groups,
+    out = SweepResult(tasks=tasks, metrics={}, user_groups=groups, tail=tail,
                       fit_seconds=dict(info["fit_seconds"]),  # each shard fits alike: the first's
                       seconds={m: sum(i["seconds"][m] for i in infos) for m in info["seconds"]})  # the work
     for m in info["methods"]:
         rows = _join_rows(parts, f"{name}/{m}", len(tasks))
+        listed = _join_listed(parts, f"listed/{name}/{m}")
         out.per_user[m] = rows
-        out.metrics[m] = [_aggregate(r, groups, k) for r in rows]
+        if listed is not None:
+            out.listed[m] = list(listed)
+        out.metrics[m] = _aggregate_rows(rows, groups, k, listed, tail)
         key = f"adapters/{name}/{m}"
         if key in parts[0][1]:
             params = [a[key] for _, a in parts]
@@ -277,10 +318,22 @@ def _join_rows(parts: Sequence[tuple[dict[str, Any], dict[str, np.ndarray]]], pr
     return [{key: joined[key][t] for key in keys} for t in range(joined[keys[0]].shape[0])]
 
 
-def _aggregate(row: dict[str, np.ndarray], groups: np.ndarray | None, k: int) -> dict[str, float]:
-    """The sweep's per-task figures of joined per-user values (``SplitEvaluator.aggregate``)."""
+def _aggregate_rows(rows: Sequence[dict[str, np.ndarray]], groups: np.ndarray | None, k: int,
+                    listed: np.ndarray | None, tail: np.ndarray | None) -> list[dict[str, float]]:
+    """``_aggregate`` of every task's row, with its listed items when the shards carry them."""
+    if listed is not None and len(listed) != len(rows):
+        raise ArtifactError(f"the shards list items for {len(listed)} tasks, not the {len(rows)} of their values")
+    return [_aggregate(r, groups, k, None if listed is None else listed[t], tail) for t, r in enumerate(rows)]
+
+
+def _aggregate(row: dict[str, np.ndarray], groups: np.ndarray | None, k: int, listed: np.ndarray | None = None,
+               tail: np.ndarray | None = None) -> dict[str, float]:
+    """The sweep's per-task figures of joined per-user values (``SplitEvaluator.aggregate``), and
+    the coverage of the items the joined users listed (``listed``, against the long tail ``tail``)."""
     return aggregate({key: torch.from_numpy(v) for key, v in row.items()},
-                     None if groups is None else torch.from_numpy(groups), k)
+                     None if groups is None else torch.from_numpy(groups), k,
+                     None if listed is None else torch.from_numpy(listed),
+                     None if tail is None else torch.from_numpy(tail))
 
 
 # ----------------------------------------------------------------------------- comparing reports

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 
 import pytest
+import safetensors.numpy
 import torch
 
 from padirec.errors import ArtifactError
@@ -66,6 +67,14 @@ def test_merged_shards_are_the_unsharded_report(tiny, tmp_path):
     assert figure_differences({"a": [1.0]}, {"a": [1.0 + 1e-6]}) != []  # the comparison can fail
     assert "skipped" not in merged["protocols"]["band"] and "pearson_ceiling" in merged["summary"]["retrain"]
     assert merged["analyses"]["robustness"] and merged["analyses"]["case_study"]
+    # coverage is no mean over users: it survives the merge through each shard's listed items
+    cv = ("cv_div@10", "cv_nov@10")
+    assert all(set(cv) <= set(row) for rows in merged["methods"].values() for row in rows)
+    assert all(set(cv) <= set(row) for rows in merged["protocols"]["band"]["methods"].values() for row in rows)
+    assert all(set(cv) <= set(row) for row in merged["summary"]["retrain"]["pearson_ceiling"]["metrics"])
+    arrays = safetensors.numpy.load_file(str(parts[0] / "evidence.safetensors"))
+    assert arrays["tail"].dtype == bool and arrays["listed/grid/retrain"].shape == (len(whole["tasks"]),
+                                                                                     len(arrays["tail"]))
     assert set(merged["response_time"]) == set(whole["response_time"])
     shards = merged["analyses"]["shards"]
     assert shards["count"] == 3 and sum(shards["users"]) == whole["uncertainty"]["users"]
