@@ -12,10 +12,16 @@ from components.adapters import build_adapters_component, plan_shards_component
 from components.backbone import train_backbone_component
 from components.ceiling import retrain_ceiling_component
 from components.data import prepare_data_component
-from components.evaluate import evaluate_component
+from components.evaluate import (
+    evaluate_component,
+    evaluate_shard_component,
+    plan_evaluation_component,
+    time_responses_component,
+)
 from components.features import compute_features_component
 from components.finish import finish_run_component
 from components.generator import band_generator_component, train_generator_component
+from components.merge_evaluation import merge_evaluation_component
 from components.register import register_and_promote_component
 
 FUNCTIONS = {  # the step's name (its KFP task: ``train_backbone`` -> ``train-backbone``) -> its component
@@ -27,7 +33,11 @@ FUNCTIONS = {  # the step's name (its KFP task: ``train_backbone`` -> ``train-ba
     "train_generator": train_generator_component,
     "band_generator": band_generator_component,
     "retrain_ceiling": retrain_ceiling_component,
+    "plan_evaluation": plan_evaluation_component,
     "evaluate": evaluate_component,
+    "evaluate_shard": evaluate_shard_component,
+    "time_responses": time_responses_component,
+    "merge_evaluation": merge_evaluation_component,
     "register_and_promote": register_and_promote_component,
     "finish_run": finish_run_component,
 }

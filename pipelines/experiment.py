@@ -45,7 +45,7 @@ LABELS = {"avg_hv": "Avg.HV", "pearson_ra": "Pearson r-a", "pearson_rd": "Pearso
           "reward": "reward", "regret": "regret", "dominated": "tasks dominated by Retrain",
           "tracking_ndcg": "tracking error NDCG", "tracking_alpha_ndcg": "tracking error alpha-NDCG"}
 DISPLAY = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "tisasrec": "TiSASRec", "lrurec": "LRURec"}
-REPORT = "**/evaluate/report/report.json"  # the evaluate step's report
+REPORT = "**/report/report.json"  # the evaluate step's report, or merge_evaluation's (evaluation.shards > 1)
 RESULT = "experiment.json"
 ROLE = "experiment"  # the padirec.role tag of the experiment's MLflow run
 SCHEMA_VERSION = 1

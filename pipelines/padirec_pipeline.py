@@ -40,10 +40,13 @@ from padirec.tracking import KFP_RUN_ID_ENV
 PIPELINE_NAME = "padirec"
 DEFAULT_IMAGE = "padirec:0.1.0"
 GPU_STEPS = ("train_backbone", "compute_features", "build_adapters", "train_generator", "band_generator",
-             "retrain_ceiling", "evaluate")
-# evaluate times new tasks (wall time): a cached result would report a stale machine's figures.
-UNCACHED_STEPS = ("finish_run", "evaluate", "register_and_promote")
-LIGHT_STEPS = ("plan_shards", "finish_run")
+             "retrain_ceiling", "evaluate", "evaluate_shard", "time_responses")
+# evaluate and time_responses time new tasks (wall time): a cached result would report a stale
+# machine's figures; the shards and the merge are the rest of evaluate, logged into this run.
+UNCACHED_STEPS = ("finish_run", "evaluate", "evaluate_shard", "time_responses", "merge_evaluation",
+                  "register_and_promote")
+LIGHT_STEPS = ("plan_shards", "plan_evaluation", "finish_run")
+PURE_STEPS = ("plan_shards", "plan_evaluation")  # functions of the config: no tracking, no data
 
 RUN_ID_FIELD = "metadata.labels['pipeline/runid']"
 
@@ -59,7 +62,7 @@ class ClusterOptions:
     memory: str = "16G"
     # past it the step is OOMKilled (and retried), not its node's neighbours; "": the request
     memory_limit: str = ""
-    # plan_shards and finish_run read no data and train nothing
+    # plan_shards, plan_evaluation and finish_run read no data and train nothing
     light_cpu: str = "1"
     light_memory: str = "2G"
     # Where GPU steps may run: node labels they require, and taints they tolerate, each written as
@@ -134,7 +137,7 @@ def _configure(task, name: str, cluster: ClusterOptions):
     # The CPU limit equals the request: the pod's cgroup quota then tells torch how many threads
     # to use (padirec.runtime.compute), instead of the node's core count.
     task.set_cpu_request(cpu).set_cpu_limit(cpu).set_memory_request(memory).set_memory_limit(limit)
-    if name == "plan_shards":  # pure function of the config: no tracking, no data
+    if name in PURE_STEPS:
         return task
     _with_environment(task)
     if name == "finish_run":
@@ -180,13 +183,27 @@ def build_pipeline(image: str = DEFAULT_IMAGE, cluster: ClusterOptions | None = 
             band_generator = step("band_generator", config_json=config_json, bank=generator.outputs["bank"])
             ceiling = step("retrain_ceiling", config_json=config_json, data=data.outputs["data"],
                            backbone=backbone.outputs["backbone"], features=features.outputs["features"])
-            report = step("evaluate", config_json=config_json, data=data.outputs["data"],
-                          backbone=backbone.outputs["backbone"], features=features.outputs["features"],
-                          bank=generator.outputs["bank"], generator=generator.outputs["generator"],
-                          band_generator=band_generator.outputs["band_generator"],
-                          ceiling=ceiling.outputs["ceiling"])
-            step("register_and_promote", config_json=config_json, data=data.outputs["data"],
-                 backbone=backbone.outputs["backbone"], generator=generator.outputs["generator"],
-                 report=report.outputs["report"])
+
+            def register(report):
+                step("register_and_promote", config_json=config_json, data=data.outputs["data"],
+                     backbone=backbone.outputs["backbone"], generator=generator.outputs["generator"], report=report)
+
+            inputs = dict(config_json=config_json, data=data.outputs["data"], backbone=backbone.outputs["backbone"],
+                          features=features.outputs["features"], bank=generator.outputs["bank"],
+                          generator=generator.outputs["generator"],
+                          band_generator=band_generator.outputs["band_generator"], ceiling=ceiling.outputs["ceiling"])
+            # evaluation.shards = 1: the single step; more: ranges of the test users, then a merge.
+            # register_and_promote in each branch: KFP's local runner cannot pick an artifact
+            # with dsl.OneOf (kfp 2.17: "Expected 1 artifact in ArtifactSelectorSpec").
+            plan = step("plan_evaluation", config_json=config_json)
+            with dsl.If(plan.outputs["count"] == 1, name="one-evaluation"):
+                register(step("evaluate", **inputs).outputs["report"])
+            with dsl.Else(name="evaluation-shards"):
+                # the timing is no per-user work: its own step, beside the shards, on every user
+                timing = step("time_responses", **inputs)
+                with dsl.ParallelFor(plan.outputs["indices"], name="evaluation-shards") as user_shard:
+                    part = step("evaluate_shard", shard_index=user_shard, **inputs)
+                register(step("merge_evaluation", config_json=config_json, parts=dsl.Collected(part.outputs["part"]),
+                              timings=timing.outputs["timings"]).outputs["report"])
 
     return padirec_pipeline

@@ -25,6 +25,7 @@ from padirec.core.tracker import Tracker
 from padirec.data.stage import run_data_stage
 from padirec.diffusion.stage import train_generator_stage
 from padirec.evaluation.protocols import needs_band_generator
+from padirec.evaluation.shards import evaluate_shard, merge_shards, time_responses
 from padirec.evaluation.stage import EvaluationInputs, evaluate_stage
 from padirec.evaluation.trained_inputs import band_generator_stage, retrain_ceiling_stage
 from padirec.evaluation.uncertainty import ceiling_seed
@@ -176,6 +177,38 @@ def evaluate_step(config_json: str, data: str, backbone: str, features: str, ban
         folders = EvaluationInputs(data, backbone, bank, generator, features, band_generator, ceiling,
                                    time_responses=True)
         evaluate_stage(folders, out, cfg, tracker)
+    return {}
+
+
+def plan_evaluation_step(config_json: str) -> tuple[int, list[int]]:
+    """``(evaluation.shards, the shard indices)``: one shard is the single evaluate step."""
+    count = config_from_json(config_json).evaluation.shards
+    return count, list(range(count))
+
+
+def evaluate_shard_step(config_json: str, shard_index: int, data: str, backbone: str, features: str, bank: str,
+                        generator: str, band_generator: str, ceiling: str, out: str) -> dict[str, Any]:
+    """One range of the test users (``padirec.evaluation.shards``); ``time_responses`` times new tasks."""
+    with _step(config_json, f"evaluate_shard_{shard_index}", data, "evaluation", system_metrics=True) as (cfg, tracker):
+        folders = EvaluationInputs(data, backbone, bank, generator, features, band_generator, ceiling)
+        meta = evaluate_shard(folders, out, cfg, shard_index, tracker)
+    return {"users": meta["users"][1] - meta["users"][0]}
+
+
+def time_responses_step(config_json: str, data: str, backbone: str, features: str, bank: str, generator: str,
+                        band_generator: str, ceiling: str, out: str) -> dict[str, Any]:
+    """Never cached, as ``evaluate``: beside the user shards, the response-time comparison on every user."""
+    with _step(config_json, "time_responses", data, "evaluation", system_metrics=True) as (cfg, tracker):
+        folders = EvaluationInputs(data, backbone, bank, generator, features, band_generator, ceiling)
+        timings = time_responses(folders, out, cfg, tracker)
+    return {"methods": len(timings)}
+
+
+def merge_evaluation_step(config_json: str, parts: list[str], timings: str, out: str) -> dict[str, Any]:
+    """The shards' users and the timings joined into the report the single evaluate step writes."""
+    with _step(config_json, "merge_evaluation") as (cfg, tracker):
+        _log_input(tracker, lambda: tracker.log_pipeline_dataset("evaluation"))
+        merge_shards(parts, out, cfg, tracker, timings_dir=timings)
     return {}
 
 

@@ -56,6 +56,8 @@ class EvaluationConfig:
     band_high: float = setting(0.7, range="[0, 1]")
     # what the band bounds (``padirec.core.tasks.Band``): w_acc, or (p = 3) the distance to the centroid
     band_coordinate: Literal["w_acc", "centroid_distance"] = setting("w_acc", choices=("w_acc", "centroid_distance"))
+    # the pipeline evaluates users in this many parallel steps, then merges them (1: one step)
+    shards: int = setting(1, range=POSITIVE)
 
 
 @dataclass

@@ -63,13 +63,30 @@ def novelty_at_k(topk: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
         topk.shape[0], dtype=torch.float64)
 
 
-def coverage(topk: torch.Tensor, tail: torch.Tensor, k: int) -> dict[str, float]:
-    """``{"cv_div@k", "cv_nov@k"}`` of every user's list ``topk (U, k)``: the shares of the
-    catalogue and of the long tail that some list contains (0 for an empty catalogue or tail)."""
-    tail = tail.to(topk.device)
-    listed = torch.zeros(tail.shape[0], dtype=torch.bool, device=topk.device)
+def listed_items(topk: torch.Tensor, num_items: int) -> torch.Tensor:
+    """``(num_items + 1,)`` bool, True for every item (padding excluded) that some list of ``topk
+    (U, k)`` contains: what ``coverage`` counts. The sets of disjoint groups of users OR together
+    into the set of all of them (the merge of user shards)."""
+    listed = torch.zeros(num_items + 1, dtype=torch.bool, device=topk.device)
     listed[topk.reshape(-1)] = True
+    listed[0] = False
+    return listed
+
+
+def coverage_of(listed: torch.Tensor, tail: torch.Tensor, k: int) -> dict[str, float]:
+    """``{"cv_div@k", "cv_nov@k"}`` of the items some list contains (``listed_items``): the shares
+    of the catalogue and of the long tail ``tail`` listed (0 for an empty catalogue or tail)."""
+    listed = torch.as_tensor(listed, dtype=torch.bool).clone()
+    tail = torch.as_tensor(tail, dtype=torch.bool).to(listed.device)
+    if listed.shape != tail.shape:
+        raise ValueError(f"listed items {tuple(listed.shape)} and long tail {tuple(tail.shape)} differ in size")
     listed[0] = False
     num_items, num_tail = tail.shape[0] - 1, int(tail.sum())
     return {f"cv_div@{k}": int(listed.sum()) / num_items if num_items else 0.0,
             f"cv_nov@{k}": int((listed & tail).sum()) / num_tail if num_tail else 0.0}
+
+
+def coverage(topk: torch.Tensor, tail: torch.Tensor, k: int) -> dict[str, float]:
+    """``{"cv_div@k", "cv_nov@k"}`` of every user's list ``topk (U, k)``: the shares of the
+    catalogue and of the long tail that some list contains (0 for an empty catalogue or tail)."""
+    return coverage_of(listed_items(topk, tail.shape[0] - 1), tail, k)

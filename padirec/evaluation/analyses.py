@@ -42,38 +42,65 @@ def robustness(
     registered methods that declare ``robustness``): ``ndcg_change``/``alpha_ndcg_change`` mean
     and std of the absolute metric change under noise, and ``inverse_distance`` mean/std to the
     reference method's adapters (absent without it)."""
+    per_user = robustness_per_user(adapters, features, layout, evaluator, noise, repeats, seed, methods)
+    return robustness_figures(per_user, adapters, evaluator.k)
+
+
+def robustness_per_user(
+    adapters: Mapping[str, torch.Tensor], features: Features, layout: Layout, evaluator: SplitEvaluator,
+    noise: float = 0.05, repeats: int = 5, seed: int = 0, methods: tuple[str, ...] | None = None,
+) -> dict[str, dict[str, list[dict[str, np.ndarray]]]]:
+    """The user-level half of ``robustness``: per method, NDCG@k and alpha-NDCG@k of every user
+    ``(U,)`` float64 for each task, ``clean`` (T entries) and ``noisy`` (repeat by repeat, R x T)."""
     if methods is None:
         methods = tuple(key for key, cls in METHODS.items() if cls.robustness)
-    reference = method_with_role("reference")
     if noise <= 0 or repeats < 1:
         raise ValueError(f"robustness needs noise > 0 and repeats >= 1, got {noise}, {repeats}")
     present = [m for m in methods if m in adapters]
     if not present:
         return {}
-    k = evaluator.k
+    keys = (f"ndcg@{evaluator.k}", f"alpha_ndcg@{evaluator.k}")
     shape = adapters[present[0]].shape
     gen = torch.Generator().manual_seed(seed)
     draws = torch.randn(repeats, *shape, generator=gen) * noise  # (R, T, P): shared by every method
-    out: dict[str, dict[str, float]] = {}
+
+    def users(params: torch.Tensor) -> dict[str, np.ndarray]:
+        out = evaluator.per_user(adapted_scores(features, params, layout, evaluator.split_name)[0])
+        return {key: out[key].detach().to(torch.float64).cpu().numpy() for key in keys}
+
+    out: dict[str, dict[str, list[dict[str, np.ndarray]]]] = {}
     for m in present:
         params = adapters[m].float()
         if params.shape != shape:
             raise ValueError(f"robustness: {m} adapters {tuple(params.shape)} differ from {tuple(shape)}")
-        clean = [evaluator(adapted_scores(features, params[t:t + 1], layout, evaluator.split_name)[0])
-                 for t in range(shape[0])]
+        noisy = [params + draws[r] for r in range(repeats)]
+        out[m] = {"clean": [users(params[t:t + 1]) for t in range(shape[0])],
+                  "noisy": [users(n[t:t + 1]) for n in noisy for t in range(shape[0])]}
+    return out
+
+
+def robustness_figures(per_user: Mapping[str, Mapping[str, list[dict[str, np.ndarray]]]],
+                       adapters: Mapping[str, torch.Tensor], k: int) -> dict[str, dict[str, float]]:
+    """``robustness``'s figures from ``robustness_per_user`` (or user shards' values joined)."""
+    reference = method_with_role("reference")
+
+    def mean(v: np.ndarray) -> float:  # as ``SplitEvaluator.aggregate`` takes it
+        return float(torch.from_numpy(np.asarray(v, dtype=np.float64)).mean()) if len(v) else 0.0
+
+    out: dict[str, dict[str, float]] = {}
+    for m, values in per_user.items():
+        clean, n_tasks = values["clean"], len(values["clean"])
         d_acc, d_div = [], []
-        for r in range(repeats):
-            noisy = params + draws[r]
-            for t in range(shape[0]):
-                metrics = evaluator(adapted_scores(features, noisy[t:t + 1], layout, evaluator.split_name)[0])
-                d_acc.append(abs(metrics[f"ndcg@{k}"] - clean[t][f"ndcg@{k}"]))
-                d_div.append(abs(metrics[f"alpha_ndcg@{k}"] - clean[t][f"alpha_ndcg@{k}"]))
+        for i, noisy in enumerate(values["noisy"]):
+            t = i % n_tasks
+            d_acc.append(abs(mean(noisy[f"ndcg@{k}"]) - mean(clean[t][f"ndcg@{k}"])))
+            d_div.append(abs(mean(noisy[f"alpha_ndcg@{k}"]) - mean(clean[t][f"alpha_ndcg@{k}"])))
         out[m] = {
             "ndcg_change_mean": float(np.mean(d_acc)), "ndcg_change_std": float(np.std(d_acc)),
             "alpha_ndcg_change_mean": float(np.mean(d_div)), "alpha_ndcg_change_std": float(np.std(d_div)),
         }
         if reference in adapters:
-            inv = 1.0 / (1.0 + (params - adapters[reference].float()).norm(dim=1))
+            inv = 1.0 / (1.0 + (adapters[m].float() - adapters[reference].float()).norm(dim=1))
             out[m]["inverse_distance_mean"] = float(inv.mean())
             out[m]["inverse_distance_std"] = float(inv.std(unbiased=False))
     return out

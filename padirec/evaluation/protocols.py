@@ -132,16 +132,19 @@ def select_tasks(sweep: SweepResult, index: np.ndarray, methods: Sequence[str]) 
         seconds={m: sweep.seconds[m] for m in methods if m in sweep.seconds},
         per_user={m: [sweep.per_user[m][i] for i in pick] for m in methods if m in sweep.per_user},
         user_groups=sweep.user_groups,
+        listed={m: [sweep.listed[m][i] for i in pick] for m in methods if m in sweep.listed},
+        tail=sweep.tail,
     )
 
 
 def merge(order: Sequence[str], *parts: SweepResult) -> SweepResult:
     """Sweeps over the same tasks and different methods as one, methods in ``order``."""
-    out = SweepResult(tasks=parts[0].tasks, metrics={}, user_groups=parts[0].user_groups)
+    out = SweepResult(tasks=parts[0].tasks, metrics={}, user_groups=parts[0].user_groups,
+                      tail=next((p.tail for p in parts if p.tail is not None), None))
     for m in order:
         part = next(p for p in parts if m in p.metrics)
         out.metrics[m] = part.metrics[m]
-        for name in ("adapters", "fit_seconds", "seconds", "per_user"):
+        for name in ("adapters", "fit_seconds", "seconds", "per_user", "listed"):
             if m in getattr(part, name):
                 getattr(out, name)[m] = getattr(part, name)[m]
     return out

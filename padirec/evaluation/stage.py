@@ -19,35 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from padirec.adapters.bank import load_bank
 from padirec.adapters.features_stage import frozen_features
 from padirec.backbones.checkpoint import backbone_sha256
 from padirec.config import Config
-from padirec.core.tasks import grid
 from padirec.core.tracker import NullTracker, Tracker
 from padirec.data.dataset import load_prepared
-from padirec.diffusion.generator import Generator
 from padirec.errors import ArtifactError, ConfigError
-from padirec.evaluation.analyses import case_study, robustness
+from padirec.evaluation.evidence import assemble_report, gather_evidence
 from padirec.evaluation.markdown import render_markdown
 from padirec.evaluation.plots import make_plots
-from padirec.evaluation.protocols import (
-    BAND_DESCRIPTION,
-    GRID_DESCRIPTION,
-    EmptyBand,
-    band_of,
-    protocol_section,
-    run_band,
-)
-from padirec.evaluation.report import build_report, metric_name, validate_report
-from padirec.evaluation.response_time import compare_response_time, speedup
-from padirec.evaluation.summary import Scale, objective_keys, report_scale, summarise
-from padirec.evaluation.sweep import SplitEvaluator, SweepResult, run_sweep
-from padirec.evaluation.trained_inputs import read_band_generator, read_ceiling
-from padirec.evaluation.uncertainty import add_uncertainty
-from padirec.methods.registry import METHODS, MethodContext, build_methods, method_with_role
+from padirec.evaluation.report import metric_name, validate_report
+from padirec.evaluation.response_time import speedup
+from padirec.methods.registry import MethodContext, method_with_role
 from padirec.runtime.artifacts import (
     atomic_write_json,
     atomic_write_text,
@@ -197,90 +181,17 @@ def _log_task_table(tracker: Tracker, report: dict[str, Any]) -> None:
 def evaluate_stage(folders: EvaluationInputs, out_dir: str | Path, cfg: Config,
                    tracker: Tracker | None = None) -> dict[str, Any]:
     """Every method x every grid task on the test split -> the report folder. Returns the report."""
-    tracker = tracker or NullTracker()
     seed_everything(cfg.seed)
-    ev = cfg.evaluation
-    timings: dict[str, Any] = {}
     inputs = load_inputs(folders, cfg)
-    ctx = inputs.context
-    device = ctx.features.item_embedding.device
-    methods = build_methods(list(ev.methods), ctx, cfg.methods)
-    if folders.time_responses:
-        timings = _time_new_tasks(methods, ctx, cfg)
-        seed_everything(cfg.seed)  # the sweep's draws do not depend on what the timing drew
-    tasks = grid(len(ctx.utilities), cfg.adapters.grid_size, cfg.adapters.grid_centroid)
-    log.info("evaluate: %d methods x %d tasks, %d test users", len(methods), len(tasks), ctx.features.test.h.shape[0])
-    # No tracker: the sweep would log per-task figures with the task index as the step; they go
-    # into one table instead (``_log_task_table``).
-    sweep = run_sweep(methods, tasks, ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed, per_user=True,
-                      fitted=folders.time_responses)
-    if folders.time_responses:
-        sweep.fit_seconds = {key: t["fit_s"] for key, t in timings.items()}
-    reference = method_with_role("reference")
-    # one scale for every figure of the report, from the reference's own front ends (no roster)
-    scale = report_scale(sweep.metrics, tasks, ctx.utilities, ev.k, reference)
-    summary = summarise(sweep.metrics, tasks, ctx.utilities, ev.k, reference=reference, scale=scale)
-    uncertainty = add_uncertainty(summary, sweep, ctx, cfg, reference, scale=scale,  # CIs, Retrain ceiling
-                                  second=read_ceiling(folders.ceiling, device))
-    protocols = {"grid": protocol_section(GRID_DESCRIPTION, tasks, summary)}
-    if "band" in ev.protocols:
-        protocols["band"] = _band_protocol(sweep, ctx, cfg, scale, read_band_generator(folders.band_generator, device))
+    report = assemble_report(gather_evidence(inputs.context, cfg, folders), cfg, inputs.versions, inputs.backbone_name)
+    publish_report(out_dir, report, cfg, tracker)
+    return report
 
-    analyses: dict[str, Any] = {
-        "fit_seconds": sweep.fit_seconds,
-        "sweep_seconds": sweep.seconds,
-    }
-    perturbed = tuple(m for m in sweep.adapters if METHODS[m].robustness)
-    if ev.robustness_repeats > 0 and perturbed:
-        evaluator = SplitEvaluator(ctx.features, "test", ev.k, ev.alpha)
-        analyses["robustness"] = robustness(sweep.adapters, ctx.features, ctx.layout, evaluator,
-                                            ev.robustness_noise, ev.robustness_repeats, cfg.seed, perturbed)
-        analyses["robustness_noise_std"] = ev.robustness_noise
-    if "diversity" in ctx.utilities and methods:
-        # the proposed method's lists, else the reference's, else the first method's
-        shown = method_with_role("proposed", methods) or method_with_role("reference", methods) or next(iter(methods))
-        analyses["case_study"] = case_study(methods[shown], ctx.data, ctx.features, ctx.utilities,
-                                            ev.k, ev.case_study_user)
-    report = build_report(
-        k=ev.k, alpha=ev.alpha, utilities=ctx.utilities, tasks=tasks.tolist(), methods=sweep.metrics,
-        summary=summary, response_time=timings, analyses=analyses, config=cfg.to_dict(),
-        versions=inputs.versions, dataset=cfg.data.source, backbone=inputs.backbone_name, uncertainty=uncertainty,
-        protocols=protocols, normalisation=scale.to_dict(objective_keys(ctx.utilities, ev.k)),
-    )
+
+def publish_report(out_dir: str | Path, report: dict[str, Any], cfg: Config, tracker: Tracker | None = None) -> None:
+    """The report folder, and its figures, table and files in the step's tracked run."""
+    tracker = tracker or NullTracker()
     write_report(out_dir, report, cfg)
     _log_summary(tracker, report)
     _log_task_table(tracker, report)
     tracker.log_artifacts(str(out_dir), "report")
-    return report
-
-
-def _band_protocol(sweep: SweepResult, ctx: MethodContext, cfg: Config, scale: Scale,
-                   generator: Generator | None) -> dict[str, Any]:
-    """The report's ``protocols.band`` on the grid's ``scale``; ``skipped`` with the reason when the
-    bank leaves nothing outside the band to learn from (a tiny bank), rather than failing the
-    finished pipeline. ``generator``: the band's, trained already (else trained here)."""
-    ev, reference = cfg.evaluation, method_with_role("reference")
-    band = band_of(ev)
-    try:
-        band_sweep, _, info = run_band(sweep, ctx, cfg, band, "test", generator)
-    except EmptyBand as e:
-        log.warning("band protocol skipped: %s", e)
-        return protocol_section(BAND_DESCRIPTION, np.zeros((0, len(ctx.utilities))), {}, band=list(band),
-                                skipped=str(e))
-    band_summary = summarise(band_sweep.metrics, band_sweep.tasks, ctx.utilities, ev.k, reference=reference,
-                             scale=scale)
-    add_uncertainty(band_summary, band_sweep, ctx, cfg, reference, ceiling=False, scale=scale)
-    return protocol_section(BAND_DESCRIPTION, band_sweep.tasks, band_summary, band_sweep.metrics, **info)
-
-
-def _time_new_tasks(methods: dict[str, Any], ctx: MethodContext, cfg: Config) -> dict[str, Any]:
-    """``compare_response_time`` on ``methods`` (fitting each: the sweep then reuses them). New
-    tasks are never in the bank (``new_tasks`` keeps them apart from its tasks), so a Retrain
-    built with the bank trains every one of them."""
-    assert ctx.bank is not None
-    seen = ctx.bank.weights.cpu().numpy().astype(np.float64)
-    timings = compare_response_time(methods, len(ctx.utilities), cfg.evaluation.response_time_repeats, cfg.seed, seen)
-    ratio = speedup(timings)
-    log.info("response time: %s / %s = %s", method_with_role("reference"), method_with_role("proposed"),
-             f"{ratio:.1f}x" if math.isfinite(ratio) else "n/a")
-    return timings

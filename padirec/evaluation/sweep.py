@@ -40,7 +40,7 @@ from padirec.core.metrics import (
     sample_negatives,
     target_rank,
 )
-from padirec.core.novelty import coverage, long_tail_items, novelty_at_k
+from padirec.core.novelty import coverage_of, listed_items, long_tail_items, novelty_at_k
 from padirec.core.tracker import NullTracker, Tracker
 from padirec.evaluation.report import metric_name
 from padirec.methods.base import Method
@@ -140,16 +140,34 @@ class SplitEvaluator:
     def __call__(self, scores: torch.Tensor) -> dict[str, float]:
         return self.aggregate(*self.per_user_lists(scores))
 
-    def aggregate(self, out: Mapping[str, torch.Tensor], top: torch.Tensor | None = None) -> dict[str, float]:
+    def listed(self, top: torch.Tensor) -> torch.Tensor:
+        """``(num_items + 1,)`` bool: the items some list of ``top (U, k)`` contains (``listed_items``)."""
+        return listed_items(top, self.tail.shape[0] - 1)
+
+    def aggregate(self, out: Mapping[str, torch.Tensor], top: torch.Tensor | None = None,
+                  listed: torch.Tensor | None = None) -> dict[str, float]:
         """The split's metrics from ``per_user``'s output: the means, the group gap, and (given the
-        lists ``top (U, k)``) the coverage of the catalogue and of the long tail."""
-        metrics = {name: float(v.mean()) if v.numel() else 0.0 for name, v in out.items()}
+        lists ``top (U, k)``, or the items they contain ``listed``) the coverage of the catalogue and
+        of the long tail."""
         if top is not None:
-            metrics.update(coverage(top, self.tail, self.k))
-        if self.split.groups is not None:
-            ndcg = out[f"ndcg@{self.k}"].to(torch.float64)
-            metrics[f"ndcg_gap@{self.k}"] = float(group_gap(ndcg[None, :], self.split.groups.to(ndcg.device))[0])
-        return metrics
+            listed = self.listed(top)
+        return aggregate(out, self.split.groups, self.k, listed, self.tail)
+
+
+def aggregate(out: Mapping[str, torch.Tensor], groups: torch.Tensor | None, k: int,
+              listed: torch.Tensor | None = None, tail: torch.Tensor | None = None) -> dict[str, float]:
+    """Per-user metrics ``{name: (U,)}`` -> the means, the NDCG@k gap between ``groups (U,)``
+    (none without groups) and, given the items some user's list contains ``listed`` and the long
+    tail ``tail`` (both ``(num_items + 1,)`` bool), the coverage ``cv_div@k``/``cv_nov@k``. The merge
+    of user shards calls it on the shards' users joined (their ``listed`` OR-ed), so its figures
+    are the unsharded ones."""
+    metrics = {name: float(v.mean()) if v.numel() else 0.0 for name, v in out.items()}
+    if groups is not None:
+        ndcg = out[f"ndcg@{k}"].to(torch.float64)
+        metrics[f"ndcg_gap@{k}"] = float(group_gap(ndcg[None, :], groups.to(ndcg.device))[0])
+    if listed is not None and tail is not None:
+        metrics.update(coverage_of(listed, tail, k))
+    return metrics
 
 
 @dataclass
@@ -162,6 +180,10 @@ class SweepResult:
     # ``per_user=True``: method -> per task -> {metric: (U,) float64}, the users in the split's order
     per_user: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
     user_groups: np.ndarray | None = None  # (U,) the split's user groups (-1 = none), when it has them
+    # ``per_user=True``: method -> per task -> (num_items + 1,) bool, the items some user's top-k
+    # contains (``novelty.listed_items``: coverage is no mean over users), and the long tail used
+    listed: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    tail: np.ndarray | None = None  # (num_items + 1,) bool
 
 
 def run_sweep(
@@ -181,7 +203,8 @@ def run_sweep(
     comparison), then evaluate it on every task of ``tasks (T, p)``.
 
     ``per_user``: also keep every user's metric values (``SweepResult.per_user``, for the
-    bootstrap of ``padirec.evaluation.uncertainty``).
+    bootstrap of ``padirec.evaluation.uncertainty``) and the items listed per task with the long
+    tail (``SweepResult.listed``, ``tail``: the coverage of users joined from shards).
 
     Logs ``<method>/<metric>`` with ``step`` = task index to the tracker, one log line per method.
     """
@@ -191,26 +214,31 @@ def run_sweep(
     result = SweepResult(tasks=tasks, metrics={})
     if per_user and evaluator.split.groups is not None:
         result.user_groups = evaluator.split.groups.cpu().numpy().astype(np.int64)
+    if per_user:
+        result.tail = evaluator.tail.cpu().numpy().astype(bool)
     for key, method in methods.items():
         start = time.perf_counter()
         if not fitted:
             method.fit()
         result.fit_seconds[key] = time.perf_counter() - start + (0.0 if fitted else method.reused_fit_seconds())
         start = time.perf_counter()
-        rows, adapters, users = [], [], []
+        rows, adapters, users, listed = [], [], [], []
         for t, w in enumerate(tasks):
             prepared = method.prepare_split(w, split)  # the split read here only
             out, top = evaluator.per_user_lists(method.scores(prepared, split))
-            metrics = evaluator.aggregate(out, top)
+            items = evaluator.listed(top)
+            metrics = evaluator.aggregate(out, listed=items)
             rows.append(metrics)
             if per_user:
                 users.append({m: v.detach().to(torch.float64).cpu().numpy() for m, v in out.items()})
+                listed.append(items.cpu().numpy())
             if method.produces_adapters:
                 adapters.append(torch.as_tensor(prepared).detach().reshape(-1).float().cpu())
             tracker.log_metrics({f"{key}/{metric_name(m)}": v for m, v in metrics.items()}, step=t)
         result.metrics[key] = rows
         if per_user:
             result.per_user[key] = users
+            result.listed[key] = listed
         if adapters:
             result.adapters[key] = torch.stack(adapters)
         result.seconds[key] = time.perf_counter() - start

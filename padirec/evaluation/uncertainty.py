@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -351,15 +351,18 @@ def train_ceiling(features: Features, tasks: np.ndarray, adapters: AdapterConfig
 
 
 def evaluate_adapters_per_user(evaluator: SplitEvaluator, features: Features, params: torch.Tensor, layout: Layout,
-                               ) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]]]:
-    """``(metrics per task, per-user metrics per task)`` of adapters ``(T, P)`` on the evaluator's split."""
-    rows, users = [], []
+                               ) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]], list[np.ndarray]]:
+    """``(metrics per task, per-user metrics per task, items listed per task)`` of adapters
+    ``(T, P)`` on the evaluator's split (the listed items: ``SweepResult.listed``)."""
+    rows, users, listed = [], [], []
     for t in range(params.shape[0]):
         scores = adapted_scores(features, params[t:t + 1], layout, evaluator.split_name)[0]
         out, top = evaluator.per_user_lists(scores)
-        rows.append(evaluator.aggregate(out, top))
+        items = evaluator.listed(top)
+        rows.append(evaluator.aggregate(out, listed=items))
         users.append({m: v.detach().to(torch.float64).cpu().numpy() for m, v in out.items()})
-    return rows, users
+        listed.append(items.cpu().numpy())
+    return rows, users, listed
 
 
 def ceiling_summary(
@@ -395,9 +398,38 @@ def ceiling_summary(
 # ----------------------------------------------------------------------------- the stage's entry point
 
 
+@dataclass(frozen=True)
+class CeilingEval:
+    """The second Retrain on the split's users: its ``seed``, the metrics per task, the per-user
+    values per task and the items listed per task (``evaluate_adapters_per_user``; the coverage of
+    users joined from shards)."""
+
+    seed: int
+    rows: list[dict[str, float]]
+    users: list[dict[str, np.ndarray]]
+    listed: list[np.ndarray] = field(default_factory=list)
+
+
+def evaluate_ceiling(sweep: Any, ctx: Any, cfg: Any, reference: str | None, evaluator: SplitEvaluator | None = None,
+                     second: Ceiling | None = None) -> CeilingEval | None:
+    """The second Retrain (``second``, else trained here) on ``ctx.features``' users; None when the
+    ceiling is off or the reference method did not run."""
+    ev = cfg.evaluation
+    if not (ev.retrain_ceiling and reference and reference in sweep.metrics):
+        return None
+    second = second or train_ceiling(ctx.features, sweep.tasks, ctx.adapters, cfg, reference)
+    if second.seed != ceiling_seed(cfg) or not np.array_equal(second.tasks, sweep.tasks):
+        raise ArtifactError(f"the second Retrain was trained with seed {second.seed} on {len(second.tasks)} tasks, "
+                            f"not seed {ceiling_seed(cfg)} on this sweep's {len(sweep.tasks)}")
+    evaluator = evaluator or SplitEvaluator(ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed)
+    rows, users, listed = evaluate_adapters_per_user(evaluator, ctx.features, second.params, ctx.layout)
+    return CeilingEval(second.seed, rows, users, listed)
+
+
 def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cfg: Any, reference: str | None,
                     evaluator: SplitEvaluator | None = None, ceiling: bool = True,
-                    scale: Scale | None = None, second: Ceiling | None = None) -> dict[str, Any]:
+                    scale: Scale | None = None, second: Ceiling | None = None,
+                    evaluated: CeilingEval | None = None) -> dict[str, Any]:
     """Add ``se``, ``vs_reference``, ``reward_ci``, ``regret_ci`` to ``summary`` (in place) from
     ``sweep`` (a ``SweepResult`` run with ``per_user=True``), and the reference method's
     ``pearson_ceiling`` when ``retrain_ceiling``; returns the report's ``uncertainty`` section.
@@ -406,10 +438,12 @@ def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cf
     ``SplitEvaluator`` for the second Retrain (built when None); ``ceiling=False`` skips that Retrain
     (the band protocol: its tasks are grid tasks, whose ceiling the grid's summary already has);
     ``scale``: the report's normalisation (default: from this sweep, ``summary.report_scale``);
-    ``second``: the second Retrain, trained already (the ``retrain_ceiling`` step's), else trained here."""
+    ``second``: the second Retrain, trained already (the ``retrain_ceiling`` step's), else trained here;
+    ``evaluated``: that Retrain evaluated already (``evaluate_ceiling``; the merge of user shards),
+    when ``ctx`` is None."""
     ev = cfg.evaluation
     st = evaluation_settings(ev)
-    utilities = list(ctx.utilities)
+    utilities = list(ctx.utilities if ctx is not None else cfg.adapters.utilities)
     n_users = _n_users(sweep.per_user) if sweep.per_user else 0
     section: dict[str, Any] = {"method": "paired percentile bootstrap over users", "resamples": st.resamples,
                                "confidence": st.confidence, "seed": int(cfg.seed), "users": n_users}
@@ -419,13 +453,10 @@ def add_uncertainty(summary: dict[str, dict[str, Any]], sweep: Any, ctx: Any, cf
         for m, figures in extra.items():
             summary.setdefault(m, {}).update(figures)
     if ceiling and st.retrain_ceiling and reference and reference in sweep.metrics:
-        second = second or train_ceiling(ctx.features, sweep.tasks, ctx.adapters, cfg, reference)
-        if second.seed != ceiling_seed(cfg) or not np.array_equal(second.tasks, sweep.tasks):
-            raise ArtifactError(f"the second Retrain was trained with seed {second.seed} on {len(second.tasks)} tasks, "
-                                f"not seed {ceiling_seed(cfg)} on this sweep's {len(sweep.tasks)}")
-        evaluator = evaluator or SplitEvaluator(ctx.features, "test", ev.k, ev.alpha, ev.sampled, cfg.seed)
-        rows, users = evaluate_adapters_per_user(evaluator, ctx.features, second.params, ctx.layout)
-        ceiling = {"seed": second.seed, "reference_seed": int(cfg.seed), "metrics": rows,
+        evaluated = evaluated or evaluate_ceiling(sweep, ctx, cfg, reference, evaluator, second)
+        assert evaluated is not None
+        rows, users = evaluated.rows, evaluated.users
+        ceiling = {"seed": evaluated.seed, "reference_seed": int(cfg.seed), "metrics": rows,
                    **ceiling_summary(rows, sweep.metrics, sweep.tasks, utilities, ev.k, reference, scale)}
         if st.resamples > 0 and reference in sweep.per_user:
             pair = {reference: sweep.per_user[reference], "second": users}

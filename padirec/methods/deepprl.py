@@ -108,7 +108,8 @@ def user_context(data: PreparedData, features: Features, max_len: int, context_l
     prefixes = training_prefixes(data, max_len)
     out = {"train": context(prefixes["seqs"], prefixes["times"])}
     for split in HELD_OUT:
-        batch = data.eval_batch(split, max_len)
+        # the features' users: a user shard of the evaluation holds a range of them
+        batch = data.eval_batch(split, max_len, features.split(split).users.cpu().numpy())
         out[split] = context(batch["seqs"], batch["times"])
     return {k: v.to(features.item_embedding.device) for k, v in out.items()}
 

@@ -9,7 +9,14 @@ import torch
 
 from padirec.adapters.novelty_loss import novelty_loss
 from padirec.adapters.objectives import LOSSES, CandidateBatch, get_utilities, task_losses
-from padirec.core.novelty import coverage, item_popularity, long_tail, novelty_at_k
+from padirec.core.novelty import (
+    coverage,
+    coverage_of,
+    item_popularity,
+    listed_items,
+    long_tail,
+    novelty_at_k,
+)
 from padirec.core.utilities import metric_key
 
 
@@ -32,6 +39,19 @@ def test_novelty_at_k_and_coverage_by_hand():
     cv = coverage(top, tail, 3)
     assert cv == {"cv_div@3": pytest.approx(4 / 5), "cv_nov@3": pytest.approx(2 / 3)}  # {1,2,3,5}; {2,3} of {2,3,4}
     assert metric_key("novelty", 10) == "novelty@10"
+
+
+def test_coverage_of_groups_of_users_is_the_coverage_of_their_listed_items_or_ed():
+    tail = torch.tensor([False, False, True, True, True, False])
+    top = torch.tensor([[1, 2, 3], [1, 5, 2], [0, 4, 1]])  # padding (0) never counts as listed
+    assert listed_items(top[2:], 5).tolist() == [False, True, False, False, True, False]
+    whole = coverage(top, tail, 3)
+    parts = listed_items(top[:1], 5) | listed_items(top[1:], 5)  # user shards: their sets OR-ed
+    assert coverage_of(parts, tail, 3) == whole == {"cv_div@3": 1.0, "cv_nov@3": 1.0}
+    assert coverage_of(parts.numpy(), tail.numpy(), 3) == whole  # as a shard's arrays hold them
+    assert coverage_of(listed_items(top[:0], 5), tail, 3) == {"cv_div@3": 0.0, "cv_nov@3": 0.0}
+    with pytest.raises(ValueError, match="differ in size"):
+        coverage_of(parts[:-1], tail, 3)
 
 
 def reference_novelty(scores, novel, temperature):

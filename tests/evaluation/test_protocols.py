@@ -80,6 +80,9 @@ def test_run_band_reruns_the_learners_and_reuses_the_rest(tiny):
     for m in ("retrain", "mmr"):  # the same task, the same result: taken from the grid sweep
         assert band.metrics[m] == [sweep.metrics[m][i] for i in index]
         assert np.array_equal(band.per_user[m][1]["ndcg@10"], sweep.per_user[m][index[1]]["ndcg@10"])
+        assert np.array_equal(band.listed[m][1], sweep.listed[m][index[1]])
+    # every method's listed items per band task, and the long tail, for the coverage of joined users
+    assert all(len(band.listed[m]) == len(index) for m in names) and np.array_equal(band.tail, sweep.tail)
     assert info["generator"]["num_train_rows"] < int((~tiny["bank"].held_out).sum()) or info["bank_tasks_removed"] == 0
     # NN lookup serves a bank task's checkpoint mean, and never one of a task inside the band
     bank = tiny["bank"]

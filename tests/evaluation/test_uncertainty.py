@@ -247,6 +247,11 @@ def test_the_stage_wiring_on_the_tiny_setup(tiny):
     n = ctx.features.test.h.shape[0]
     assert all(r["ndcg@10"].shape == (n,) for r in sweep.per_user["mmr"])
     assert np.mean(sweep.per_user["mmr"][1]["ndcg@10"]) == pytest.approx(sweep.metrics["mmr"][1]["ndcg@10"])
+    from padirec.core.novelty import coverage_of  # coverage is no mean: the listed items carry it
+
+    for m in ("retrain", "mmr"):
+        assert [coverage_of(items, sweep.tail, 10) for items in sweep.listed[m]] == [
+            {key: r[key] for key in ("cv_div@10", "cv_nov@10")} for r in sweep.metrics[m]]
     summary = summarise(sweep.metrics, TASKS, UTIL, 10)
     meta = add_uncertainty(summary, sweep, ctx, cfg, "retrain")
     assert meta["users"] == n and meta["resamples"] == 1000

@@ -16,7 +16,8 @@ def _load(path: Path) -> tuple[dict, dict]:
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 STAGES = {"prepare-data", "train-backbone", "compute-features", "plan-shards", "build-adapters", "train-generator",
-          "band-generator", "retrain-ceiling", "register-and-promote", "evaluate", "finish-run"}
+          "band-generator", "retrain-ceiling", "register-and-promote", "plan-evaluation", "evaluate", "evaluate-shard",
+          "time-responses", "merge-evaluation", "finish-run"}
 
 
 def test_compile_and_load_back(tmp_path):
@@ -55,7 +56,7 @@ def test_cluster_resources_retries_and_caching(tmp_path):
     compiler.Compiler().compile(build_pipeline("padirec:1-x", ClusterOptions(gpu_type="nvidia.com/gpu", gpu_count=2)), str(path))
     spec, _ = _load(path)
     for gpu_step in ("train-backbone", "compute-features", "build-adapters", "train-generator", "band-generator",
-                     "retrain-ceiling", "evaluate"):
+                     "retrain-ceiling", "evaluate", "evaluate-shard", "time-responses"):
         accel = _executor_of(spec, gpu_step)["resources"]["accelerator"]
         assert accel["resourceCount"] == "2" and accel["resourceType"] == "nvidia.com/gpu"
     assert "accelerator" not in _executor_of(spec, "prepare-data").get("resources", {})
@@ -69,6 +70,8 @@ def test_cluster_resources_retries_and_caching(tmp_path):
     assert caching["compute-features"]  # a pure function of the data, the backbone and the settings
     assert caching["band-generator"] and caching["retrain-ceiling"]  # training, as the other training steps
     assert not caching["evaluate"]  # it times new tasks: timings are never reused from a cache
+    assert not caching["time-responses"]  # it times new tasks beside the user shards
+    assert not caching["evaluate-shard"] and not caching["merge-evaluation"]  # the rest of evaluate
     assert "compare-response-time" not in caching  # evaluate times the methods it fits (fitted once)
 
 
@@ -109,7 +112,7 @@ def test_every_step_gets_the_cluster_environment(tmp_path):
     path = tmp_path / "p.yaml"
     compiler.Compiler().compile(build_pipeline("padirec:1-x"), str(path))
     spec, executors = _load(path)
-    steps = set(spec["deploymentSpec"]["executors"]) - {"exec-plan-shards"}
+    steps = set(spec["deploymentSpec"]["executors"]) - {"exec-plan-shards", "exec-plan-evaluation"}
     assert steps <= set(executors)
     for name in steps:
         got = {}
@@ -199,16 +202,44 @@ def test_the_dag_shows_what_evaluate_reads(tmp_path):
     path = tmp_path / "p.yaml"
     compiler.Compiler().compile(build_pipeline("padirec:1-x"), str(path))
     spec, _ = _load(path)
-    handler = spec["root"]["dag"]["tasks"]["exit-handler-1"]["componentRef"]["name"]
-    tasks = spec["components"][handler]["dag"]["tasks"]
+    tasks = {name: task for comp in spec["components"].values() for name, task in comp.get("dag", {}).get("tasks", {}).items()}
 
     def producers(task: str) -> dict[str, tuple[str, str]]:
+        """Inside a condition or loop, an artifact arrives as ``pipelinechannel--<task>-<output>``."""
         artifacts = tasks[task]["inputs"]["artifacts"]
         return {name: (a["taskOutputArtifact"]["producerTask"], a["taskOutputArtifact"]["outputArtifactKey"])
-                for name, a in artifacts.items()}
+                if "taskOutputArtifact" in a else _channel(a["componentInputArtifact"]) for name, a in artifacts.items()}
 
-    assert producers("evaluate")["band_generator"] == ("band-generator", "band_generator")
-    assert producers("evaluate")["ceiling"] == ("retrain-ceiling", "ceiling")
+    for evaluate in ("evaluate", "evaluate-shard", "time-responses"):
+        assert producers(evaluate)["band_generator"] == ("band-generator", "band_generator")
+        assert producers(evaluate)["ceiling"] == ("retrain-ceiling", "ceiling")
     assert producers("band-generator") == {"bank": ("train-generator", "bank")}
     assert producers("retrain-ceiling") == {"data": ("prepare-data", "data"), "backbone": ("train-backbone", "backbone"),
                                             "features": ("compute-features", "features")}
+
+
+def _channel(name: str) -> tuple[str, str]:
+    task, _, output = name.removeprefix("pipelinechannel--").rpartition("-")
+    return task, output
+
+
+def test_evaluation_fans_out_over_user_shards(tmp_path):
+    """evaluation.shards = 1: the single evaluate step; more: a ParallelFor of shards and a merge. Each
+    branch registers its own report (KFP's local runner cannot pick an artifact with dsl.OneOf)."""
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(build_pipeline("padirec:1-x"), str(path))
+    spec, _ = _load(path)
+    comps = spec["components"]
+    loop = next(c for c in comps.values() if "evaluate-shard" in c.get("dag", {}).get("tasks", {}))
+    assert loop["dag"]["tasks"]["evaluate-shard"]["inputs"]["parameters"]["shard_index"]["componentInputParameter"] \
+        .endswith("loop-item")
+    branches = [c for c in comps.values() if "merge-evaluation" in c.get("dag", {}).get("tasks", {})]
+    assert len(branches) == 1
+    merge = branches[0]["dag"]["tasks"]["merge-evaluation"]
+    assert any("for-loop" in t for t in merge["dependentTasks"]) and "parts" in merge["inputs"]["artifacts"]
+    assert merge["inputs"]["artifacts"]["timings"]["taskOutputArtifact"]["producerTask"] == "time-responses"
+    assert "plan-evaluation-count" in yaml.safe_dump(spec)
+    registers = {task["inputs"]["artifacts"]["report"]["taskOutputArtifact"]["producerTask"]
+                 for c in comps.values() for name, task in c.get("dag", {}).get("tasks", {}).items()
+                 if name.startswith("register-and-promote")}
+    assert registers == {"evaluate", "merge-evaluation"}  # one in each branch
