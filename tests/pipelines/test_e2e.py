@@ -150,10 +150,28 @@ def test_models_serve_answers(stack):
 
 
 def test_worse_run_does_not_take_the_alias(stack):
-    # A backbone that barely moves from its initialisation (learning rate 1e-9; 0 is refused)
-    # ranks near chance: it passes the open gate but scores lower on the same evaluation.
-    _run(stack, **{"backbone.lr": 1e-9})
+    """A backbone that barely moves from its initialisation (learning rate 1e-9; 0 is refused)
+    ranks near chance: it passes the open gate but scores lower on the same evaluation. This run
+    also evaluates its users in two shards (``evaluation.shards``): two ParallelFor steps and the
+    timing of new tasks beside them, merged into the report that register_and_promote reads."""
+    folder = _run(stack, **{"backbone.lr": 1e-9, "evaluation.shards": 2})
     client = MlflowClient(stack["uri"])
     assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
     v2 = client.get_model_version(MODEL, "2")
     assert v2.tags["gate"] == "passed" and "does not beat champion v1 by the margin" in v2.tags["promotion"]
+
+    report = json.loads(find_output(folder, "**/merge-evaluation/report/report.json").read_text())
+    shards = report["analyses"]["shards"]
+    assert shards["count"] == 2 and sum(shards["users"]) == report["uncertainty"]["users"]
+    assert shards["adapter_max_difference"] == 0.0 and report["response_time"]
+    assert shards["timed_users"] == report["uncertainty"]["users"]  # time_responses timed every user
+    assert not list(folder.glob("**/evaluate/report/report.json"))  # the single step did not run
+    run_id = json.loads((folder / "run.json").read_text())["mlflow_run_id"]
+    steps = client.search_runs([client.get_run(run_id).info.experiment_id],
+                               filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    status = {r.info.run_name: r.info.status for r in steps}
+    for step in ("evaluate_shard_0", "evaluate_shard_1", "time_responses", "merge_evaluation", "register_and_promote"):
+        assert status.get(step) == "FINISHED", (step, status)
+    assert "evaluate" not in status
+    merged = next(r for r in steps if r.info.run_name == "merge_evaluation")
+    assert "padirec/avg_hv" in merged.data.metrics  # the report's figures, logged by the merge
