@@ -28,6 +28,7 @@ from padirec.core.plugins import load_plugins
 from padirec.core.typed_config import POSITIVE, from_dict, setting, yaml_load
 from padirec.core.utilities import UTILITIES
 from padirec.data.config import DataConfig
+from padirec.data.registry import SOURCES  # noqa: F401 - fills the registry DataConfig reads
 from padirec.diffusion.config import GeneratorConfig
 from padirec.errors import ConfigError
 from padirec.methods.registry import METHODS, default_settings
