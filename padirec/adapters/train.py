@@ -136,7 +136,7 @@ def train_bank(features: Features, weights: np.ndarray, cfg: AdapterConfig, seed
 
     Returns the last ``cfg.checkpoints_per_task`` epochs' parameters ``(N, K, P)``.
     """
-    utilities = get_utilities(cfg.utilities)
+    utilities = get_utilities(cfg.utilities, cfg.utility_settings)
     w = validate_weights(np.atleast_2d(weights), len(utilities))
     k_ckpt = cfg.checkpoints_per_task
     if not 1 <= k_ckpt <= cfg.epochs:

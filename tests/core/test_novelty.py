@@ -8,9 +8,14 @@ import pytest
 import torch
 
 from padirec.adapters.novelty_loss import novelty_loss
-from padirec.adapters.objectives import LOSSES, CandidateBatch, get_utilities, task_losses
+from padirec.adapters.objectives import (
+    UTILITIES,
+    CandidateBatch,
+    get_utilities,
+    metric_key,
+    task_losses,
+)
 from padirec.core.novelty import coverage, item_popularity, long_tail, novelty_at_k
-from padirec.core.utilities import metric_key
 
 
 def test_long_tail_is_all_but_the_most_popular_tenth():
@@ -64,7 +69,7 @@ def test_loss_gradient_matches_autograd_and_finite_differences():
 
 
 def test_registered_and_needs_the_flags():
-    assert "novelty" in LOSSES
+    assert "novelty" in UTILITIES
     g = torch.Generator().manual_seed(0)
     batch = CandidateBatch(scores=torch.randn(2, 4, 6, generator=g), categories=torch.ones(4, 6, 1), num_train=6,
                            groups=None, diversity_columns=slice(0, 6), novel=(torch.rand(4, 6, generator=g) < .5).float())
