@@ -33,6 +33,7 @@ from typing import Any
 
 from padirec.backbones.registry import BACKBONES
 from padirec.config import Config, config_to_json, load_config
+from padirec.data.registry import SOURCES
 from padirec.errors import PadirecError
 from padirec.runtime.artifacts import atomic_write, atomic_write_json, atomic_write_text
 
@@ -91,8 +92,9 @@ def display(backbone: str) -> str:
 
 
 def data_overrides(data: str | None) -> dict[str, Any]:
-    """``--data``: ``ml-100k`` or a folder, recognised by its files: ML-1M (``ratings.dat``) or
-    Amazon (``meta_*.json[.gz]``). Other sources: ``--set data.source=... data.path=...``."""
+    """``--data``: ``ml-100k`` or a folder, recognised by its files by the registered sources
+    (``Source.recognises``: ML-1M's ``ratings.dat``, Amazon's ``meta_*.json[.gz]``). Other sources:
+    ``--set data.source=... data.path=...``."""
     if not data:
         return {}
     if data == "ml-100k":
@@ -100,11 +102,11 @@ def data_overrides(data: str | None) -> dict[str, Any]:
     folder = Path(data)
     if not folder.is_dir():
         raise PadirecError(f"--data {data!r}: neither ml-100k nor a folder")
-    if (folder / "ratings.dat").is_file():
-        return {"data.source": "ml-1m", "data.path": str(folder.resolve())}
-    if any(folder.glob("meta_*.json*")):
-        return {"data.source": "amazon", "data.path": str(folder.resolve())}
-    raise PadirecError(f"--data {data}: no ratings.dat (ML-1M) or meta_*.json[.gz] (Amazon) in the folder")
+    for name, source in SOURCES.items():
+        if source.recognises(folder):
+            return {"data.source": name, "data.path": str(folder.resolve())}
+    files = " or ".join(s.folder_files for s in SOURCES.values() if s.folder_files)
+    raise PadirecError(f"--data {data}: no {files} in the folder")
 
 
 def plan(config_path: str | Path, overrides: dict[str, Any], backbones: Sequence[str], seeds: int) -> list[Cell]:

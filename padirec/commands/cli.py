@@ -191,7 +191,7 @@ def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> a
 
     sp = sub.add_parser("generate", help="generate the adapter for new task weights with a trained generator")
     sp.add_argument("--generator", required=True, help="generator folder")
-    sp.add_argument("--weights", required=True, help="task weights, comma-separated, e.g. 0.3,0.7 (accuracy,diversity)")
+    sp.add_argument("--weights", required=True, help="task weights, comma-separated, one per adapters.utilities entry in its order, e.g. 0.3,0.7")
     sp.add_argument("--out", default="adapter.safetensors")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_generate)

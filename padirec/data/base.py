@@ -10,6 +10,7 @@ itself the same way (``plugins`` in the config).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -24,6 +25,12 @@ class Source:
 
     name: ClassVar[str] = "source"
     config_class: ClassVar[type] = NoSettings  # its own settings: the config's ``data.sources.<name>``
+    folder_files: ClassVar[str] = ""  # the files of a folder it reads, for ``recognises`` and its message
+
+    @staticmethod
+    def recognises(folder: Path) -> bool:
+        """Whether ``folder`` (local) holds this source's files (``padirec experiment --data FOLDER``)."""
+        return False
 
     @staticmethod
     def load(data: Any, settings: Any) -> RawTables:

@@ -67,6 +67,11 @@ class MovieLens1M(Source):
     """``ml-1m``: ``data.path`` is a folder with ratings.dat, movies.dat, users.dat."""
 
     name = "ml-1m"
+    folder_files = "ratings.dat (ML-1M)"
+
+    @staticmethod
+    def recognises(folder: Path) -> bool:
+        return (folder / "ratings.dat").is_file()
 
     @staticmethod
     def load(data: DataConfig, settings: Any) -> RawTables:
@@ -80,6 +85,11 @@ class Amazon(Source):
     """``amazon``: ``data.path`` is a folder with the reviews and metadata files."""
 
     name = "amazon"
+    folder_files = "meta_*.json[.gz] (Amazon)"
+
+    @staticmethod
+    def recognises(folder: Path) -> bool:
+        return any(folder.glob("meta_*.json*"))
 
     @staticmethod
     def load(data: DataConfig, settings: Any) -> RawTables:
