@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from padirec.adapters.objectives import UTILITIES
+from padirec.adapters.utilities import UTILITIES
 from padirec.backbones import BACKBONES, load_backbone
 from padirec.config import config_from_json, config_to_json, load_config
 from padirec.data.registry import SOURCES

@@ -4,8 +4,8 @@ Each utility is a differentiable loss over a batch of candidate lists scored by 
 at once, returning one value per adapter ``(N,)``; a task ``w`` on the simplex over the chosen
 utilities trains on ``sum_j w_j loss_j`` (paper Eq. 4/7). Each utility is a registered class with its loss and its
 metric (``padirec.core.utilities``); the built-ins register here, a plugin's in its own file;
-nothing here assumes two of them. Importing this module fills the registry: the modules that read
-it import ``UTILITIES``, ``metric_key`` and ``utility_metrics`` from here.
+nothing here assumes two of them. ``padirec.adapters.utilities`` imports this module and every other
+that defines utilities: the modules that read the registry import it from there.
 
 Candidate lists are ``(B, L)`` item ids: column 0 is the positive (the next item), columns
 ``1..k`` the ``k`` sampled negatives (the "train" list of the paper), and optionally further
@@ -22,9 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from padirec.adapters.novelty_loss import novelty_loss
-from padirec.core.utilities import UTILITIES, Utility, metric_key, register_utility, utility_metrics
-
-__all__ = ["UTILITIES", "CandidateBatch", "Utility", "get_utilities", "metric_key", "task_losses", "utility_metrics"]
+from padirec.core.utilities import UTILITIES, Utility, register_utility
 
 
 @dataclass

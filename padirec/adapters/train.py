@@ -27,6 +27,7 @@ from padirec.adapters.adapter import apply_adapters, init_params
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.adapters.objectives import CandidateBatch, get_utilities, task_losses
+from padirec.adapters.utilities import UTILITIES  # noqa: F401 - every built-in utility registered
 from padirec.core.layout import adapter_layout
 from padirec.core.novelty import long_tail_items
 from padirec.core.tasks import validate_weights

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from padirec.adapters.config import AdapterConfig
-from padirec.adapters.objectives import UTILITIES  # noqa: F401 - fills the registry AdapterConfig reads
+from padirec.adapters.utilities import UTILITIES  # noqa: F401 - fills the registry AdapterConfig reads
 from padirec.backbones.config import BackboneConfig
 from padirec.backbones.registry import BACKBONES  # noqa: F401 - fills the registry BackboneConfig reads
 from padirec.config.checks import PRODUCTION_MODEL

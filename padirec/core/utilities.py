@@ -6,7 +6,8 @@ A utility is one file: a ``Utility`` subclass with its ``name``, its ``metric`` 
 metric's key, ``{k}`` standing for the cutoff), whether higher is better, what the data must
 provide (``needs``), its own settings (``config_class``, a dataclass whose fields carry their
 ranges: the config's ``adapters.utility_settings.<name>``), its training ``loss``, and the
-``register_utility`` decorator. The built-ins (``padirec.adapters.objectives``), at cutoff ``k``:
+``register_utility`` decorator; ``padirec.adapters.utilities`` imports every file that defines one.
+The built-ins (``padirec.adapters.objectives``), at cutoff ``k``:
 
 - ``accuracy``: ``ndcg@k`` of the held-out item (higher is better);
 - ``diversity``: ``alpha_ndcg@k`` of the top-k list (higher is better; needs item categories);

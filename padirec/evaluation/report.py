@@ -79,7 +79,7 @@ import jsonschema
 import yaml
 
 from padirec import __version__
-from padirec.adapters.objectives import UTILITIES, utility_metrics
+from padirec.adapters.utilities import UTILITIES, utility_metrics
 from padirec.core.tasks import validate_weights
 from padirec.errors import ArtifactError, TaskWeightsError
 from padirec.evaluation.summary import DOMINANCE

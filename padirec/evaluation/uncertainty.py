@@ -48,8 +48,8 @@ import torch
 from padirec.adapters.bank import served_adapter
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
-from padirec.adapters.objectives import metric_key, utility_metrics
 from padirec.adapters.train import train_bank
+from padirec.adapters.utilities import metric_key, utility_metrics
 from padirec.core.layout import Layout
 from padirec.errors import ArtifactError
 from padirec.evaluation.summary import (

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from padirec.adapters.objectives import metric_key
+from padirec.adapters.utilities import metric_key
 from padirec.config.checks import PRODUCTION_MODEL, check_model_name  # noqa: F401 (re-exported: the served model)
 from padirec.evaluation.response_time import speedup
 from padirec.runtime.artifacts import read_manifest

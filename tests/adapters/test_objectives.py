@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from padirec.adapters.objectives import (
-    UTILITIES,
     CandidateBatch,
     bce_loss,
     category_slots,
@@ -19,6 +18,7 @@ from padirec.adapters.objectives import (
     soft_rank,
     task_losses,
 )
+from padirec.adapters.utilities import UTILITIES
 
 
 def reference_diversity(scores, y, alpha=0.5, temperature=0.1):

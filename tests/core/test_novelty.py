@@ -8,13 +8,8 @@ import pytest
 import torch
 
 from padirec.adapters.novelty_loss import novelty_loss
-from padirec.adapters.objectives import (
-    UTILITIES,
-    CandidateBatch,
-    get_utilities,
-    metric_key,
-    task_losses,
-)
+from padirec.adapters.objectives import CandidateBatch, get_utilities, task_losses
+from padirec.adapters.utilities import UTILITIES, metric_key
 from padirec.core.novelty import coverage, item_popularity, long_tail, novelty_at_k
 
 
