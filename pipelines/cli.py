@@ -96,12 +96,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     preset = PRESETS.get(args.preset or "", {})
     config = args.config or preset.get("config") or DEFAULT_CONFIG
     overrides = {**_overrides(args.set), **data_overrides(args.data)}
+    from padirec.config import load_config
+
+    base = load_config(config, overrides)  # first: the backbones of its plugins can be named
     if args.backbones is not None or preset:
         backbones = parse_backbones(args.backbones, preset.get("backbones", ()))
     else:
-        from padirec.config import load_config
-
-        backbones = [load_config(config, overrides).backbone.model]
+        backbones = [base.backbone.model]
     cells = plan(config, overrides, backbones, args.seeds)
     out = Path(args.out) if args.out else default_out(cells)
     print(f"experiment: {len(backbones)} backbone(s) x {args.seeds} seed(s) = {len(cells)} pipeline runs of {config} "
@@ -160,12 +161,12 @@ def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
 
     sp = sub.add_parser("experiment", help="the pipeline under N seeds (and backbones): tables of mean ± sd; "
                         "'table1' = the paper's tables (docs/experiment.md)")
-    sp.add_argument("preset", nargs="?", choices=["table1"], help="table1: the four backbones and configs/paper.yaml")
+    sp.add_argument("preset", nargs="?", choices=["table1"], help="table1: the paper's backbones and configs/paper.yaml")
     sp.add_argument("--config", help="YAML config (default: configs/paper.yaml for table1, else configs/ml100k.yaml)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. backbone.epochs=3")
     sp.add_argument("--seeds", type=int, default=3, help="seeds per backbone: the config's seed + 0..N-1 (default 3)")
-    sp.add_argument("--backbones", help="comma-separated, e.g. sasrec,gru4rec (default: the config's; "
-                    "table1: sasrec,gru4rec,tisasrec,lrurec)")
+    sp.add_argument("--backbones", help="comma-separated registered backbones, e.g. sasrec,gru4rec (default: the "
+                    "config's; table1: the paper's four)")
     sp.add_argument("--data", help="ml-100k, or a folder with ML-1M (ratings.dat, ...) or Amazon (meta_*.json[.gz], "
                     "reviews) files (default: the config's data)")
     sp.add_argument("--out", help="output folder (default <run_dir>/experiments/<name>-<data>); "

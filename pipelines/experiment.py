@@ -31,20 +31,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from padirec.backbones.registry import BACKBONES
 from padirec.config import Config, config_to_json, load_config
+from padirec.data.registry import SOURCES
 from padirec.errors import PadirecError
 from padirec.runtime.artifacts import atomic_write, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("padirec")
 
-PAPER_BACKBONES = ("sasrec", "gru4rec", "tisasrec", "lrurec")  # Table 1 of the paper
+# Table 1 of the paper: the backbones that name their place in it (``paper_order``), in that order
+PAPER_BACKBONES = tuple(sorted((n for n in BACKBONES if BACKBONES[n].paper_order), key=lambda n: BACKBONES[n].paper_order))
 PRESETS = {"table1": {"backbones": PAPER_BACKBONES, "config": "configs/paper.yaml"}}
 FIGURES = ("avg_hv", "pearson_ra", "pearson_rd", "reward", "regret", "dominated", "tracking_ndcg",
            "tracking_alpha_ndcg")
 LABELS = {"avg_hv": "Avg.HV", "pearson_ra": "Pearson r-a", "pearson_rd": "Pearson r-d",
           "reward": "reward", "regret": "regret", "dominated": "tasks dominated by Retrain",
           "tracking_ndcg": "tracking error NDCG", "tracking_alpha_ndcg": "tracking error alpha-NDCG"}
-DISPLAY = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "tisasrec": "TiSASRec", "lrurec": "LRURec"}
 REPORT = "**/report/report.json"  # the evaluate step's report, or merge_evaluation's (evaluation.shards > 1)
 RESULT = "experiment.json"
 ROLE = "experiment"  # the padirec.role tag of the experiment's MLflow run
@@ -70,9 +72,8 @@ class Cell:
 
 
 def parse_backbones(text: str | None, default: Sequence[str]) -> list[str]:
-    """``"sasrec,gru4rec"`` -> the names, checked against the registry; ``default`` when None."""
-    from padirec.backbones.registry import BACKBONES
-
+    """``"sasrec,gru4rec"`` -> the names, checked against the registry (load the config first: its
+    plugins register theirs); ``default`` when None."""
     names = [n.strip() for n in text.split(",")] if text else list(default)
     unknown = [n for n in names if n not in BACKBONES]
     if unknown or not names:
@@ -83,9 +84,17 @@ def parse_backbones(text: str | None, default: Sequence[str]) -> list[str]:
     return names
 
 
+def display(backbone: str) -> str:
+    """A backbone's name in tables and plots: its ``label`` (``SASRec``), else its name (a result
+    read where its plugin is not loaded)."""
+    cls = BACKBONES.get(backbone)
+    return (cls.label if cls else "") or backbone
+
+
 def data_overrides(data: str | None) -> dict[str, Any]:
-    """``--data``: ``ml-100k`` or a folder, recognised by its files: ML-1M (``ratings.dat``) or
-    Amazon (``meta_*.json[.gz]``). Other sources: ``--set data.source=... data.path=...``."""
+    """``--data``: ``ml-100k`` or a folder, recognised by its files by the registered sources
+    (``Source.recognises``: ML-1M's ``ratings.dat``, Amazon's ``meta_*.json[.gz]``). Other sources:
+    ``--set data.source=... data.path=...``."""
     if not data:
         return {}
     if data == "ml-100k":
@@ -93,11 +102,11 @@ def data_overrides(data: str | None) -> dict[str, Any]:
     folder = Path(data)
     if not folder.is_dir():
         raise PadirecError(f"--data {data!r}: neither ml-100k nor a folder")
-    if (folder / "ratings.dat").is_file():
-        return {"data.source": "ml-1m", "data.path": str(folder.resolve())}
-    if any(folder.glob("meta_*.json*")):
-        return {"data.source": "amazon", "data.path": str(folder.resolve())}
-    raise PadirecError(f"--data {data}: no ratings.dat (ML-1M) or meta_*.json[.gz] (Amazon) in the folder")
+    for name, source in SOURCES.items():
+        if source.recognises(folder):
+            return {"data.source": name, "data.path": str(folder.resolve())}
+    files = " or ".join(s.folder_files for s in SOURCES.values() if s.folder_files)
+    raise PadirecError(f"--data {data}: no {files} in the folder")
 
 
 def plan(config_path: str | Path, overrides: dict[str, Any], backbones: Sequence[str], seeds: int) -> list[Cell]:
@@ -353,7 +362,7 @@ def render_table1(result: dict[str, Any]) -> str:
              "the users' (each run's paired bootstrap), where the runs have both.",
              ""]
     for backbone in result["backbones"]:
-        lines += [f"## {DISPLAY.get(backbone, backbone)}", "",
+        lines += [f"## {display(backbone)}", "",
                   "| method | " + " | ".join(LABELS[f] for f in FIGURES) + " |",
                   "|---|" + "---|" * len(FIGURES)]
         for m in result["methods"]:
@@ -375,7 +384,7 @@ def render_table2(result: dict[str, Any]) -> str:
     lines = [f"# Table 2: response time on {result['dataset']}", "", *_header(result),
              "Median time from new task weights to a model that can rank (one process), per run; "
              "then mean ± sd of those medians over the seeds.", "",
-             "| method | " + " | ".join(DISPLAY.get(b, b) for b in backbones) + " |",
+             "| method | " + " | ".join(display(b) for b in backbones) + " |",
              "|---|" + "---|" * len(backbones)]
     for m in result["methods"]:
         lines.append(f"| {m} | " + " | ".join(_duration(result["response_time"][b][m], n) for b in backbones) + " |")
@@ -412,7 +421,7 @@ def plot_fig3(result: dict[str, Any], path: Path) -> None:
                 color = colors((2 * i) % 20 + (i // 10) % 2)
                 ax.plot(x[order], mean, marker="o", ms=3, color=color, ls="--" if i >= 10 else "-", label=m)
                 ax.fill_between(x[order], mean - sd, mean + sd, color=color, alpha=0.15, linewidth=0)
-            ax.set_title(f"{DISPLAY.get(backbone, backbone)}: {metric}")
+            ax.set_title(f"{display(backbone)}: {metric}")
             ax.set_xlabel("w_acc")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)

@@ -25,7 +25,7 @@ def test_unknown_key_is_named(tmp_path):
 @pytest.mark.parametrize("text,needle", [
     ("seed: abc\n", "seed: expected an integer"),
     ("backbone:\n  lr: fast\n", "backbone: lr: expected a number"),
-    ("data:\n  source: netflix\n", "data: source: 'netflix' is not one of"),
+    ("data:\n  source: netflix\n", "data.source: unknown 'netflix'; valid: ml-100k, ml-1m"),
     ("adapters:\n  utilities: accuracy\n", "adapters: utilities: expected a list"),
     ("- 1\n- 2\n", "top level must be a mapping"),
     ("seed: [\n", "not valid YAML"),
@@ -85,7 +85,7 @@ def test_a_set_key_nested_into_a_value_is_named(key, needle):
     ("methods.cmr.epoch", 1, "methods.cmr: unknown key.*'epoch'.*CMRConfig"),
     ("generator.timesteps", 50, "unknown key.*'timesteps'.*num_train_timesteps"),
     ("generator.size", "huge", "generator.size: unknown 'huge'"),
-    ("data.source", "ml-20m", "data: source: 'ml-20m' is not one of"),
+    ("data.source", "ml-20m", "data.source: unknown 'ml-20m'; valid: ml-100k"),
     ("device", "tpu", "device: 'tpu' is not"),
     ("promotion.on_failing_champion", "delete", "promotion: on_failing_champion: 'delete' is not one of"),
     # retired: a version of other data is compared head to head now (README, "Promotion policy")
@@ -164,11 +164,15 @@ def test_a_set_value_that_is_not_yaml_is_one_line(tmp_path, capsys):
     (3, "synthetic: expected a mapping"),
 ])
 def test_synthetic_settings_are_checked_at_load(value, needle):
+    import inspect
     from dataclasses import fields
 
-    from padirec.config.checks import SYNTHETIC_RANGES
     from padirec.data.config import SyntheticSettings
+    from padirec.data.synthetic import generate
 
-    assert set(SYNTHETIC_RANGES) == {f.name for f in fields(SyntheticSettings)}  # every setting has a range
+    assert all("range" in f.metadata for f in fields(SyntheticSettings))  # every setting has a range
+    # the settings are generate's keyword arguments, with its defaults
+    assert {f.name: f.default for f in fields(SyntheticSettings)} == {
+        n: p.default for n, p in inspect.signature(generate).parameters.items()}
     with pytest.raises(ConfigError, match=needle):
         load_config(ROOT / "configs" / "smoke.yaml", {"data.synthetic": value})

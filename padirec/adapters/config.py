@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from padirec.core.typed_config import POSITIVE, setting
+from padirec.core.utilities import UTILITIES
 
 CANDIDATE_LISTS = ("train", "topk")  # the choices of ``AdapterConfig.candidates``
 
@@ -21,7 +23,8 @@ class AdapterConfig:
     """
 
     bottleneck: int = setting(8, range=POSITIVE)
-    utilities: list[str] = field(default_factory=lambda: ["accuracy", "diversity"])
+    # what a task weighs, in the order of its weights: registered utilities (``padirec.core.utilities``)
+    utilities: list[str] = setting(default_factory=lambda: ["accuracy", "diversity"], choices=UTILITIES)
     # random draws on the simplex, on top of the evaluation grid; chosen in docs/evaluation.md,
     # "More bank tasks?" (benchmarks/bank_settling.py --random-tasks 49 89 189)
     num_random_tasks: int = setting(89, range="[0, inf)")
@@ -49,3 +52,6 @@ class AdapterConfig:
     # of s targets (about s times less encoder work); measured in docs/scale.md, "The window pass
     # for the features"
     feature_stride: int = setting(1, range=POSITIVE)
+    # each utility's own settings, by name (the ``config_class`` of its file; a plugin's included)
+    utility_settings: dict[str, Any] = setting(default_factory=UTILITIES.default_settings,
+                                               from_dict=UTILITIES.read_settings)

@@ -2,9 +2,10 @@
 
 Each utility is a differentiable loss over a batch of candidate lists scored by ``N`` adapters
 at once, returning one value per adapter ``(N,)``; a task ``w`` on the simplex over the chosen
-utilities trains on ``sum_j w_j loss_j`` (paper Eq. 4/7). Losses are looked up by name in
-``LOSSES`` (the names and the metric of each utility: ``padirec.core.utilities``); nothing here
-assumes two of them.
+utilities trains on ``sum_j w_j loss_j`` (paper Eq. 4/7). Each utility is a registered class with its loss and its
+metric (``padirec.core.utilities``); the built-ins register here, a plugin's in its own file;
+nothing here assumes two of them. ``padirec.adapters.utilities`` imports this module and every other
+that defines utilities: the modules that read the registry import it from there.
 
 Candidate lists are ``(B, L)`` item ids: column 0 is the positive (the next item), columns
 ``1..k`` the ``k`` sampled negatives (the "train" list of the paper), and optionally further
@@ -14,15 +15,15 @@ columns with the backbone's top items (``candidates = "topk"``, see ``train.py``
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from padirec.adapters.novelty_loss import novelty_loss
 from padirec.adapters.pairwise import chunked_terms
-from padirec.core.utilities import UTILITIES
+from padirec.core.utilities import UTILITIES, Utility, register_utility
 
 
 @dataclass
@@ -176,59 +177,58 @@ def group_gap(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     return (means - means.mean(-1, keepdim=True)).abs().sum(-1)
 
 
-# ----------------------------------------------------------------------------- registry
+# ----------------------------------------------------------------------------- the built-in utilities
 
-def _accuracy(b: CandidateBatch) -> torch.Tensor:
-    return bce_loss(b.scores[..., :b.num_train])
+@register_utility
+class Accuracy(Utility):
+    name, metric = "accuracy", "ndcg@{k}"
 
-
-def _diversity(b: CandidateBatch) -> torch.Tensor:
-    cols = b.diversity_columns
-    return diversity_loss(b.scores[..., cols], b.categories[:, cols], b.alpha, b.temperature)
-
-
-def _fairness(b: CandidateBatch) -> torch.Tensor:
-    if b.groups is None:
-        raise ValueError("the fairness utility needs user groups (users.parquet with a 'group' column)")
-    return group_gap(soft_ndcg(b.scores[..., :b.num_train], b.temperature), b.groups)
+    def loss(self, b: CandidateBatch) -> torch.Tensor:
+        return bce_loss(b.scores[..., :b.num_train])
 
 
-def _novelty(b: CandidateBatch) -> torch.Tensor:
-    if b.novel is None:
-        raise ValueError("the novelty utility needs the long-tail flag of every candidate (CandidateBatch.novel)")
-    cols = b.diversity_columns  # the same list the diversity loss ranks: it reaches the full-ranking top
-    return novelty_loss(b.scores[..., cols], b.novel[:, cols], b.temperature)
+@register_utility
+class Diversity(Utility):
+    name, metric, needs = "diversity", "alpha_ndcg@{k}", "categories"
+
+    def loss(self, b: CandidateBatch) -> torch.Tensor:
+        cols = b.diversity_columns
+        return diversity_loss(b.scores[..., cols], b.categories[:, cols], b.alpha, b.temperature)
 
 
-@dataclass(frozen=True)
-class Utility:
-    """A utility as training sees it: its name and its loss (its metric and what the data must
-    provide: ``padirec.core.utilities.UTILITIES``)."""
+@register_utility
+class Fairness(Utility):
+    name, metric, higher_is_better, needs = "fairness", "ndcg_gap@{k}", False, "groups"
 
-    name: str
-    loss: Callable[[CandidateBatch], torch.Tensor]  # -> (N,)
-
-    @property
-    def needs(self) -> str:
-        return UTILITIES[self.name].needs
+    def loss(self, b: CandidateBatch) -> torch.Tensor:
+        if b.groups is None:
+            raise ValueError("the fairness utility needs user groups (users.parquet with a 'group' column)")
+        return group_gap(soft_ndcg(b.scores[..., :b.num_train], b.temperature), b.groups)
 
 
-LOSSES: dict[str, Callable[[CandidateBatch], torch.Tensor]] = {
-    "accuracy": _accuracy,
-    "diversity": _diversity,
-    "fairness": _fairness,
-    "novelty": _novelty,
-}
+@register_utility
+class Novelty(Utility):
+    name, metric = "novelty", "novelty@{k}"
+
+    def loss(self, b: CandidateBatch) -> torch.Tensor:
+        if b.novel is None:
+            raise ValueError("the novelty utility needs the long-tail flag of every candidate (CandidateBatch.novel)")
+        cols = b.diversity_columns  # the same list the diversity loss ranks: it reaches the full-ranking top
+        return novelty_loss(b.scores[..., cols], b.novel[:, cols], b.temperature)
 
 
-def get_utilities(names: list[str]) -> list[Utility]:
-    """Look up utilities by name; an unknown or repeated name is an error that lists the valid ones."""
-    unknown = [n for n in names if n not in UTILITIES or n not in LOSSES]
+# ----------------------------------------------------------------------------- lookup
+
+def get_utilities(names: list[str], settings: dict[str, Any] | None = None) -> list[Utility]:
+    """The utilities ``names`` (registered: built in or a plugin's), each with its settings from
+    ``settings`` (``adapters.utility_settings``; defaults where absent). An unknown or repeated name
+    is an error that lists the valid ones."""
+    unknown = [n for n in names if n not in UTILITIES]
     if unknown:
         raise ValueError(f"unknown utility {unknown[0]!r}; valid: {', '.join(UTILITIES)}")
     if len(set(names)) != len(names) or not names:
         raise ValueError(f"utilities must be a non-empty list of distinct names, got {names}")
-    return [Utility(n, LOSSES[n]) for n in names]
+    return [UTILITIES[n]((settings or {}).get(n)) for n in names]
 
 
 def task_losses(batch: CandidateBatch, utilities: list[Utility]) -> torch.Tensor:

@@ -76,7 +76,7 @@ def build_adapters_stage(
     Returns a summary: number of tasks and rows, seconds, and the mean final valid metrics.
     """
     try:
-        utilities = get_utilities(cfg.utilities)
+        utilities = get_utilities(cfg.utilities, cfg.utility_settings)
     except ValueError as e:
         raise ConfigError(f"adapters.utilities: {e}") from e
     if cfg.candidates not in CANDIDATE_LISTS:

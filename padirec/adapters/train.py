@@ -27,6 +27,7 @@ from padirec.adapters.adapter import apply_adapters, init_params
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.adapters.objectives import CandidateBatch, get_utilities, task_losses
+from padirec.adapters.utilities import UTILITIES  # noqa: F401 - every built-in utility registered
 from padirec.core.layout import adapter_layout
 from padirec.core.novelty import long_tail_items
 from padirec.core.tasks import validate_weights
@@ -136,7 +137,7 @@ def train_bank(features: Features, weights: np.ndarray, cfg: AdapterConfig, seed
 
     Returns the last ``cfg.checkpoints_per_task`` epochs' parameters ``(N, K, P)``.
     """
-    utilities = get_utilities(cfg.utilities)
+    utilities = get_utilities(cfg.utilities, cfg.utility_settings)
     w = validate_weights(np.atleast_2d(weights), len(utilities))
     k_ckpt = cfg.checkpoints_per_task
     if not 1 <= k_ckpt <= cfg.epochs:

@@ -81,9 +81,12 @@ def cmd_mirror_ml100k(args: argparse.Namespace) -> int:
 
 def cmd_backbone(args: argparse.Namespace) -> int:
     from padirec.backbones.stage import train_backbone_stage
+    from padirec.config import load_config
 
-    cfg = load_config_from_args(args)
-    bcfg = dataclasses.replace(cfg.backbone, model=args.model or cfg.backbone.model)
+    # --model is one more override: checked against the registry (plugins included) with the rest
+    model = {"backbone.model": args.model} if args.model else {}
+    cfg = load_config(args.config, {**_overrides(args.set), **model})
+    bcfg = cfg.backbone
     metrics = train_backbone_stage(args.data, args.out, bcfg, cfg.data.max_len, bcfg.seed_for(cfg.seed), cfg.device, None)
     print(json.dumps(metrics, indent=2))
     return 0
@@ -178,7 +181,8 @@ def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> a
     sp = sub.add_parser("backbone", help="train one backbone on a prepared folder")
     with_config(sp)
     sp.add_argument("--data", required=True, help="prepared data folder")
-    sp.add_argument("--model", help="sasrec | gru4rec | tisasrec | lrurec (default from config)")
+    sp.add_argument("--model", help="a registered backbone, a plugin's included (default from config; an "
+                    "unknown name is refused with the list)")
     sp.add_argument("--out", required=True)
     sp.set_defaults(func=cmd_backbone)
 
@@ -193,7 +197,7 @@ def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> a
 
     sp = sub.add_parser("generate", help="generate the adapter for new task weights with a trained generator")
     sp.add_argument("--generator", required=True, help="generator folder")
-    sp.add_argument("--weights", required=True, help="task weights, comma-separated, e.g. 0.3,0.7 (accuracy,diversity)")
+    sp.add_argument("--weights", required=True, help="task weights, comma-separated, one per adapters.utilities entry in its order, e.g. 0.3,0.7")
     sp.add_argument("--out", default="adapter.safetensors")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_generate)

@@ -6,7 +6,8 @@ tracking and promotion, and loads YAML strictly (``padirec.core.typed_config``):
 a value of the wrong type or an unknown name is an error that names the key, so a typo never
 silently falls back to a default. Ranges and choices are declared with each field
 (``padirec.core.typed_config.setting``) and checked by ``padirec.config.checks``. The files named in
-``plugins`` are imported first, so the backbones, samplers and methods they register are known
+``plugins`` are imported first, so the backbones, samplers, methods, data sources and utilities they
+register are known
 when the rest is read. It sits above the methods (it reads their registry) and below the
 evaluation, which reads it.
 """
@@ -20,14 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from padirec.adapters.config import AdapterConfig
+from padirec.adapters.utilities import UTILITIES  # noqa: F401 - fills the registry AdapterConfig reads
 from padirec.backbones.config import BackboneConfig
 from padirec.backbones.registry import BACKBONES  # noqa: F401 - fills the registry BackboneConfig reads
 from padirec.config.checks import PRODUCTION_MODEL
 from padirec.config.checks import check as check_settings
 from padirec.core.plugins import load_plugins
 from padirec.core.typed_config import POSITIVE, from_dict, setting, yaml_load
-from padirec.core.utilities import UTILITIES
 from padirec.data.config import DataConfig
+from padirec.data.registry import SOURCES  # noqa: F401 - fills the registry DataConfig reads
 from padirec.diffusion.config import GeneratorConfig
 from padirec.errors import ConfigError
 from padirec.methods.registry import METHODS, default_roster, default_settings
@@ -113,9 +115,6 @@ class Config:
     def validate(self) -> Config:
         """Check every setting against its range and every name against what exists, so a typo
         fails at load time, not after an hour of training. Returns ``self``."""
-        unknown = [n for n in self.adapters.utilities if n not in UTILITIES]
-        if unknown:
-            raise ConfigError(f"adapters.utilities: unknown {', '.join(map(repr, unknown))}; valid: {', '.join(UTILITIES)}")
         check_settings(self)
         return self
 

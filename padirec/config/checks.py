@@ -15,18 +15,10 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from padirec.core.typed_config import POSITIVE, Interval, interval
+from padirec.core.typed_config import Interval, interval
 from padirec.data.config import SyntheticSettings
 from padirec.errors import ConfigError
 
-# The data section (``padirec/data/config.py``) does not declare its ranges yet: they stand here, by key.
-DATA_RANGES = {key: interval(text) for key, text in {
-    "data.min_interactions": "[3, inf)",  # leave-one-out holds two out and trains on the rest
-    "data.max_len": POSITIVE, "data.max_category_groups": "[0, inf)",
-}.items()}
-# ``data.synthetic``: the settings of ``padirec.data.synthetic.generate``, checked where given
-SYNTHETIC_RANGES = {"num_users": POSITIVE, "num_items": POSITIVE, "num_categories": POSITIVE, "min_len": POSITIVE,
-                    "max_len": POSITIVE, "noise": "[0, 1]", "seed": "[0, 4294967295]"}
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 CPU = re.compile(r"\d+(\.\d+)?|\d+m")  # Kubernetes quantities: cores (4, 0.5) or millicores (500m)
 MEMORY = re.compile(r"\d+([KMGTPE]i?)?")
@@ -52,16 +44,26 @@ def allowed_values(settings: Any, prefix: str = "") -> Iterator[tuple[str, Any, 
     own = {name: interval(text) for name, text in getattr(type(settings), "ranges", {}).items()}
     for f in dataclasses.fields(settings):
         key, value = prefix + f.name, getattr(settings, f.name)
-        allowed = f.metadata.get("range") or own.get(f.name) or DATA_RANGES.get(key)
+        allowed = f.metadata.get("range") or own.get(f.name)
         choices = f.metadata.get("choices")
         if allowed is not None or choices is not None:
             yield key, value, allowed, choices
         if dataclasses.is_dataclass(value):
             yield from allowed_values(value, f"{key}.")
-        elif isinstance(value, dict):  # a section by registered name: ``methods``, ``backbone.models``
+        elif isinstance(value, dict):  # a section by registered name: ``methods``, ``backbone.models``, ...
             for name, section in value.items():
                 if dataclasses.is_dataclass(section):
                     yield from allowed_values(section, f"{key}.{name}.")
+
+
+def every_value(cfg: Any) -> Iterator[tuple[str, Any, Interval | None, Any]]:
+    """``allowed_values`` of the whole config, ``data.synthetic`` (the keyword arguments given to
+    ``padirec.data.synthetic.generate``, read with ``SyntheticSettings``) included."""
+    yield from allowed_values(cfg)
+    given = set(cfg.data.synthetic)
+    for key, value, allowed, choices in allowed_values(SyntheticSettings(**cfg.data.synthetic), "data.synthetic."):
+        if key.rpartition(".")[2] in given:
+            yield key, value, allowed, choices
 
 
 def ranges(cfg: Any) -> dict[str, Interval]:
@@ -72,16 +74,12 @@ def ranges(cfg: Any) -> dict[str, Interval]:
 def check(cfg: Any) -> None:
     """Raise ``ConfigError`` naming the first setting out of its range, not among its choices, or at
     odds with another."""
-    for key, value, allowed, choices in allowed_values(cfg):
+    for key, value, allowed, choices in every_value(cfg):
         if allowed is not None and (isinstance(value, bool) or value not in allowed):
             raise ConfigError(f"{key}: {value!r} is outside {allowed.text}")
         unknown = [v for v in (value if isinstance(value, list) else [value]) if choices is not None and v not in choices]
         if unknown:
             raise ConfigError(f"{key}: unknown {', '.join(map(repr, unknown))}; valid: {', '.join(map(str, choices))}")
-    for key, value in cfg.data.synthetic.items():
-        allowed = interval(SYNTHETIC_RANGES[key])
-        if isinstance(value, bool) or value not in allowed:
-            raise ConfigError(f"data.synthetic.{key}: {value!r} is outside {allowed.text}")
     b, a, g, ev = cfg.backbone, cfg.adapters, cfg.generator, cfg.evaluation
     synthetic = SyntheticSettings(**cfg.data.synthetic)
     rules = [

@@ -1,7 +1,13 @@
-"""The utilities a task weighs, and the one table of the evaluation metric that measures each.
+"""The utilities a task weighs: one registry, each utility with its loss and the metric that
+measures it.
 
 Task weights ``w`` have one entry per configured utility (``adapters.utilities``, in that order).
-At cutoff ``k`` a utility is measured by:
+A utility is one file: a ``Utility`` subclass with its ``name``, its ``metric`` (the evaluation
+metric's key, ``{k}`` standing for the cutoff), whether higher is better, what the data must
+provide (``needs``), its own settings (``config_class``, a dataclass whose fields carry their
+ranges: the config's ``adapters.utility_settings.<name>``), its training ``loss``, and the
+``register_utility`` decorator; ``padirec.adapters.utilities`` imports every file that defines one.
+The built-ins (``padirec.adapters.objectives``), at cutoff ``k``:
 
 - ``accuracy``: ``ndcg@k`` of the held-out item (higher is better);
 - ``diversity``: ``alpha_ndcg@k`` of the top-k list (higher is better; needs item categories);
@@ -10,28 +16,36 @@ At cutoff ``k`` a utility is measured by:
 - ``novelty``: ``novelty@k``, the share of the top-k list in the long tail of the training
   split's popularity (higher is better; ``padirec.core.novelty``, the thesis' MODT4R).
 
-The training loss of each utility lives in ``padirec.adapters.objectives`` under the same name.
+A plugin file registers its own the same way (``plugins`` in the config).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from padirec.core.plugins import NoSettings, Registry
 
 
-@dataclass(frozen=True)
-class UtilityMetric:
-    metric: str  # metric key, "{k}" stands for the cutoff
-    higher_is_better: bool
-    needs: str = ""  # what the data must provide: "categories" | "groups" | ""
+class Utility:
+    """Base class. Subclasses implement ``loss``."""
+
+    name: ClassVar[str] = "utility"
+    metric: ClassVar[str] = ""  # metric key, "{k}" stands for the cutoff
+    higher_is_better: ClassVar[bool] = True
+    needs: ClassVar[str] = ""  # what the data must provide: "categories" | "groups" | ""
+    config_class: ClassVar[type] = NoSettings  # its own settings: ``adapters.utility_settings.<name>``
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings if settings is not None else self.config_class()
+
+    def loss(self, batch: Any) -> Any:
+        """The loss of every adapter, ``(N,)``, on a ``padirec.adapters.objectives.CandidateBatch``."""
+        raise NotImplementedError
 
 
-UTILITIES: dict[str, UtilityMetric] = {
-    "accuracy": UtilityMetric("ndcg@{k}", True),
-    "diversity": UtilityMetric("alpha_ndcg@{k}", True, needs="categories"),
-    "fairness": UtilityMetric("ndcg_gap@{k}", False, needs="groups"),
-    "novelty": UtilityMetric("novelty@{k}", True),
-}
+UTILITIES: Registry = Registry("utility")
+register_utility = UTILITIES.register
 
 
 def metric_key(utility: str, k: int) -> str:

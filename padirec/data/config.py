@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from padirec.core.typed_config import from_dict
-from padirec.data.synthetic import generate
+from padirec.core.typed_config import POSITIVE, from_dict, setting
+from padirec.data.base import SOURCES
 from padirec.errors import ConfigError
 
 # The placeholder a data location may hold: ``s3://bucket/interactions/{snapshot}/``.
@@ -18,14 +17,25 @@ TEMPLATED = ("path", "interactions", "items", "users")
 # A snapshot names one folder: a date or a partition, no "/" and no "..".
 SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,127}")
 
-# ``data.synthetic``'s keys, types and defaults: those of ``generate``'s keyword arguments
-SyntheticSettings = dataclasses.make_dataclass(
-    "SyntheticSettings", [(n, type(p.default), p.default) for n, p in inspect.signature(generate).parameters.items()])
+
+
+@dataclass
+class SyntheticSettings:
+    """``data.synthetic``: the keyword arguments of ``padirec.data.synthetic.generate`` (the same
+    names and defaults, ``tests/data/test_config.py`` checks), each with its range."""
+
+    num_users: int = setting(200, range=POSITIVE)
+    num_items: int = setting(100, range=POSITIVE)
+    num_categories: int = setting(6, range=POSITIVE)
+    min_len: int = setting(8, range=POSITIVE)
+    max_len: int = setting(30, range=POSITIVE)
+    noise: float = setting(0.1, range="[0, 1]")
+    seed: int = setting(0, range="[0, 4294967295]")
 
 
 def synthetic_settings(raw: Any, where: str) -> dict[str, Any]:
     """The ``synthetic`` section as given (the dataset's name records it), its names and types
-    checked at load (their ranges: ``padirec.config.checks``)."""
+    checked at load (their ranges: ``SyntheticSettings``, read by ``padirec.config.checks``)."""
     from_dict(SyntheticSettings, raw or {}, where)
     return raw or {}
 
@@ -34,7 +44,7 @@ def synthetic_settings(raw: Any, where: str) -> dict[str, Any]:
 class DataConfig:
     """Where the interactions come from and how they are split.
 
-    ``source``: ``ml-100k`` (embedded default, from the recbole wheel), ``ml-1m`` (``path`` is a
+    ``source``: a registered source (``padirec.data.base``), built in: ``ml-100k`` (embedded default, from the recbole wheel), ``ml-1m`` (``path`` is a
     folder with ratings.dat/movies.dat/users.dat), ``amazon`` (``path`` is a folder with the
     reviews and metadata files), ``tables`` (``interactions``/``items``/``users`` files, CSV or
     Parquet, local or s3://), ``synthetic`` (generated, for tests and smoke runs).
@@ -44,17 +54,24 @@ class DataConfig:
     ``data_version`` parameter, else ``snapshot`` (``for_snapshot``).
     """
 
-    source: Literal["ml-100k", "ml-1m", "amazon", "tables", "synthetic"] = "ml-100k"
+    source: str = setting("ml-100k", choices=SOURCES)  # a registered source (``padirec.data.registry``)
     path: str = ""
     interactions: str = ""
     items: str = ""
     users: str = ""
-    min_interactions: int = 5
-    max_len: int = 20
-    max_category_groups: int = 0  # Amazon: merge rare categories into at most K groups (0 = keep all)
+    min_interactions: int = setting(5, range="[3, inf)")  # leave-one-out holds two out and trains on the rest
+    max_len: int = setting(20, range=POSITIVE)
+    # Amazon: merge rare categories into at most K groups (0 = keep all)
+    max_category_groups: int = setting(0, range="[0, inf)")
     # kwargs of padirec.data.synthetic.generate
     synthetic: dict = field(default_factory=dict, metadata={"from_dict": synthetic_settings})
     snapshot: str = ""  # the snapshot read when the run names none (``padirec submit`` without --data-version)
+    # each source's own settings, by name (the ``config_class`` of its file; a plugin's included)
+    sources: dict[str, Any] = setting(default_factory=SOURCES.default_settings, from_dict=SOURCES.read_settings)
+
+    def settings_for(self, name: str) -> Any:
+        """Source ``name``'s own settings (its defaults where the config has none)."""
+        return self.sources.get(name) or SOURCES.settings_class(name)()
 
     def templated(self) -> list[str]:
         """The locations that hold ``{snapshot}``, by key."""

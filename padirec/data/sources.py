@@ -16,50 +16,113 @@ import tempfile
 import zlib
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from padirec.data.base import SOURCES, RawTables, Source, register_source
 from padirec.data.config import DataConfig
 from padirec.errors import DataValidationError, PadirecError
 from padirec.runtime.storage import is_s3, localize, localize_folder
 
-RawTables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]
 REQUIRED_INTERACTIONS = ("user_id", "item_id", "timestamp")
 
 
 def load_source(cfg: DataConfig) -> RawTables:
-    """Every folder and file may be local or ``s3://`` (downloaded for the read, then removed).
-    ``cfg`` has its ``{snapshot}`` filled already (``DataConfig.for_snapshot``)."""
-    if cfg.source == "ml-100k":
-        from padirec.data.movielens100k import FILES, load_ml100k
-
-        if not is_s3(cfg.path):
-            return load_ml100k(cfg.path or None)
-        with tempfile.TemporaryDirectory(prefix="padirec-ml100k-") as tmp:
-            return load_ml100k(_folder(cfg.path, tmp, FILES, "MovieLens-100K"))
-    if cfg.source == "ml-1m":
-        path = _need(cfg.path, "data.path (folder with ratings.dat, movies.dat, users.dat)")
-        with tempfile.TemporaryDirectory(prefix="padirec-ml1m-") as tmp:
-            return load_ml1m(_folder(path, tmp, ML1M_FILES, "MovieLens-1M"), where=path)
-    if cfg.source == "amazon":
-        path = _need(cfg.path, "data.path (folder with reviews and metadata files)")
-        with tempfile.TemporaryDirectory(prefix="padirec-amazon-") as tmp:
-            local = localize_folder(path, tmp, lambda name: ".json" in name)
-            return load_amazon(str(local), cfg.max_category_groups, where=path)
-    if cfg.source == "tables":
-        return load_tables(_need(cfg.interactions, "data.interactions"), _need(cfg.items, "data.items"),
-                           cfg.users or None)
-    if cfg.source == "synthetic":
-        from padirec.data.synthetic import generate
-
-        return generate(**cfg.synthetic)
-    raise PadirecError(f"unknown data source {cfg.source!r}")
+    """The raw tables of ``cfg.source``, a registered source (``padirec.data.registry``; a plugin's
+    once the config has loaded it). Every folder and file may be local or ``s3://`` (downloaded for
+    the read, then removed). ``cfg`` has its ``{snapshot}`` filled already (``DataConfig.for_snapshot``)."""
+    if cfg.source not in SOURCES:
+        raise PadirecError(f"unknown data source {cfg.source!r}; valid: {', '.join(SOURCES)} (a plugin's source: "
+                           "name its file in the config's plugins or in PADIREC_PLUGINS)")
+    return SOURCES[cfg.source].load(cfg, cfg.settings_for(cfg.source))
 
 
 def _need(value: str, name: str) -> str:
     if not value:
         raise PadirecError(f"{name} must be set for this data source")
     return value
+
+
+# ---------------------------------------------------------------- the built-in sources
+
+@register_source
+class MovieLens100K(Source):
+    """``ml-100k``: embedded (from the recbole wheel), or a mirror in ``data.path``."""
+
+    name = "ml-100k"
+
+    @staticmethod
+    def load(data: DataConfig, settings: Any) -> RawTables:
+        from padirec.data.movielens100k import FILES, load_ml100k
+
+        if not is_s3(data.path):
+            return load_ml100k(data.path or None)
+        with tempfile.TemporaryDirectory(prefix="padirec-ml100k-") as tmp:
+            return load_ml100k(_folder(data.path, tmp, FILES, "MovieLens-100K"))
+
+
+@register_source
+class MovieLens1M(Source):
+    """``ml-1m``: ``data.path`` is a folder with ratings.dat, movies.dat, users.dat."""
+
+    name = "ml-1m"
+    folder_files = "ratings.dat (ML-1M)"
+
+    @staticmethod
+    def recognises(folder: Path) -> bool:
+        return (folder / "ratings.dat").is_file()
+
+    @staticmethod
+    def load(data: DataConfig, settings: Any) -> RawTables:
+        path = _need(data.path, "data.path (folder with ratings.dat, movies.dat, users.dat)")
+        with tempfile.TemporaryDirectory(prefix="padirec-ml1m-") as tmp:
+            return load_ml1m(_folder(path, tmp, ML1M_FILES, "MovieLens-1M"), where=path)
+
+
+@register_source
+class Amazon(Source):
+    """``amazon``: ``data.path`` is a folder with the reviews and metadata files."""
+
+    name = "amazon"
+    folder_files = "meta_*.json[.gz] (Amazon)"
+
+    @staticmethod
+    def recognises(folder: Path) -> bool:
+        return any(folder.glob("meta_*.json*"))
+
+    @staticmethod
+    def load(data: DataConfig, settings: Any) -> RawTables:
+        path = _need(data.path, "data.path (folder with reviews and metadata files)")
+        with tempfile.TemporaryDirectory(prefix="padirec-amazon-") as tmp:
+            local = localize_folder(path, tmp, lambda name: ".json" in name)
+            return load_amazon(str(local), data.max_category_groups, where=path)
+
+
+@register_source
+class Tables(Source):
+    """``tables``: a user's ``data.interactions``, ``data.items`` (and ``data.users``) files."""
+
+    name = "tables"
+
+    @staticmethod
+    def load(data: DataConfig, settings: Any) -> RawTables:
+        return load_tables(_need(data.interactions, "data.interactions"), _need(data.items, "data.items"),
+                           data.users or None)
+
+
+@register_source
+class Synthetic(Source):
+    """``synthetic``: generated (``padirec.data.synthetic``), with ``data.synthetic``'s keyword
+    arguments (kept there as given: the dataset's name records them)."""
+
+    name = "synthetic"
+
+    @staticmethod
+    def load(data: DataConfig, settings: Any) -> RawTables:
+        from padirec.data.synthetic import generate
+
+        return generate(**data.synthetic)
 
 
 def _folder(uri: str, tmp: str, names: tuple[str, ...], what: str) -> Path:

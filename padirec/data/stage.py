@@ -10,6 +10,7 @@ from typing import Any
 from padirec.core.tracker import NullTracker, Tracker
 from padirec.data.config import DataConfig
 from padirec.data.prepare import MIN_ITEMS, prepare
+from padirec.data.registry import SOURCES  # noqa: F401 - every built-in source registered
 from padirec.data.sources import load_source
 from padirec.runtime.progress import Timer
 

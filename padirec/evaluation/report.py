@@ -79,8 +79,8 @@ import jsonschema
 import yaml
 
 from padirec import __version__
+from padirec.adapters.utilities import UTILITIES, utility_metrics
 from padirec.core.tasks import validate_weights
-from padirec.core.utilities import UTILITIES, utility_metrics
 from padirec.errors import ArtifactError, TaskWeightsError
 from padirec.evaluation.summary import DOMINANCE
 from padirec.methods.registry import METHODS

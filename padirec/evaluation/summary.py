@@ -67,7 +67,7 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from scipy import stats
 
-from padirec.core.utilities import metric_key, utility_metrics
+from padirec.adapters.utilities import metric_key, utility_metrics
 from padirec.runtime.finite import correlation_reason, undefined_reasons
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from padirec.core.utilities import utility_metrics
+from padirec.adapters.utilities import utility_metrics
 from padirec.evaluation.figure import plt, save, value
 from padirec.evaluation.summary import simplex_edges
 

@@ -49,8 +49,8 @@ from padirec.adapters.bank import served_adapter
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.adapters.train import train_bank
+from padirec.adapters.utilities import metric_key, utility_metrics
 from padirec.core.layout import Layout
-from padirec.core.utilities import metric_key, utility_metrics
 from padirec.errors import ArtifactError
 from padirec.evaluation.summary import (
     DOMINANCE,

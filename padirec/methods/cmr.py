@@ -114,7 +114,7 @@ class CMR(AdapterMethod):
 
     def fit(self) -> None:
         cfg, f = self.cfg, self.features
-        utilities = get_utilities(self.utilities)
+        utilities = get_utilities(self.utilities, cfg.utility_settings)
         gen = torch.Generator().manual_seed(self.seed)
         model = PolicyHypernetwork(len(utilities), self.layout, init_params(self.layout, gen)).to(self.device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

@@ -8,7 +8,7 @@ import json
 import math
 from typing import Any
 
-from padirec.core.utilities import metric_key
+from padirec.adapters.utilities import metric_key
 from padirec.tracking.model_registry import to_float
 
 

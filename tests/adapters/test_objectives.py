@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from padirec.adapters.objectives import (
-    LOSSES,
     CandidateBatch,
     bce_loss,
     category_slots,
@@ -19,7 +18,7 @@ from padirec.adapters.objectives import (
     soft_rank,
     task_losses,
 )
-from padirec.core.utilities import UTILITIES
+from padirec.adapters.utilities import UTILITIES
 
 
 def reference_diversity(scores, y, alpha=0.5, temperature=0.1):
@@ -110,7 +109,7 @@ def test_fairness_gap_is_the_group_ndcg_difference():
 
 
 def test_registry_and_task_losses_for_three_utilities():
-    assert set(LOSSES) == set(UTILITIES) == {"accuracy", "diversity", "fairness", "novelty"}  # one loss each
+    assert set(UTILITIES) >= {"accuracy", "diversity", "fairness", "novelty"}  # each a class with its loss and metric
     with pytest.raises(ValueError, match="unknown utility 'serendipity'"):
         get_utilities(["accuracy", "serendipity"])
     with pytest.raises(ValueError, match="distinct"):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from padirec.adapters.novelty_loss import novelty_loss
-from padirec.adapters.objectives import LOSSES, CandidateBatch, get_utilities, task_losses
+from padirec.adapters.objectives import CandidateBatch, get_utilities, task_losses
+from padirec.adapters.utilities import UTILITIES
 from padirec.core.novelty import (
     coverage,
     coverage_of,
@@ -84,7 +85,7 @@ def test_loss_gradient_matches_autograd_and_finite_differences():
 
 
 def test_registered_and_needs_the_flags():
-    assert "novelty" in LOSSES
+    assert "novelty" in UTILITIES
     g = torch.Generator().manual_seed(0)
     batch = CandidateBatch(scores=torch.randn(2, 4, 6, generator=g), categories=torch.ones(4, 6, 1), num_train=6,
                            groups=None, diversity_columns=slice(0, 6), novel=(torch.rand(4, 6, generator=g) < .5).float())
