@@ -11,6 +11,7 @@ from padirec.runtime.progress import log, setup_logging
 def test_progress_follows_the_current_stderr(monkeypatch):
     first = io.StringIO()
     monkeypatch.setattr(sys, "stderr", first)
+    monkeypatch.setattr(log, "handlers", [])  # what earlier tests left on the logger is not under test
     setup_logging(logging.INFO)
     log.info("first line")
     seen_first = first.getvalue()
