@@ -11,12 +11,23 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from mlflow import MlflowClient
+
 from padirec.tracking.model_registry import CHECKSUM_TAG, system_checksum
 from padirec.tracking.provenance import REPORT_ARTIFACT
 from padirec.tracking.quality import evaluation_key
 
 EXPERIMENT = "padirec-registry-test"
 MLMODEL = "flavors:\n  python_function:\n    artifacts:\n      system:\n        path: artifacts/system\n"
+
+
+def empty_registry(uri: str, model: str) -> MlflowClient:
+    """A client of ``uri`` whose registry holds only ``model``, with no version yet (a test's start)."""
+    client = MlflowClient(uri)
+    for rm in client.search_registered_models():
+        client.delete_registered_model(rm.name)
+    client.create_registered_model(model)
+    return client
 
 
 def report(score: float, avg_hv: float = 0.5, ra: float = 0.9, rd: float = 0.9) -> dict:

@@ -20,7 +20,7 @@ from padirec.tracking.promotion import KEY_TAG, GateThresholds
 from padirec.tracking.promotion import promote as _promote
 from padirec.tracking.quality import quality
 from padirec.tracking.registration import register_and_promote_stage, register_stage
-from tests.registry_versions import EXPERIMENT, genuine, head_to_head, key_of
+from tests.registry_versions import EXPERIMENT, empty_registry, genuine, head_to_head, key_of
 from tests.servers import mlflow_server
 
 MODEL = "padirec-test"
@@ -52,11 +52,7 @@ def promote(uri, model, version, gate, **kwargs):  # the registry tests' experim
 
 @pytest.fixture
 def client(uri):
-    c = MlflowClient(uri)
-    for rm in c.search_registered_models():
-        c.delete_registered_model(rm.name)
-    c.create_registered_model(MODEL)
-    return c
+    return empty_registry(uri, MODEL)
 
 
 def test_gate_rejects_with_a_reason(uri, client):

@@ -22,7 +22,7 @@ from padirec.tracking.model_registry import (
 )
 from padirec.tracking.promotion import PRODUCTION_MODEL, GateThresholds, check_model_name
 from padirec.tracking.promotion import promote as _promote
-from tests.registry_versions import EXPERIMENT, genuine, head_to_head
+from tests.registry_versions import EXPERIMENT, empty_registry, genuine, head_to_head
 from tests.servers import mlflow_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,11 +42,7 @@ def uri(tmp_path_factory):
 
 @pytest.fixture
 def client(uri):
-    c = MlflowClient(uri)
-    for rm in c.search_registered_models():
-        c.delete_registered_model(rm.name)
-    c.create_registered_model(MODEL)
-    return c
+    return empty_registry(uri, MODEL)
 
 
 def _tags(score=0.1, ra=0.9, key="eval-a"):

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from padirec.config import Config, PromotionConfig, TrackingConfig
@@ -21,7 +20,7 @@ from padirec.tracking import KFP_RUN_ID_ENV, step_tracker
 from padirec.tracking import head_to_head as h2h
 from padirec.tracking.promotion import GateThresholds, promote
 from padirec.tracking.registration import compare_on, register_and_promote_system
-from tests.registry_versions import EXPERIMENT, genuine
+from tests.registry_versions import EXPERIMENT, empty_registry, genuine
 from tests.servers import mlflow_server
 
 MODEL = "padirec-test-h2h"
@@ -118,11 +117,7 @@ def uri(tmp_path_factory):
 
 @pytest.fixture
 def client(uri):
-    c = MlflowClient(uri)
-    for rm in c.search_registered_models():
-        c.delete_registered_model(rm.name)
-    c.create_registered_model(MODEL)
-    return c
+    return empty_registry(uri, MODEL)
 
 
 def _cfg(uri, samples=300):
