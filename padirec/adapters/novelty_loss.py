@@ -17,28 +17,15 @@ import math
 
 import torch
 
-from padirec.adapters.pairwise import chunked_terms
+from padirec.adapters.pairwise import chunked_loss
 
 
 def novelty_loss(scores: torch.Tensor, novel: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """``scores (N, B, L)``, ``novel (B, L)`` (1 for a long-tail candidate) -> ``(N,)``."""
     if novel.shape != scores.shape[1:]:
         raise ValueError(f"novel {tuple(novel.shape)} must be (batch, list) for scores {tuple(scores.shape)}")
-    return _SmoothedNoveltyDCG.apply(scores, novel.to(scores.dtype), temperature)
-
-
-class _SmoothedNoveltyDCG(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, scores, novel, temperature):
-        out, grad = chunked_terms(scores, lambda sl, g: _terms(scores[:, sl], novel[sl], temperature, g),
-                                  ctx.needs_input_grad[0])
-        ctx.save_for_backward(grad)
-        return out / scores.shape[1]
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (grad,) = ctx.saved_tensors
-        return grad * (grad_out / grad.shape[1])[:, None, None], None, None
+    novel = novel.to(scores.dtype)
+    return chunked_loss(scores, lambda sl, g: _terms(scores[:, sl], novel[sl], temperature, g))
 
 
 def _terms(s: torch.Tensor, novel: torch.Tensor, temperature: float,

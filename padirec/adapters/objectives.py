@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from padirec.adapters.novelty_loss import novelty_loss
-from padirec.adapters.pairwise import chunked_terms
+from padirec.adapters.pairwise import chunked_loss
 from padirec.core.utilities import UTILITIES, Utility, register_utility
 
 
@@ -85,7 +85,8 @@ def diversity_loss(scores: torch.Tensor, categories: torch.Tensor, alpha: float 
         raise ValueError(f"categories {tuple(categories.shape)} must be (batch, list, C) for scores "
                          f"{tuple(scores.shape)}")
     slots, valid = category_slots(categories.to(scores.dtype))
-    return _SmoothedAlphaDCG.apply(scores, slots, valid, alpha, temperature)
+    # -sum_k G_k / log2(1 + R_k) averaged over the batch, per adapter (N,)
+    return chunked_loss(scores, lambda sl, g: _alpha_dcg_terms(scores[:, sl], slots[sl], valid[sl], alpha, temperature, g))
 
 
 def category_slots(categories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,27 +100,6 @@ def category_slots(categories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     valid, idx = categories.topk(g, dim=-1)  # 1s first: the item's own categories
     shares = categories.transpose(1, 2).gather(1, idx.reshape(b, n * g, 1).expand(b, n * g, n))
     return shares.reshape(b, n, g, n) * valid[..., None], valid
-
-
-class _SmoothedAlphaDCG(torch.autograd.Function):
-    """``-sum_k G_k / log2(1 + R_k)`` averaged over the batch, per adapter ``(N,)``.
-
-    The gradient w.r.t. the scores is only ``(N, B, L)``, so it is computed in the same chunked
-    pass as the loss and stored; backward merely scales it (no pairwise tensor is kept).
-    """
-
-    @staticmethod
-    def forward(ctx, scores, shares, valid, alpha, temperature):
-        out, grad = chunked_terms(
-            scores, lambda sl, g: _alpha_dcg_terms(scores[:, sl], shares[sl], valid[sl], alpha, temperature, g),
-            ctx.needs_input_grad[0])
-        ctx.save_for_backward(grad)
-        return out / scores.shape[1]
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (grad,) = ctx.saved_tensors
-        return grad * (grad_out / grad.shape[1])[:, None, None], None, None, None, None
 
 
 def _alpha_dcg_terms(s: torch.Tensor, shares: torch.Tensor, valid: torch.Tensor, alpha: float,
