@@ -1,7 +1,7 @@
 """Figures of a report over three utilities (p = 3), where one weight no longer orders the tasks:
 
 - ``ternary_regret.png``: each method's regret against the reference at every task, drawn on the
-  2-simplex (one triangle per method, one colour scale for all, 0 = the reference);
+  2-simplex (one triangle per method, each on its own colour scale symmetric about 0 = the reference);
 - ``edges.png``: paper Fig. 3 along each edge of the simplex: each objective's metric against the
   weight of the edge's first utility, one line per method (the tasks where the third weight is 0).
 """
@@ -43,19 +43,21 @@ def plot_ternary_regret(report: dict[str, Any], path: Path) -> str | None:
         return None
     xy = to_plane(np.asarray(report["tasks"]))
     regret = {m: np.array([value(v) for v in summary[m]["regret_per_task"]]) for m in shown}
-    finite = np.concatenate([r[np.isfinite(r)] for r in regret.values()] + [np.zeros(1)])
-    bound = max(float(np.abs(finite).max()), 1e-9)  # symmetric: white is the reference's own level
     cols = min(4, len(shown))
     rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 1, 3.2 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(3.9 * cols, 3.2 * rows), squeeze=False, layout="constrained")
     for ax in axes.flat[len(shown):]:
         ax.set_axis_off()
     for ax, m in zip(axes.flat, shown, strict=False):
         _triangle(ax, utilities)
+        # each method on its own scale, symmetric about 0 (white: the reference's level), so a panel
+        # never changes when another method joins the report
+        finite = regret[m][np.isfinite(regret[m])]
+        bound = max(float(np.abs(finite).max()) if finite.size else 0.0, 1e-9)
         points = ax.scatter(xy[:, 0], xy[:, 1], c=regret[m], cmap="RdBu_r", vmin=-bound, vmax=bound, s=60,
                             edgecolors="0.3", linewidths=0.4)
         ax.set_title(f"{m} (mean {np.nanmean(regret[m]):+.3f})", fontsize=9)
-    fig.colorbar(points, ax=axes.ravel().tolist(), shrink=0.8, label="regret vs the reference")
+        fig.colorbar(points, ax=ax, shrink=0.7, label="regret vs the reference")
     return save(fig, path)
 
 
