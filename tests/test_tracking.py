@@ -16,6 +16,7 @@ from padirec.config import Config, TrackingConfig
 from padirec.errors import PadirecError
 from padirec.tracking import (
     KFP_RUN_ID_ENV,
+    MlflowTracker,
     NullTracker,
     StepTerminated,
     TrackingError,
@@ -130,6 +131,26 @@ def test_sigterm_turned_into_another_error_still_fails_the_run_as_sigterm(tmp_pa
         except BaseException:
             raise ValueError("could not determine the shape of object type") from None
     assert e.value.code == 143 and isinstance(e.value.__cause__, ValueError)
+    [run] = [r for r in _runs(uri) if r.info.run_name == "train_generator"]
+    assert run.info.status == "FAILED" and run.data.tags["padirec.failure"].startswith("SIGTERM")
+
+
+def test_sigterm_while_the_run_is_opened_still_fails_it(tmp_path, monkeypatch):
+    # The run exists (RUNNING) a moment before the step body starts: a SIGTERM then is held, not
+    # fatal, and fails the run as soon as it can be marked.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    start = MlflowTracker.start.__func__
+
+    def start_then_sigterm(cls, *args, **kwargs):
+        tracker = start(cls, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # Python checks for signals here: the handler must hold it
+        return tracker
+
+    monkeypatch.setattr(MlflowTracker, "start", classmethod(start_then_sigterm))
+    with pytest.raises(StepTerminated) as e, step_tracker(_cfg(uri), "train_generator"):
+        pytest.fail("the step body ran although SIGTERM came first")
+    assert e.value.code == 143
     [run] = [r for r in _runs(uri) if r.info.run_name == "train_generator"]
     assert run.info.status == "FAILED" and run.data.tags["padirec.failure"].startswith("SIGTERM")
 

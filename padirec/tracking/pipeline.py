@@ -145,14 +145,17 @@ def step_tracker(cfg: Any, step: str, system_metrics: bool = False) -> Iterator[
     kfp_id = kfp_run_id()
     tags = {"kfp.run_id": kfp_id, "padirec.step": _quoted(step), "padirec.package_path": package_path()}
     plugin = plugin_run_id()
-    if plugin:
-        tracker = _open_plugin_run(_plugin_uri(cfg), plugin, tags)
-    else:
-        tracker = _open_step_run(resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir), cfg, kfp_id, step, tags)
-    tracker.kfp_run_id = kfp_id
-    sampling = sample_system_metrics(tracker) if system_metrics else nullcontext()
-    with _sigterm_raises() as guard, runner_watchdog() as dog:
+    # The handler is in place before the run exists, but holds a SIGTERM until the run can be
+    # marked FAILED: a step stopped between the two would leave its run RUNNING.
+    with _sigterm_raises(armed=False) as guard, runner_watchdog() as dog:
+        if plugin:
+            tracker = _open_plugin_run(_plugin_uri(cfg), plugin, tags)
+        else:
+            tracker = _open_step_run(resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir), cfg, kfp_id, step, tags)
+        tracker.kfp_run_id = kfp_id
+        sampling = sample_system_metrics(tracker) if system_metrics else nullcontext()
         try:
+            guard.arm()
             with sampling:
                 yield tracker
         except BaseException as e:
@@ -276,20 +279,30 @@ def _quoted(value: str) -> str:
 
 
 class _Guard:
-    armed = True
-    pending = False
-    fired: int | None = None  # the signal whose handler raised StepTerminated
+    def __init__(self, armed: bool) -> None:
+        self.armed = armed
+        self.pending = False
+        self.fired: int | None = None  # the signal whose handler raised StepTerminated
+
+    def arm(self) -> None:
+        """From now on SIGTERM raises; one held meanwhile raises here."""
+        self.armed = True
+        if self.pending:
+            self.pending = False
+            self.armed = False
+            self.fired = signal.SIGTERM
+            raise StepTerminated(128 + signal.SIGTERM)
 
     def disarm(self) -> None:
         self.armed = False
 
 
 @contextmanager
-def _sigterm_raises() -> Iterator[_Guard]:
+def _sigterm_raises(armed: bool = True) -> Iterator[_Guard]:
     """While armed, SIGTERM raises ``StepTerminated``; once disarmed (the run is being closed) it
     is held and delivered again after the previous handler is back. Main thread only: Python runs
     signal handlers there and refuses to install them anywhere else."""
-    guard = _Guard()
+    guard = _Guard(armed)
     if threading.current_thread() is not threading.main_thread():
         yield guard
         return

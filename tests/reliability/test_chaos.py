@@ -2,7 +2,8 @@
 store and one run folder (so the stage cache carries over):
 
 1. SIGINT as soon as ``train_backbone``'s MLflow run appears (Ctrl-C);
-2. SIGTERM as soon as ``train_generator``'s run appears (the backbone and adapters are cached now);
+2. SIGTERM as soon as ``train_generator``'s run appears (the backbone and adapters are cached now;
+   this run's generator trains far longer, so that it is still training when the signal comes);
 3. SIGKILL right after the registration step created its model version (the runner cannot stop
    anything: each step stops itself, and the next run closes the MLflow runs left open);
 4. a re-run to the end.
@@ -44,13 +45,13 @@ class Chaos:
         self.client.search_experiments()  # the store exists before the runs' processes race to create it
         self.count = 0
 
-    def start(self) -> tuple[subprocess.Popen, str]:
+    def start(self, *settings: str) -> tuple[subprocess.Popen, str]:
         self.count += 1
         log = self.work / f"run{self.count}"
         args = [*padirec_command(), "run", "--config", "configs/smoke.yaml", "--set", f"run_dir={self.work / 'runs'}",
                 "--set", f"tracking.uri={self.uri}", "--set", f"tracking.experiment={EXPERIMENT}",
                 "--set", f"tracking.registered_model={MODEL}", "--set", "promotion.min_avg_hv=0",
-                "--set", "promotion.min_pearson_ra=-1", "--set", "promotion.min_pearson_rd=-1"]
+                "--set", "promotion.min_pearson_ra=-1", "--set", "promotion.min_pearson_rd=-1", *(a for kv in settings for a in ("--set", kv))]
         proc = subprocess.Popen(args, cwd=ROOT, stdout=open(f"{log}.out", "w"), stderr=open(f"{log}.err", "w"),
                                 start_new_session=True)
         return proc, process_token(proc.pid)
@@ -109,12 +110,14 @@ def test_killed_runs_leave_nothing_half_done_and_the_rerun_resumes(tmp_path):
         assert _kill(proc, token, signal.SIGINT, "train_backbone") == 128 + signal.SIGINT
         assert [r.info.status for r in chaos.runs() if r.info.status == "RUNNING"] == []  # closed at once
 
-        proc, token = chaos.start()
+        # a generator that trains until killed: the smoke one can finish between poll and signal
+        proc, token = chaos.start("generator.train_steps=1000000")
         procs.append(proc)
         chaos.wait_for(proc, chaos.step_running("train_generator"), "train_generator run")
         assert _kill(proc, token, signal.SIGTERM, "train_generator") == 128 + signal.SIGTERM
-        failed = {r.info.run_name: r.data.tags.get("padirec.failure", "") for r in chaos.runs() if r.info.status == "FAILED"}
-        assert failed["train_generator"].startswith("SIGTERM") and "RUNNING" not in {r.info.status for r in chaos.runs()}
+        runs = {(r.info.run_name, r.info.status): r.data.tags.get("padirec.failure", "") for r in chaos.runs()}
+        assert runs.get(("train_generator", "FAILED"), "").startswith("SIGTERM"), runs
+        assert "RUNNING" not in {status for _, status in runs}, runs
 
         proc, token = chaos.start()
         procs.append(proc)
