@@ -1,4 +1,5 @@
-"""Shared fixtures: small synthetic prepared data made once per test session."""
+"""Shared fixtures: small synthetic prepared data made once per test session, each test's KFP run
+id, the tiny pipeline run and one torch thread. What they are built from is ``tests/fixtures.py``."""
 
 from __future__ import annotations
 
@@ -35,7 +36,19 @@ def kfp_run_id(monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """Every component run once on the smoke config (``tests/tiny_pipeline.py``): about 45 s."""
-    from tests.tiny_pipeline import run_tiny_pipeline
+    """Every component run once on the smoke config (``tests/fixtures.py``): about 45 s."""
+    from tests.fixtures import run_tiny_pipeline
 
     return run_tiny_pipeline(tmp_path_factory)
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: one intra-op thread avoids thread contention on a busy shared CPU (folders of
+    tiny-tensor tests make it autouse in their conftest)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,7 +15,7 @@ from padirec.backbones import BACKBONES, load_backbone
 from padirec.config import config_from_json, config_to_json, load_config
 from padirec.data.registry import SOURCES
 from padirec.errors import ConfigError
-from tests.tiny_pipeline import ROOT, run_tiny_pipeline
+from tests.fixtures import ROOT, run_tiny_pipeline
 
 SMOKE = ROOT / "configs" / "smoke.yaml"
 

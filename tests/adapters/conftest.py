@@ -8,7 +8,7 @@ import pytest
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import compute_features
 from padirec.data.dataset import load_prepared
-from tests.tiny_backbone import MAX_LEN, train_tiny_backbone
+from tests.fixtures import MAX_LEN, train_tiny_backbone
 
 
 @pytest.fixture(scope="session")

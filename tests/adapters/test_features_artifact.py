@@ -22,8 +22,7 @@ from padirec.adapters.stage import build_adapters_stage
 from padirec.adapters.train import backbone_topk
 from padirec.backbones.checkpoint import backbone_sha256
 from padirec.errors import ArtifactError
-
-from .conftest import MAX_LEN
+from tests.fixtures import MAX_LEN
 
 
 def assert_same(a: Features, b: Features) -> None:

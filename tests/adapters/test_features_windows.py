@@ -15,7 +15,7 @@ from padirec.adapters.features import (
 )
 from padirec.backbones.train import training_windows
 from padirec.data.dataset import PreparedData
-from tests.adapters.tiny_data import MAX_LEN, tiny_backbone, tiny_data
+from tests.fixtures import WINDOW_MAX_LEN, window_backbone, window_data
 
 
 def reference_prefixes(data: PreparedData, max_len: int) -> dict[str, np.ndarray]:
@@ -46,18 +46,18 @@ def reference_represent(backbone, seqs: np.ndarray, times: np.ndarray) -> torch.
 
 
 def test_vectorised_prefixes_equal_the_double_loop():
-    data = tiny_data()
-    for max_len in (1, 3, MAX_LEN, 30):
+    data = window_data()
+    for max_len in (1, 3, WINDOW_MAX_LEN, 30):
         new, old = training_prefixes(data, max_len), reference_prefixes(data, max_len)
         assert new.keys() == old.keys()
         for key in old:
             assert new[key].dtype == old[key].dtype and np.array_equal(new[key], old[key]), (max_len, key)
 
 
-@pytest.mark.parametrize("stride", [1, 2, 4, MAX_LEN])
+@pytest.mark.parametrize("stride", [1, 2, 4, WINDOW_MAX_LEN])
 def test_examples_are_the_prefixes_for_every_stride(stride):
-    data = tiny_data()
-    ex, old = training_examples(data, MAX_LEN, stride), reference_prefixes(data, MAX_LEN)
+    data = window_data()
+    ex, old = training_examples(data, WINDOW_MAX_LEN, stride), reference_prefixes(data, WINDOW_MAX_LEN)
     assert np.array_equal(ex["users"], old["users"]) and np.array_equal(ex["targets"], old["targets"])
     assert np.all(np.diff(ex["window"]) >= 0)  # the examples of a window are contiguous
     w, p = ex["window"], ex["position"]
@@ -66,18 +66,18 @@ def test_examples_are_the_prefixes_for_every_stride(stride):
         assert np.array_equal(ex["seqs"], old["seqs"]) and np.array_equal(ex["times"], old["times"])
     # a window is the prefix that ends at its last target: the full prefix at the last position
     last = np.r_[w[1:] != w[:-1], True]
-    assert np.array_equal(ex["seqs"][w[last]], old["seqs"][last]) and np.all(p[last] == MAX_LEN - 1)
+    assert np.array_equal(ex["seqs"][w[last]], old["seqs"][last]) and np.all(p[last] == WINDOW_MAX_LEN - 1)
     # the window set is the one backbone training uses (order aside)
-    tw = training_windows(data, MAX_LEN, stride)
+    tw = training_windows(data, WINDOW_MAX_LEN, stride)
     assert sorted(map(tuple, tw.seqs.tolist())) == sorted(map(tuple, ex["seqs"].tolist()))
 
 
 @pytest.mark.parametrize("name", ["sasrec", "tisasrec", "gru4rec"])
 def test_stride_one_features_are_bit_identical_to_the_old_pass(name):
-    data = tiny_data()
-    backbone = tiny_backbone(name, data)
-    f = compute_features(backbone, data, MAX_LEN)
-    old = reference_prefixes(data, MAX_LEN)
+    data = window_data()
+    backbone = window_backbone(name, data)
+    f = compute_features(backbone, data, WINDOW_MAX_LEN)
+    old = reference_prefixes(data, WINDOW_MAX_LEN)
     assert torch.equal(f.train_h, reference_represent(backbone, old["seqs"], old["times"]))
     assert torch.equal(f.train_user, torch.as_tensor(old["users"]))
     assert torch.equal(f.train_target, torch.as_tensor(old["targets"]))
@@ -86,32 +86,32 @@ def test_stride_one_features_are_bit_identical_to_the_old_pass(name):
 
 @pytest.mark.parametrize("name", ["sasrec", "tisasrec"])
 def test_window_features_read_every_position_of_the_training_windows(name):
-    data = tiny_data()
-    backbone = tiny_backbone(name, data)
+    data = window_data()
+    backbone = window_backbone(name, data)
     stride = 4
-    f = compute_features(backbone, data, MAX_LEN, stride=stride)
+    f = compute_features(backbone, data, WINDOW_MAX_LEN, stride=stride)
     # reference: backbone training's windows, encoded whole, each target's position read
-    tw = training_windows(data, MAX_LEN, stride)
+    tw = training_windows(data, WINDOW_MAX_LEN, stride)
     with torch.no_grad():
         hidden = backbone.encode(tw.seqs, tw.times)[:, -stride:, :]
-    want = {(int(tw.users[r]), tuple(tw.seqs[r].tolist()), MAX_LEN - stride + c): hidden[r, c]
+    want = {(int(tw.users[r]), tuple(tw.seqs[r].tolist()), WINDOW_MAX_LEN - stride + c): hidden[r, c]
             for r in range(len(tw)) for c in range(stride) if tw.targets[r, c] != 0}
-    ex = training_examples(data, MAX_LEN, stride)
+    ex = training_examples(data, WINDOW_MAX_LEN, stride)
     got = {(int(u), tuple(ex["seqs"][w].tolist()), int(p)): f.train_h[m]
            for m, (u, w, p) in enumerate(zip(ex["users"], ex["window"], ex["position"], strict=True))}
     assert got.keys() == want.keys()
     for key, h in want.items():
         torch.testing.assert_close(got[key], h, atol=1e-5, rtol=1e-5)
     # the last position of each window is the exact prefix feature
-    exact = compute_features(backbone, data, MAX_LEN, stride=1).train_h
+    exact = compute_features(backbone, data, WINDOW_MAX_LEN, stride=1).train_h
     last = np.r_[ex["window"][1:] != ex["window"][:-1], True]
     torch.testing.assert_close(f.train_h[last], exact[last], atol=1e-5, rtol=1e-5)
 
 
 def test_window_pass_keeps_no_encoder_output_alive():
-    data = tiny_data()
-    backbone = tiny_backbone("sasrec", data)
-    ex = training_examples(data, MAX_LEN, 3)
+    data = window_data()
+    backbone = window_backbone("sasrec", data)
+    ex = training_examples(data, WINDOW_MAX_LEN, 3)
     h = _represent(backbone, ex["seqs"], ex["times"], torch.device("cpu"), ex["window"], ex["position"])
     assert h.shape == (len(ex["users"]), backbone.dim) and h._base is None
     assert h.untyped_storage().nbytes() == h.numel() * h.element_size()
@@ -119,4 +119,4 @@ def test_window_pass_keeps_no_encoder_output_alive():
 
 def test_bad_stride():
     with pytest.raises(ValueError, match="stride"):
-        training_examples(tiny_data(), MAX_LEN, MAX_LEN + 1)
+        training_examples(window_data(), WINDOW_MAX_LEN, WINDOW_MAX_LEN + 1)

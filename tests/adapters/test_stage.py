@@ -19,8 +19,7 @@ from padirec.adapters.stage import (
 from padirec.core.layout import num_params
 from padirec.core.tracker import NullTracker
 from padirec.errors import ArtifactError, ConfigError, DataValidationError
-
-from .conftest import MAX_LEN
+from tests.fixtures import MAX_LEN
 
 # starts servers or processes, or trains a stage: over the fast suite's budget (make test runs it)
 pytestmark = pytest.mark.slow

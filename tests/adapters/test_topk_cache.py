@@ -13,7 +13,7 @@ from padirec.adapters.train import backbone_topk, seen_pairs
 from padirec.core.layout import adapter_layout
 from padirec.methods.cmr import CMR
 from padirec.methods.retrain import Retrain
-from tests.adapters.tiny_data import MAX_LEN, tiny_backbone, tiny_data
+from tests.fixtures import WINDOW_MAX_LEN, window_backbone, window_data
 
 
 @torch.no_grad()
@@ -33,8 +33,8 @@ def reference_topk(features, n: int, chunk: int = 4096) -> torch.Tensor:
 
 
 def _features(stride: int = 1):
-    data = tiny_data(num_users=40, num_items=60)
-    return compute_features(tiny_backbone("sasrec", data), data, MAX_LEN, stride=stride)
+    data = window_data(num_users=40, num_items=60)
+    return compute_features(window_backbone("sasrec", data), data, WINDOW_MAX_LEN, stride=stride)
 
 
 def test_topk_equals_the_old_masking(monkeypatch):

@@ -54,12 +54,12 @@ def bare():
 
 
 def test_a_registered_method_runs_through_config_stage_and_report(tiny, tmp_path, bare):
-    raw = copy.deepcopy(tiny["cfg"].to_dict())
+    raw = copy.deepcopy(tiny.cfg.to_dict())
     raw["methods"]["bare"] = {"scale": 2.0}
     raw["evaluation"]["methods"] = ["bare", "retrain", "padirec"]
     cfg = config_from_dict(raw)
     assert cfg.methods["bare"] == BareConfig(scale=2.0)
-    folders = EvaluationInputs(tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"])
+    folders = EvaluationInputs(tiny.data_dir, tiny.backbone_dir, tiny.bank_dir, tiny.generator_dir)
     report = evaluate_stage(folders, tmp_path / "eval", cfg)
     validate_report(report)
     assert list(report["methods"]) == ["bare", "retrain", "padirec"] and "bare" in report["summary"]
@@ -67,18 +67,18 @@ def test_a_registered_method_runs_through_config_stage_and_report(tiny, tmp_path
     assert report["summary"]["retrain"]["regret"] == 0.0 and report["summary"]["bare"]["reward"] is not None
     assert len(report["summary"]["bare"]["regret_per_task"]) == len(report["tasks"])
     assert report["config"]["methods"]["bare"] == {"scale": 2.0}
-    f = tiny["features"]
+    f = tiny.features
     backbone = SplitEvaluator(f, "test")(f.test.h @ f.item_embedding.T)
     assert report["methods"]["bare"][0]["ndcg@10"] == pytest.approx(backbone["ndcg@10"])
     assert "| bare |" in (tmp_path / "eval" / "report.md").read_text()
 
 
 def test_an_unregistered_method_is_refused_at_load(tiny):
-    raw = copy.deepcopy(tiny["cfg"].to_dict())
+    raw = copy.deepcopy(tiny.cfg.to_dict())
     raw["evaluation"]["methods"] = ["bare"]
     with pytest.raises(ConfigError, match="evaluation.methods: unknown 'bare'"):
         config_from_dict(raw)
-    raw = copy.deepcopy(tiny["cfg"].to_dict())
+    raw = copy.deepcopy(tiny.cfg.to_dict())
     raw["methods"]["bare"] = {}
     with pytest.raises(ConfigError, match="methods: unknown method"):
         config_from_dict(raw)

@@ -45,7 +45,7 @@ def test_band_tasks_are_the_grid_inside_plus_the_ends():
 
 
 def test_band_bank_holds_out_every_row_in_the_band(tiny):
-    bank = tiny["bank"]
+    bank = tiny.bank
     reduced, removed = band_bank(bank, (0.3, 0.7))
     w_acc = bank.weights[:, 0].numpy()
     inside = (w_acc >= 0.3) & (w_acc <= 0.7)
@@ -54,7 +54,7 @@ def test_band_bank_holds_out_every_row_in_the_band(tiny):
     assert not reduced.held_out[~inside & ~bank.held_out].any()  # nothing outside the band is lost
     assert bank.held_out.sum() < reduced.held_out.sum() or removed == 0
     with pytest.raises(EmptyBand, match="every bank task"):
-        band_context(tiny["context"], tiny["cfg"].generator, (0.0, 1.0), False, 0)
+        band_context(tiny.context, tiny.cfg.generator, (0.0, 1.0), False, 0)
 
 
 def test_cmr_draws_skip_the_band():
@@ -69,7 +69,7 @@ def test_cmr_draws_skip_the_band():
 
 @pytest.mark.slow  # trains a second tiny generator and refits the learners (about 10 s)
 def test_run_band_reruns_the_learners_and_reuses_the_rest(tiny):
-    cfg, ctx, f = copy.deepcopy(tiny["cfg"]), tiny["context"], tiny["features"]
+    cfg, ctx, f = copy.deepcopy(tiny.cfg), tiny.context, tiny.features
     names = ["padirec", "retrain", "nn_lookup", "mmr", "cmr"]
     tasks = grid(2, 11)
     sweep = run_sweep(build_methods(names, ctx, cfg.methods), tasks, f, "test", 10, 0.5, per_user=True)
@@ -83,9 +83,9 @@ def test_run_band_reruns_the_learners_and_reuses_the_rest(tiny):
         assert np.array_equal(band.listed[m][1], sweep.listed[m][index[1]])
     # every method's listed items per band task, and the long tail, for the coverage of joined users
     assert all(len(band.listed[m]) == len(index) for m in names) and np.array_equal(band.tail, sweep.tail)
-    assert info["generator"]["num_train_rows"] < int((~tiny["bank"].held_out).sum()) or info["bank_tasks_removed"] == 0
+    assert info["generator"]["num_train_rows"] < int((~tiny.bank.held_out).sum()) or info["bank_tasks_removed"] == 0
     # NN lookup serves a bank task's checkpoint mean, and never one of a task inside the band
-    bank = tiny["bank"]
+    bank = tiny.bank
     served, weights, _ = bank_tasks(bank, "mean", np.arange(len(bank.params)))  # every task, held out or not
     outside = ~in_band(weights, bank.utilities, (0.3, 0.7))
     assert (~outside).any() and outside.any()
@@ -96,7 +96,7 @@ def test_run_band_reruns_the_learners_and_reuses_the_rest(tiny):
 
 
 def test_protocols_config_is_checked(tiny):
-    cfg = copy.deepcopy(tiny["cfg"])
+    cfg = copy.deepcopy(tiny.cfg)
     cfg.evaluation.protocols = ["band"]
     with pytest.raises(ConfigError, match="evaluation.protocols"):
         check(cfg)
@@ -108,10 +108,10 @@ def test_protocols_config_is_checked(tiny):
 
 @pytest.mark.slow  # the evaluate stage with both protocols (about 15 s)
 def test_report_carries_both_protocols(tiny, tmp_path):
-    cfg = copy.deepcopy(tiny["cfg"])
+    cfg = copy.deepcopy(tiny.cfg)
     cfg.adapters.grid_size = 3
     cfg.evaluation.methods = ["padirec", "retrain", "nn_lookup", "interpolation", "mmr"]
-    folders = EvaluationInputs(tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"])
+    folders = EvaluationInputs(tiny.data_dir, tiny.backbone_dir, tiny.bank_dir, tiny.generator_dir)
     report = evaluate_stage(folders, tmp_path / "eval", cfg)
     protocols = report["protocols"]
     assert set(protocols) == {"grid", "band"}
@@ -139,7 +139,7 @@ def test_report_carries_both_protocols(tiny, tmp_path):
 
 
 def test_generator_targets_the_task_mean(tiny):
-    bank = tiny["bank"]
+    bank = tiny.bank
     params, weights, held = training_rows(bank, "checkpoints")
     assert params is bank.params and held.tolist() == bank.held_out.tolist()
     params, weights, held = training_rows(bank, "task_mean")

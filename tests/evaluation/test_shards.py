@@ -34,7 +34,7 @@ def test_user_ranges_cover_the_users_once():
 
 
 def test_a_shard_evaluates_its_users_as_the_whole_split_does(tiny):
-    f = tiny["features"]
+    f = tiny.features
     scores = torch.randn(f.test.h.shape[0], f.num_items + 1, generator=torch.Generator().manual_seed(0))
     whole = SplitEvaluator(f, "test").per_user(scores)
     n = f.test.h.shape[0]
@@ -46,11 +46,11 @@ def test_a_shard_evaluates_its_users_as_the_whole_split_does(tiny):
 
 @pytest.mark.slow  # every method: one unsharded evaluation and three shards (about a minute)
 def test_merged_shards_are_the_unsharded_report(tiny, tmp_path):
-    cfg = copy.deepcopy(tiny["cfg"])
+    cfg = copy.deepcopy(tiny.cfg)
     cfg.evaluation.methods = list(METHODS)
-    band_generator_stage(tiny["bank_dir"], tmp_path / "band_generator", cfg)
-    retrain_ceiling_stage(tiny["data_dir"], tiny["backbone_dir"], None, tmp_path / "ceiling", cfg)
-    folders = EvaluationInputs(tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"],
+    band_generator_stage(tiny.bank_dir, tmp_path / "band_generator", cfg)
+    retrain_ceiling_stage(tiny.data_dir, tiny.backbone_dir, None, tmp_path / "ceiling", cfg)
+    folders = EvaluationInputs(tiny.data_dir, tiny.backbone_dir, tiny.bank_dir, tiny.generator_dir,
                                band_generator=tmp_path / "band_generator", ceiling=tmp_path / "ceiling",
                                time_responses=True)
     whole = evaluate_stage(folders, tmp_path / "whole", cfg)

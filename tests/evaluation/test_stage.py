@@ -24,7 +24,7 @@ from padirec.runtime.artifacts import read_manifest
 
 
 def test_evaluator_matches_the_shared_metrics(tiny):
-    f = tiny["features"]
+    f = tiny.features
     ev = SplitEvaluator(f, "test", 10, 0.5)
     scores = torch.randn(f.test.h.shape[0], f.num_items + 1, generator=torch.Generator().manual_seed(0))
     ours = ev(scores)
@@ -34,7 +34,7 @@ def test_evaluator_matches_the_shared_metrics(tiny):
         assert ours[key] == pytest.approx(value, abs=1e-12)
     assert "ndcg_gap@10" in ours  # the synthetic users have a gender
     # and the same numbers as the adapter bank's own evaluation for an adapter
-    bank = tiny["bank"]
+    bank = tiny.bank
     params = bank.params[:1]
     h = apply_adapters(f.test.h, params, bank.layout)[0]
     theirs = evaluate_adapters(f, params, bank.layout, "test")
@@ -42,8 +42,8 @@ def test_evaluator_matches_the_shared_metrics(tiny):
 
 
 def test_sweep_runs_every_method(tiny):
-    cfg, f = tiny["cfg"], tiny["features"]
-    methods = build_methods(list(METHODS), tiny["context"], cfg.methods)
+    cfg, f = tiny.cfg, tiny.features
+    methods = build_methods(list(METHODS), tiny.context, cfg.methods)
     tasks = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
     result = run_sweep(methods, tasks, f, "test", 10, 0.5)
     assert list(result.metrics) == list(METHODS)
@@ -66,17 +66,17 @@ def test_sweep_runs_every_method(tiny):
 
 def test_unknown_method_is_a_config_error(tiny):
     with pytest.raises(ConfigError, match="unknown method"):
-        build_methods(["padirec", "llm"], tiny["context"])
+        build_methods(["padirec", "llm"], tiny.context)
 
 
 def folders(tiny, **more) -> EvaluationInputs:
     """The tiny setup's folders as the evaluate stage reads them."""
-    return EvaluationInputs(tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"], **more)
+    return EvaluationInputs(tiny.data_dir, tiny.backbone_dir, tiny.bank_dir, tiny.generator_dir, **more)
 
 
 @pytest.mark.slow  # about 11 s on the shared 2-core box (every method)
 def test_evaluate_stage_writes_the_report(tiny, tmp_path):
-    cfg = copy.deepcopy(tiny["cfg"])
+    cfg = copy.deepcopy(tiny.cfg)
     cfg.evaluation.methods = list(METHODS)
     report = evaluate_stage(folders(tiny), tmp_path / "eval", cfg)
     validate_report(report)
@@ -103,7 +103,7 @@ def test_evaluate_stage_writes_the_report(tiny, tmp_path):
 def test_evaluate_times_new_tasks_with_the_methods_it_fits_once(tiny, tmp_path, monkeypatch):
     """The pipeline's evaluate step: the response time first, then the sweep on the same fitted
     methods (CMR fitted once, not once for the timing and again for the sweep)."""
-    cfg = copy.deepcopy(tiny["cfg"])
+    cfg = copy.deepcopy(tiny.cfg)
     cfg.evaluation.methods, cfg.evaluation.protocols = ["padirec", "retrain", "cmr"], ["grid"]
     fits = []
     cmr = METHODS["cmr"]
@@ -126,7 +126,7 @@ def test_deepprl_context_in_chunks_is_the_context_in_one_pass(tiny, monkeypatch)
     """``user_context`` runs in chunks (one pass held 6.4 GB at ML-1M size): row by row the same."""
     from padirec.methods import deepprl
 
-    ctx = tiny["context"]
+    ctx = tiny.context
     whole = deepprl.user_context(ctx.data, ctx.features, ctx.max_len)
     assert whole["train"].shape[0] < deepprl._CONTEXT_CHUNK  # one chunk here
     monkeypatch.setattr(deepprl, "_CONTEXT_CHUNK", 7)
@@ -147,13 +147,13 @@ def test_bank_of_another_backbone_is_refused(tiny, tmp_path):
     from padirec.adapters.bank import load_bank, write_bank
     from padirec.errors import ArtifactError
 
-    bank = load_bank(tiny["bank_dir"])
+    bank = load_bank(tiny.bank_dir)
     write_bank(tmp_path / "bank", bank.params, bank.tasks, bank.layout, bank.utilities, "f" * 64, {}, {}, {}, {})
-    shutil.copytree(tiny["backbone_dir"], tmp_path / "backbone")
-    cfg = copy.deepcopy(tiny["cfg"])
+    shutil.copytree(tiny.backbone_dir, tmp_path / "backbone")
+    cfg = copy.deepcopy(tiny.cfg)
     cfg.evaluation.methods = ["mmr"]
     with pytest.raises(ArtifactError, match="another backbone"):
-        evaluate_stage(EvaluationInputs(tiny["data_dir"], tmp_path / "backbone", tmp_path / "bank"), tmp_path / "out", cfg)
+        evaluate_stage(EvaluationInputs(tiny.data_dir, tmp_path / "backbone", tmp_path / "bank"), tmp_path / "out", cfg)
 
 
 @pytest.mark.parametrize("case", ["plain", "ties", "method_masked", "nan", "shuffled_history"])
@@ -161,9 +161,9 @@ def test_evaluator_in_user_chunks_equals_the_whole_matrix(case):
     """``per_user`` masks, ranks and sorts a chunk of users at a time: the same per-user values as
     the shared metrics on the whole masked matrix, over several chunks, with ties, with scores a
     method masked itself, with a NaN row, and with history pairs not sorted by user."""
-    from tests.methods.conftest import make_features
+    from tests.fixtures import random_features
 
-    f = make_features(num_users=700, num_items=60, seed=3)
+    f = random_features(num_users=700, num_items=60, seed=3)
     if case == "shuffled_history":
         order = torch.randperm(len(f.test.mask_rows), generator=torch.Generator().manual_seed(1))
         f.test.mask_rows, f.test.mask_cols = f.test.mask_rows[order], f.test.mask_cols[order]

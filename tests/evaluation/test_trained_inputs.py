@@ -29,15 +29,15 @@ def figures(report: Any) -> Any:
 
 
 def folders(tiny, **more) -> EvaluationInputs:
-    return EvaluationInputs(tiny["data_dir"], tiny["backbone_dir"], tiny["bank_dir"], tiny["generator_dir"], **more)
+    return EvaluationInputs(tiny.data_dir, tiny.backbone_dir, tiny.bank_dir, tiny.generator_dir, **more)
 
 
 @pytest.mark.slow  # two generators, two second Retrains, two evaluations (about 20 s)
 def test_the_report_is_the_same_with_the_trained_inputs(tiny, tmp_path):
-    cfg = copy.deepcopy(tiny["cfg"])
+    cfg = copy.deepcopy(tiny.cfg)
     cfg.evaluation.methods = ["padirec", "retrain", "nn_lookup", "mmr"]
-    band = band_generator_stage(tiny["bank_dir"], tmp_path / "band_generator", cfg)
-    ceiling = retrain_ceiling_stage(tiny["data_dir"], tiny["backbone_dir"], None, tmp_path / "ceiling", cfg)
+    band = band_generator_stage(tiny.bank_dir, tmp_path / "band_generator", cfg)
+    ceiling = retrain_ceiling_stage(tiny.data_dir, tiny.backbone_dir, None, tmp_path / "ceiling", cfg)
     assert band["num_train_rows"] > 0 and ceiling == {"seed": cfg.seed + 1, "tasks": 3}
     assert read_manifest(tmp_path / "band_generator", kind="generator")
     assert read_ceiling(tmp_path / "ceiling").params.shape[0] == 3
@@ -50,14 +50,14 @@ def test_the_report_is_the_same_with_the_trained_inputs(tiny, tmp_path):
 
 
 def test_nothing_to_train_is_a_skipped_folder(tiny, tmp_path):
-    cfg = copy.deepcopy(tiny["cfg"])
+    cfg = copy.deepcopy(tiny.cfg)
     cfg.evaluation.methods = ["retrain", "mmr"]  # no method built from the generator
     cfg.evaluation.retrain_ceiling = False
-    assert "skipped" in band_generator_stage(tiny["bank_dir"], tmp_path / "band", cfg)
-    assert "skipped" in retrain_ceiling_stage(tiny["data_dir"], tiny["backbone_dir"], None, tmp_path / "ceiling", cfg)
+    assert "skipped" in band_generator_stage(tiny.bank_dir, tmp_path / "band", cfg)
+    assert "skipped" in retrain_ceiling_stage(tiny.data_dir, tiny.backbone_dir, None, tmp_path / "ceiling", cfg)
     for name in ("band", "ceiling"):
         assert read_manifest(tmp_path / name)["kind"] == SKIPPED
     assert read_band_generator(tmp_path / "band") is None and read_ceiling(tmp_path / "ceiling") is None
     # a band over the whole simplex leaves nothing to train on: skipped, as evaluate skips the protocol
     cfg.evaluation.methods, cfg.evaluation.band_low, cfg.evaluation.band_high = ["padirec"], 0.0, 1.0
-    assert "every bank task" in band_generator_stage(tiny["bank_dir"], tmp_path / "empty", cfg)["skipped"]
+    assert "every bank task" in band_generator_stage(tiny.bank_dir, tmp_path / "empty", cfg)["skipped"]

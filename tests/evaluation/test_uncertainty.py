@@ -241,7 +241,7 @@ def test_the_stage_wiring_on_the_tiny_setup(tiny):
     from padirec.evaluation.uncertainty import add_uncertainty
     from padirec.methods.registry import build_methods
 
-    cfg, ctx = copy.deepcopy(tiny["cfg"]), tiny["context"]
+    cfg, ctx = copy.deepcopy(tiny.cfg), tiny.context
     methods = build_methods(["retrain", "mmr"], ctx, cfg.methods)
     sweep = run_sweep(methods, TASKS, ctx.features, "test", 10, 0.5, per_user=True)
     n = ctx.features.test.h.shape[0]

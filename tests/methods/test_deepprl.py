@@ -13,7 +13,7 @@ from padirec.methods.deepprl import (
     PolicyTraining,
     personal_weight,
 )
-from tests.methods.conftest import assert_prepare_split_matches
+from tests.methods.checks import assert_prepare_split_matches
 
 UTIL = ["accuracy", "diversity"]
 K = 5

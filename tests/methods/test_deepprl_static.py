@@ -8,7 +8,7 @@ import torch
 from padirec.adapters.config import AdapterConfig
 from padirec.core.metrics import alpha_ndcg_at_k, mask_history
 from padirec.methods.deepprl_static import DeepPRLStatic, marginal_gain
-from tests.methods.conftest import assert_prepare_split_matches
+from tests.methods.checks import assert_prepare_split_matches
 
 UTIL = ["accuracy", "diversity"]
 K = 5

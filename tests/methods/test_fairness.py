@@ -16,8 +16,9 @@ from padirec.methods.deepprl import DeepPRL, DeepPRLConfig, PolicyTraining
 from padirec.methods.deepprl_static import DeepPRLStatic
 from padirec.methods.mmr import MMR
 from padirec.methods.modt4r import MODT4R, MODT4RConfig
-from tests.methods.conftest import assert_prepare_split_matches, make_features
-from tests.methods.test_modt4r import tiny
+from tests.fixtures import category_walk as tiny
+from tests.fixtures import random_features
+from tests.methods.checks import assert_prepare_split_matches
 
 UTIL3 = ["accuracy", "diversity", "fairness"]
 K = 5
@@ -43,7 +44,7 @@ def test_signs_are_the_normalised_negative_gradient_of_the_gap():
 def planted(seed: int = 0, valid_better: int = 0, test_better: int = 0):
     """Features with two user groups where the backbone ranks the held-out item first for one group
     (per split: ``valid_better``, ``test_better``) and scores the other group's users at random."""
-    f = make_features(num_users=40, num_items=40, groups=True, seed=seed)
+    f = random_features(num_users=40, num_items=40, groups=True, seed=seed)
 
     def plant(split, better):
         h = torch.where((split.groups == better)[:, None], 3.0 * f.item_embedding[split.targets], split.h)

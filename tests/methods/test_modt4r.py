@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from padirec.adapters.features import EvalSplit, Features
 from padirec.data.dataset import PreparedData
 from padirec.methods.modt4r import (
     MODT,
@@ -23,65 +22,10 @@ from padirec.methods.modt4r import (
     returns_to_go,
     step_rewards,
 )
-from tests.methods.conftest import assert_prepare_split_matches
+from tests.fixtures import category_walk as tiny
+from tests.methods.checks import assert_prepare_split_matches
 
 UTIL = ["accuracy", "diversity"]
-CATS, PER_CAT, DIM = 4, 8, 8
-
-
-def tiny(num_users: int = 40, length: int = 14, seed: int = 0) -> tuple[PreparedData, Features]:
-    rng = np.random.default_rng(seed)
-    n_items = CATS * PER_CAT
-    cat_of = np.concatenate([[-1], np.repeat(np.arange(CATS), PER_CAT)])
-    item_cats = np.zeros((n_items + 1, CATS), dtype=bool)
-    item_cats[np.arange(1, n_items + 1), cat_of[1:]] = True
-    centers = rng.normal(size=(CATS, DIM)) * 2
-    emb = np.zeros((n_items + 1, DIM))
-    emb[1:] = centers[cat_of[1:]] + 0.3 * rng.normal(size=(n_items, DIM))
-
-    def draw(prev: int) -> int:
-        c = cat_of[prev] if rng.random() < 0.5 else rng.choice([k for k in range(CATS) if k != cat_of[prev]])
-        return int(1 + c * PER_CAT + rng.integers(PER_CAT))
-
-    seqs = []
-    for _ in range(num_users):
-        s = [int(rng.integers(1, n_items + 1))]
-        for _ in range(length + 1):
-            s.append(draw(s[-1]))
-        seqs.append(np.asarray(s))
-    train = [np.zeros(0, dtype=np.int64)] + [s[:-2] for s in seqs]
-    zeros = np.zeros(num_users + 1, dtype=np.int64)
-    data = PreparedData(
-        num_users=num_users, num_items=n_items, num_categories=CATS, train_items=train,
-        train_times=[np.arange(len(s)) for s in train],
-        valid_item=np.concatenate([[0], [s[-2] for s in seqs]]), valid_time=zeros,
-        test_item=np.concatenate([[0], [s[-1] for s in seqs]]), test_time=zeros,
-        item_categories=item_cats, item_titles=[""] * (n_items + 1), category_names=list("abcd"),
-        user_group=None, manifest={},
-    )
-    emb_t = torch.as_tensor(emb, dtype=torch.float32)
-
-    def state(last: np.ndarray) -> torch.Tensor:
-        return emb_t[torch.as_tensor(last)] + 0.1 * torch.as_tensor(rng.normal(size=(len(last), DIM)), dtype=torch.float32)
-
-    users = np.repeat(data.users, [len(t) - 1 for t in train[1:]])
-    last = np.concatenate([t[:-1] for t in train[1:]])
-    target = np.concatenate([t[1:] for t in train[1:]])
-
-    def split(name: str) -> EvalSplit:
-        hist_last = np.asarray([data.history(name, int(u))[0][-1] for u in data.users])
-        rows, cols = data.seen_items(name)
-        return EvalSplit(users=torch.as_tensor(data.users), h=state(hist_last),
-                         targets=torch.as_tensor((data.valid_item if name == "valid" else data.test_item)[1:]),
-                         mask_rows=torch.as_tensor(rows), mask_cols=torch.as_tensor(cols), groups=None)
-
-    seen = np.unique(np.concatenate([u * (n_items + 1) + train[u] for u in data.users]))
-    features = Features(
-        train_h=state(last), train_user=torch.as_tensor(users), train_target=torch.as_tensor(target),
-        item_embedding=emb_t, item_categories=torch.as_tensor(item_cats, dtype=torch.float32), user_group=None,
-        seen_keys=torch.as_tensor(seen), valid=split("valid"), test=split("test"),
-    )
-    return data, features
 
 
 def test_returns():

@@ -24,8 +24,8 @@ from padirec.methods.modt4r import MODT4R, MODT4RConfig
 from padirec.methods.nn_lookup import NNLookup
 from padirec.methods.retrain import Retrain
 from padirec.methods.soup import Soup
-from tests.methods.conftest import make_features
-from tests.methods.test_modt4r import tiny
+from tests.fixtures import category_walk as tiny
+from tests.fixtures import random_features
 
 UTIL = ["accuracy", "diversity", "novelty"]
 ACC, MIX, NOV = [1.0, 0.0, 0.0], [0.5, 0.0, 0.5], [0.0, 0.0, 1.0]
@@ -33,7 +33,7 @@ HEAD = 12
 
 
 def popular_head(num_users: int = 60, num_items: int = 120):
-    f = make_features(num_users=num_users, num_items=num_items, prefixes=400)
+    f = random_features(num_users=num_users, num_items=num_items, prefixes=400)
     fans = torch.arange(1, num_users // 2 + 1)
     f.seen_keys = torch.unique(torch.cat([f.seen_keys, (fans[:, None] * (num_items + 1)
                                                         + torch.arange(1, HEAD + 1)).flatten()]))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_pipeline import run_tiny_pipeline
+from tests.fixtures import run_tiny_pipeline
 
 pytestmark = pytest.mark.slow
 UTIL3 = ["accuracy", "diversity", "fairness"]

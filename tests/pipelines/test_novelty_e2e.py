@@ -15,7 +15,7 @@ import pytest
 
 from padirec.config import load_config
 from padirec.core.tasks import sample_tasks
-from tests.tiny_pipeline import ROOT, run_tiny_pipeline
+from tests.fixtures import ROOT, run_tiny_pipeline
 
 pytestmark = pytest.mark.slow
 THREE = load_config(ROOT / "configs" / "ml100k-3.yaml")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.serving.tiny import save_model, tiny_system
+from tests.fixtures import save_model, tiny_system
 
 
 @pytest.fixture(scope="module")

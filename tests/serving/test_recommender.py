@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from padirec.serving import Recommender, RequestError
-from tests.serving.tiny import MAX_LEN
+from tests.fixtures import SYSTEM_MAX_LEN
 
 
 def _known(rec, n=3):
@@ -52,7 +52,7 @@ def test_batch_with_mixed_tasks_matches_single_requests(rec):
 ])
 def test_bad_requests(rec, history, weights, needle):
     if history == "LONG":
-        history = list(rec.source_id[1:MAX_LEN + 2])
+        history = list(rec.source_id[1:SYSTEM_MAX_LEN + 2])
     elif history == "OK":
         history = _known(rec)
     with pytest.raises(RequestError, match=needle):

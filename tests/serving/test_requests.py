@@ -218,7 +218,7 @@ def test_without_the_signature_mlflow_drops_params(system, tmp_path, rec):
     """Why ``model_signature`` exists: MLflow ignores ``params`` of a model without a params schema."""
     import mlflow
 
-    from tests.serving.tiny import save_model
+    from tests.fixtures import save_model
 
     bare = mlflow.pyfunc.load_model(str(save_model(system, tmp_path / "m", signature=False)))
     assert len(bare.predict(_frame(rec), params={"k": 3}).iloc[0]["item_ids"]) == 10

@@ -159,7 +159,7 @@ def test_a_copy_on_the_next_snapshot_never_takes_champion(uri, client, synthetic
     """A real trained system registered by the register step, then the same system on the next
     snapshot (the same rows, a new data checksum): served from the registry, both answer alike,
     the gain is 0 and the champion stays."""
-    from tests.serving.tiny import tiny_system
+    from tests.fixtures import tiny_system
 
     system = tiny_system(synthetic_prepared, tmp_path_factory)
     snapshot = tmp_path / "snapshot-2"
