@@ -61,6 +61,8 @@ def frame_problem(df: pd.DataFrame, interactions: bool) -> str | None:
     values are of several types (object columns), the type of each."""
     for column, kind in _kinds(list(df.columns), interactions).items():
         for t, name, whole in _types(df[column]):
+            if kind == "id" and whole and pa.types.is_floating(t) and (df[column].dropna() % 1 == 0).all():
+                continue  # integers with missing values, as pandas holds them: the not-null check names the rows
             if not _allowed(kind, t):
                 return _phrase(column, kind, t, name, whole)
     return None

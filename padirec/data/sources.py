@@ -292,7 +292,7 @@ def read_table(uri: str, what: str) -> pd.DataFrame:
         raise DataValidationError(f"{what} table {uri}: not a readable gzip file ({e})") from e
     if df.empty:
         raise DataValidationError(f"{what} table {uri}: no rows")
-    if problem := frame_problem(df, interactions):  # CSV: "true"/"false" read as booleans
+    if suffix not in (".parquet", ".pq") and (problem := frame_problem(df, interactions)):  # "true" read as a bool
         raise DataValidationError(f"{what} table {uri}: {problem}")
     if len(df.columns) == 1:
         only = str(df.columns[0])

@@ -86,5 +86,8 @@ def test_the_types_accepted_today_still_are():
     for times in ([1.5, 2.0], pd.to_datetime(["2020-01-01"] * 2).tz_localize("Europe/Paris"),
                   [datetime.date(2020, 1, 1)] * 2, pd.Series([1, "noon"], dtype=object)):
         assert frame_problem(df.assign(timestamp=times), interactions=True) is None
+    with_nulls = df.assign(user_id=[1.0, None])  # integer ids with a missing one: the not-null check names it
+    assert frame_problem(with_nulls, interactions=True) is None
+    assert "is of type double" in frame_problem(df.assign(user_id=[1.5, 2.0]), interactions=True)
     mixed = df.assign(user_id=pd.Series(["u1", {"id": 1}], dtype=object))
     assert frame_problem(mixed, interactions=True).startswith("column 'user_id' holds values of type struct<id: int64>")
