@@ -6,7 +6,9 @@ per user: last interaction = test, second to last = validation, the rest = train
 written (Parquet + manifest). Nothing is written unless every check passes.
 
 Timestamps may be numbers (seconds), datetimes (naive ones are read as UTC, timezone-aware ones
-converted) or ISO-8601 strings; all become whole seconds since 1970-01-01 UTC.
+converted) or ISO-8601 strings; all become whole seconds since 1970-01-01 UTC. Ids are integers or
+strings. Any other type (a boolean, a record, a list) is refused, naming the column
+(``padirec.data.columns``, the rule for every source).
 
 Data that cannot train is refused here, not later in the backbone: after filtering there must be
 at least ``min_users`` users (2: one user gives no spread to evaluate) and ``min_items`` items
@@ -27,6 +29,7 @@ import pandas as pd
 
 from padirec.core.tracker import NullTracker, Tracker
 from padirec.data import validation as gxv
+from padirec.data.columns import frame_problem
 from padirec.data.config import DataConfig
 from padirec.errors import DataValidationError
 from padirec.runtime.artifacts import atomic_write, atomic_write_json, write_manifest
@@ -69,6 +72,10 @@ def _prepare(checks: gxv.Validation, interactions: pd.DataFrame, items: pd.DataF
     checks.check(interactions, "raw_interactions_columns",
                  [gxv._gxe().ExpectColumnToExist(column=c) for c in ("user_id", "item_id", "timestamp")])
     checks.check(items, "raw_items_columns", [gxv._gxe().ExpectColumnToExist(column=c) for c in ("item_id", "categories")])
+    # every source's tables (a file's were checked as it was read, naming it: ``read_table``)
+    for name, table in (("interactions", interactions), ("items", items), ("users", users)):
+        if table is not None and (problem := frame_problem(table, name == "interactions")):
+            raise DataValidationError(f"{name} table: {problem}")
     inter = pd.DataFrame({
         "user_id": _ids(interactions["user_id"]),
         "item_id": _ids(interactions["item_id"]),

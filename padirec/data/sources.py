@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from padirec.data.base import SOURCES, RawTables, Source, register_source
+from padirec.data.columns import frame_problem, schema_problem
 from padirec.data.config import DataConfig
 from padirec.errors import DataValidationError, PadirecError
 from padirec.runtime.storage import is_s3, localize, localize_folder
@@ -249,13 +250,27 @@ def refuse_repeated_columns(path: Path, sep: str, where: str) -> None:
         raise DataValidationError(f"{where}: the header names column(s) {', '.join(map(repr, repeated))} more than once")
 
 
+def _parquet_schema(path: Path, where: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(path)
+    except pa.ArrowInvalid as e:
+        raise DataValidationError(f"{where}: not a readable Parquet file ({e})") from e
+
+
 def read_table(uri: str, what: str) -> pd.DataFrame:
     path = localize(uri)
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     if path.stat().st_size == 0:
         raise DataValidationError(f"{what} table {uri}: the file is empty")
+    interactions = what == "interactions"
     try:
         if suffix in (".parquet", ".pq"):
+            # the schema, before the read: its types are exact (a map is not yet a list of pairs)
+            if problem := schema_problem(_parquet_schema(path, f"{what} table {uri}"), interactions):
+                raise DataValidationError(f"{what} table {uri}: {problem}")
             df = pd.read_parquet(path)
         elif suffix in (".csv", ".csv.gz", ".txt", ".tsv"):
             sep = "\t" if suffix == ".tsv" else ","
@@ -277,6 +292,8 @@ def read_table(uri: str, what: str) -> pd.DataFrame:
         raise DataValidationError(f"{what} table {uri}: not a readable gzip file ({e})") from e
     if df.empty:
         raise DataValidationError(f"{what} table {uri}: no rows")
+    if suffix not in (".parquet", ".pq") and (problem := frame_problem(df, interactions)):  # "true" read as a bool
+        raise DataValidationError(f"{what} table {uri}: {problem}")
     if len(df.columns) == 1:
         only = str(df.columns[0])
         for sep in (";", "\t", "|", " "):

@@ -6,7 +6,8 @@ a local temporary folder. ``check(df, table, expectations)`` validates one table
 one line per failed expectation (type, column, offending rows), read from GX's ``describe_dict()``.
 The Data Docs are built once, when the stage ends (``build_data_docs``: an ``UpdateDataDocsAction``
 per Checkpoint copies the site's 4 MB of static files and rebuilds the index on every run, which
-made the stage on ML-100K about a second slower).
+made the stage on ML-100K about a second slower), from results whose values are HTML-escaped
+first (GX writes a failure's unexpected values raw: an id ``<script>`` would run in the docs).
 
 Used as a context manager it reports through the tracker: on success the Data Docs are logged to
 ``data/data_docs`` (``report()`` is what the stage writes as ``validation.json``); on any failure
@@ -18,6 +19,7 @@ and the error is raised.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -174,6 +176,7 @@ class Validation:
 
     def _build_docs(self) -> None:
         try:
+            _escape_stored_results(self.context.validation_results_store)
             self.context.build_data_docs(site_names=[SITE])
         except Exception as e:  # the docs illustrate; the results (validation.json) are the record
             log.warning("could not build the Great Expectations Data Docs: %s", e)
@@ -211,6 +214,30 @@ def describe_failures(table: str, result: Any, rows: pd.DataFrame | None = None,
             detail = f": observed {res['observed_value']!r}"
         lines.append(f"{e['expectation_type']} failed on column {column!r} of table {table!r}{detail}".replace("\n", " "))
     return lines
+
+
+def _escape_stored_results(store: Any) -> None:
+    """HTML-escape the data values in the stored results the Data Docs are built from. GX escapes
+    an expectation's own parameters but writes the cells of a failure's table of unexpected values
+    as raw HTML, so an id such as ``<script>`` would run in the docs. The results kept in
+    ``Validation.results`` (``validation.json``, the error) keep the values as they are."""
+    for key in store.list_keys():
+        stored = store.get(key)
+        for r in stored.results:
+            if r.result:  # exception messages need nothing: GX renders them through escaped templates
+                r.result = _escaped(r.result)
+        store.set(key, stored)
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with every string in it HTML-escaped (a stored result holds JSON types only)."""
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(v) for v in value]
+    return value
 
 
 def _exception_message(info: dict) -> str | None:
