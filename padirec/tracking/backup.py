@@ -62,7 +62,7 @@ def upload(dump: str | os.PathLike, folder: str, keep: int, now: dt.datetime | N
     if keep < 1:
         raise BackupError(f"--keep must be at least 1, got {keep}")
     _check_dump(dump)
-    name = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ") + ".dump"
+    name = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ") + ".dump"
     uri = folder + name
     if name in backups(folder):
         raise BackupError(f"{uri} exists already: one backup per second")

@@ -39,6 +39,11 @@ def folder_of(spec: dict) -> str:
     return next(command[i + 1] for i, a in enumerate(command) if a in ("--to", "--from"))
 
 
+def expand(arg: str, env: dict[str, str]) -> str:
+    """``$(VAR)`` in a command, as the kubelet expands it from the container's env (``$$`` is ``$``)."""
+    return _REF.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), arg)
+
+
 def run_pod(spec: dict, workdir: Path, pg: dict | None, s3: dict, password: str | None = None,
             env: dict | None = None) -> list[subprocess.CompletedProcess]:
     """The pod's containers as the kubelet runs them: the init containers in order, each to its end,
@@ -56,13 +61,12 @@ def run_pod(spec: dict, workdir: Path, pg: dict | None, s3: dict, password: str 
         for ref in c.get("envFrom", []):
             assert ref["secretRef"]["name"] == "padirec-s3"
             c_env |= {"AWS_ACCESS_KEY_ID": s3["key"], "AWS_SECRET_ACCESS_KEY": s3["secret"]}
-        command = [_REF.sub(lambda m: "$" if m.group(0) == "$$" else c_env.get(m.group(1), m.group(0)), a)
-                   for a in c["command"] + c.get("args", [])]
+        command = [expand(a, c_env) for a in c["command"] + c.get("args", [])]
         # A mount path, where it starts a path, becomes its folder (in one pass: /backup, then not
         # the /tmp of the folder that replaced it).
         mounts = {m["mountPath"]: str(volumes[m["name"]]) for m in c["volumeMounts"]}
         where = re.compile(rf"(?<![\w/:.-])({'|'.join(map(re.escape, mounts))})(?=/|$)")
-        command = [where.sub(lambda m: mounts[m.group(1)], a) for a in command]
+        command = [where.sub(lambda m, mounts=mounts: mounts[m.group(1)], a) for a in command]
         full_env = {"PATH": f"{postgres_bin()}:{BIN}:/usr/bin:/bin", "PYTHONPATH": str(ROOT),
                     "HOME": str(workdir), **c_env}
         done.append(subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=300))
@@ -161,11 +165,14 @@ def test_backup_then_restore_after_the_database_is_lost(tmp_path):
         assert_ok(run_pod(restore, tmp_path / "restore-latest", pg, s3), 2, secrets)
         latest = state(pg)
         assert latest["experiments"] >= {"before", "after"} and latest["models"] == {"before-model", "after-model"}
+        # A table the backup does not hold (a newer mlflow's migration) must go too.
+        sql(pg, "CREATE TABLE from_a_newer_mlflow (id int)")
         done = run_pod(restore, tmp_path / "restore-first", pg, s3, env={"BACKUP": first[0]})
         assert_ok(done, 2, secrets)
         assert f"backup downloaded: {folder}{first[0]}" in done[0].stdout
         assert state(pg) == before
         assert sql(pg, "SELECT count(*) FROM alembic_version")[0][0] == 1  # MLflow's schema version came back
+        assert not sql(pg, "SELECT 1 FROM pg_tables WHERE tablename = 'from_a_newer_mlflow'")
 
         # A backup that does not exist stops the Job before the database is touched.
         done = run_pod(restore, tmp_path / "restore-missing", pg, s3, env={"BACKUP": "20200101T000000Z.dump"})
@@ -202,7 +209,7 @@ def test_retention_keeps_the_newest_and_refuses_what_is_not_a_dump(tmp_path):
     just_upload = {**backup, "initContainers": []}  # the dump is made by hand below
     with seaweedfs(tmp_path / "s3") as s3:
         make_buckets(s3)
-        day = dt.datetime(2020, 1, 1, 2, 17, tzinfo=dt.timezone.utc)
+        day = dt.datetime(2020, 1, 1, 2, 17, tzinfo=dt.UTC)
         old = [(day + dt.timedelta(days=i)).strftime("%Y%m%dT%H%M%SZ") + ".dump" for i in range(keep + 1)]
         for name in old + ["README.txt", "manual/20190101T000000Z.dump"]:
             s3_client(s3).put_object(Bucket=bucket, Key=prefix + name, Body=b"PGDMP old")
