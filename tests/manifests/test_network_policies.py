@@ -1,6 +1,7 @@
 """The rendered NetworkPolicies admit, to each service in `padirec`, exactly the clients of its
-allow list: MLflow from the runs' namespace, serving pods and the Job that sets up its users; the object store from the steps and
-MLflow; PostgreSQL from MLflow and its migration; nothing else, on no other port. Admission is
+allow list: MLflow from the runs' namespace, serving pods and the Job that sets up its users; the object store from the steps,
+MLflow and the database's backup and restore Jobs; PostgreSQL from MLflow, its migration and those
+two Jobs; nothing else, on no other port. Admission is
 computed as Kubernetes defines it: a pod no Ingress policy selects admits everything; one that
 some select admits what any of their rules admits (selectors with matchLabels and
 matchExpressions, a peer without namespaceSelector meaning the policy's own namespace)."""
@@ -24,10 +25,11 @@ CLIENTS = {
 }
 ALLOWED = {  # service (its pods' app label), port -> the clients it admits
     ("mlflow", 5000): {"step", "kfp-ui", "serving", "padirec-serving", "mlflow-users"},
-    ("object-store", 8333): {"step", "mlflow"},
-    ("postgres", 5432): {"mlflow", "mlflow-db-migrate"},
+    ("object-store", 8333): {"step", "mlflow", "mlflow-backup", "mlflow-restore"},
+    ("postgres", 5432): {"mlflow", "mlflow-db-migrate", "mlflow-backup", "mlflow-restore"},
     # manifests/serving (in the overlays): requests from anyone, on its port only
-    ("padirec-serving", 8080): {*CLIENTS, "mlflow", "mlflow-db-migrate", "mlflow-users", "object-store", "postgres", "padirec-serving"},
+    ("padirec-serving", 8080): {*CLIENTS, "mlflow", "mlflow-db-migrate", "mlflow-users", "object-store", "postgres", "padirec-serving",
+                                 "mlflow-backup", "mlflow-restore"},
 }
 
 
@@ -57,8 +59,11 @@ def admits(policies: list[dict], target: tuple[str, dict], client: tuple[str, di
 
 
 def pods(objs: dict) -> dict[str, tuple[str, dict]]:
-    return {name: (o["metadata"]["namespace"], o["spec"]["template"]["metadata"].get("labels", {}))
-            for (kind, name), o in objs.items() if kind in ("Deployment", "StatefulSet", "Job")}
+    found = {name: (o["metadata"]["namespace"], o["spec"]["template"]["metadata"].get("labels", {}))
+             for (kind, name), o in objs.items() if kind in ("Deployment", "StatefulSet", "Job")}
+    found |= {name: (o["metadata"]["namespace"], o["spec"]["jobTemplate"]["spec"]["template"]["metadata"].get("labels", {}))
+              for (kind, name), o in objs.items() if kind == "CronJob"}  # the pods of the Jobs it creates
+    return found
 
 
 @pytest.fixture(params=["base", "overlays/dev", "overlays/production", "external-db"])
