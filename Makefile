@@ -10,7 +10,7 @@ IMAGE  ?= padirec:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)-$(
 # Every install goes through the torch pin, so nothing can pull a CUDA build on a CPU machine.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: help venv lock clean run compile paper readme-results readme-paper test test-fast lint images push image-sizes deploy-image model-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving bench-hotspots bench-scale gpu-check run-folder
+.PHONY: help venv lock clean run compile paper readme-results readme-paper test test-fast lint images push image-sizes deploy-image model-image bench-backbones bench-adapters bench-generation bench-conditioning bench-serving bench-hotspots bench-scale bench-data gpu-check run-folder
 
 help: ## list the targets, by group
 	@awk -F':.*## ' '/^##@ /{printf "\n%s\n", substr($$0, 5)} /^[a-z-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -115,6 +115,9 @@ bench-hotspots: $(STAMP) ## the ML-1M-sized CPU hot spots (dropout masks, evalua
 
 bench-scale: $(STAMP) ## the whole pipeline on ML-1M-format data: each step's wall time, peak memory, cost per unit (SCALE=1; STAGES=1 for the costly stages one by one, QUICK=1 for those at 0.25x, reduced)
 	$(PY) benchmarks/bench_scale.py $(if $(SCALE),--scale $(SCALE)) $(if $(or $(STAGES),$(QUICK)),--stages) $(if $(QUICK),--quick) --threads $(or $(THREADS),0)
+
+bench-data: $(STAMP) ## the data stage alone on month-partitioned Parquet at 10x and 20x ML-1M: wall time, peak memory (SCALES=10,20)
+	$(PY) benchmarks/bench_data.py --scales $(or $(SCALES),10,20)
 
 gpu-check: ## on a machine with one NVIDIA GPU, no Docker: CUDA torch in a fresh venv, the pipeline on cuda vs cpu (times, agreement), bench_scale
 	scripts/gpu_check.sh

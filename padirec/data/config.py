@@ -47,7 +47,8 @@ class DataConfig:
     ``source``: a registered source (``padirec.data.base``), built in: ``ml-100k`` (embedded default, from the recbole wheel), ``ml-1m`` (``path`` is a
     folder with ratings.dat/movies.dat/users.dat), ``amazon`` (``path`` is a folder with the
     reviews and metadata files), ``tables`` (``interactions``/``items``/``users`` files, CSV or
-    Parquet, local or s3://), ``synthetic`` (generated, for tests and smoke runs).
+    Parquet, local or s3://; a folder, or an s3:// URI ending in ``/``, is read as one table of the
+    Parquet files under it, partitioned or not: ``padirec.data.parquet_dataset``), ``synthetic`` (generated, for tests and smoke runs).
 
     Snapshots: ``path``, ``interactions``, ``items`` and ``users`` may hold ``{snapshot}``
     (``s3://bucket/interactions/{snapshot}/``), filled with the run's snapshot: the pipeline's

@@ -11,8 +11,8 @@ from padirec.core.plugins import import_package
 from padirec.data.base import SOURCES, Source, register_source
 
 # the modules of this package that define no source (they import this one, or are only read by one)
-_NOT_SOURCES = {"base", "config", "dataset", "movielens100k", "prepare", "registry", "stage", "synthetic",
-                "synthetic_ml1m", "validation"}
+_NOT_SOURCES = {"base", "columns", "config", "dataset", "movielens100k", "parquet_dataset", "prepare", "registry",
+                "stage", "synthetic", "synthetic_ml1m", "validation"}
 import_package("padirec.data", skip=_NOT_SOURCES)
 
 __all__ = ["SOURCES", "Source", "register_source"]

@@ -23,6 +23,7 @@ import pandas as pd
 from padirec.data.base import SOURCES, RawTables, Source, register_source
 from padirec.data.columns import frame_problem, schema_problem
 from padirec.data.config import DataConfig
+from padirec.data.parquet_dataset import is_dataset, read_dataset
 from padirec.errors import DataValidationError, PadirecError
 from padirec.runtime.storage import is_s3, localize, localize_folder
 
@@ -261,6 +262,8 @@ def _parquet_schema(path: Path, where: str):
 
 
 def read_table(uri: str, what: str) -> pd.DataFrame:
+    if is_dataset(uri):  # a folder of (partitioned) Parquet files
+        return read_dataset(uri, what)
     path = localize(uri)
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     if path.stat().st_size == 0:

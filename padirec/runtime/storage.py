@@ -44,6 +44,25 @@ def client():
     )
 
 
+def arrow_filesystem(uri: str) -> tuple[object, str]:
+    """``(pyarrow filesystem, path in it)`` for a local path or an ``s3://`` URI: Arrow's own S3
+    client, for reading Parquet datasets in place, with the endpoint and credentials that
+    ``client`` uses (the access keys from the environment, as the AWS SDK reads them)."""
+    import pyarrow.fs as pafs
+
+    if not is_s3(uri):
+        return pafs.LocalFileSystem(), str(Path(uri).resolve())
+    bucket, key = split_s3(uri)
+    endpoint = os.environ.get("PADIREC_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or None
+    options = {}
+    if endpoint:
+        parsed = urlparse(endpoint)
+        options = {"endpoint_override": parsed.netloc or parsed.path, "scheme": parsed.scheme or "https"}
+    fs = pafs.S3FileSystem(region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), connect_timeout=5,
+                           request_timeout=30, **options)
+    return fs, f"{bucket}/{key}".rstrip("/")
+
+
 def download(uri: str, dest_dir: str | os.PathLike | None = None) -> Path:
     """Fetch ``s3://bucket/key`` to a local file and return its path."""
     from botocore.exceptions import BotoCoreError, ClientError
