@@ -90,18 +90,22 @@ def _prepare(checks: gxv.Validation, interactions: pd.DataFrame, items: pd.DataF
     shown = interactions.assign(timestamp=interactions["timestamp"])  # offending rows as the user wrote them
     checks.check(inter, "raw_interactions", gxv.raw_interactions_suite(known), shown=shown)
 
-    # 2. duplicates, order, filter
-    inter["source_row"] = np.arange(len(inter))
-    n_raw = len(inter)
-    inter = inter.drop_duplicates(["user_id", "item_id", "timestamp"], keep="first")
-    duplicates = n_raw - len(inter)
+    # 2. duplicates and filter, on integer codes of the ids: hashing and sorting the id strings
+    # took half of the stage's time at 10x ML-1M. Equal strings have equal codes, and the order
+    # of the rows is set once, after step 3 (contiguous ids, then time, then source row).
+    user_code, user_source = pd.factorize(inter["user_id"])
+    item_code, item_source = pd.factorize(inter["item_id"])
+    coded = pd.DataFrame({"user_id": user_code, "item_id": item_code, "timestamp": inter["timestamp"].to_numpy(),
+                          "source_row": np.arange(len(inter))})
+    n_raw = len(coded)
+    coded = coded.drop_duplicates(["user_id", "item_id", "timestamp"], keep="first")
+    duplicates = n_raw - len(coded)
     if duplicates:
         log.warning("dropped %d exact duplicate (user, item, timestamp) rows", duplicates)
-    inter = inter.sort_values(["user_id", "timestamp", "source_row"], kind="stable")
-    ties = int(inter.duplicated(["user_id", "timestamp"], keep=False).sum())
-    counts = inter.groupby("user_id", sort=False)["item_id"].transform("size")
-    kept = inter[counts >= cfg.min_interactions]
-    users_dropped = int(inter["user_id"].nunique() - kept["user_id"].nunique())
+    ties = int(coded.duplicated(["user_id", "timestamp"], keep=False).sum())
+    counts = coded.groupby("user_id", sort=False)["item_id"].transform("size")
+    kept = coded[counts >= cfg.min_interactions]
+    users_dropped = int(coded["user_id"].nunique() - kept["user_id"].nunique())
     if kept.empty:
         raise DataValidationError(
             f"no user has at least {cfg.min_interactions} interactions (the most any user has is "
@@ -110,11 +114,13 @@ def _prepare(checks: gxv.Validation, interactions: pd.DataFrame, items: pd.DataF
     _check_trainable(kept, cfg.min_interactions, min_users, min_items)
 
     # 3. contiguous ids (sorted source ids, so the mapping is stable across runs)
-    user_ids = _natural_sorted(kept["user_id"].unique())
-    item_ids = _natural_sorted(kept["item_id"].unique())
+    user_ids = _natural_sorted(user_source[np.unique(kept["user_id"].to_numpy())])
+    item_ids = _natural_sorted(item_source[np.unique(kept["item_id"].to_numpy())])
     user_map = pd.Series(np.arange(1, len(user_ids) + 1), index=user_ids)
     item_map = pd.Series(np.arange(1, len(item_ids) + 1), index=item_ids)
-    kept = kept.assign(user_id=user_map[kept["user_id"]].to_numpy(), item_id=item_map[kept["item_id"]].to_numpy())
+    new_user = pd.Index(user_ids).get_indexer(user_source) + 1  # code -> contiguous id (0: a dropped user)
+    new_item = pd.Index(item_ids).get_indexer(item_source) + 1
+    kept = kept.assign(user_id=new_user[kept["user_id"].to_numpy()], item_id=new_item[kept["item_id"].to_numpy()])
     kept = kept.sort_values(["user_id", "timestamp", "source_row"], kind="stable")
 
     items = items.drop_duplicates("item_id").set_index("item_id").loc[item_ids].reset_index()
@@ -162,7 +168,7 @@ def _prepare(checks: gxv.Validation, interactions: pd.DataFrame, items: pd.DataF
         "num_users": num_users, "num_items": num_items, "num_interactions": int(len(kept)),
         "num_categories": num_cats, "num_train": int(len(train)),
         "raw_interactions": n_raw, "duplicates_dropped": duplicates, "users_dropped": users_dropped,
-        "same_user_timestamp_ties": round(ties / max(len(inter), 1), 4),
+        "same_user_timestamp_ties": round(ties / max(len(coded), 1), 4),
         "category_coverage": round(float((items_out["categories"].str.len() > 0).mean()), 4),
         "density": round(len(kept) / (num_users * num_items), 6),
         "sequence_length": {q: float(np.quantile(lengths, p)) for q, p in
@@ -190,9 +196,10 @@ def prepare_synthetic(out_dir: str | Path, cfg: DataConfig | None = None, **kwar
 # ---------------------------------------------------------------- helpers
 
 def _ids(col: pd.Series) -> pd.Series:
-    """Ids as strings (CSV and Parquet disagree on types); nulls stay null."""
+    """Ids as strings (CSV and Parquet disagree on types); nulls stay null. Arrow-backed strings,
+    not Python objects: at 10M interactions the objects alone took gigabytes."""
     out = col.astype("string").str.strip()
-    return out.where(out.notna() & (out != ""), None).astype(object)
+    return out.where(out.notna() & (out != ""), None)
 
 
 def _check_trainable(kept: pd.DataFrame, min_interactions: int, min_users: int, min_items: int) -> None:
