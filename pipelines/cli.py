@@ -1,6 +1,6 @@
 """The ``padirec`` command with the pipeline commands: ``run``, ``compile``, ``submit``, ``schedule``,
-``experiment`` on top of the library's (``padirec.commands.cli``: ``data``, ``backbone``, ``adapters``, ``generate``,
-``recommend``, ``promote``). The console script ``padirec`` and ``python -m pipelines`` run this
+``close-runs``, ``experiment`` on top of the library's (``padirec.commands.cli``: ``data``, ``backbone``,
+``adapters``, ``generate``, ``recommend``, ``promote``). The console script ``padirec`` and ``python -m pipelines`` run this
 one; ``python -m padirec`` runs the library's commands alone (no kfp)."""
 
 from __future__ import annotations
@@ -82,6 +82,18 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_close_runs(args: argparse.Namespace) -> int:
+    from pipelines.close_runs import close_runs, describe
+    from pipelines.remote import read_token
+
+    verdicts = close_runs(args.host, args.experiment, args.tracking_uri, args.namespace, read_token(args.token_file),
+                          args.dry_run)
+    for verdict in verdicts:
+        print(describe(verdict))
+    print(f"{sum(v.closed for v in verdicts)} pipeline run(s) closed, {len(verdicts)} RUNNING looked at")
+    return 0
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from padirec.commands.cli import DEFAULT_CONFIG, _overrides
     from pipelines.experiment import (
@@ -115,7 +127,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
-    """Add ``run``, ``compile``, ``submit``, ``schedule`` and ``experiment`` to the library's sub-commands."""
+    """Add ``run``, ``compile``, ``submit``, ``schedule``, ``close-runs`` and ``experiment`` to the library's
+    sub-commands."""
     sp = sub.add_parser("run", help="run the whole pipeline locally (KFP local runner) and print where the report is")
     add_config_arguments(sp)
     sp.set_defaults(func=cmd_run)
@@ -158,6 +171,17 @@ def add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
         if name == "schedule":
             sp.add_argument("--cron", required=True, help="e.g. '0 0 3 * * *' = 03:00 daily (seconds first)")
         sp.set_defaults(func=fn)
+
+    sp = sub.add_parser("close-runs", help="close as FAILED the RUNNING pipeline runs in MLflow whose KFP run has "
+                        "ended or is gone (their exit handler never ran; docs/cluster.md)")
+    sp.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888")
+    sp.add_argument("--namespace", help="the profile namespace of a multi-user Kubeflow (default: none)")
+    sp.add_argument("--token-file", help="a file with the bearer token for the KFP API (default: the pod's "
+                    "service-account token where it exists)")
+    sp.add_argument("--experiment", default="padirec", help="the MLflow experiment of the runs (tracking.experiment)")
+    sp.add_argument("--tracking-uri", help="the MLflow server (default: MLFLOW_TRACKING_URI)")
+    sp.add_argument("--dry-run", action="store_true", help="say what would be closed, close nothing")
+    sp.set_defaults(func=cmd_close_runs)
 
     sp = sub.add_parser("experiment", help="the pipeline under N seeds (and backbones): tables of mean ± sd; "
                         "'table1' = the paper's tables (docs/experiment.md)")

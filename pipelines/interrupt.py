@@ -114,16 +114,21 @@ def stop_steps_on_signal(cfg: Any, token: str, grace: float = 20.0) -> Iterator[
     finally:
         if stopper:
             count = stopper[0].wait_for_steps()
-            _close_runs(cfg)
-            log.error("interrupted: %d step process(es) stopped; their MLflow runs are FAILED", count)
+            log.error("interrupted: %d step process(es) stopped; %s", count, _close_runs(cfg))
         for s, h in previous.items():
             signal.signal(s, signal.SIG_DFL if h is None else h)
 
 
-def _close_runs(cfg: Any) -> None:
+def _close_runs(cfg: Any) -> str:
+    """Close the pipeline's MLflow runs as the exit handler would; returns what state they are in.
+    FAILED only when they were closed: a server that is down leaves them RUNNING."""
     from padirec.tracking import finish_pipeline_run, redact
 
+    if cfg.tracking.uri == "none":
+        return "tracking is off (no MLflow runs)"
     try:
         finish_pipeline_run(cfg, "FAILED")
     except Exception as e:  # the interruption is what the caller must see
-        log.warning("could not close the pipeline's MLflow runs: %s", redact(str(e)))
+        return (f"their MLflow runs could not be closed and are still RUNNING ({redact(str(e))}); the next "
+                "local run closes them").replace("\n", " ")
+    return "their MLflow runs are FAILED"

@@ -140,9 +140,10 @@ def _configure(task, name: str, cluster: ClusterOptions):
     if name in PURE_STEPS:
         return task
     _with_environment(task)
+    # finish_run too: it closes the parent run, and once it has failed nothing else does it in the run
+    task.set_retry(num_retries=cluster.retries, backoff_duration=cluster.retry_backoff, backoff_factor=2.0)
     if name == "finish_run":
         return task
-    task.set_retry(num_retries=cluster.retries, backoff_duration=cluster.retry_backoff, backoff_factor=2.0)
     if name in GPU_STEPS and cluster.gpu_count > 0:
         task.set_accelerator_type(cluster.gpu_type).set_accelerator_limit(cluster.gpu_count)
         for key, value in cluster.gpu_node_selector.items():

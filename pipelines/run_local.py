@@ -38,7 +38,14 @@ from padirec.core.secrets import refuse_credentials
 from padirec.errors import PadirecError
 from padirec.runtime.artifacts import atomic_write_json
 from padirec.tracking import KFP_RUN_ID_ENV, PIPELINE_ROLE, redact, resolve_tracking_uri
-from padirec.tracking.core import credentials_to_env, split_userinfo
+from padirec.tracking.core import (
+    TrackingError,
+    apply_http_settings,
+    check_reachable,
+    credentials_to_env,
+    server_down,
+    split_userinfo,
+)
 from padirec.tracking.liveness import RUNNER_ENV, close_abandoned_runs, process_token
 from pipelines.interrupt import stop_steps_on_signal
 from pipelines.padirec_pipeline import DEFAULT_IMAGE, ClusterOptions, build_pipeline
@@ -79,6 +86,7 @@ def run_local(cfg: Config, containers: Containers | None = None, data_version: s
     """Run the whole pipeline; returns the run folder."""
     run_dir = Path(cfg.run_dir).resolve()
     run_folder, kfp_run_id = new_run_folder(run_dir, cfg.name)
+    apply_http_settings(cfg.tracking)  # this process's MLflow calls, and the steps' (they inherit it)
     env = {KFP_RUN_ID_ENV: kfp_run_id}  # the step subprocesses inherit it
     token = process_token()
     if containers is None:
@@ -132,7 +140,9 @@ def provenance(cfg: Config, kfp_run_id: str) -> dict[str, str | None]:
         try:
             from mlflow import MlflowClient
 
-            client = MlflowClient(resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir))
+            uri = resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir)
+            check_reachable(uri)
+            client = MlflowClient(uri)
             exp = client.get_experiment_by_name(cfg.tracking.experiment)
             found = client.search_runs([exp.experiment_id], f"tags.`kfp.run_id` = '{kfp_run_id}' and "
                                        f"tags.`padirec.role` = '{PIPELINE_ROLE}'", max_results=1) if exp else []
@@ -215,15 +225,20 @@ def _failure(message: str, cfg: Config, kfp_run_id: str, run_folder: Path) -> st
 def _step_failure(cfg: Config, kfp_run_id: str, step: str) -> str:
     if cfg.tracking.uri == "none":
         return ""
+    uri = ""
     try:
         from mlflow import MlflowClient
 
-        client = MlflowClient(resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir))
+        uri = resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir)
+        check_reachable(uri)  # one try: a server that is down says so at once, not after MLflow's retries
+        client = MlflowClient(uri)
         exp = client.get_experiment_by_name(cfg.tracking.experiment)
         runs = client.search_runs([exp.experiment_id], f"tags.`kfp.run_id` = '{kfp_run_id}' and attributes.status = 'FAILED'",
                                   order_by=["attributes.start_time DESC"]) if exp else []
-    except Exception:  # the failure itself is reported either way
-        return ""
+    except TrackingError as e:  # the server is gone: that is likely why the step failed
+        return str(e)
+    except Exception as e:  # the failure itself is reported either way
+        return str(server_down(e, uri) or "")
     reasons = [r.data.tags["padirec.failure"] for r in runs if r.data.tags.get("padirec.failure")
                and r.data.tags.get("padirec.step", "").startswith(step)]
     return redact(reasons[0])[:500] if reasons else ""

@@ -69,6 +69,12 @@ class TrackingConfig:
     uri: str = ""
     experiment: str = "padirec"
     registered_model: str = PRODUCTION_MODEL
+    # MLflow's HTTP client, per call (MLFLOW_HTTP_REQUEST_*, set from these by every step and the
+    # local runner: ``padirec.tracking.core.apply_http_settings``). MLflow's own defaults (7 retries,
+    # backoff 2, 120 s) let one call to a server that went down hang for about 4 minutes.
+    http_max_retries: int = setting(3, range="[0, 10]")  # 10: MLflow's own ceiling
+    http_backoff_factor: int = setting(2, range="[0, 120]")  # seconds; MLflow reads an int, 120 its ceiling
+    http_timeout_s: int = setting(30, range="[1, 3600]")  # per attempt
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,6 +106,52 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                             f"{redact(getattr(e, 'reason', e))}") from e
     if status != 200:
         raise TrackingError(f"MLflow tracking server at {redact(clean)} answered /health with {status}")
+
+
+# The variables MLflow's HTTP client reads at every call (mlflow.environment_variables), by setting
+HTTP_ENV = {"http_max_retries": "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+            "http_backoff_factor": "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+            "http_timeout_s": "MLFLOW_HTTP_REQUEST_TIMEOUT"}
+# What MLflow's message holds when no server answered (refused, reset, or every attempt timed out)
+_NO_ANSWER = ("Max retries exceeded", "with timeout exception", "Connection aborted", "RemoteDisconnected",
+              "Connection refused", "Read timed out")
+_CAUSE = re.compile(r"\[Errno -?\d+\] ([^\"')]+)|(Read timed out|Connection aborted|RemoteDisconnected|"
+                    r"too many \d+ error responses)")
+
+
+def apply_http_settings(tracking: Any) -> None:
+    """Bound MLflow's HTTP calls by the config (``tracking.http_*``): set ``HTTP_ENV`` in this
+    process, which processes started from here inherit. The config wins over the environment: it is
+    what a pipeline run carries to every pod."""
+    for key, name in HTTP_ENV.items():
+        os.environ[name] = str(getattr(tracking, key))
+
+
+def call_bound_s(tracking: Any) -> float:
+    """The longest one MLflow call can take when the server is down or hung: every attempt times out,
+    with urllib3's backoff between them (none before the first retry, then factor x 2^(k-1), at most
+    120 s, plus up to 1 s of MLflow's jitter)."""
+    n, factor = tracking.http_max_retries, tracking.http_backoff_factor
+    return (n + 1) * tracking.http_timeout_s + sum(min(120.0, factor * 2 ** (k - 1)) + 1 for k in range(2, n + 1))
+
+
+def server_down(error: BaseException, uri: str) -> TrackingError | None:
+    """``error`` (or one it was raised from) as one line naming the server (redacted) and the cause,
+    when it is MLflow's client giving up on a server that did not answer; None for any other error."""
+    seen: BaseException | None = error
+    for _ in range(10):  # the chain a stage may have wrapped it in
+        if seen is None:
+            return None
+        text = str(seen)
+        if text.startswith("API request to ") and any(m in text for m in _NO_ANSWER):
+            m = _CAUSE.search(text)
+            cause = (m.group(1) or m.group(2)).strip() if m else "no answer"
+            return TrackingError(
+                f"MLflow tracking server at {redact(split_userinfo(uri)[0])} stopped answering ({cause}) after "
+                f"{os.environ.get(HTTP_ENV['http_max_retries'], '?')} retries of "
+                f"{os.environ.get(HTTP_ENV['http_timeout_s'], '?')} s (tracking.http_max_retries, tracking.http_timeout_s)")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class MlflowTracker:
@@ -348,12 +395,13 @@ def system_metrics(tracker: Any, interval_s: float = SYSTEM_METRICS_INTERVAL_S) 
         yield
     finally:
         if monitor is not None:
-            _stop(monitor)
+            _stop(monitor, tracker.uri)
 
 
-def _stop(monitor: Any) -> None:
+def _stop(monitor: Any, uri: str) -> None:
     try:
         monitor.finish()  # stops and joins the thread; samples since the last log are kept
+        check_reachable(uri)  # a server that went down: no last sample, no wait on MLflow's retries
         monitor.collect_metrics()
         monitor.publish_metrics(monitor.aggregate_metrics())
         monitor.mlflow_logger.flush()

@@ -45,12 +45,14 @@ from padirec.tracking.core import (
     Tracker,
     TrackingError,
     _version,
+    apply_http_settings,
     check_reachable,
     credentials_to_env,
     flatten,
     redact,
     resolve_tracking_uri,
     search_all_runs,
+    server_down,
 )
 from padirec.tracking.core import system_metrics as sample_system_metrics
 from padirec.tracking.liveness import runner_tags, runner_watchdog
@@ -142,16 +144,16 @@ def step_tracker(cfg: Any, step: str, system_metrics: bool = False) -> Iterator[
     if cfg.tracking.uri == "none":
         yield NullTracker()
         return
+    apply_http_settings(cfg.tracking)  # before the first MLflow call: a server that goes down fails the step soon
     kfp_id = kfp_run_id()
     tags = {"kfp.run_id": kfp_id, "padirec.step": _quoted(step), "padirec.package_path": package_path()}
     plugin = plugin_run_id()
+    uri = _plugin_uri(cfg) if plugin else resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir)
     # The handler is in place before the run exists, but holds a SIGTERM until the run can be
     # marked FAILED: a step stopped between the two would leave its run RUNNING.
     with _sigterm_raises(armed=False) as guard, runner_watchdog() as dog:
-        if plugin:
-            tracker = _open_plugin_run(_plugin_uri(cfg), plugin, tags)
-        else:
-            tracker = _open_step_run(resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir), cfg, kfp_id, step, tags)
+        with _one_line_when_down(uri):
+            tracker = _open_plugin_run(uri, plugin, tags) if plugin else _open_step_run(uri, cfg, kfp_id, step, tags)
         tracker.kfp_run_id = kfp_id
         sampling = sample_system_metrics(tracker) if system_metrics else nullcontext()
         try:
@@ -163,13 +165,19 @@ def step_tracker(cfg: Any, step: str, system_metrics: bool = False) -> Iterator[
             # C code (torch's tensor and storage builders) can turn the handler's exception into its
             # own error; the step still died of SIGTERM and must exit as such (143).
             error = e if guard.fired is None or isinstance(e, StepTerminated) else StepTerminated(128 + guard.fired)
+            down = server_down(e, uri) if isinstance(e, Exception) else None
+            if down is not None:  # marking the run would only wait out the retries again
+                log.warning("MLflow run %s stays RUNNING: its server is gone (the exit handler or padirec "
+                            "close-runs closes it)", tracker.run_id)
+                raise down from None  # MLflow's own text is a long urllib3 chain, the cause is in this line
             _mark_failed(tracker, error, runner_died=dog.runner_died)
             if error is e:
                 raise
             raise error from e
         guard.disarm()
         if not plugin:  # the plugin's launcher ends its own run
-            tracker.end("FINISHED")
+            with _one_line_when_down(uri):
+                tracker.end("FINISHED")
 
 
 def finish_pipeline_run(cfg: Any, state: str) -> str | None:
@@ -183,19 +191,24 @@ def finish_pipeline_run(cfg: Any, state: str) -> str | None:
     """
     if cfg.tracking.uri == "none":
         return None
+    apply_http_settings(cfg.tracking)
+    plugin = plugin_run_id()
+    uri = _plugin_uri(cfg) if plugin else resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir)
+    with _one_line_when_down(uri):
+        return _finish(cfg, state, uri, plugin)
+
+
+def _finish(cfg: Any, state: str, uri: str, plugin: str | None) -> str:
     from mlflow import MlflowClient
 
     kfp_id = kfp_run_id()
-    plugin = plugin_run_id()
     if plugin:
-        uri = _plugin_uri(cfg)
         check_reachable(uri)
         client = MlflowClient(tracking_uri=uri)
         parent = client.get_run(plugin).data.tags.get("mlflow.parentRunId") or plugin
         client.set_tag(parent, "kfp.state", state)
         _try_params(MlflowTracker(uri, parent), cfg)
         return parent
-    uri = resolve_tracking_uri(cfg.tracking.uri, cfg.run_dir)
     run_id = pipeline_run_id(uri, cfg.tracking.experiment, kfp_id, cfg.name)
     tracker = MlflowTracker(uri, run_id, kfp_id)
     exp_id = tracker.client.get_run(run_id).info.experiment_id
@@ -209,6 +222,18 @@ def finish_pipeline_run(cfg: Any, state: str) -> str | None:
 
 
 # ---------------------------------------------------------------- helpers
+
+@contextmanager
+def _one_line_when_down(uri: str) -> Iterator[None]:
+    """MLflow's error for a server that stopped answering, raised as one line naming it (``server_down``)."""
+    try:
+        yield
+    except Exception as e:
+        down = server_down(e, uri)
+        if down is None:
+            raise
+        raise down from None
+
 
 def _try_params(tracker: MlflowTracker, cfg: Any) -> None:
     # The exit handler must close the run even if the params cannot be written.

@@ -102,7 +102,9 @@ def test_production_scales_mlflow():
 def test_runs_kustomization_for_the_runs_namespace():
     objs = objects("runs")
     assert set(objs) == {("ConfigMap", "kfp-launcher"), ("ConfigMap", "padirec-env"), ("Role", "padirec-trainjobs"),
-                         ("RoleBinding", "padirec-trainjobs")}
+                         ("RoleBinding", "padirec-trainjobs"), ("CronJob", "padirec-close-runs"),
+                         ("ServiceAccount", "padirec-close-runs"), ("Role", "padirec-close-runs"),
+                         ("RoleBinding", "padirec-close-runs")}
     assert {o["metadata"]["namespace"] for o in objs.values()} == {"kubeflow"}
     # the steps may submit, read and delete TrainJobs there (backbone.launcher: trainjob), nothing else
     assert objs[("Role", "padirec-trainjobs")]["rules"] == [
@@ -158,3 +160,22 @@ def test_kfp_mlflow_plugin_is_off_by_default_and_a_component_turns_it_on(tmp_pat
     assert settings["authType"] == "basic-auth" and settings["credentialSecretRef"]["name"] == "padirec-mlflow"
     assert {settings["credentialSecretRef"][k] for k in ("usernameKey", "passwordKey")} == \
         {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}  # the keys of the steps' MLflow Secret
+
+
+def test_close_runs_cronjob_reads_what_the_steps_read_and_may_only_get_runs():
+    objs = objects("runs")
+    job = objs[("CronJob", "padirec-close-runs")]["spec"]
+    assert job["concurrencyPolicy"] == "Forbid"
+    pod = job["jobTemplate"]["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["command"][:4] == ["python", "-m", "pipelines", "close-runs"] and "--host" in c["command"]
+    assert c["image"] == "padirec:0.1.0"  # the project image, pinned as in the overlays
+    env = {e["name"]: e.get("valueFrom", e.get("value")) for e in c["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == {"configMapKeyRef": {"name": "padirec-env", "key": "MLFLOW_TRACKING_URI"}}
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        assert env[key]["secretKeyRef"]["name"] == "padirec-mlflow"  # the pipeline user: EDIT on the runs
+    assert pod["serviceAccountName"] == "padirec-close-runs"
+    assert objs[("Role", "padirec-close-runs")]["rules"] == [
+        {"apiGroups": ["pipelines.kubeflow.org"], "resources": ["runs"], "verbs": ["get"]}]
+    assert objs[("RoleBinding", "padirec-close-runs")]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "padirec-close-runs", "namespace": "kubeflow"}]

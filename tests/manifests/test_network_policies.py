@@ -1,5 +1,5 @@
 """The rendered NetworkPolicies admit, to each service in `padirec`, exactly the clients of its
-allow list: MLflow from the runs' namespace, serving pods and the Job that sets up its users; the object store from the steps,
+allow list: MLflow from the runs' namespace (steps, the close-runs CronJob), serving pods and the Job that sets up its users; the object store from the steps,
 MLflow and the database's backup and restore Jobs; PostgreSQL from MLflow, its migration and those
 two Jobs; nothing else, on no other port. Admission is
 computed as Kubernetes defines it: a pod no Ingress policy selects admits everything; one that
@@ -22,9 +22,10 @@ CLIENTS = {
     "serving": ("recommender", {"padirec.io/role": "serving"}),
     "stranger": ("default", {"app": "web"}),
     "fake-step": ("default", {"pipeline/runid": "3f2a"}),  # the step's label outside the runs' namespace
+    "close-runs": (RUNS_NAMESPACE, {"app": "padirec-close-runs"}),  # manifests/runs/close-runs-cronjob.yaml
 }
 ALLOWED = {  # service (its pods' app label), port -> the clients it admits
-    ("mlflow", 5000): {"step", "kfp-ui", "serving", "padirec-serving", "mlflow-users"},
+    ("mlflow", 5000): {"step", "kfp-ui", "serving", "padirec-serving", "mlflow-users", "close-runs"},
     ("object-store", 8333): {"step", "mlflow", "mlflow-backup", "mlflow-restore"},
     ("postgres", 5432): {"mlflow", "mlflow-db-migrate", "mlflow-backup", "mlflow-restore"},
     # manifests/serving (in the overlays): requests from anyone, on its port only

@@ -243,3 +243,15 @@ def test_evaluation_fans_out_over_user_shards(tmp_path):
                  for c in comps.values() for name, task in c.get("dag", {}).get("tasks", {}).items()
                  if name.startswith("register-and-promote")}
     assert registers == {"evaluate", "merge-evaluation"}  # one in each branch
+
+
+def test_the_exit_handler_is_retried(tmp_path):
+    from pipelines.padirec_pipeline import ClusterOptions
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(build_pipeline("padirec:1-x", ClusterOptions(retries=3, retry_backoff="30s")), str(path))
+    spec, _ = _load(path)
+    finish = spec["root"]["dag"]["tasks"]["finish-run"]
+    assert finish["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"  # the exit task
+    assert "taskFinalStatus" in yaml.safe_dump(finish["inputs"])
+    assert finish["retryPolicy"]["maxRetryCount"] == 3 and finish["retryPolicy"]["backoffDuration"] == "30s"

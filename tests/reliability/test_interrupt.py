@@ -2,6 +2,7 @@
 a runner that waits on its steps as KFP's SubprocessRunner does. The whole pipeline under signals:
 test_chaos.py."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -81,3 +82,50 @@ def test_step_processes_are_found_by_their_runner_token():
             p.kill()
             p.wait()
     assert step_processes(token) == []
+
+
+TRACKED_RUNNER = """
+import dataclasses, os, subprocess, sys
+from padirec.config import Config, TrackingConfig
+from padirec.tracking import pipeline_run_id
+from padirec.tracking.liveness import RUNNER_ENV, process_token
+from pipelines.interrupt import stop_steps_on_signal
+
+uri, live = sys.argv[1], sys.argv[2] == "live"
+token = process_token()
+os.environ.update({RUNNER_ENV: token, "PADIREC_KFP_RUN_ID": "run-interrupted"})
+cfg = dataclasses.replace(Config(), tracking=TrackingConfig(uri=uri, experiment="t", http_max_retries=1, http_timeout_s=2))
+parent = pipeline_run_id(uri, "t", "run-interrupted") if live else "-"
+with stop_steps_on_signal(cfg, token, grace=3):
+    step = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    print(parent, flush=True)
+    step.wait()
+"""
+
+
+@pytest.mark.parametrize("server", ["live", "down"])
+def test_the_interrupted_runner_reports_the_runs_true_state(tmp_path, server):
+    from mlflow import MlflowClient
+
+    from tests.servers import free_port
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if server == "live" else f"http://127.0.0.1:{free_port()}"
+    runner = subprocess.Popen([sys.executable, "-c", TRACKED_RUNNER, uri, server], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        parent = runner.stdout.readline().strip()
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=60) == 128 + signal.SIGTERM
+        line = [x for x in runner.stderr.read().splitlines() if "interrupted: 1 step process(es) stopped" in x]
+        assert len(line) == 1, line
+        if server == "live":
+            assert line[0].endswith("their MLflow runs are FAILED")
+            assert MlflowClient(uri).get_run(parent).info.status == "FAILED"
+        else:  # nothing could close them: the line must not claim they are FAILED
+            assert "could not be closed and are still RUNNING" in line[0] and uri in line[0], line[0]
+            assert "are FAILED" not in line[0]
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # its steps, had it died early
+            os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
