@@ -110,11 +110,25 @@ def _weights(text: str) -> list[float]:
         raise PadirecError(f"--weights expects comma-separated numbers such as 0.3,0.7, got {text!r}") from e
 
 
+def _seed(text: str) -> int:
+    """A seed torch's generator takes: a whole number in [0, 2^63)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 2^63 - 1, got {text!r}")
+    return seed
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
     from padirec.diffusion.stage import generate_adapters
 
+    if Path(args.out).is_dir():  # checked first: generating takes a while
+        raise PadirecError(f"--out {args.out} is a folder; name the adapter file to write, e.g. "
+                           f"{Path(args.out) / 'adapter.safetensors'}")
     params = generate_adapters(args.generator, _weights(args.weights), seed=args.seed)
     atomic_write(args.out, lambda tmp: save_file({"params": params.detach().cpu().contiguous()}, tmp,
                                                   metadata={"weights": args.weights}))
@@ -198,8 +212,8 @@ def build_parser(*extensions: Callable[[argparse._SubParsersAction], None]) -> a
     sp = sub.add_parser("generate", help="generate the adapter for new task weights with a trained generator")
     sp.add_argument("--generator", required=True, help="generator folder")
     sp.add_argument("--weights", required=True, help="task weights, comma-separated, one per adapters.utilities entry in its order, e.g. 0.3,0.7")
-    sp.add_argument("--out", default="adapter.safetensors")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", default="adapter.safetensors", help="the adapter file to write (safetensors)")
+    sp.add_argument("--seed", type=_seed, default=0, help="the sampler's seed, 0 to 2^63 - 1")
     sp.set_defaults(func=cmd_generate)
 
     sp = sub.add_parser("recommend", help="a user's top-k (titles, categories) under task weights")

@@ -14,6 +14,9 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
+# Timestamps (seconds) stay below 2^62: the backbones hold them in int64 tensors and take
+# differences of them; serving refuses the same values (``padirec.serving``).
+MAX_TIMESTAMP = 2**62
 ID_COLUMNS = ("user_id", "item_id")
 TIME_COLUMN = "timestamp"
 MUST = {"id": "ids must be integers or strings",
@@ -78,7 +81,7 @@ def _types(col: pd.Series) -> list[tuple[pa.DataType | None, str, bool]]:
     try:
         t = pa.Array.from_pandas(col).type
         return [(t, str(t), True)]
-    except _NO_ARROW:  # values of several types: each type once
+    except (*_NO_ARROW, OverflowError):  # values of several types, or integers past 64 bits: each type once
         pass
     firsts: dict[type, object] = {}
     for v in col.dropna():
@@ -88,6 +91,8 @@ def _types(col: pd.Series) -> list[tuple[pa.DataType | None, str, bool]]:
         try:
             t = pa.array([v]).type
             types.append((t, str(t), False))
+        except OverflowError:  # an integer past 64 bits is a number still: the value checks bound it
+            types.append((pa.int64(), python_type.__name__, False))
         except _NO_ARROW:
             types.append((None, python_type.__name__, False))
     return types

@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from padirec.core.tracker import NullTracker, Tracker
+from padirec.data.columns import MAX_TIMESTAMP
 from padirec.errors import DataValidationError
 
 log = logging.getLogger("padirec")
@@ -59,7 +60,8 @@ def raw_interactions_suite(known_items: list | None) -> list:
     cols = ("user_id", "item_id", "timestamp")
     suite = [gxe.ExpectColumnToExist(column=c) for c in cols]
     suite += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in cols]
-    suite.append(gxe.ExpectColumnValuesToBeBetween(column="timestamp", min_value=0))
+    suite.append(gxe.ExpectColumnValuesToBeBetween(column="timestamp", min_value=0, max_value=MAX_TIMESTAMP,
+                                                   strict_max=True))
     if known_items is not None:
         # Every interacted item must have a metadata row (categories are needed downstream).
         suite.append(gxe.ExpectColumnValuesToBeInSet(column="item_id", value_set=known_items))

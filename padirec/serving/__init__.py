@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from padirec.data.columns import MAX_TIMESTAMP
 from padirec.errors import ConfigError, PadirecError, TaskWeightsError
 from padirec.runtime.artifacts import atomic_write, read_manifest, write_manifest
 
@@ -60,7 +61,6 @@ DEFAULT_MAX_RECORDS = 1000
 # Rows per forward pass: the score matrix is rows x catalogue floats (256 x 100k items = 100 MB).
 CHUNK_ROWS = 256
 SERVING_THREADS_ENV = "PADIREC_SERVING_THREADS"
-MAX_TIMESTAMP = 2**62  # fits the backbone's int64 time tensor with room for differences
 
 
 class RequestError(PadirecError):

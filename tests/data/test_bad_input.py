@@ -1,6 +1,7 @@
 """Each bad input gets a clear error and writes nothing downstream."""
 
 import gzip
+import os
 
 import pandas as pd
 import pytest
@@ -149,3 +150,52 @@ def test_an_out_folder_that_is_a_file_is_one_line(tmp_path, capsys, out):
     assert rc == 2 and err[-1] == f"padirec: error: {tmp_path / out}: " + \
         ("File exists" if out == "a_file" else "Not a directory"), err
     assert (tmp_path / "a_file").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("timestamp", [2**62, 2**63 + 5, 10**30])
+def test_timestamps_past_the_one_bound_are_refused_as_serving_refuses_them(tmp_path, timestamp):
+    # Above 2^63 a timestamp used to become INT64_MIN with only a numpy warning, and TiSASRec trained
+    # on it, while serving refused anything from 2^62 on: one bound (padirec.data.columns) for both.
+    from padirec.data.columns import MAX_TIMESTAMP
+    from padirec.serving import MAX_TIMESTAMP as SERVED
+
+    assert SERVED == MAX_TIMESTAMP == 2**62
+    inter, items = _tables()
+    (tmp_path / "inter.csv").write_text(inter.to_csv(index=False).replace(",1003\n", f",{timestamp}\n", 1))
+    items.assign(categories=["a", "b"] * 5).to_csv(tmp_path / "items.csv", index=False)
+    inter, items, _ = load_tables(str(tmp_path / "inter.csv"), str(tmp_path / "items.csv"))
+    _prepare_fails(tmp_path, inter, items, "expect_column_values_to_be_between", "timestamp")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A read-only file system (tmpfs mounted ro): as root, a folder's mode bits would not stop a write."""
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "padirec-test-ro", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs as root and must be able to mount a read-only tmpfs: {mounted.stderr}")
+        pytest.skip(f"cannot mount a read-only tmpfs here ({mounted.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_run_directory_is_one_line(read_only_folder):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "pipelines", "run", "--config", "configs/smoke.yaml", "--set",
+                           f"run_dir={read_only_folder / 'runs'}"], cwd=root, capture_output=True, text=True,
+                          timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines == [f"padirec: error: {read_only_folder / 'runs'}: Read-only file system"], \
+        proc.stderr[-2000:]

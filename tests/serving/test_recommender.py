@@ -107,3 +107,21 @@ def test_generate_cli_writes_the_served_adapter(system, tmp_path, capsys):
     assert params.shape == (1, sum(math.prod(t["shape"]) for t in gen.layout))
     assert main(["generate", "--generator", str(system / "generator"), "--weights", "0.3,0.8", "--out", str(out)]) == 2
     assert "simplex" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "{tmp}"], "padirec: error: --out {tmp} is a folder; name the adapter file to write"),
+    (["--seed", str(2**70)], "argument --seed: a seed is a whole number from 0 to 2^63 - 1"),
+    (["--seed", "-1"], "argument --seed: a seed is a whole number from 0 to 2^63 - 1"),
+])
+def test_generate_refuses_a_folder_and_a_seed_torch_cannot_take_in_one_line(system, tmp_path, capsys, args, message):
+    from padirec.commands.cli import main
+
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    try:
+        rc = main(["generate", "--generator", str(system / "generator"), "--weights", "0.3,0.7", *args])
+    except SystemExit as e:  # argparse's own exit for a bad argument
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and message.replace("{tmp}", str(tmp_path)) in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written
