@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from padirec.core.typed_config import Interval, interval
+from padirec.core.typed_config import Interval
 from padirec.data.config import SyntheticSettings
 from padirec.errors import ConfigError
 
@@ -40,11 +40,9 @@ def lookup(cfg: Any, key: str) -> Any:
 def allowed_values(settings: Any, prefix: str = "") -> Iterator[tuple[str, Any, Interval | None, Any]]:
     """``(dotted key, value, range, choices)`` of every field of ``settings`` (a dataclass) that
     declares a range or choices, nested sections and each registered class's settings included."""
-    # a class may list its ranges in a ``ranges`` ClassVar instead (the methods' first spelling)
-    own = {name: interval(text) for name, text in getattr(type(settings), "ranges", {}).items()}
     for f in dataclasses.fields(settings):
         key, value = prefix + f.name, getattr(settings, f.name)
-        allowed = f.metadata.get("range") or own.get(f.name)
+        allowed = f.metadata.get("range")
         choices = f.metadata.get("choices")
         if allowed is not None or choices is not None:
             yield key, value, allowed, choices

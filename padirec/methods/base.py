@@ -16,8 +16,8 @@ items for every held-out user:
   ``<= k`` see exactly its list.
 
 A method also declares, in its own file: its ``key`` (the name in configs and reports), its
-settings (``config_class``, a dataclass: the config's ``methods.<key>`` section, whose ``ranges``
-ClassVar gives each number's interval, checked when the config loads), ``build`` (how
+settings (``config_class``, a dataclass: the config's ``methods.<key>`` section, whose fields
+carry their interval or choices as ``setting(..., range=...)``, checked when the config loads), ``build`` (how
 it is made from a ``MethodContext`` and those settings) and its role in the analyses. Decorating
 the class with ``register`` makes it known (``padirec.methods.registry`` imports every module of
 this package): adding a method is adding one file.

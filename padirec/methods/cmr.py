@@ -18,7 +18,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import nn
@@ -31,6 +30,7 @@ from padirec.adapters.train import backbone_topk, candidate_lists, diversity_col
 from padirec.core.layout import Layout
 from padirec.core.novelty import long_tail_items
 from padirec.core.tasks import Band
+from padirec.core.typed_config import setting
 from padirec.methods.base import AdapterMethod, MethodContext, register
 
 log = logging.getLogger("padirec")
@@ -83,9 +83,8 @@ class PolicyHypernetwork(nn.Module):
 
 @dataclass
 class CMRConfig:
-    epochs: int = 10  # passes over the training prefixes; 0 = the adapters' epochs (one Retrain's budget)
-    tasks_per_batch: int = 8  # task draws sharing each mini-batch
-    ranges: ClassVar[dict[str, str]] = {"epochs": "[1, inf)", "tasks_per_batch": "[1, inf)"}
+    epochs: int = setting(10, range="[1, inf)")  # passes over the training prefixes
+    tasks_per_batch: int = setting(8, range="[1, inf)")  # task draws sharing each mini-batch
 
 
 @register

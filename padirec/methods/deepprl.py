@@ -51,7 +51,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,6 +61,7 @@ from torch import nn
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features, training_prefixes
 from padirec.core.fairness import fairness_weight
+from padirec.core.typed_config import setting
 from padirec.data.dataset import PreparedData
 from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 from padirec.methods.deepprl_simulator import (
@@ -132,22 +133,18 @@ def personal_weight(w_acc: torch.Tensor, action: torch.Tensor, max_shift: float)
 class DeepPRLConfig:
     """The config's ``methods.deepprl``; the heads take ``deepprl_static``'s defaults otherwise."""
 
-    epochs: int = 60  # the heads' training epochs (as deepprl_static)
-    candidates: int = 300  # the heads' serving pool (as deepprl_static)
-    context: int = 10  # last items in the context and in the simulated history
-    policy_steps: int = 400  # simulator steps, each a batch of users
-    horizon: int = 5  # steps per simulated episode
-    gamma: float = 0.9  # discount: the next state depends on the action (the simulator's users pick from the list)
-    tau: float = 0.05
-    max_shift: float = 2.0  # how far (in logits) a user's lambda may move from the platform's w_acc
-    shift_penalty: float = 0.01  # actor loss + shift_penalty * action^2: keeps tanh out of saturation, where
+    epochs: int = setting(60, range="[0, inf)")  # the heads' training epochs (as deepprl_static)
+    candidates: int = setting(300, range="[0, inf)")  # the heads' serving pool (as deepprl_static)
+    context: int = setting(10, range="[1, inf)")  # last items in the context and in the simulated history
+    policy_steps: int = setting(400, range="[0, inf)")  # simulator steps, each a batch of users
+    horizon: int = setting(5, range="[1, inf)")  # steps per simulated episode
+    gamma: float = setting(0.9, range="[0, 1)")  # discount: the next state depends on the action (the simulator's users pick from the list)
+    tau: float = setting(0.05, range="(0, 1]")
+    max_shift: float = setting(2.0, range="[0, inf)")  # how far (in logits) a user's lambda may move from the platform's w_acc
+    shift_penalty: float = setting(0.01, range="[0, inf)")  # actor loss + shift_penalty * action^2: keeps tanh out of saturation, where
     # the actor's gradient vanishes and every user stays stuck at one end
-    exposure: float = 1.0  # the simulator's extra logit for a recommended item (an assumption; see the simulator)
+    exposure: float = setting(1.0, range="[0, inf)")  # the simulator's extra logit for a recommended item (an assumption; see the simulator)
     confidence: bool = False  # the state includes the accuracy head's confidence (entropy, top-k mass)
-    ranges: ClassVar[dict[str, str]] = {
-        "epochs": "[0, inf)", "candidates": "[0, inf)", "context": "[1, inf)", "policy_steps": "[0, inf)",
-        "horizon": "[1, inf)", "gamma": "[0, 1)", "tau": "(0, 1]", "max_shift": "[0, inf)",
-        "shift_penalty": "[0, inf)", "exposure": "[0, inf)"}
 
 
 @dataclass

@@ -15,7 +15,7 @@ item ``i`` (its backbone embedding and categories ``[e_i; y_i]``):
   candidate lists (random sets of ``0..k-1`` candidates listed above). Serving applies it greedily:
   one item per position, the state updated after each pick (MMR-like, with a learned predictor).
 
-The Mixture of HyperNetworks (the notes' faithful small version, made cheap for full ranking):
+The Mixture of HyperNetworks (a faithful small version of the paper's, made cheap for full ranking):
 one shared hypernetwork ``H(z_k)`` (3 fully connected layers, sigmoid) turns a learned objective
 embedding ``z_k`` into objective ``k``'s tower: a user tower ``a_k = relu(W_k [s_u; rho] + b_k)``
 and an item map ``q_k(i) = V_k [e_i; y_i] + c_k`` (``H`` units each). The mixture attention mixes
@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,7 @@ from padirec.core.fairness import (
     relevance_coefficients,
 )
 from padirec.core.metrics import history_chunks, mask_history
+from padirec.core.typed_config import setting
 from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 from padirec.methods.mmr import lift_list
 
@@ -138,18 +139,15 @@ class DeepPRLStaticConfig:
     # Training budget: 0 = the adapters' (Retrain's) value. The default 60 epochs is 3x Retrain's on
     # the shipped configs (20 x 20 steps of 512): the gain head's MSE falls from 0.12 (20 epochs) to
     # 0.02, and pure-diversity alpha-NDCG@10 (valid, every item in the pool) from 0.86 to 0.97.
-    epochs: int = 60
-    steps_per_epoch: int = 0
-    hidden: int = 64
-    lr: float = 3e-3
-    diversity_weight: float = 1.0  # weight of the diversity head's MSE in the training loss
+    epochs: int = setting(60, range="[0, inf)")
+    steps_per_epoch: int = setting(0, range="[0, inf)")
+    hidden: int = setting(64, range="[1, inf)")
+    lr: float = setting(3e-3, range="(0, inf)")
+    diversity_weight: float = setting(1.0, range="[0, inf)")  # weight of the diversity head's MSE in the training loss
     # Serving pool: 0 = every item that can be ranked; N = the accuracy head's top-N. Chosen on the
     # valid split of ML-100K/SASRec (docs/deepprl.md): every pool in {0, 150, 300, 600} meets the
     # targets with mean(Pearson r-a, r-d) within 0.005; 300 has Spearman +1/-1 and min Pearson 0.89.
-    candidates: int = 300
-    ranges: ClassVar[dict[str, str]] = {
-        "epochs": "[0, inf)", "steps_per_epoch": "[0, inf)", "hidden": "[1, inf)", "lr": "(0, inf)",
-        "diversity_weight": "[0, inf)", "candidates": "[0, inf)"}
+    candidates: int = setting(300, range="[0, inf)")
 
 
 ACC, DIV = 0, 1

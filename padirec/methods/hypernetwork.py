@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import nn
 
 from padirec.adapters.features import Features
 from padirec.core.layout import Layout
+from padirec.core.typed_config import setting
 from padirec.methods.base import AdapterMethod, MethodContext, register
 
 log = logging.getLogger("padirec")
@@ -36,10 +36,9 @@ class ParamRegressor(nn.Module):
 
 @dataclass
 class HypernetworkConfig:
-    steps: int = 2000  # optimiser steps
-    hidden: int = 256
-    lr: float = 1e-3
-    ranges: ClassVar[dict[str, str]] = {"steps": "[1, inf)", "hidden": "[1, inf)", "lr": "(0, inf)"}
+    steps: int = setting(2000, range="[1, inf)")  # optimiser steps
+    hidden: int = setting(256, range="[1, inf)")
+    lr: float = setting(1e-3, range="(0, inf)")
 
 
 @register

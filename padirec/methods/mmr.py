@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -32,6 +32,7 @@ from padirec.core.fairness import (
 )
 from padirec.core.metrics import mask_history
 from padirec.core.novelty import long_tail_items
+from padirec.core.typed_config import setting
 from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 
 _USER_CHUNK = 512
@@ -147,8 +148,7 @@ class FairTask:
 
 @dataclass
 class MMRConfig:
-    candidates: int = 100  # MMR re-ranks the backbone's top-N
-    ranges: ClassVar[dict[str, str]] = {"candidates": "[1, inf)"}
+    candidates: int = setting(100, range="[1, inf)")  # MMR re-ranks the backbone's top-N
 
 
 @register

@@ -57,7 +57,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -73,6 +73,7 @@ from padirec.core.fairness import (
     relevance_coefficients,
 )
 from padirec.core.novelty import long_tail_items
+from padirec.core.typed_config import setting
 from padirec.data.dataset import PreparedData
 from padirec.methods.base import HELD_OUT, Method, MethodContext, register
 
@@ -238,25 +239,21 @@ def novelty_rewards(items: np.ndarray, tail: np.ndarray) -> np.ndarray:
 
 @dataclass
 class MODT4RConfig:
-    context: int = 10  # steps MoTrans reads (4 tokens each)
-    layers: int = 1
-    heads: int = 2
-    dropout: float = 0.1
-    epochs: int = 3
-    batch_size: int = 128  # trajectory windows per step
-    lr: float = 1e-3
-    beta: float = 0.5  # weight of the return loss L_R
+    context: int = setting(10, range="[1, inf)")  # steps MoTrans reads (4 tokens each)
+    layers: int = setting(1, range="[1, inf)")
+    heads: int = setting(2, range="[1, inf)")
+    dropout: float = setting(0.1, range="[0, 1)")
+    epochs: int = setting(3, range="[1, inf)")
+    batch_size: int = setting(128, range="[1, inf)")  # trajectory windows per step
+    lr: float = setting(1e-3, range="(0, inf)")
+    beta: float = setting(0.5, range="[0, inf)")  # weight of the return loss L_R
     diversity_reward: Literal["category", "embedding"] = "category"
-    window: int = 10  # previous items a step's diversity reward compares against
-    horizon: int = 1  # steps summed into the diversity return-to-go
-    target_quantile: float = 0.95  # diversity return asked for at w_div = 1 (quantile of training returns)
-    alpha_scale: float = 1.0  # c in alpha = alpha_min + c * w_acc / (1 - w_acc) (Eq. 4.19)
-    alpha_min: float = 0.25  # alpha at w_acc = 0 (never the action scores alone)
-    user_lr: float = 0.0  # UserTrans head's learning rate (0: frozen, Y = the backbone's scores)
-    ranges: ClassVar[dict[str, str]] = {
-        "context": "[1, inf)", "layers": "[1, inf)", "heads": "[1, inf)", "dropout": "[0, 1)", "epochs": "[1, inf)",
-        "batch_size": "[1, inf)", "lr": "(0, inf)", "beta": "[0, inf)", "window": "[1, inf)", "horizon": "[1, inf)",
-        "target_quantile": "[0, 1]", "alpha_scale": "(0, inf)", "alpha_min": "[0, inf)", "user_lr": "[0, inf)"}
+    window: int = setting(10, range="[1, inf)")  # previous items a step's diversity reward compares against
+    horizon: int = setting(1, range="[1, inf)")  # steps summed into the diversity return-to-go
+    target_quantile: float = setting(0.95, range="[0, 1]")  # diversity return asked for at w_div = 1 (quantile of training returns)
+    alpha_scale: float = setting(1.0, range="(0, inf)")  # c in alpha = alpha_min + c * w_acc / (1 - w_acc) (Eq. 4.19)
+    alpha_min: float = setting(0.25, range="[0, inf)")  # alpha at w_acc = 0 (never the action scores alone)
+    user_lr: float = setting(0.0, range="[0, inf)")  # UserTrans head's learning rate (0: frozen, Y = the backbone's scores)
 
 
 @register

@@ -14,7 +14,8 @@ from padirec.core.plugins import import_package
 from padirec.errors import ConfigError
 from padirec.methods.base import METHODS, Method, MethodContext, register
 
-_NOT_METHODS = {"base", "registry"}
+# the modules of this package that define no method (they import this one, or are only read by one)
+_NOT_METHODS = {"base", "deepprl_simulator", "registry"}
 
 import_package("padirec.methods", skip=_NOT_METHODS)
 _order = sorted(METHODS, key=lambda key: ({"proposed": 0, "reference": 1}.get(METHODS[key].role, 2), key))

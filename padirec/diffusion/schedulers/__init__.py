@@ -10,7 +10,8 @@ from padirec.core.plugins import import_package
 from padirec.diffusion.schedulers.base import SAMPLERS, Scheduler, linear_betas, register_sampler
 from padirec.errors import ConfigError
 
-import_package("padirec.diffusion.schedulers", skip={"base"})
+_NOT_SAMPLERS = {"base"}  # the modules of this package that define no sampler
+import_package("padirec.diffusion.schedulers", skip=_NOT_SAMPLERS)
 
 from padirec.diffusion.schedulers.ddim import DDIMScheduler  # noqa: E402 - registered above, named for imports
 from padirec.diffusion.schedulers.ddpm import DDPMScheduler  # noqa: E402
