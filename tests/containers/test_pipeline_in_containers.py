@@ -24,16 +24,30 @@ from padirec.data.synthetic import generate
 from pipelines.padirec_pipeline import step_environment
 from pipelines.run_local import Containers, find_output, run_local
 from tests.containers.conftest import ROOT, docker
+from tests.manifests.kube import container, objects
 from tests.servers import free_port, postgres, seaweedfs
 
 pytestmark = pytest.mark.slow
 MLFLOW_HOST, S3_HOST = "mlflow.padirec.svc", "seaweedfs.padirec.svc"
 MODEL = "padirec-smoke"
+# The Secret padirec-mlflow-auth (manifests/secrets/mlflow-auth.env.example), test values
+ADMIN_USER = ("padirec-admin", "admin-Pw-0x5e3cret-c")
+PIPELINE_USER = ("padirec-pipeline", "pipe-Pw-0x5e3cret-c")
+SERVING_USER = ("padirec-serving", "serve-Pw-0x5e3cret-c")
+AUTH_SECRET = {"MLFLOW_AUTH_ADMIN_USERNAME": ADMIN_USER[0], "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_USER[1],
+               "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-flask-key-c",
+               "PADIREC_MLFLOW_PIPELINE_USERNAME": PIPELINE_USER[0], "PADIREC_MLFLOW_PIPELINE_PASSWORD": PIPELINE_USER[1],
+               "PADIREC_MLFLOW_SERVING_USERNAME": SERVING_USER[0], "PADIREC_MLFLOW_SERVING_PASSWORD": SERVING_USER[1]}
 SITE_PACKAGES = "/opt/venv/lib/python3.11/site-packages/padirec"
 
 
-def _http(url: str, host: str) -> int:
-    req = urllib.request.Request(url, headers={"Host": host})
+def _http(url: str, host: str, user: tuple[str, str] | None = None, body: dict | None = None) -> int:
+    import base64
+
+    headers = {"Host": host, "Content-Type": "application/json"}
+    if user:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(user).encode()).decode()
+    req = urllib.request.Request(url, headers=headers, data=json.dumps(body).encode() if body else None)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status
@@ -43,8 +57,11 @@ def _http(url: str, host: str) -> int:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, docker_env, project_image):
+    """The servers; MLflow behind its auth, started with the Deployment's own command and its users
+    made by the users Job's command (manifests/base), both in the project image. This process
+    talks to MLflow as the pipeline's user, as the steps do."""
     work = tmp_path_factory.mktemp("cluster")
-    with postgres(work / "pg") as pg, seaweedfs(work / "weed") as s3:
+    with postgres(work / "pg") as pg, seaweedfs(work / "weed") as s3, pytest.MonkeyPatch.context() as mp:
         s3_client = boto3.client("s3", endpoint_url=s3["endpoint"], aws_access_key_id=s3["key"],
                                  aws_secret_access_key=s3["secret"], region_name="us-east-1")
         for bucket in ("padirec-mlflow", "padirec-data"):
@@ -52,22 +69,37 @@ def cluster(tmp_path_factory, docker_env, project_image):
         port, s3_port = free_port(), int(s3["endpoint"].rsplit(":", 1)[1])
         name = f"padirec-test-mlflow-{port}"
         creds = {"AWS_ACCESS_KEY_ID": s3["key"], "AWS_SECRET_ACCESS_KEY": s3["secret"]}
-        server_env = {**creds, "MLFLOW_S3_ENDPOINT_URL": s3["endpoint"], "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        server_env = {**creds, **AUTH_SECRET, "MLFLOW_S3_ENDPOINT_URL": s3["endpoint"],
+                      "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_AUTH_CONFIG_PATH": "/tmp/basic_auth.ini",
                       "MLFLOW_SERVER_ALLOWED_HOSTS": f"{MLFLOW_HOST}:{port},{MLFLOW_HOST},127.0.0.1:{port}",
                       "MLFLOW_BACKEND_STORE_URI": pg["uri"]}
-        env_args = [a for k, v in server_env.items() for a in ("-e", f"{k}={v}")]
-        started = docker(docker_env, "run", "-d", "--name", name, "--network", "host", *env_args, project_image,
-                         "mlflow", "server", "--artifacts-destination", "s3://padirec-mlflow/artifacts",
-                         "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
+        deployment = container(objects("base")[("Deployment", "mlflow")])
+        args = ["--artifacts-destination=s3://padirec-mlflow/artifacts", "--host=127.0.0.1", f"--port={port}",
+                "--workers=1"]  # the Deployment's args, on this machine's address and a free port
+        started = docker(docker_env, "run", "-d", "--name", name, "--network", "host", *_env_args(server_env),
+                         "--entrypoint", deployment["command"][0], project_image, *deployment["command"][1:], *args)
         assert started.returncode == 0, started.stderr
         try:
             _wait_for(f"http://127.0.0.1:{port}/health", docker_env, name)
+            users_job = container(objects("base")[("Job", "mlflow-users")])
+            users = docker(docker_env, "run", "--rm", "--network", "host", *_env_args(
+                {**AUTH_SECRET, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}), "--entrypoint",
+                users_job["command"][0], project_image, *users_job["command"][1:])
+            assert users.returncode == 0, users.stderr[-2000:]
+            secrets = [v for k, v in AUTH_SECRET.items() if k.endswith(("PASSWORD", "SECRET_KEY"))]
+            assert not any(v in users.stdout + users.stderr for v in secrets), "a password in the users Job's output"
+            mp.setenv("MLFLOW_TRACKING_USERNAME", PIPELINE_USER[0])
+            mp.setenv("MLFLOW_TRACKING_PASSWORD", PIPELINE_USER[1])
             yield {"port": port, "s3_port": s3_port, "s3": s3, "pg": pg, "creds": creds, "work": work,
                    "s3_client": s3_client, "server": name, "local_uri": f"http://127.0.0.1:{port}"}
         finally:
             logs = docker(docker_env, "logs", "--tail", "30", name)
             print(f"\nMLflow server (last lines):\n{logs.stdout[-2000:]}{logs.stderr[-2000:]}")
             docker(docker_env, "rm", "-f", name)
+
+
+def _env_args(env: dict[str, str]) -> list[str]:
+    return [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
 
 
 def _wait_for(url: str, docker_env: dict, container: str, timeout: float = 120) -> None:
@@ -91,6 +123,8 @@ def _pod_environment(cluster) -> dict[str, str]:
         "MLFLOW_S3_ENDPOINT_URL": f"http://{S3_HOST}:{cluster['s3_port']}",
         "PADIREC_S3_ENDPOINT": f"http://{S3_HOST}:{cluster['s3_port']}",
         "AWS_DEFAULT_REGION": "us-east-1",
+        # the Secret padirec-mlflow: the pipeline's user
+        "MLFLOW_TRACKING_USERNAME": PIPELINE_USER[0], "MLFLOW_TRACKING_PASSWORD": PIPELINE_USER[1],
         **cluster["creds"],
     }
     env = {}
@@ -117,8 +151,9 @@ def _upload_tables(cluster) -> dict[str, str]:
 def test_mlflow_server_answers_only_its_cluster_names(cluster):
     base = cluster["local_uri"]
     api = "/api/2.0/mlflow/experiments/search?max_results=1"
-    assert _http(base + api, f"{MLFLOW_HOST}:{cluster['port']}") == 200
-    assert _http(base + api, "evil.example.com") == 403
+    assert _http(base + api, f"{MLFLOW_HOST}:{cluster['port']}", PIPELINE_USER) == 200
+    assert _http(base + api, f"{MLFLOW_HOST}:{cluster['port']}") == 401  # no credentials
+    assert _http(base + api, "evil.example.com", PIPELINE_USER) == 403
     assert _http(base + "/health", "evil.example.com") == 200  # why a probe on /health proves nothing
 
 
@@ -174,3 +209,17 @@ def test_smoke_pipeline_in_containers(cluster, docker_env, project_image):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ranked 10" in proc.stdout
     assert data.exists()
+
+
+def test_the_serving_user_reads_champion_and_cannot_move_it(cluster):
+    """After the pipeline ran in its containers as the pipeline's user (it registered and promoted):
+    the serving user reads ``champion`` but cannot move it, and no credentials get 401."""
+    base, host = cluster["local_uri"], f"{MLFLOW_HOST}:{cluster['port']}"
+    champion = MlflowClient(base).get_model_version_by_alias(MODEL, "champion")  # as the pipeline's user
+    read = f"{base}/api/2.0/mlflow/registered-models/alias?name={MODEL}&alias=champion"
+    assert _http(read, host, SERVING_USER) == 200
+    assert _http(read, host) == 401
+    move = {"name": MODEL, "alias": "champion", "version": champion.version}
+    assert _http(f"{base}/api/2.0/mlflow/registered-models/alias", host, SERVING_USER, move) == 403
+    assert _http(f"{base}/api/2.0/mlflow/registered-models/alias", host, body=move) == 401
+    assert _http(f"{base}/api/2.0/mlflow/registered-models/alias", host, PIPELINE_USER, move) == 200
