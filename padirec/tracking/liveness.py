@@ -24,6 +24,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from padirec.tracking.core import DEAD_RUN, PIPELINE_ROLE, search_all_runs
 
@@ -109,6 +110,14 @@ def runner_tags() -> dict[str, str]:
     return {RUNNER_TAG: token} if token else {}
 
 
+def running_parents(client: Any, exp: Any) -> list:
+    """The pipeline runs (parents) of the experiment ``exp`` still RUNNING; none when ``exp`` is None."""
+    if exp is None:
+        return []
+    return search_all_runs(client, exp.experiment_id,
+                           f"tags.`padirec.role` = '{PIPELINE_ROLE}' and attributes.status = 'RUNNING'")
+
+
 def close_abandoned_runs(uri: str, experiment: str) -> list[str]:
     """Close the pipeline runs of local runners that died (see the module docstring); returns the
     KFP run ids closed."""
@@ -116,12 +125,8 @@ def close_abandoned_runs(uri: str, experiment: str) -> list[str]:
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    parents = search_all_runs(client, exp.experiment_id,
-                      f"tags.`padirec.role` = '{PIPELINE_ROLE}' and attributes.status = 'RUNNING'")
     closed = []
-    for parent in parents:
+    for parent in running_parents(client, exp):
         token = parent.data.tags.get(RUNNER_TAG, "")
         kfp_id = parent.data.tags.get("kfp.run_id", "")
         if not token or is_alive(token) or "'" in kfp_id:

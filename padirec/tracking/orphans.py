@@ -17,8 +17,8 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from padirec.tracking.core import PIPELINE_ROLE, search_all_runs
-from padirec.tracking.liveness import RUNNER_TAG
+from padirec.tracking.core import search_all_runs
+from padirec.tracking.liveness import RUNNER_TAG, running_parents
 
 log = logging.getLogger("padirec")
 
@@ -46,12 +46,8 @@ def close_ended_runs(client: object, experiment: str, kfp_state: Callable[[str],
     KFP has no such run; an error when KFP cannot say, and then nothing more is closed).
     ``dry_run``: only say what would be closed. Returns a ``Verdict`` per parent looked at."""
     exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    parents = search_all_runs(client, exp.experiment_id,
-                              f"tags.`padirec.role` = '{PIPELINE_ROLE}' and attributes.status = 'RUNNING'")
     verdicts = []
-    for parent in parents:
+    for parent in running_parents(client, exp):
         kfp_id = parent.data.tags.get("kfp.run_id", "")
         if not kfp_id or RUNNER_TAG in parent.data.tags or kfp_id.startswith(LOCAL_PREFIX) or "'" in kfp_id:
             continue  # a local run (KFP never heard of it), or an id a filter cannot quote
