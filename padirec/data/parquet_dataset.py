@@ -10,6 +10,7 @@ with only the three columns the data stage uses, which is most of the memory sav
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,8 +25,6 @@ USED = {"interactions": ("user_id", "item_id", "timestamp")}
 
 def is_dataset(uri: str) -> bool:
     """A folder: a local directory, or an ``s3://`` URI ending in ``/``."""
-    from pathlib import Path
-
     return uri.endswith("/") if is_s3(uri) else Path(uri).is_dir()
 
 

@@ -203,9 +203,8 @@ def test_smoke_pipeline_in_containers(cluster, docker_env, project_image):
             f"m = mlflow.pyfunc.load_model('models:/{MODEL}@champion')\n"
             "out = m.predict(pd.DataFrame([{'history': ['i1', 'i2', 'i3'], 'weights': [0.3, 0.7]}]))\n"
             "print('ranked', len(out.iloc[0]['item_ids']))")
-    env = [a for k, v in _pod_environment(cluster).items() for a in ("-e", f"{k}={v}")]
     proc = docker(docker_env, "run", "--rm", "--network", "host", "--add-host", f"{MLFLOW_HOST}:127.0.0.1",
-                  "--add-host", f"{S3_HOST}:127.0.0.1", *env, project_image, "python", "-c", code)
+                  "--add-host", f"{S3_HOST}:127.0.0.1", *_env_args(_pod_environment(cluster)), project_image, "python", "-c", code)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ranked 10" in proc.stdout
     assert data.exists()
