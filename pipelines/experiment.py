@@ -9,7 +9,9 @@ Each finished cell is recorded in ``<out>/experiment.json`` at once; re-running 
 into the same folder reuses the cells whose config and code are unchanged (a crash at cell 10 of
 12 costs two cells, not twelve). Then, from every cell's ``report.json``:
 
-- ``table1.md``: Avg.HV, Pearson r-a and r-d, reward and regret per method, one table per backbone;
+- ``table1.md``: per method, Avg.HV, Pearson r-a and r-d, reward and regret, the grid tasks where its
+  point dominates Retrain's or is dominated by it (and those Retrain dominates in at least 95% of the
+  users' bootstrap draws), and the tracking error; one table per backbone;
 - ``table2.md``: the median response time per method and backbone;
 - ``fig3.png``: NDCG@k and alpha-NDCG@k against w_acc per method and backbone (mean, ± sd band);
 - ``experiment.json``: every per-seed figure, the aggregates and the run folders.
@@ -42,11 +44,13 @@ log = logging.getLogger("padirec")
 # Table 1 of the paper: the backbones that name their place in it (``paper_order``), in that order
 PAPER_BACKBONES = tuple(sorted((n for n in BACKBONES if BACKBONES[n].paper_order), key=lambda n: BACKBONES[n].paper_order))
 PRESETS = {"table1": {"backbones": PAPER_BACKBONES, "config": "configs/paper.yaml"}}
-FIGURES = ("avg_hv", "pearson_ra", "pearson_rd", "reward", "regret", "dominated", "tracking_ndcg",
-           "tracking_alpha_ndcg")
+FIGURES = ("avg_hv", "pearson_ra", "pearson_rd", "reward", "regret", "dominates", "dominated", "dominated_95",
+           "tracking_ndcg", "tracking_alpha_ndcg")
 LABELS = {"avg_hv": "Avg.HV", "pearson_ra": "Pearson r-a", "pearson_rd": "Pearson r-d",
-          "reward": "reward", "regret": "regret", "dominated": "tasks dominated by Retrain",
+          "reward": "reward", "regret": "regret", "dominates": "tasks dominating Retrain",
+          "dominated": "tasks dominated by Retrain", "dominated_95": "dominated in >= 95% of draws",
           "tracking_ndcg": "tracking error NDCG", "tracking_alpha_ndcg": "tracking error alpha-NDCG"}
+SURE = 0.95  # ``dominated_95``: the share of the users' bootstrap draws in which Retrain dominates
 REPORT = "**/report/report.json"  # the evaluate step's report, or merge_evaluation's (evaluation.shards > 1)
 RESULT = "experiment.json"
 ROLE = "experiment"  # the padirec.role tag of the experiment's MLflow run
@@ -144,7 +148,10 @@ def run_experiment(cells: list[Cell], out: Path, *, label: str,
     of ``experiment.json``."""
     from pipelines.run_local import run_local
 
+    from pipelines.run_local import source_commit
+
     runner = runner or run_local
+    commit = source_commit()  # the code that renders the tables (a commit made meanwhile is not it)
     out.mkdir(parents=True, exist_ok=True)
     base = cells[0].config
     tracker = _open_tracking(base, cells, label)
@@ -184,9 +191,7 @@ def run_experiment(cells: list[Cell], out: Path, *, label: str,
         result["outputs"] = write_outputs(out, result)
         if tracker is not None:
             result["mlflow_run_id"] = tracker.run_id
-        from pipelines.run_local import source_commit
-
-        result["commit"] = source_commit()  # the code state the README names for the tables
+        result["commit"] = commit
         atomic_write_json(out / RESULT, result)
         _log_result(tracker, out, result)
     except BaseException as e:
@@ -268,21 +273,35 @@ def interval_over_seeds_and_users(stat: dict[str, Any], user_cis: Sequence[Any],
 
 
 def summary_value(row: dict[str, Any], figure: str, k: int) -> float | None:
-    """One figure of a method's report summary: a top-level figure, or ``dominated`` (tasks where
-    Retrain's point dominates the method's) and ``tracking_<metric>`` (its mean |method - Retrain|)."""
-    if figure == "dominated":
-        return ((row.get("dominance") or {}).get("counts") or {}).get("dominated")
+    """One figure of a method's report summary: a top-level figure, ``dominates`` / ``dominated``
+    (tasks where the method's point dominates Retrain's / Retrain's dominates it), ``dominated_95``
+    (tasks where Retrain's dominates in at least ``SURE`` of the users' bootstrap draws; None without
+    the bootstrap) and ``tracking_<metric>`` (its mean |method - Retrain|)."""
+    if figure in ("dominates", "dominated"):
+        return ((row.get("dominance") or {}).get("counts") or {}).get(figure)
+    if figure == "dominated_95":
+        shares = (row.get("dominance_share") or {}).get("dominated")
+        return None if shares is None else sum(1 for s in shares if s is not None and s >= SURE)
     if figure.startswith("tracking_"):
         metric = f"{figure.removeprefix('tracking_')}@{k}"
         return ((row.get("tracking_error") or {}).get(metric) or {}).get("mean")
     return row.get(figure)
 
 
+def user_interval(row: dict[str, Any], figure: str, k: int) -> list[float] | None:
+    """The run's paired bootstrap interval of a summary figure (``<figure>_ci``; the tracking errors'
+    are under ``tracking_error_ci``), None when the report has none."""
+    if figure.startswith("tracking_"):
+        return (row.get("tracking_error_ci") or {}).get(f"{figure.removeprefix('tracking_')}@{k}")
+    return row.get(f"{figure}_ci")
+
+
 def _figure(per_seed: Sequence[dict[str, Any]], method: str, figure: str) -> dict[str, Any]:
     """``mean_sd`` of one summary figure over the seeds' reports, with ``interval`` (seeds and users)."""
     rows = [rep["summary"].get(method) or {} for rep in per_seed]
     stat = mean_sd([summary_value(r, figure, rep["k"]) for r, rep in zip(rows, per_seed, strict=True)])
-    return {**stat, "interval": interval_over_seeds_and_users(stat, [r.get(f"{figure}_ci") for r in rows])}
+    cis = [user_interval(r, figure, rep["k"]) for r, rep in zip(rows, per_seed, strict=True)]
+    return {**stat, "interval": interval_over_seeds_and_users(stat, cis)}
 
 
 def summarise_cells(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
@@ -293,11 +312,11 @@ def summarise_cells(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict
     reports = {(r["backbone"], int(r["seed"])): json.loads(Path(r["report"]).read_text()) for r in records}
     seeds = meta["seeds"]
     first = next(iter(reports.values()))
-    k, tasks, utilities = first["k"], first["tasks"], first["utilities"]
+    k, tasks, utilities, reference = first["k"], first["tasks"], first["utilities"], reference_of(first)
     for (backbone, seed), rep in reports.items():
-        if rep["tasks"] != tasks or rep["utilities"] != utilities or rep["k"] != k:
-            raise PadirecError(f"the report of {backbone} seed {seed} has another task grid, utilities or k "
-                               "than the others: the cells are not comparable")
+        if rep["tasks"] != tasks or rep["utilities"] != utilities or rep["k"] != k or reference_of(rep) != reference:
+            raise PadirecError(f"the report of {backbone} seed {seed} has another task grid, utilities, k or Retrain "
+                               "reference than the others: the cells are not comparable")
     methods = list(dict.fromkeys(m for rep in reports.values() for m in rep["summary"]))
     metrics = [f"ndcg@{k}", f"alpha_ndcg@{k}"]
     w_acc = [w[utilities.index("accuracy")] for w in tasks] if "accuracy" in utilities else list(range(len(tasks)))
@@ -313,7 +332,35 @@ def summarise_cells(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict
                                          for t in range(len(tasks))] for metric in metrics} for m in methods}
     return {**meta, "complete": True, "cells": records, "k": k, "utilities": utilities, "tasks": tasks,
             "w_acc": w_acc, "methods": methods, "metrics": metrics, "summary": summary,
-            "response_time": response, "curves": curves, "split": first.get("split", "test")}
+            "response_time": response, "curves": curves, "split": first.get("split", "test"),
+            "reference": reference, "cell_commits": cell_commits(records)}
+
+
+def reference_of(report: dict[str, Any]) -> str | None:
+    """What the report's Retrain serves (``methods.retrain.checkpoints``), in words; None when the
+    report does not record its config."""
+    cfg = report.get("config") or {}
+    how = ((cfg.get("methods") or {}).get("retrain") or {}).get("checkpoints")
+    if how is None:
+        return None
+    last = (cfg.get("adapters") or {}).get("checkpoints_per_task")
+    return (f"the mean of its last {last} epochs' adapters (`methods.retrain.checkpoints: mean`)" if how == "mean"
+            else f"its last epoch's adapter (`methods.retrain.checkpoints: {how}`)")
+
+
+def cell_commits(records: list[dict[str, Any]]) -> dict[str, int]:
+    """How many cells ran at each commit (their ``run.json``; ``unknown`` without one). A reused cell
+    may come from an earlier commit: it is reused only when the padirec sources hash the same."""
+    from pipelines.run_local import PROVENANCE
+
+    counts: dict[str, int] = {}
+    for r in records:
+        try:
+            commit = json.loads((Path(r["run_folder"]) / PROVENANCE).read_text()).get("commit") or "unknown"
+        except (OSError, ValueError, AttributeError):
+            commit = "unknown"
+        counts[commit] = counts.get(commit, 0) + 1
+    return counts
 
 
 def _cell(report: dict[str, Any], method: str, task: int, metric: str) -> float | None:
@@ -357,9 +404,11 @@ def render_table1(result: dict[str, Any]) -> str:
              "Reward: mean over tasks of sum_j w_j z_j (each objective on a scale fixed by the run's Retrain: "
              "its worst pure-task value -> 0, its best -> 1); regret: Retrain's reward minus the method's (lower is "
              "better); Avg.HV: the paper's metric; tasks dominated by Retrain: grid tasks where Retrain's point is at "
-             "least as good on every objective and better on one; tracking error: mean over tasks of |method - "
-             "Retrain|. `[lo, hi]`: a 95% interval of the mean over the seeds that holds the seeds' noise (t) and "
-             "the users' (each run's paired bootstrap), where the runs have both.",
+             "least as good on every objective and better on one (tasks dominating Retrain: the other way round; "
+             f"dominated in >= 95% of draws: in at least {SURE:.0%} of the users' paired bootstrap draws); tracking "
+             "error: mean over tasks of |method - Retrain|. `[lo, hi]`: a 95% interval of the mean over the seeds "
+             "that holds the seeds' noise (t) and the users' (each run's paired bootstrap), where the runs have both."
+             + (f" Retrain serves {result['reference']}." if result.get("reference") else ""),
              ""]
     for backbone in result["backbones"]:
         lines += [f"## {display(backbone)}", "",

@@ -23,7 +23,8 @@ def _run(tmp_path: Path) -> Path:
     metrics.parent.mkdir(parents=True)
     metrics.write_text(json.dumps({"best_epoch": 3, "epochs": 5, "seconds_per_epoch": 2.0,
                                    "test": {"ndcg@10": 0.11, "hr@10": 0.2, "alpha_ndcg@10": 0.45}}))
-    (run / "config.json").write_text(json.dumps({"seed": 0}))
+    (run / "config.json").write_text(json.dumps({"seed": 0, "adapters": {"checkpoints_per_task": 5},
+                                                 "methods": {"retrain": {"checkpoints": "mean"}}}))
     return run
 
 
@@ -35,6 +36,8 @@ def test_section_is_written_from_the_report(tmp_path):
     assert "old, typed by hand" not in text and text.endswith(f"{END}\n\n## Layout\n")
     assert "| padirec | 0.700 [0.690, 0.710] | 0.050 [0.040, 0.060] | 0.980 | 0.970 | 0.300 | 0.500 | 4.00 ms |" in text
     assert "seed 1: Pearson r-a 0.990" in text and "2000x in one process" in text
+    # the section says which Retrain judges the others
+    assert "Retrain serves the mean of its last 5 epochs' adapters (`methods.retrain.checkpoints: mean`)." in text
 
 
 def test_band_protocol_table_follows(tmp_path):
@@ -85,6 +88,7 @@ def _experiment(tmp_path: Path, complete: bool = True) -> Path:
     cells = [{"backbone": "sasrec", "seed": s, "seconds": 1800.0} for s in (0, 1)]
     (out / "experiment.json").write_text(json.dumps({
         "complete": complete, "config": "configs/paper.yaml", "backbones": ["sasrec"], "seeds": [0, 1],
+        "commit": "b" * 40, "cell_commits": {"a" * 40 + "+dirty": 1, "b" * 40: 1}, "mlflow_run_id": "r1",
         "cells": cells, "k": 10, "summary": {"sasrec": {
             "padirec": {"reward": {"mean": 0.55, "sd": 0.01}, "regret": {"mean": 0.04, "sd": 0.01}},
             "nn_lookup": {"reward": {"mean": 0.60, "sd": 0.01}, "regret": {"mean": -0.01, "sd": 0.01}}}}}))
@@ -103,6 +107,8 @@ def test_paper_section_is_written_from_a_finished_experiment(tmp_path):
     text = readme.read_text()
     assert "old" not in text and f"{START}\nrun\n{END}" in text  # the make run section is untouched
     assert "2 pipeline runs of `configs/paper.yaml`, 1.0 h of pipeline runs" in text
+    # the tables' commit, and the commits their (reused) cells ran at
+    assert f"commit {'b' * 12} (its cells ran at {'a' * 12}+dirty: 1, {'b' * 12}: 1), MLflow run r1" in text
     assert "\n#### Table 1: controllability on ml-100k" in text and "\n##### SASRec" in text
     assert "| padirec | 0.220 ± 0.004 |" in text and "| padirec | 4.10 ± 0.20 ms |" in text
     assert "- sasrec: highest reward **nn_lookup** (0.600); PaDiRec's reward 0.550, regret against Retrain +0.040 ± 0.010." in text

@@ -84,7 +84,7 @@ def render(run: Path) -> str:
              "Reward: mean over tasks of sum_j w_j z_j (each objective on a fixed scale, Retrain's own front "
              "ends: its worst pure-task value -> 0, its best -> 1, so no row moves when another method joins); regret: Retrain's reward minus the method's (lower is better); `[lo, hi]`: 95% paired "
              "bootstrap over users. Avg.HV is the paper's metric. Ready in: median time from new weights "
-             "to a model that can rank (one process).",
+             f"to a model that can rank (one process).{_reference(config)}",
              "",
              "| method | reward | regret | Pearson r-a | Pearson r-d | Avg.HV (paper) | front HV | ready in |",
              "|---|---|---|---|---|---|---|---|"]
@@ -138,11 +138,28 @@ def _band_winner(summary: dict[str, Any]) -> list[str]:
                 "generator: docs/evaluation.md)."]
 
 
+def _reference(config: dict[str, Any]) -> str:
+    """What Retrain, the reference, serves (``methods.retrain.checkpoints``), as a sentence."""
+    how = ((config.get("methods") or {}).get("retrain") or {}).get("checkpoints")
+    if how is None:
+        return ""
+    last = (config.get("adapters") or {}).get("checkpoints_per_task")
+    served = f"the mean of its last {last} epochs' adapters" if how == "mean" else "its last epoch's adapter"
+    return f" Retrain serves {served} (`methods.retrain.checkpoints: {how}`)."
+
+
+def _commit(commit: str | None) -> str:
+    return commit[:12] + commit[40:] if commit else "unknown"
+
+
 def _state(made: dict[str, Any]) -> str:
-    """Which code and which MLflow run a section comes from (``run.json`` / ``experiment.json``)."""
+    """Which code and which MLflow run a section comes from (``run.json`` / ``experiment.json``); for an
+    experiment whose cells ran at other commits (reused cells: same padirec sources), those too."""
     commit = made.get("commit")
-    return (f"commit {commit[:12] + commit[40:] if commit else 'unknown'}, "
-            f"MLflow run {made.get('mlflow_run_id') or 'unknown'}")
+    cells = made.get("cell_commits") or {}
+    ran = "" if set(cells) <= {commit} else " (its cells ran at " + ", ".join(
+        f"{_commit(c)}: {n}" for c, n in sorted(cells.items())) + ")"
+    return f"commit {_commit(commit)}{ran}, MLflow run {made.get('mlflow_run_id') or 'unknown'}"
 
 
 def render_experiment(folder: Path, readme_dir: Path) -> str:

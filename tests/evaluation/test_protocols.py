@@ -84,15 +84,18 @@ def test_run_band_reruns_the_learners_and_reuses_the_rest(tiny):
     # every method's listed items per band task, and the long tail, for the coverage of joined users
     assert all(len(band.listed[m]) == len(index) for m in names) and np.array_equal(band.tail, sweep.tail)
     assert info["generator"]["num_train_rows"] < int((~tiny.bank.held_out).sum()) or info["bank_tasks_removed"] == 0
-    # NN lookup serves a bank task's checkpoint mean, and never one of a task inside the band
+    # NN lookup serves a bank task's checkpoint mean, and only one it may learn from: neither a task
+    # inside the band nor a held-out grid task (the grid's ends are outside the band but held out)
     bank = tiny.bank
-    served, weights, _ = bank_tasks(bank, "mean", np.arange(len(bank.params)))  # every task, held out or not
+    served, weights, task_ids = bank_tasks(bank, "mean", np.arange(len(bank.params)))  # every task, held out or not
     outside = ~in_band(weights, bank.utilities, (0.3, 0.7))
-    assert (~outside).any() and outside.any()
+    held = np.array([bank.held_out[bank.task_id == t].all() for t in task_ids])
+    assert (~outside).any() and outside.any() and (held & outside).any()
     for t in range(len(index)):
         match = (served - band.adapters["nn_lookup"][t]).abs().amax(1) < 1e-6
         assert match.any(), f"band task {t}: nn_lookup served no bank task's adapter"
         assert outside[match.numpy()].all(), f"band task {t}: nn_lookup served a task inside the band"
+        assert not held[match.numpy()].any(), f"band task {t}: nn_lookup served a held-out grid task"
 
 
 def test_protocols_config_is_checked(tiny):

@@ -25,6 +25,7 @@ from pipelines.experiment import (
     run_experiment,
     summarise_cells,
     summary_value,
+    user_interval,
     write_outputs,
 )
 
@@ -99,7 +100,8 @@ def test_tables_hold_mean_and_sd_over_seeds(tmp_path):
     assert sections[1].startswith("SASRec") and sections[2].startswith("GRU4Rec")
     # mean ± sd [the 95% interval over the seeds: t(0.975, 2) = 4.303 times sd / sqrt(3)]
     assert ("| padirec | 0.200 ± 0.100 [-0.048, 0.448] | 0.900 ± 0.000 [0.900, 0.900] | 0.800 ± 0.000 [0.800, "
-            "0.800] | 0.600 ± 0.000 [0.600, 0.600] | 0.010 ± 0.010 [-0.015, 0.035] | n/a | n/a | n/a |") in sections[1]
+            "0.800] | 0.600 ± 0.000 [0.600, 0.600] | 0.010 ± 0.010 [-0.015, 0.035] | n/a | n/a | n/a | n/a | n/a |"
+            ) in sections[1]
     assert "| padirec | 0.700 ± 0.100 [0.452, 0.948] |" in sections[2]
     assert "| soup | 0.100 ± 0.000 [0.100, 0.100] | n/a | n/a |" in sections[1]  # undefined in every seed
     table2 = (tmp_path / "out" / "table2.md").read_text()
@@ -123,9 +125,35 @@ def test_the_interval_holds_the_seeds_and_the_users_noise():
 
 
 def test_dominance_and_tracking_error_are_read_from_the_summary():
-    row = {"dominance": {"counts": {"dominated": 2}}, "tracking_error": {"ndcg@10": {"mean": 0.01}}, "reward": 0.5}
+    row = {"dominance": {"counts": {"dominated": 2, "dominates": 1}}, "tracking_error": {"ndcg@10": {"mean": 0.01}},
+           "reward": 0.5, "dominance_share": {"dominated": [0.96, 0.95, 0.5, 0.0], "dominates": [0, 0, 0, 1]},
+           "tracking_error_ci": {"ndcg@10": [0.005, 0.015]}, "reward_ci": [0.4, 0.6]}
     assert summary_value(row, "dominated", 10) == 2 and summary_value(row, "tracking_ndcg", 10) == 0.01
+    assert summary_value(row, "dominates", 10) == 1
+    assert summary_value(row, "dominated_95", 10) == 2  # Retrain dominates in >= 95% of the draws on two tasks
     assert summary_value(row, "reward", 10) == 0.5 and summary_value({}, "tracking_alpha_ndcg", 10) is None
+    assert summary_value({}, "dominated_95", 10) is None  # no bootstrap: undefined, not 0
+    # the users' interval of a tracking error is the report's tracking_error_ci, so it reaches Table 1
+    assert user_interval(row, "tracking_ndcg", 10) == [0.005, 0.015] and user_interval(row, "reward", 10) == [0.4, 0.6]
+    assert user_interval(row, "tracking_alpha_ndcg", 10) is None and user_interval(row, "dominated", 10) is None
+
+
+def test_table1_says_what_retrain_serves_and_the_cells_their_commits(tmp_path):
+    records = _cells(tmp_path, ("sasrec",))
+    for r in records:
+        path = Path(r["report"])
+        report = json.loads(path.read_text())
+        report["config"] = {"adapters": {"checkpoints_per_task": 5}, "methods": {"retrain": {"checkpoints": "mean"}}}
+        path.write_text(json.dumps(report))
+        (Path(r["run_folder"]) / "run.json").write_text(json.dumps({"commit": "c" * 40 if r["seed"] else "d" * 40}))
+    result = summarise_cells(records, _meta(("sasrec",), (0, 1, 2)))
+    assert result["cell_commits"] == {"d" * 40: 1, "c" * 40: 2}
+    assert "Retrain serves the mean of its last 5 epochs' adapters (`methods.retrain.checkpoints: mean`)." in (
+        render_table1(result))
+    report["config"]["methods"]["retrain"]["checkpoints"] = "last"  # one cell judged by another reference
+    path.write_text(json.dumps(report))
+    with pytest.raises(PadirecError, match="Retrain reference"):
+        summarise_cells(records, _meta(("sasrec",), (0, 1, 2)))
 
 
 def test_a_seed_with_an_undefined_figure_is_left_out_and_counted(tmp_path):
