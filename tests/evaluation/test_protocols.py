@@ -4,6 +4,8 @@ and its section of the report."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from padirec.config.checks import check
 from padirec.core.tasks import grid
 from padirec.diffusion.stage import training_rows
 from padirec.errors import ConfigError
+from padirec.evaluation.evidence import BandEvidence, Evidence, assemble_report
 from padirec.evaluation.protocols import (
     EmptyBand,
     band_bank,
@@ -96,6 +99,41 @@ def test_run_band_reruns_the_learners_and_reuses_the_rest(tiny):
         assert match.any(), f"band task {t}: nn_lookup served no bank task's adapter"
         assert outside[match.numpy()].all(), f"band task {t}: nn_lookup served a task inside the band"
         assert not held[match.numpy()].any(), f"band task {t}: nn_lookup served a held-out grid task"
+
+
+def _without(sweep, gone: str):
+    """``sweep`` as if ``gone`` had not been in the roster."""
+    def keep(d):
+        return {m: v for m, v in d.items() if m != gone}
+
+    return dataclasses.replace(sweep, metrics=keep(sweep.metrics), adapters=keep(sweep.adapters),
+                               fit_seconds=keep(sweep.fit_seconds), seconds=keep(sweep.seconds),
+                               per_user=keep(sweep.per_user), listed=keep(sweep.listed))
+
+
+@pytest.mark.slow  # a grid and a band sweep of five methods on the tiny system (about 15 s)
+def test_no_report_figure_moves_when_another_method_leaves_the_roster(tiny):
+    """The whole report, not only ``summarise``: the grid's and the band's figures and intervals of
+    every method stay bit for bit when any other method leaves (the scale is Retrain's alone)."""
+    cfg, ctx, f = copy.deepcopy(tiny.cfg), tiny.context, tiny.features
+    cfg.evaluation.bootstrap_resamples, cfg.evaluation.retrain_ceiling = 200, False
+    names = ["padirec", "retrain", "nn_lookup", "mmr", "cmr"]
+    sweep = run_sweep(build_methods(names, ctx, cfg.methods), grid(2, 11), f, "test", 10, 0.5, per_user=True)
+    band, _, info = run_band(sweep, ctx, cfg, (0.3, 0.7))
+
+    def report(gone: str = "") -> dict:
+        evidence = Evidence(_without(sweep, gone), band=BandEvidence(_without(band, gone), info))
+        return json.loads(json.dumps(assemble_report(evidence, cfg, {}, "sasrec")))
+
+    full = report()
+    assert full["summary"]["padirec"]["regret_ci"] is not None  # the bootstrap ran
+    for gone in ("padirec", "nn_lookup", "mmr", "cmr"):
+        part = report(gone)
+        assert part["normalisation"] == full["normalisation"], gone
+        for m in (n for n in names if n != gone):
+            for section in (lambda r: r["summary"], lambda r: r["protocols"]["band"]["summary"]):
+                assert json.dumps(section(part)[m], sort_keys=True) == json.dumps(section(full)[m], sort_keys=True), (
+                    gone, m)
 
 
 def test_protocols_config_is_checked(tiny):
