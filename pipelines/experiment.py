@@ -146,9 +146,7 @@ def run_experiment(cells: list[Cell], out: Path, *, label: str,
     """Run (or reuse) every cell, then write the tables, the figure and ``experiment.json`` into
     ``out`` and log them to MLflow. ``label`` names the config in the outputs. Returns the content
     of ``experiment.json``."""
-    from pipelines.run_local import run_local
-
-    from pipelines.run_local import source_commit
+    from pipelines.run_local import run_local, source_commit
 
     runner = runner or run_local
     commit = source_commit()  # the code that renders the tables (a commit made meanwhile is not it)
