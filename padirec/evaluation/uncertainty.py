@@ -139,13 +139,18 @@ def metric_replicates(
     is_gap = np.array([key == gap_key for _, key, _ in cells], dtype=bool)
     values = np.stack([np.asarray(per_user[m][t][key], dtype=np.float64) for m, key, t in source]) \
         if cells else np.zeros((0, 0))
+    # one product per method: a BLAS product's rounding can depend on how many rows it holds, and a
+    # method's intervals must not move, not even in the last bit, when another method joins the roster
+    owner = np.array([m for m, _, _ in cells], dtype=object)
     parts = []
     for c in counts:
         rep = np.full((len(cells), c.shape[0]), math.nan)
-        if (~is_gap).any():
-            rep[~is_gap] = values[~is_gap] @ c.T / c.sum(1)[None, :]
-        if is_gap.any() and groups is not None:
-            rep[is_gap] = _gap(values[is_gap], np.asarray(groups), c)
+        for m in per_user:
+            plain, gap = (owner == m) & ~is_gap, (owner == m) & is_gap
+            if plain.any():
+                rep[plain] = values[plain] @ c.T / c.sum(1)[None, :]
+            if gap.any() and groups is not None:
+                rep[gap] = _gap(values[gap], np.asarray(groups), c)
         parts.append(rep)
     reps = np.concatenate(parts, axis=1) if parts else np.zeros((len(cells), 0))
     out: dict[str, dict[str, np.ndarray]] = {m: {} for m in per_user}
