@@ -42,7 +42,7 @@ run: $(STAMP) ## run the whole pipeline locally on the default config (MovieLens
 compile: $(STAMP) ## compile the pipeline to dist/padirec_pipeline.yaml (IMAGE=... to choose the image)
 	$(PY) -m pipelines compile --out dist/padirec_pipeline.yaml --image $(IMAGE)
 
-paper: $(STAMP) ## the paper's Table 1, Table 2 and Figure 3: 4 backbones x 3 seeds on ML-100K (docs/experiment.md; 2 h 3 min measured on 2 cores)
+paper: $(STAMP) ## the paper's Table 1, Table 2 and Figure 3: 4 backbones x 3 seeds on ML-100K (docs/experiment.md; 1 h 27 min measured on 2 cores)
 	$(PY) -m pipelines experiment table1 --config configs/paper.yaml --seeds 3
 
 readme-results: $(STAMP) ## write the README's results section from the newest run folder (after make run)
