@@ -37,6 +37,7 @@ from padirec.backbones.registry import BACKBONES
 from padirec.config import Config, config_to_json, load_config
 from padirec.data.registry import SOURCES
 from padirec.errors import PadirecError
+from padirec.evaluation.markdown import reference_serves
 from padirec.runtime.artifacts import atomic_write, atomic_write_json, atomic_write_text
 
 log = logging.getLogger("padirec")
@@ -310,9 +311,10 @@ def summarise_cells(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict
     reports = {(r["backbone"], int(r["seed"])): json.loads(Path(r["report"]).read_text()) for r in records}
     seeds = meta["seeds"]
     first = next(iter(reports.values()))
-    k, tasks, utilities, reference = first["k"], first["tasks"], first["utilities"], reference_of(first)
+    k, tasks, utilities = first["k"], first["tasks"], first["utilities"]
+    reference = reference_serves(first.get("config"))
     for (backbone, seed), rep in reports.items():
-        if rep["tasks"] != tasks or rep["utilities"] != utilities or rep["k"] != k or reference_of(rep) != reference:
+        if rep["tasks"] != tasks or rep["utilities"] != utilities or rep["k"] != k or reference_serves(rep.get("config")) != reference:
             raise PadirecError(f"the report of {backbone} seed {seed} has another task grid, utilities, k or Retrain "
                                "reference than the others: the cells are not comparable")
     methods = list(dict.fromkeys(m for rep in reports.values() for m in rep["summary"]))
@@ -332,18 +334,6 @@ def summarise_cells(records: list[dict[str, Any]], meta: dict[str, Any]) -> dict
             "w_acc": w_acc, "methods": methods, "metrics": metrics, "summary": summary,
             "response_time": response, "curves": curves, "split": first.get("split", "test"),
             "reference": reference, "cell_commits": cell_commits(records)}
-
-
-def reference_of(report: dict[str, Any]) -> str | None:
-    """What the report's Retrain serves (``methods.retrain.checkpoints``), in words; None when the
-    report does not record its config."""
-    cfg = report.get("config") or {}
-    how = ((cfg.get("methods") or {}).get("retrain") or {}).get("checkpoints")
-    if how is None:
-        return None
-    last = (cfg.get("adapters") or {}).get("checkpoints_per_task")
-    return (f"the mean of its last {last} epochs' adapters (`methods.retrain.checkpoints: mean`)" if how == "mean"
-            else f"its last epoch's adapter (`methods.retrain.checkpoints: {how}`)")
 
 
 def cell_commits(records: list[dict[str, Any]]) -> dict[str, int]:

@@ -140,12 +140,10 @@ def _band_winner(summary: dict[str, Any]) -> list[str]:
 
 def _reference(config: dict[str, Any]) -> str:
     """What Retrain, the reference, serves (``methods.retrain.checkpoints``), as a sentence."""
-    how = ((config.get("methods") or {}).get("retrain") or {}).get("checkpoints")
-    if how is None:
-        return ""
-    last = (config.get("adapters") or {}).get("checkpoints_per_task")
-    served = f"the mean of its last {last} epochs' adapters" if how == "mean" else "its last epoch's adapter"
-    return f" Retrain serves {served} (`methods.retrain.checkpoints: {how}`)."
+    from padirec.evaluation.markdown import reference_serves
+
+    served = reference_serves(config)
+    return f" Retrain serves {served}." if served else ""
 
 
 def _commit(commit: str | None) -> str:

@@ -172,6 +172,19 @@ def _left_out_lines(summary: dict[str, Any]) -> list[str]:
     return [f"Not a row: `{key}`: {note}" for key, note in notes.items()] + ([""] if notes else [])
 
 
+def reference_serves(config: dict[str, Any] | None, ref: str = "retrain") -> str | None:
+    """What the reference serves for a task (``methods.<ref>.checkpoints``), in words, from a report's
+    config; None when the config does not say."""
+    cfg = config or {}
+    how = ((cfg.get("methods") or {}).get(ref) or {}).get("checkpoints")
+    if how is None:
+        return None
+    if how == "mean":
+        last = (cfg.get("adapters") or {}).get("checkpoints_per_task")
+        return f"the mean of its last {last} epochs' adapters (`methods.{ref}.checkpoints: mean`)"
+    return f"its last epoch's adapter (`methods.{ref}.checkpoints: {how}`)"
+
+
 def _scale_text(report: dict[str, Any]) -> str:
     norm = report.get("normalisation")
     if not norm:
@@ -195,13 +208,15 @@ def render_markdown(report: dict[str, Any], plots: list[str], plot_dir: str = "p
     summary = report["summary"]
     if summary:
         ref = method_with_role("reference", summary) or "the reference"
+        served = reference_serves(report.get("config"), ref)
         ranged = list(dict.fromkeys(m for s in summary.values() for m in s.get("range") or {}))  # utilities' order
         lines += ["## Summary: each task's own objective", "",
                   "Reward = mean over tasks of sum_j w_j z_j, each objective z_j on a scale fixed before any "
                   f"method is compared: {_scale_text(report)} (1 = best; the normalisation of Avg.HV, so no "
                   "method's figures depend on the others in the report). "
                   f"Regret = {ref}'s reward minus the method's, per task, averaged (lower is better; "
-                  "negative = better than the reference). Pearson against the reference. Range = max - min "
+                  "negative = better than the reference)." + (f" {ref} serves {served}." if served else "")
+                  + " Pearson against the reference. Range = max - min "
                   "of the method's raw metric over the tasks (how far its weights move it). n/a = undefined."
                   + (" `value [lo, hi]`: the interval of a paired bootstrap over users (users resampled, "
                      "per-task means, reward and regret recomputed on every draw)."

@@ -131,6 +131,14 @@ def test_markdown_and_plots(tmp_path):
     assert "| adapters.candidates | topk | valid |" in text and "| generator.guidance_scale | 0.5 | valid |" in text
     assert "| mmr |" in text and "n/a" in text  # the NaN Pearson shows as n/a
     assert "![tradeoff.png](plots/tradeoff.png)" in text
+    # the report says how its reference serves a task, from its config
+    assert "retrain serves" not in text  # this report records no Retrain settings
+    served = {**report, "config": {"adapters": {"checkpoints_per_task": 5},
+                                   "methods": {"retrain": {"checkpoints": "mean"}}}}
+    assert ("retrain serves the mean of its last 5 epochs' adapters (`methods.retrain.checkpoints: mean`)."
+            in render_markdown(served, plots))
+    served["config"]["methods"]["retrain"]["checkpoints"] = "last"
+    assert "retrain serves its last epoch's adapter (`methods.retrain.checkpoints: last`)." in render_markdown(served, plots)
     from padirec.methods.registry import left_out
 
     for key, note in left_out().items():  # a variant that measured no different: its finding, not a row
