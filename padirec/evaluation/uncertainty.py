@@ -142,11 +142,11 @@ def metric_replicates(
     # one product per method: a BLAS product's rounding can depend on how many rows it holds, and a
     # method's intervals must not move, not even in the last bit, when another method joins the roster
     owner = np.array([m for m, _, _ in cells], dtype=object)
+    blocks = [((owner == m) & ~is_gap, (owner == m) & is_gap) for m in per_user]  # (plain, gap) rows per method
     parts = []
     for c in counts:
         rep = np.full((len(cells), c.shape[0]), math.nan)
-        for m in per_user:
-            plain, gap = (owner == m) & ~is_gap, (owner == m) & is_gap
+        for plain, gap in blocks:
             if plain.any():
                 rep[plain] = values[plain] @ c.T / c.sum(1)[None, :]
             if gap.any() and groups is not None:
