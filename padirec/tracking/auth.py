@@ -33,6 +33,11 @@ UPDATE_PASSWORD = "/api/2.0/mlflow/users/update-password"
 GRANT = "/api/3.0/mlflow/users/permissions/grant"
 REVOKE = "/api/3.0/mlflow/users/permissions/revoke"
 ROLES = {"pipeline": "EDIT", "serving": "READ"}
+# How long a worker trusts a password it has checked. Each check is a scrypt hash (about 0.12 s of
+# CPU here), and a pipeline step makes hundreds of calls: unchecked, auth tripled the container
+# smoke pipeline's time. The cost: on a server with several workers, a rotated password keeps
+# working on the other workers for up to this long (docs/cluster.md, "MLflow authentication").
+AUTH_CACHE_SECONDS = 60
 
 
 class AuthSetupError(PadirecError):
@@ -42,11 +47,13 @@ class AuthSetupError(PadirecError):
 def write_config(path: str | os.PathLike, database_uri: str) -> Path:
     """The auth app's ``basic_auth.ini``: users and grants in ``database_uri`` (the tracking
     database: the auth tables have their own migration table), no permission by default. Written
-    owner-only and atomically: it holds the database password."""
+    owner-only and atomically: it holds the database password. Checked passwords are cached for
+    ``AUTH_CACHE_SECONDS`` in each worker (MLflow's own cache, keyed by an HMAC of the password)."""
     parser = configparser.ConfigParser(interpolation=None)
     # The file is read with interpolation on: a URL-encoded password's % must be doubled.
     parser["mlflow"] = {"default_permission": "NO_PERMISSIONS", "database_uri": database_uri.replace("%", "%%"),
-                        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth"}
+                        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+                        "auth_cache_ttl_seconds": str(AUTH_CACHE_SECONDS)}
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

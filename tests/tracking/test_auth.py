@@ -66,6 +66,7 @@ def test_config_file_is_owner_only_and_keeps_a_percent(tmp_path):
     parser.read(path)
     assert parser["mlflow"]["database_uri"] == "postgresql+psycopg://u:p%40ss@h:5432/mlflow"
     assert parser["mlflow"]["default_permission"] == "NO_PERMISSIONS"
+    assert parser["mlflow"].getint("auth_cache_ttl_seconds") == auth.AUTH_CACHE_SECONDS > 0
 
 
 def test_users_job_is_idempotent_and_prints_no_password(server):
@@ -104,6 +105,7 @@ def test_the_roles(server, monkeypatch, tmp_path):
     assert status(api) == 401  # anonymous
     assert status(api, (PIPELINE[0], "not-the-password")) == 401
     assert status(api, SERVING) == 200
+    assert status(api, (SERVING[0], "not-the-password")) == 401  # a cached check is per password
 
     # The pipeline user: a step's run (padirec's tracker), a registered version, champion.
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", PIPELINE[0])
@@ -150,3 +152,16 @@ def test_the_deployments_probe_needs_the_admin(server, monkeypatch):
     assert auth.probe(url, host)
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "wrong")
     assert not auth.probe(url, host)
+
+
+def test_a_rotated_password_is_refused_at_once_by_the_worker_that_rotated_it(server):
+    """Checked passwords are cached (``auth.AUTH_CACHE_SECONDS``); the users Job's update-password
+    drops the cached entry on the worker that handles it (one worker here: every worker)."""
+    uri = server["uri"]
+    api = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
+    user, old = ("padirec-rotated", "old-Pw-0x5e3cret")
+    auth.ensure_user(uri, ADMIN, user, old, "READ")
+    assert status(api, (user, old)) == 200  # now cached
+    auth.ensure_user(uri, ADMIN, user, "new-Pw-0x5e3cret", "READ")
+    assert status(api, (user, old)) == 401
+    assert status(api, (user, "new-Pw-0x5e3cret")) == 200
