@@ -10,6 +10,8 @@ Two ways to run a step:
 - in the project image, one container per step (``DockerRunner``), as on a cluster: pass
   ``Containers``. The steps then see only what a pod would see: the pipeline root (mounted by KFP),
   the environment that the compiled pipeline's Kubernetes settings pass, and servers by name.
+  The stage cache (``<run_dir>/cache``, unless ``cache: false``) is mounted too: a cluster has
+  KFP's cache instead, and a re-run here would otherwise retrain everything.
 
 Locally a failed step is not retried (a deterministic error would only fail again, minutes later):
 the run stops with one line naming the step and its error. Credentials never travel in the config
@@ -259,10 +261,23 @@ def _container_runner(cfg: Config, containers: Containers, run_folder: Path, kfp
             cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=clean))
     # Steps run as the image's non-root user and write their outputs under the pipeline root.
     run_folder.chmod(0o777)
-    # The containers share no disk with this machine but the pipeline root: no local stage cache.
-    cfg = dataclasses.replace(cfg, cache=False)
-    runner = local.DockerRunner(network_mode="host", extra_hosts=dict(containers.extra_hosts), environment=env)
+    mounts = []
+    if cfg.cache:  # the stage cache (a cluster has KFP's): mounted at its own path, as the pipeline root is
+        run_dir = Path(cfg.run_dir).resolve()
+        cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
+        cache = cfg.cache_root()
+        cache.mkdir(parents=True, exist_ok=True)
+        cache.chmod(0o777)
+        mounts.append(_bind(cache))
+    runner = local.DockerRunner(network_mode="host", extra_hosts=dict(containers.extra_hosts), environment=env,
+                                mounts=mounts)
     return cfg, runner
+
+
+def _bind(folder: Path):
+    from docker.types import Mount  # the Docker SDK: installed with KFP's local runner only
+
+    return Mount(target=str(folder), source=str(folder), type="bind")
 
 
 def find_output(run_folder: Path, pattern: str) -> Path | None:

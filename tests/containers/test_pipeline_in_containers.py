@@ -1,4 +1,5 @@
-"""The smoke pipeline with every step in its own container of the project image, as on a cluster.
+"""A simulated month of weekly retraining, every step in its own container of the project image,
+and the champion served by the real serving server, as on a cluster.
 
 Servers as a cluster has them: PostgreSQL (Debian's package) behind an MLflow server that runs
 from the project image (as the manifests' Deployment does) with its artifacts proxied to
@@ -11,11 +12,13 @@ Kubernetes settings pass them (``padirec_pipeline.step_environment``).
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
 
 import boto3
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -24,6 +27,7 @@ from padirec.data.synthetic import generate
 from pipelines.padirec_pipeline import step_environment
 from pipelines.run_local import Containers, find_output, run_local
 from tests.containers.conftest import ROOT, docker
+from tests.data.test_sources import write_ml100k
 from tests.manifests.kube import container, objects
 from tests.servers import free_port, postgres, seaweedfs
 
@@ -39,6 +43,17 @@ AUTH_SECRET = {"MLFLOW_AUTH_ADMIN_USERNAME": ADMIN_USER[0], "MLFLOW_AUTH_ADMIN_P
                "PADIREC_MLFLOW_PIPELINE_USERNAME": PIPELINE_USER[0], "PADIREC_MLFLOW_PIPELINE_PASSWORD": PIPELINE_USER[1],
                "PADIREC_MLFLOW_SERVING_USERNAME": SERVING_USER[0], "PADIREC_MLFLOW_SERVING_PASSWORD": SERVING_USER[1]}
 SITE_PACKAGES = "/opt/venv/lib/python3.11/site-packages/padirec"
+WEEKS = ("20260105", "20260112", "20260119")
+NEW_ITEMS = 16  # each new week brings this many items: they take the place of old ones in the users' walks
+# The smoke config on the weekly snapshots, with a backbone trained long enough (seconds at this
+# size) that a better model wins by more than the noise of 84 users; the gate is left open.
+MONTH = {"data.source": "ml-100k", "data.path": "s3://padirec-data/ml-100k/{snapshot}/", "tracking.uri": "",
+         "backbone.epochs": 60, "backbone.patience": 100, "backbone.lr": 0.003,
+         "promotion.min_avg_hv": 0.0, "promotion.min_pearson_ra": -1.0, "promotion.min_pearson_rd": -1.0}
+WORSE = {"backbone.epochs": 1, "backbone.lr": 1e-5}  # week 3: a config forced to be worse (an untrained backbone)
+CACHED_STEPS = 7  # backbone, features, two adapter shards, generator, band generator, ceiling
+POLL_S, LOAD_LIMIT_S = 2, 40  # the server's poll, and a model's download and load beside a running pipeline
+SWAP_LIMIT_S = POLL_S + LOAD_LIMIT_S
 
 
 def _http(url: str, host: str, user: tuple[str, str] | None = None, body: dict | None = None) -> int:
@@ -136,18 +151,6 @@ def _pod_environment(cluster) -> dict[str, str]:
     return env
 
 
-def _upload_tables(cluster) -> dict[str, str]:
-    inter, items, _ = generate(num_users=80, num_items=40, num_categories=5, seed=0)
-    folder = cluster["work"] / "tables"
-    folder.mkdir()
-    inter.to_csv(folder / "interactions.csv", index=False)
-    items.assign(categories=["|".join(c) for c in items.categories]).to_csv(folder / "items.csv", index=False)
-    for f in ("interactions.csv", "items.csv"):
-        cluster["s3_client"].upload_file(str(folder / f), "padirec-data", f"smoke/{f}")
-    return {"data.source": "tables", "data.interactions": "s3://padirec-data/smoke/interactions.csv",
-            "data.items": "s3://padirec-data/smoke/items.csv"}
-
-
 def test_mlflow_server_answers_only_its_cluster_names(cluster):
     base = cluster["local_uri"]
     api = "/api/2.0/mlflow/experiments/search?max_results=1"
@@ -165,49 +168,246 @@ def test_migration_command_runs_in_the_image(cluster, docker_env, project_image)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_smoke_pipeline_in_containers(cluster, docker_env, project_image):
-    overrides = {**_upload_tables(cluster), "tracking.uri": "", "run_dir": str(cluster["work"] / "runs"),
-                 "promotion.min_avg_hv": 0.0, "promotion.min_pearson_ra": -1.0, "promotion.min_pearson_rd": -1.0}
-    cfg = load_config(ROOT / "configs" / "smoke.yaml", overrides)
+def weekly_snapshots(num_users: int = 120, num_items: int = 40, seed: int = 0) -> dict[str, tuple]:
+    """Three weekly snapshots of one synthetic history: week k holds every interaction up to its
+    cut (growing cuts by timestamp: 40%, 70% and 100% of the users have started). After week 1's
+    cut, ``NEW_ITEMS`` new items take the place of old ones (the users walk to the new ids); after
+    week 2's, ``NEW_ITEMS`` more. Each week's catalogue holds the items released so far."""
+    inter, items, users = generate(num_users=num_users, num_items=num_items, num_categories=5, seed=seed)
+    starts = inter.groupby("user_id").timestamp.min()
+    cuts = [starts.quantile(0.4), starts.quantile(0.7), inter.timestamp.max()]
+    inter, released = inter.copy(), []
+    for week, cut in ((2, cuts[0]), (3, cuts[1])):
+        for j in range(NEW_ITEMS):
+            old_id, new_id = f"i{(week - 2) * NEW_ITEMS + j}", f"i{num_items + (week - 2) * NEW_ITEMS + j}"
+            inter.loc[(inter.timestamp > cut) & (inter.item_id == old_id), "item_id"] = new_id
+            old = items[items.item_id == old_id].iloc[0]
+            released.append((week, {"item_id": new_id, "categories": old.categories, "title": f"Item {new_id}"}))
+    weeks = {}
+    for w, (snapshot, cut) in enumerate(zip(WEEKS, cuts, strict=True), start=1):
+        rows = inter[inter.timestamp <= cut].reset_index(drop=True)
+        catalogue = pd.concat([items, pd.DataFrame([r for week, r in released if week <= w])], ignore_index=True)
+        weeks[snapshot] = (rows, catalogue, users[users.user_id.isin(rows.user_id)].reset_index(drop=True))
+    return weeks
+
+
+def _serve(cluster, docker_env: dict, image: str) -> tuple[str, str]:
+    """The serving Deployment's container (manifests/serving), in the project image, as its pod
+    runs it (user 10001, read-only root, /tmp an emptyDir, no capabilities), with the serving
+    user's Secret; on a free port with a short poll. Returns the container's name and its URL."""
+    deployment = container(objects("serving")[("Deployment", "padirec-serving")])
+    port = free_port()
+    replace = {"--model-uri": f"models:/{MODEL}@champion", "--host": "127.0.0.1", "--port": str(port),
+               "--poll-seconds": str(POLL_S)}
+    args = [f"{a.split('=')[0]}={replace[a.split('=')[0]]}" if a.split("=")[0] in replace else a
+            for a in deployment["args"]]
+    env = {e["name"]: e["value"] for e in deployment["env"] if "value" in e}
+    env.update({"MLFLOW_TRACKING_URI": f"http://{MLFLOW_HOST}:{cluster['port']}",
+                "MLFLOW_TRACKING_USERNAME": SERVING_USER[0], "MLFLOW_TRACKING_PASSWORD": SERVING_USER[1]})
+    name = f"padirec-test-serving-{port}"
+    started = docker(docker_env, "run", "-d", "--name", name, "--network", "host", "--add-host",
+                     f"{MLFLOW_HOST}:127.0.0.1", "--user", "10001", "--read-only", "--tmpfs", "/tmp:rw,size=1g,mode=1777",
+                     "--cap-drop", "ALL", "--security-opt", "no-new-privileges", *_env_args(env),
+                     "--entrypoint", deployment["command"][0], image, *deployment["command"][1:], *args)
+    assert started.returncode == 0, started.stderr
+    return name, f"http://127.0.0.1:{port}"
+
+
+def _call(url: str, body: dict | None = None, timeout: float = 30) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body else None,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def _until(url: str, docker_env: dict, name: str, ok, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, state = _call(url)
+            if ok(status, state):
+                return state
+        except OSError:
+            pass
+        time.sleep(0.5)
+    logs = docker(docker_env, "logs", "--tail", "40", name)
+    raise AssertionError(f"{url}: not as expected in {timeout} s:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+
+
+def _load(url: str, stop: threading.Event, results: list) -> None:
+    """One client, a request every 0.25 s (a bounded load beside the pipeline on these 2 cores)."""
+    i = 0
+    while not stop.is_set():
+        w = i % 5 / 4
+        body = {"dataframe_records": [{"history": ["i35", "i36", "i37"], "weights": [w, 1 - w]}], "params": {"k": 3}}
+        started = time.monotonic()
+        try:
+            status, reply = _call(url + "/invocations", body)
+            results.append((started, time.monotonic(), status, reply.get("model_version")))
+        except Exception as e:  # a refused connection or a timeout is a failed request too
+            results.append((started, time.monotonic(), None, repr(e)))
+        i += 1
+        stop.wait(0.25)
+
+
+def _watch_alias(client: MlflowClient, stop: threading.Event, moves: list) -> None:
+    """When ``champion`` moves (polled every 0.5 s): (time, version)."""
+    last = None
+    while not stop.is_set():
+        try:
+            version = client.get_model_version_by_alias(MODEL, "champion").version
+        except Exception:
+            version = None
+        if version != last:
+            moves.append((time.monotonic(), version))
+            last = version
+        stop.wait(0.5)
+
+
+def _registered(folder) -> dict:
+    """The register step's decision (its output's metadata)."""
+    out = json.loads(find_output(folder, "**/register-and-promote/executor_output.json").read_text())
+    return out["artifacts"]["system"]["artifacts"][0]["metadata"]
+
+
+def _caches(folder) -> list[str]:
+    """Each cached step's ``cache`` (hit, miss), from the steps' outputs."""
+    found = []
+    for path in folder.glob("**/executor_output.json"):
+        for artifact in json.loads(path.read_text()).get("artifacts", {}).values():
+            found += [a["metadata"]["cache"] for a in artifact["artifacts"] if "cache" in a.get("metadata", {})]
+    return found
+
+
+def _share_with_unseen(interactions: pd.DataFrame, known: pd.DataFrame) -> float:
+    """The share of users whose history before their test item holds an item the champion's
+    catalogue lacks: each such request was a 400 before unknown items were ignored."""
+    ordered = interactions.sort_values(["user_id", "timestamp"])
+    history = ordered[ordered.groupby("user_id").cumcount(ascending=False) > 0]  # all but the test item
+    unseen = ~history.item_id.isin(set(known.item_id))
+    return round(float(unseen.groupby(history.user_id).any().mean()), 3)
+
+
+def test_a_month_of_weekly_retraining(cluster, docker_env, project_image, record_property):
+    """Week 1 trains and becomes champion, and the server answers with it; week 1 again hits the
+    cache and moves nothing; weeks 2 and 3 are judged head to head against the champion on their
+    own users: week 2 (more data, the new items) wins by the margin and the server follows it under
+    load with no failed request; week 3 (forced worse) does not, and champion stays. A week-3 item
+    in a request is ignored, not an error."""
+    started_month = time.time()
+    work = cluster["work"]
+    snapshots = weekly_snapshots()
+    for snapshot, raw in snapshots.items():
+        folder = write_ml100k(work / "ml-100k" / snapshot, raw)
+        for f in sorted(folder.iterdir()):
+            cluster["s3_client"].upload_file(str(f), "padirec-data", f"ml-100k/{snapshot}/{f.name}")
     containers = Containers(image=project_image, environment=_pod_environment(cluster),
                             extra_hosts={MLFLOW_HOST: "127.0.0.1", S3_HOST: "127.0.0.1"})
-    start = time.time()
-    folder = run_local(cfg, containers=containers, data_version="2026-11-29")
-    wall = time.time() - start
-
     client = MlflowClient(cluster["local_uri"])
+    walls, decisions = {}, {}
+
+    def week(label: str, snapshot: str, extra: dict | None = None):
+        cfg = load_config(ROOT / "configs" / "smoke.yaml", {**MONTH, **(extra or {}), "run_dir": str(work / "runs")})
+        start = time.time()
+        folder = run_local(cfg, containers=containers, data_version=snapshot)
+        walls[label] = round(time.time() - start)
+        decisions[label] = _registered(folder)
+        return cfg, folder, decisions[label]
+
+    # Week 1: trained in the containers; the first champion.
+    cfg, folder, first = week("week 1", WEEKS[0])
+    assert first["decision"] == "champion", first
+    v1 = first["version"]
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
-    runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("padirec.role") == "pipeline"]
+    parents = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("padirec.role") == "pipeline"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    steps = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    names = {r.info.run_name for r in steps}
+    steps = [r for r in client.search_runs([exp.experiment_id])
+             if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert {"prepare_data", "train_backbone", "compute_features", "build_adapters_0", "build_adapters_1",
-            "train_generator", "band_generator", "retrain_ceiling", "evaluate", "register_and_promote"} <= names
-    # every step ran the image's installed package, not this checkout
+            "train_generator", "band_generator", "retrain_ceiling", "evaluate", "register_and_promote"} <= \
+        {r.info.run_name for r in steps}
     paths = {r.info.run_name: r.data.tags.get("padirec.package_path") for r in steps}
-    assert all(p == SITE_PACKAGES for p in paths.values()), paths
-    assert str(ROOT) not in json.dumps(paths)
-    print(f"\ncontainer pipeline: {wall:.0f} s wall; steps (s, in their containers):")
+    assert all(p == SITE_PACKAGES for p in paths.values()), paths  # the image's package, not this checkout
+    print(f"\nweek 1 in containers: {walls['week 1']} s wall; steps (s, in their containers):")
     for r in sorted(steps, key=lambda r: r.info.start_time):
         print(f"  {r.info.run_name:24s} {(r.info.end_time - r.info.start_time) / 1000:7.1f}  {r.info.status}")
-
-    champion = client.get_model_version_by_alias(MODEL, "champion")
-    assert champion.tags.get("kfp.run_id", "").startswith("local-smoke-")
+    assert client.get_model_version(MODEL, v1).tags.get("kfp.run_id", "").startswith("local-smoke-")
     keys = [o["Key"] for o in cluster["s3_client"].list_objects_v2(Bucket="padirec-mlflow").get("Contents", [])]
     assert any(k.endswith("generator.safetensors") for k in keys), keys[:20]
+    assert _caches(folder).count("miss") == CACHED_STEPS
 
-    # a prediction from the registered model, in the image, through the cluster name
-    data = find_output(folder, "**/prepare-data/data/manifest.json").parent
-    code = ("import mlflow, pandas as pd\n"
-            f"m = mlflow.pyfunc.load_model('models:/{MODEL}@champion')\n"
-            "out = m.predict(pd.DataFrame([{'history': ['i1', 'i2', 'i3'], 'weights': [0.3, 0.7]}]))\n"
-            "print('ranked', len(out.iloc[0]['item_ids']))")
-    proc = docker(docker_env, "run", "--rm", "--network", "host", "--add-host", f"{MLFLOW_HOST}:127.0.0.1",
-                  "--add-host", f"{S3_HOST}:127.0.0.1", *_env_args(_pod_environment(cluster)), project_image, "python", "-c", code)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ranked 10" in proc.stdout
-    assert data.exists()
+    server, url = _serve(cluster, docker_env, project_image)
+    try:
+        state = _until(url + "/ready", docker_env, server, lambda status, state: status == 200)
+        assert state["model_version"] == v1, state
+
+        # Week 1 again: every cached step hits, and champion does not move.
+        _, folder, again = week("week 1 again", WEEKS[0])
+        assert _caches(folder) == ["hit"] * CACHED_STEPS, _caches(folder)
+        assert again["decision"] != "champion" and "challenger" not in again, again
+        assert client.get_model_version_by_alias(MODEL, "champion").version == v1
+
+        # Week 2, under load: judged head to head against v1 on week 2's users, promoted by the margin.
+        stop, results, moves = threading.Event(), [], []
+        threads = [threading.Thread(target=_load, args=(url, stop, results)) for _ in range(2)]
+        threads.append(threading.Thread(target=_watch_alias, args=(client, stop, moves)))
+        for t in threads:
+            t.start()
+        try:
+            _, _, second = week("week 2", WEEKS[1])
+            v2 = second["version"]
+            deadline = time.monotonic() + SWAP_LIMIT_S + 5
+            while time.monotonic() < deadline and not any(r[3] == v2 for r in list(results)):
+                time.sleep(0.2)
+            time.sleep(2)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        run = client.get_run(client.get_model_version(MODEL, v2).run_id).data.metrics
+        h2h = {k.removeprefix("head_to_head."): round(v, 5) for k, v in run.items() if k.startswith("head_to_head.")}
+        print(f"week 2: {second['decision']}: {second['reason']}")
+        assert h2h["gain"] > cfg.promotion.margin and h2h["gain_lower"] > cfg.promotion.margin, h2h
+        assert second["decision"] == "champion", second
+        moved = next(t for t, v in moves if v == v2)
+        failed = [r for r in results if r[2] != 200]
+        first_v2 = min((r[1] for r in results if r[3] == v2), default=None)
+        assert not failed, failed[:3]
+        assert first_v2 is not None, "the server never answered with week 2's version"
+        late_v1 = [r for r in results if r[0] > first_v2 and r[3] == v1]
+        assert not late_v1, f"{len(late_v1)} requests started after the first v{v2} reply were answered by v{v1}"
+        follow = {"requests": len(results), "failed": len(failed), "swap_s": round(first_v2 - moved, 1),
+                  "swap_limit_s": SWAP_LIMIT_S}
+        assert follow["swap_s"] <= SWAP_LIMIT_S, follow
+
+        # Week 3, with a config forced to be worse: judged head to head against v2, champion stays.
+        _, _, third = week("week 3", WEEKS[2], WORSE)
+        print(f"week 3: {third['decision']}: {third['reason']}")
+        assert third["decision"] != "champion" and "does not beat champion v" + v2 in third["reason"], third
+        assert client.get_model_version_by_alias(MODEL, "champion").version == v2
+        time.sleep(POLL_S + 1)
+        state = _call(url + "/ready")[1]
+        assert state["model_version"] == v2, state
+
+        # A week-3 item in a request: ignored and listed, the rest ranked by v2.
+        new = f"i{40 + NEW_ITEMS}"
+        status, reply = _call(url + "/invocations", {"dataframe_records": [{"history": ["i35", "i36", new],
+                                                                            "weights": [0.5, 0.5]}]})
+        assert status == 200 and reply["model_version"] == v2, reply
+        assert reply["predictions"][0]["ignored"] == [new] and len(reply["predictions"][0]["item_ids"]) == 10, reply
+    finally:
+        logs = docker(docker_env, "logs", "--tail", "20", server)
+        print(f"serving (last lines):\n{logs.stdout[-2000:]}{logs.stderr[-2000:]}")
+        docker(docker_env, "rm", "-f", server)
+    figures = {"month_s": round(time.time() - started_month), "walls_s": walls, "follow": follow,
+               "decisions": {k: d["decision"] for k, d in decisions.items()},
+               "week_3_users_refused_before": _share_with_unseen(snapshots[WEEKS[2]][0], snapshots[WEEKS[1]][1])}
+    print("month:", json.dumps(figures))
+    for name, value in figures.items():
+        record_property(name, value)
 
 
 def test_the_serving_user_reads_champion_and_cannot_move_it(cluster):
