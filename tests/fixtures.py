@@ -262,6 +262,20 @@ def build_tiny(root: Path, data_dir: Path) -> TinySetup:
                      context=context)
 
 
+def evaluation_inputs(tiny: TinySetup, cfg: Any, root: Path, **more: Any):
+    """The evaluate stage's folders for ``cfg``, as the pipeline makes them: the band protocol's
+    generator and the ceiling's second Retrain trained by their own stages under ``root`` (each
+    writes a ``skipped`` folder when ``cfg`` needs none)."""
+    from padirec.evaluation.stage import EvaluationInputs
+    from padirec.evaluation.trained_inputs import band_generator_stage, retrain_ceiling_stage
+
+    band, ceiling = Path(root) / "band_generator", Path(root) / "ceiling"
+    band_generator_stage(tiny.bank_dir, band, cfg)
+    retrain_ceiling_stage(tiny.data_dir, tiny.backbone_dir, None, ceiling, cfg)
+    return EvaluationInputs(tiny.data_dir, tiny.backbone_dir, tiny.bank_dir, tiny.generator_dir,
+                            band_generator=band, ceiling=ceiling, **more)
+
+
 def build_tiny_system(prepared: Path, root: Path, inference_steps: int = 5) -> Path:
     """A serving system folder trained by the stages themselves, on a bank of 1 checkpoint per task."""
     from padirec.adapters.stage import build_adapters_stage

@@ -19,12 +19,14 @@ import numpy as np
 
 from padirec.config import Config
 from padirec.core.tasks import grid
+from padirec.errors import ArtifactError
 from padirec.evaluation.analyses import case_study, robustness_figures, robustness_per_user
 from padirec.evaluation.protocols import (
     BAND_DESCRIPTION,
     GRID_DESCRIPTION,
     EmptyBand,
     band_of,
+    needs_band_generator,
     protocol_section,
     run_band,
 )
@@ -68,6 +70,7 @@ def gather_evidence(ctx: MethodContext, cfg: Config, folders: Any, shard: bool =
     of per-user work in the order the report has always done it (so the global random state each
     sees is unchanged). ``folders``: the stage's ``EvaluationInputs`` (trained inputs' folders);
     ``shard``: ``ctx.features`` holds a range of the test users (``shards.py``)."""
+    require_trained_inputs(folders, cfg)
     seed_everything(cfg.seed)
     ev = cfg.evaluation
     device = ctx.features.item_embedding.device
@@ -99,6 +102,20 @@ def gather_evidence(ctx: MethodContext, cfg: Config, folders: Any, shard: bool =
         shown = method_with_role("proposed", methods) or method_with_role("reference", methods) or next(iter(methods))
         evidence.case_study = _case_study(methods[shown], ctx, cfg, shard)
     return evidence
+
+
+def require_trained_inputs(folders: Any, cfg: Config) -> None:
+    """The evaluate stage trains no model the pipeline graph does not show: the band protocol's
+    generator and the ceiling's second Retrain come from their own steps (``trained_inputs``);
+    a folder of theirs that says ``skipped`` is fine, no folder is refused."""
+    reference = method_with_role("reference")
+    missing = [name for name, needed in (
+        ("band_generator", needs_band_generator(cfg)),
+        ("ceiling", cfg.evaluation.retrain_ceiling and reference in cfg.evaluation.methods))
+        if needed and getattr(folders, name) is None]
+    if missing:
+        raise ArtifactError(f"the evaluate stage needs the output of the {' and '.join(missing)} step(s) for this "
+                            "config (EvaluationInputs." + ", .".join(missing) + "; padirec.evaluation.trained_inputs)")
 
 
 def _band(sweep: SweepResult, ctx: MethodContext, cfg: Config, generator: Any) -> BandEvidence:

@@ -11,7 +11,8 @@
   unseen; the two ends (``w_acc = 0`` and ``1``, the simplex vertices) are evaluated beside them
   for reference. A second generator, trained on the reduced bank with the pipeline's generator
   settings and seed (``train_band_generator``), samples PaDiRec's adapters: the pipeline's
-  ``band_generator`` step trains it; without that step's output it is trained here.
+  ``band_generator`` step trains it (``band_context`` trains one only for a caller that gives
+  none: the benchmarks; the evaluate stage refuses to run without that step's output).
 
 Methods that do not learn from tasks (Retrain, Soup, MMR, DeepPRL, MODT4R) give the same result
 on a task under either protocol, so their band rows are the grid sweep's rows for those tasks,

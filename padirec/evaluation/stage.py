@@ -5,8 +5,8 @@ frozen features (the ``features`` artifact; without one, computed once), builds 
 ``cfg.evaluation.methods`` and writes ``report.json`` (schema in ``report.py``), ``report.md``,
 ``plots/*.png`` and a manifest of kind ``report``: the method x task sweep over the evaluation
 grid, the summary, the protocols (``protocols.py``) and the analyses. The band protocol's
-generator and the ceiling's second Retrain come from their own steps (``trained_inputs.py``),
-else are trained here. With ``time_responses`` (the pipeline's evaluate step) it first times new
+generator and the ceiling's second Retrain come from their own steps (``trained_inputs.py``):
+the stage trains no model itself. With ``time_responses`` (the pipeline's evaluate step) it first times new
 tasks with the very methods it has fitted, so each method is fitted once per pipeline run
 (MODT4R's fit alone took about 200 s at ML-1M size).
 """
@@ -51,7 +51,8 @@ PLOT_DIR = "plots"
 class EvaluationInputs:
     """The evaluate stage's folders. ``generator``: read only when a method asks for it;
     ``features``: the frozen features (computed here when None); ``band_generator`` and
-    ``ceiling``: the outputs of the steps that train them (trained here when None).
+    ``ceiling``: the outputs of the steps that train them, required when the config needs them
+    (the stage trains no model itself: ``evidence.require_trained_inputs``).
     ``time_responses``: time every method on new tasks first (``_time_new_tasks``)."""
 
     data: str | Path

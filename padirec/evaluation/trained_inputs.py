@@ -4,7 +4,8 @@ The band protocol's generator (``protocols.train_band_generator``, on the bank w
 tasks) and the ceiling's second Retrain (``uncertainty.train_ceiling``, every grid task with
 another seed) are pipeline steps of their own, so the graph shows every model a run trains, and
 each is cached and tracked like the other training steps. The evaluate stage reads their folders
-(``read_band_generator``, ``read_ceiling``); without them it trains the same models itself.
+(``read_band_generator``, ``read_ceiling``) and refuses to run without them when its config needs
+them.
 
 When the config asks for neither (no ``band`` protocol, no method built from the generator,
 ``retrain_ceiling`` off, no Retrain among the methods) or the band leaves the bank empty, the

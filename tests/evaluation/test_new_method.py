@@ -13,9 +13,10 @@ import torch
 from padirec.config import config_from_dict
 from padirec.errors import ConfigError
 from padirec.evaluation.report import validate_report
-from padirec.evaluation.stage import EvaluationInputs, evaluate_stage
+from padirec.evaluation.stage import evaluate_stage
 from padirec.evaluation.sweep import SplitEvaluator
 from padirec.methods.base import METHODS, Method, MethodContext, register
+from tests.fixtures import evaluation_inputs
 
 
 @dataclass
@@ -59,8 +60,7 @@ def test_a_registered_method_runs_through_config_stage_and_report(tiny, tmp_path
     raw["evaluation"]["methods"] = ["bare", "retrain", "padirec"]
     cfg = config_from_dict(raw)
     assert cfg.methods["bare"] == BareConfig(scale=2.0)
-    folders = EvaluationInputs(tiny.data_dir, tiny.backbone_dir, tiny.bank_dir, tiny.generator_dir)
-    report = evaluate_stage(folders, tmp_path / "eval", cfg)
+    report = evaluate_stage(evaluation_inputs(tiny, cfg, tmp_path), tmp_path / "eval", cfg)
     validate_report(report)
     assert list(report["methods"]) == ["bare", "retrain", "padirec"] and "bare" in report["summary"]
     # the task's own objective beside the paper's: Retrain is the reference, so its regret is 0

@@ -25,11 +25,12 @@ from padirec.evaluation.protocols import (
     run_band,
 )
 from padirec.evaluation.report import ReportError, validate_report
-from padirec.evaluation.stage import EvaluationInputs, evaluate_stage
+from padirec.evaluation.stage import evaluate_stage
 from padirec.evaluation.sweep import run_sweep
 from padirec.methods.cmr import draws_outside
 from padirec.methods.nn_lookup import bank_tasks
 from padirec.methods.registry import METHODS, build_methods
+from tests.fixtures import evaluation_inputs
 
 
 def test_band_tasks_are_the_grid_inside_plus_the_ends():
@@ -155,7 +156,7 @@ def test_report_carries_both_protocols(tiny, tmp_path):
     cfg = copy.deepcopy(tiny.cfg)
     cfg.adapters.grid_size = 3
     cfg.evaluation.methods = ["padirec", "retrain", "nn_lookup", "interpolation", "mmr"]
-    folders = EvaluationInputs(tiny.data_dir, tiny.backbone_dir, tiny.bank_dir, tiny.generator_dir)
+    folders = evaluation_inputs(tiny, cfg, tmp_path)
     report = evaluate_stage(folders, tmp_path / "eval", cfg)
     protocols = report["protocols"]
     assert set(protocols) == {"grid", "band"}

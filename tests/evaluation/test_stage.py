@@ -21,6 +21,7 @@ from padirec.evaluation.stage import EvaluationInputs, evaluate_stage
 from padirec.evaluation.sweep import SplitEvaluator, run_sweep
 from padirec.methods.registry import METHODS, build_methods
 from padirec.runtime.artifacts import read_manifest
+from tests.fixtures import evaluation_inputs
 
 
 def test_evaluator_matches_the_shared_metrics(tiny):
@@ -69,16 +70,13 @@ def test_unknown_method_is_a_config_error(tiny):
         build_methods(["padirec", "llm"], tiny.context)
 
 
-def folders(tiny, **more) -> EvaluationInputs:
-    """The tiny setup's folders as the evaluate stage reads them."""
-    return EvaluationInputs(tiny.data_dir, tiny.backbone_dir, tiny.bank_dir, tiny.generator_dir, **more)
 
 
 @pytest.mark.slow  # about 11 s on the shared 2-core box (every method)
 def test_evaluate_stage_writes_the_report(tiny, tmp_path):
     cfg = copy.deepcopy(tiny.cfg)
     cfg.evaluation.methods = list(METHODS)
-    report = evaluate_stage(folders(tiny), tmp_path / "eval", cfg)
+    report = evaluate_stage(evaluation_inputs(tiny, cfg, tmp_path), tmp_path / "eval", cfg)
     validate_report(report)
     assert report["response_time"] == {}  # no timing asked for
     assert len(report["tasks"]) == 3 and set(report["methods"]) == set(METHODS)
@@ -109,7 +107,7 @@ def test_evaluate_times_new_tasks_with_the_methods_it_fits_once(tiny, tmp_path, 
     cmr = METHODS["cmr"]
     original = cmr.fit
     monkeypatch.setattr(cmr, "fit", lambda self: (fits.append(1), original(self))[1])
-    report = evaluate_stage(folders(tiny, time_responses=True), tmp_path / "eval", cfg)
+    report = evaluate_stage(evaluation_inputs(tiny, cfg, tmp_path, time_responses=True), tmp_path / "eval", cfg)
     assert len(fits) == 1
     rt = report["response_time"]
     assert set(rt) == {"padirec", "retrain", "cmr"} and all(r["repeats"] == 2 for r in rt.values())
@@ -118,7 +116,7 @@ def test_evaluate_times_new_tasks_with_the_methods_it_fits_once(tiny, tmp_path, 
     assert "plots/response_time.png" in read_manifest(tmp_path / "eval", kind="report")["files"]
     assert "Response time" in (tmp_path / "eval" / "report.md").read_text()
     # the timing does not shift the sweep's draws: the same figures as a sweep without it
-    plain = evaluate_stage(folders(tiny), tmp_path / "eval2", cfg)
+    plain = evaluate_stage(evaluation_inputs(tiny, cfg, tmp_path), tmp_path / "eval2", cfg)
     assert plain["methods"]["padirec"] == report["methods"]["padirec"]
 
 

@@ -1,13 +1,13 @@
 """The band generator and the ceiling's second Retrain as stages of their own: the evaluate stage
-reading their folders writes the report it writes when it trains them itself."""
+reads their folders, refuses to run without them when its config needs them, and trains neither."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import pytest
 
+from padirec.errors import ArtifactError
 from padirec.evaluation.stage import EvaluationInputs, evaluate_stage
 from padirec.evaluation.trained_inputs import (
     SKIPPED,
@@ -19,21 +19,12 @@ from padirec.evaluation.trained_inputs import (
 from padirec.runtime.artifacts import read_manifest
 
 
-def figures(report: Any) -> Any:
-    """The report without what the clock decides: the time it was written and every duration."""
-    if isinstance(report, dict):
-        return {k: figures(v) for k, v in report.items() if k != "created_utc" and "seconds" not in k}
-    if isinstance(report, list):
-        return [figures(v) for v in report]
-    return report
-
-
 def folders(tiny, **more) -> EvaluationInputs:
     return EvaluationInputs(tiny.data_dir, tiny.backbone_dir, tiny.bank_dir, tiny.generator_dir, **more)
 
 
-@pytest.mark.slow  # two generators, two second Retrains, two evaluations (about 20 s)
-def test_the_report_is_the_same_with_the_trained_inputs(tiny, tmp_path):
+@pytest.mark.slow  # a generator, a second Retrain, an evaluation (about 10 s)
+def test_the_evaluate_stage_reads_them_and_trains_nothing_itself(tiny, tmp_path):
     cfg = copy.deepcopy(tiny.cfg)
     cfg.evaluation.methods = ["padirec", "retrain", "nn_lookup", "mmr"]
     band = band_generator_stage(tiny.bank_dir, tmp_path / "band_generator", cfg)
@@ -42,11 +33,15 @@ def test_the_report_is_the_same_with_the_trained_inputs(tiny, tmp_path):
     assert read_manifest(tmp_path / "band_generator", kind="generator")
     assert read_ceiling(tmp_path / "ceiling").params.shape[0] == 3
 
-    alone = evaluate_stage(folders(tiny), tmp_path / "alone", cfg)
+    # without their folders the stage refuses, naming both, before any work
+    with pytest.raises(ArtifactError, match=r"band_generator and ceiling step"):
+        evaluate_stage(folders(tiny), tmp_path / "alone", cfg)
+    assert not (tmp_path / "alone").exists()
     given = evaluate_stage(folders(tiny, band_generator=tmp_path / "band_generator", ceiling=tmp_path / "ceiling"),
                            tmp_path / "given", cfg)
     assert "skipped" not in given["protocols"]["band"] and "pearson_ceiling" in given["summary"]["retrain"]
-    assert figures(given) == figures(alone)
+    assert given["protocols"]["band"]["generator"] == pytest.approx(band)  # the step's generator, not a new one
+    assert given["summary"]["retrain"]["pearson_ceiling"]["seed"] == cfg.seed + 1
 
 
 def test_nothing_to_train_is_a_skipped_folder(tiny, tmp_path):
