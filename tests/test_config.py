@@ -80,14 +80,14 @@ def test_a_set_key_nested_into_a_value_is_named(key, needle):
     ("generator.loss_weighting", "snr", "generator.loss_weighting: unknown 'snr'"),
     ("generator.normalization", "global", "generator.normalization: unknown 'global'"),
     ("adapters.candidates", "all", "adapters.candidates: unknown 'all'"),
-    ("methods.modt4r.diversity_reward", "mse", "methods.modt4r: diversity_reward: 'mse' is not one of"),
+    ("methods.modt4r.diversity_reward", "mse", "methods.modt4r.diversity_reward: unknown 'mse'; valid: category, embedding"),
     ("methods.llm.epochs", 1, "methods: unknown method.*'llm'"),
     ("methods.cmr.epoch", 1, "methods.cmr: unknown key.*'epoch'.*CMRConfig"),
     ("generator.timesteps", 50, "unknown key.*'timesteps'.*num_train_timesteps"),
     ("generator.size", "huge", "generator.size: unknown 'huge'"),
     ("data.source", "ml-20m", "data.source: unknown 'ml-20m'; valid: ml-100k"),
     ("device", "tpu", "device: 'tpu' is not"),
-    ("promotion.on_failing_champion", "delete", "promotion: on_failing_champion: 'delete' is not one of"),
+    ("promotion.on_failing_champion", "delete", "promotion.on_failing_champion: unknown 'delete'; valid: keep, flag, clear"),
     # retired: a version of other data is compared head to head now (README, "Promotion policy")
     ("promotion.allow_other_data", True, "promotion.allow_other_data was retired: .* head to head"),
     ("promotion.margin", 0, r"promotion.margin: 0.0 is outside \(0, 1\]"),  # a tie must never win
@@ -176,3 +176,16 @@ def test_synthetic_settings_are_checked_at_load(value, needle):
         n: p.default for n, p in inspect.signature(generate).parameters.items()}
     with pytest.raises(ConfigError, match=needle):
         load_config(ROOT / "configs" / "smoke.yaml", {"data.synthetic": value})
+
+
+def test_choices_are_declared_one_way():
+    """A setting's allowed values are ``setting(choices=...)`` metadata, read by the one checker
+    (``padirec.config.checks``); a ``Literal`` type would be a second checker in ``from_dict``."""
+    from pathlib import Path
+
+    import padirec
+
+    root = Path(padirec.__file__).parent
+    found = [f"{p.relative_to(root)}:{i}" for p in sorted(root.rglob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if "Literal[" in line]
+    assert not found, found

@@ -18,7 +18,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.utilities import UTILITIES  # noqa: F401 - fills the registry AdapterConfig reads
@@ -57,7 +57,7 @@ class EvaluationConfig:
     band_low: float = setting(0.3, range="[0, 1]")
     band_high: float = setting(0.7, range="[0, 1]")
     # what the band bounds (``padirec.core.tasks.Band``): w_acc, or (p = 3) the distance to the centroid
-    band_coordinate: Literal["w_acc", "centroid_distance"] = setting("w_acc", choices=("w_acc", "centroid_distance"))
+    band_coordinate: str = setting("w_acc", choices=("w_acc", "centroid_distance"))
     # the pipeline evaluates users in this many parallel steps, then merges them (1: one step)
     shards: int = setting(1, range=POSITIVE)
 
@@ -86,7 +86,7 @@ class PromotionConfig:
     min_pearson_rd: float = setting(0.5, range="[-1, 1]")
     # a champion that fails the gate (re-checked at every promotion): keep the alias, keep it and
     # tag the version ``champion_status``, or clear the alias
-    on_failing_champion: Literal["keep", "flag", "clear"] = "flag"
+    on_failing_champion: str = setting("flag", choices=("keep", "flag", "clear"))
     # By how much a version's score (mean over tasks of NDCG@k x alpha-NDCG@k) must beat the
     # champion's to take its alias, > 0 so that a tie never does; on other data, the head-to-head's
     # bootstrap lower bound must clear it too (README, "Promotion policy")

@@ -57,7 +57,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -247,7 +247,7 @@ class MODT4RConfig:
     batch_size: int = setting(128, range="[1, inf)")  # trajectory windows per step
     lr: float = setting(1e-3, range="(0, inf)")
     beta: float = setting(0.5, range="[0, inf)")  # weight of the return loss L_R
-    diversity_reward: Literal["category", "embedding"] = "category"
+    diversity_reward: str = setting("category", choices=("category", "embedding"))
     window: int = setting(10, range="[1, inf)")  # previous items a step's diversity reward compares against
     horizon: int = setting(1, range="[1, inf)")  # steps summed into the diversity return-to-go
     target_quantile: float = setting(0.95, range="[0, 1]")  # diversity return asked for at w_div = 1 (quantile of training returns)

@@ -18,7 +18,6 @@ for ``p = 2`` that is the nearest ``w_acc``), with ties (equal distances up to 1
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from padirec.adapters.bank import AdapterBank, served_adapter
 from padirec.adapters.features import Features
 from padirec.core.layout import Layout
 from padirec.core.tasks import validate_weights
+from padirec.core.typed_config import setting
 from padirec.errors import ConfigError
 from padirec.methods.base import AdapterMethod, MethodContext, register
 
@@ -35,7 +35,7 @@ CHECKPOINT_MODES = ("mean", "last")
 
 @dataclass
 class BankLookupConfig:
-    checkpoints: Literal["mean", "last"] = "mean"  # a task's adapter: the mean of its checkpoints, or its last
+    checkpoints: str = setting("mean", choices=("mean", "last"))  # a task's adapter: the mean of its checkpoints, or its last
 
 
 def bank_tasks(bank: AdapterBank, checkpoints: str = "mean",

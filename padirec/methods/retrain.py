@@ -28,7 +28,6 @@ candidates are one-off work per backbone (``fit``), shared with every other meth
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -38,6 +37,7 @@ from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.adapters.train import backbone_topk, train_bank
 from padirec.core.layout import Layout, dims
+from padirec.core.typed_config import setting
 from padirec.methods.base import AdapterMethod, MethodContext, register
 
 
@@ -46,7 +46,7 @@ class RetrainConfig:
     from_bank: bool = True  # evaluation sweep: reuse the bank's adapter when it trained the exact task
     # what Retrain serves from a task's last ``adapters.checkpoints_per_task`` epochs: their mean,
     # as PaDiRec and the bank baselines serve checkpoint means (a fair reference), or the last one
-    checkpoints: Literal["mean", "last"] = "mean"
+    checkpoints: str = setting("mean", choices=("mean", "last"))
 
 
 @register

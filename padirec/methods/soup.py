@@ -11,20 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
 from padirec.adapters.features import Features
 from padirec.core.layout import Layout
+from padirec.core.typed_config import setting
 from padirec.methods.base import AdapterMethod, MethodContext, register
 from padirec.methods.retrain import Retrain
 
 
 @dataclass
 class SoupConfig:
-    checkpoints: Literal["mean", "last"] = "mean"  # each pure adapter: its checkpoints' mean (as Retrain), or last
+    checkpoints: str = setting("mean", choices=("mean", "last"))  # each pure adapter: its checkpoints' mean (as Retrain), or last
 
 
 @register
