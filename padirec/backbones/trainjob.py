@@ -42,6 +42,14 @@ log = logging.getLogger("padirec")
 
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
 WORKER = ["torchrun", "-m", "padirec.backbones.ddp_worker"]  # torchrun reads the runtime's PET_* variables
+# The torch runtime's replicated job and its trainer container are both named "node". The patch
+# puts its pods at the restricted Pod Security profile, as every padirec pod (docs/cluster.md,
+# "Pod security"): the image's non-root user, no privilege escalation, no capabilities, seccomp.
+NODE = "node"
+PATCH_MANAGER = "padirec.io/backbone-step"
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 class TrainJobError(PadirecError):
@@ -64,7 +72,7 @@ def render(name: str, namespace: str, image: str, settings: TrainJobSettings, pr
            worker_args: list[str]) -> dict[str, Any]:
     """The TrainJob manifest: ``settings.nodes`` nodes of ``processes`` ranks each, running
     ``image``'s worker with ``worker_args``; the object store's endpoint and keys from the runs'
-    ConfigMap and Secret, as the steps get them."""
+    ConfigMap and Secret, as the steps get them; the pods patched to the restricted profile."""
     threads = str(threads_per_rank(settings.cpu, processes))
     env = [{"name": k, "valueFrom": {"configMapKeyRef": {"name": SETTINGS_CONFIG_MAP, "key": k}}}
            for k in S3_SETTINGS_KEYS]
@@ -90,6 +98,10 @@ def render(name: str, namespace: str, image: str, settings: TrainJobSettings, pr
                 "resourcesPerNode": {"requests": resources, "limits": dict(resources)},
                 "env": env,
             },
+            "runtimePatches": [{"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {
+                "replicatedJobs": [{"name": NODE, "template": {"spec": {"template": {"spec": {
+                    "securityContext": POD_SECURITY,
+                    "containers": [{"name": NODE, "securityContext": CONTAINER_SECURITY}]}}}}}]}}}}],
         },
     }
 

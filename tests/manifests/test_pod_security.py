@@ -109,6 +109,39 @@ def test_every_pod_spec_meets_the_restricted_profile(rendered):
     assert "serving" in rendered  # manifests/serving alone, as well as in the overlays
 
 
+def trainjob_pod(job: dict) -> dict:
+    """The pod of a TrainJob's node, as the Trainer builds it on the torch runtime: the job's
+    runtime patch gives the pod's and the ``node`` container's security settings, the trainer its
+    image, command and resources (the runtime's own template sets no security context)."""
+    trainer = job["spec"]["trainer"]
+    patches = [p for p in job["spec"].get("runtimePatches", []) if p.get("manager") == "padirec.io/backbone-step"]
+    assert len(patches) == 1, "the TrainJob carries no padirec runtime patch"
+    jobs = patches[0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    pod = next(j for j in jobs if j["name"] == "node")["template"]["spec"]["template"]["spec"]
+    container = {**next(c for c in pod["containers"] if c["name"] == "node"), "image": trainer["image"],
+                 "command": trainer["command"], "resources": trainer["resourcesPerNode"]}
+    return {**{k: v for k, v in pod.items() if k != "containers"}, "containers": [container]}
+
+
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_the_backbone_trainjob_pods_meet_the_restricted_profile(gpus):
+    """The TrainJob the backbone step submits (``backbone.launcher: trainjob``), and the example in
+    manifests/trainer."""
+    from padirec.backbones.trainjob import render, worker_args
+    from tests.backbones.test_trainjob import trainjob_cfg
+
+    cfg = trainjob_cfg(nodes=2, gpus=gpus, staging="s3://b/p")
+    job = render("padirec-backbone-0123456789ab", "team-a", "registry.example.com/padirec:1", cfg.trainjob, 2,
+                 worker_args("s3://b/p/x/data", "s3://b/p/x/backbone", cfg, 50, 0))
+    assert violations(trainjob_pod(job)) == []
+    assert violations(trainjob_pod(yaml.safe_load((MANIFESTS / "trainer" / "backbone-trainjob.yaml").read_text()))) == []
+    # the check sees a pod below the profile
+    broken = copy.deepcopy(job)
+    del broken["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0][
+        "template"]["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+    assert violations(trainjob_pod(broken)) == ["node: runAsNonRoot is not true"]
+
+
 @needs_kubectl
 def test_padirec_namespace_enforces_restricted(rendered):
     for name, objs in rendered.items():
