@@ -3,6 +3,7 @@ field and the problem (no stack trace, no server path), ``k`` is honoured from p
 record, the distinct weight vectors of a request are capped, and a request that times out stops
 its work on the server."""
 
+import contextlib
 import json
 import os
 import re
@@ -25,14 +26,15 @@ CAP = 4000  # far above the default, so one request outlasts the timeout on any 
 MAX_RECORDS = 2 * CAP
 
 
-@pytest.fixture(scope="module")
-def server(model_path, tmp_path_factory):
+@contextlib.contextmanager
+def serving(model_path: Path, folder: Path, timeout_s: int, env: dict[str, str]):
+    """``mlflow models serve`` of the model, one worker, on a free port: ``{"url", "log", "pgid"}``."""
     port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    log = folder / "serve.log"
     bin_dir = Path(sys.executable).parent
     proc = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", str(model_path), "--env-manager", "local",
-                             "-h", "127.0.0.1", "-p", str(port), "-w", "1", "--timeout", str(TIMEOUT_S)],
-                            env={**os.environ, MAX_TASKS_ENV: str(CAP), MAX_RECORDS_ENV: str(MAX_RECORDS), "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+                             "-h", "127.0.0.1", "-p", str(port), "-w", "1", "--timeout", str(timeout_s)],
+                            env={**os.environ, **env, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -45,10 +47,17 @@ def server(model_path, tmp_path_factory):
                 if proc.poll() is not None or time.time() > deadline:
                     raise RuntimeError(f"mlflow models serve did not start:\n{log.read_text()[-3000:]}") from None
                 time.sleep(0.5)
-        yield {"url": url, "log": log}
+        yield {"url": url, "log": log, "pgid": proc.pid}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(model_path, tmp_path_factory):
+    with serving(model_path, tmp_path_factory.mktemp("serve"), TIMEOUT_S,
+                 {MAX_TASKS_ENV: str(CAP), MAX_RECORDS_ENV: str(MAX_RECORDS)}) as s:
+        yield s
 
 
 def _post(server, records, params=None, raw=None):
@@ -137,3 +146,34 @@ def test_timed_out_request_stops_its_work(server, rec):
     # and the server answers the next request
     status, body = _post(server, [{"history": h, "weights": [0.3, 0.7]}], {"k": 3})
     assert status == 200, body
+
+
+def _peak_rss_mb(server) -> float:
+    """The largest peak resident memory (VmHWM) among the server's processes (its process group)."""
+    peaks = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if os.getpgid(int(status.parent.name)) == server["pgid"]:
+                peaks += [int(line.split()[1]) / 1024 for line in status.read_text().splitlines()
+                          if line.startswith("VmHWM:")]
+        except (OSError, ValueError):  # a process gone meanwhile
+            continue
+    return max(peaks, default=0.0)
+
+
+def test_a_request_of_250000_records_is_refused_and_the_server_lives(model_path, rec, tmp_path):
+    """Issue 29's attack, on a server with the defaults (60 s timeout, 1,000 records): 250,000
+    records (14 MB) once ran past the timeout and took 5 GB. MLflow still parses the body into a
+    frame before the model sees it; the model then refuses it by the records' cap (a 400 naming the
+    setting) instead of ranking it, and the next request is served. Prints the time and memory."""
+    h = _history(rec)
+    body = json.dumps({"dataframe_records": [{"history": h, "weights": [0.3, 0.7]}] * 250_000})
+    with serving(model_path, tmp_path, 60, {}) as server:
+        before = _peak_rss_mb(server)
+        start = time.monotonic()
+        status, text = _post(server, None, raw=body)
+        seconds = time.monotonic() - start
+        print(f"\n250,000 records ({len(body) / 2**20:.1f} MB): {status} in {seconds:.1f} s; "
+              f"server peak RSS {before:.0f} -> {_peak_rss_mb(server):.0f} MB")
+        assert status == 400 and MAX_RECORDS_ENV in text, text[:500]
+        assert _post(server, [{"history": h, "weights": [0.3, 0.7]}])[0] == 200
