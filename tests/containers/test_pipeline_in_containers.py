@@ -29,7 +29,7 @@ from pipelines.run_local import Containers, find_output, run_local
 from tests.containers.conftest import ROOT, docker
 from tests.data.test_sources import write_ml100k
 from tests.manifests.kube import container, objects
-from tests.servers import free_port, postgres, seaweedfs
+from tests.servers import free_port, http_json, postgres, seaweedfs
 
 pytestmark = pytest.mark.slow
 MLFLOW_HOST, S3_HOST = "mlflow.padirec.svc", "seaweedfs.padirec.svc"
@@ -213,21 +213,11 @@ def _serve(cluster, docker_env: dict, image: str) -> tuple[str, str]:
     return name, f"http://127.0.0.1:{port}"
 
 
-def _call(url: str, body: dict | None = None, timeout: float = 30) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode() if body else None,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
-
-
 def _until(url: str, docker_env: dict, name: str, ok, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            status, state = _call(url)
+            status, state = http_json(url)
             if ok(status, state):
                 return state
         except OSError:
@@ -245,7 +235,7 @@ def _load(url: str, stop: threading.Event, results: list) -> None:
         body = {"dataframe_records": [{"history": ["i35", "i36", "i37"], "weights": [w, 1 - w]}], "params": {"k": 3}}
         started = time.monotonic()
         try:
-            status, reply = _call(url + "/invocations", body)
+            status, reply = http_json(url + "/invocations", body)
             results.append((started, time.monotonic(), status, reply.get("model_version")))
         except Exception as e:  # a refused connection or a timeout is a failed request too
             results.append((started, time.monotonic(), None, repr(e)))
@@ -389,12 +379,12 @@ def test_a_month_of_weekly_retraining(cluster, docker_env, project_image, record
         assert third["decision"] != "champion" and "does not beat champion v" + v2 in third["reason"], third
         assert client.get_model_version_by_alias(MODEL, "champion").version == v2
         time.sleep(POLL_S + 1)
-        state = _call(url + "/ready")[1]
+        state = http_json(url + "/ready")[1]
         assert state["model_version"] == v2, state
 
         # A week-3 item in a request: ignored and listed, the rest ranked by v2.
         new = f"i{40 + NEW_ITEMS}"
-        status, reply = _call(url + "/invocations", {"dataframe_records": [{"history": ["i35", "i36", new],
+        status, reply = http_json(url + "/invocations", {"dataframe_records": [{"history": ["i35", "i36", new],
                                                                             "weights": [0.5, 0.5]}]})
         assert status == 200 and reply["model_version"] == v2, reply
         assert reply["predictions"][0]["ignored"] == [new] and len(reply["predictions"][0]["item_ids"]) == 10, reply

@@ -21,7 +21,7 @@ import pytest
 
 from padirec.serving import MAX_RECORDS_ENV
 from padirec.serving.http import MAX_BYTES_ENV
-from tests.servers import free_port, mlflow_server
+from tests.servers import free_port, http_json, mlflow_server
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,21 +35,11 @@ PASSWORD = "serving-pw-7f3a"  # the read-only user's (the server has no auth her
 
 
 def _post(url: str, body: dict, timeout: float = 30) -> tuple[int, dict]:
-    req = urllib.request.Request(url + "/invocations", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+    return http_json(url + "/invocations", body, timeout)
 
 
 def _get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+    return http_json(url, timeout=5)
 
 
 def _register(uri: str, system: Path, runs: int) -> list[str]:
