@@ -28,7 +28,6 @@ from padirec.data.dataset import load_prepared
 from padirec.errors import ArtifactError, ConfigError
 from padirec.evaluation.evidence import assemble_report, gather_evidence
 from padirec.evaluation.markdown import render_markdown
-from padirec.evaluation.plots import make_plots
 from padirec.evaluation.report import metric_name, validate_report
 from padirec.evaluation.response_time import speedup
 from padirec.methods.registry import MethodContext, method_with_role
@@ -109,6 +108,9 @@ def write_report(out_dir: str | Path, report: dict[str, Any], cfg: Config) -> di
     """Write report.json, report.md, the plots and the manifest into ``out_dir``."""
     out_dir = Path(out_dir)
     validate_report(report)
+    # imported here: matplotlib costs every step that imports this module half a second
+    from padirec.evaluation.plots import make_plots
+
     plots = make_plots(report, out_dir / PLOT_DIR)
     atomic_write_json(out_dir / REPORT_FILE, report)
     atomic_write_text(out_dir / MARKDOWN_FILE, render_markdown(report, plots, PLOT_DIR))

@@ -65,7 +65,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from pymoo.indicators.hv import HV
-from scipy import stats
 
 from padirec.adapters.utilities import metric_key, utility_metrics
 from padirec.runtime.finite import correlation_reason, undefined_reasons
@@ -230,6 +229,9 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> float:
     pair = _paired_finite(x, y)
     if pair is None:
         return math.nan
+    # imported here: scipy.stats costs every step that imports this module a third of a second
+    from scipy import stats
+
     return float(np.clip(stats.pearsonr(*pair).statistic, -1.0, 1.0))
 
 
@@ -238,6 +240,8 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     pair = _paired_finite(x, y)
     if pair is None:
         return math.nan
+    from scipy import stats
+
     return float(stats.spearmanr(*pair).statistic)
 
 
