@@ -4,7 +4,7 @@ and the champion served by the real serving server, as on a cluster.
 Servers as a cluster has them: PostgreSQL (Debian's package) behind an MLflow server that runs
 from the project image (as the manifests' Deployment does) with its artifacts proxied to
 SeaweedFS. Steps reach them only by cluster-style names (``mlflow.padirec.svc``,
-``seaweedfs.padirec.svc``, mapped by ``extra_hosts``), read the input tables from ``s3://``, and get
+``seaweedfs.padirec.svc``, mapped by ``extra_hosts``), read the weekly snapshots from ``s3://``, and get
 their credentials and settings as environment variables named exactly as the compiled pipeline's
 Kubernetes settings pass them (``padirec_pipeline.step_environment``).
 """
