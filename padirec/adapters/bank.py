@@ -31,11 +31,14 @@ PARAMS = "adapters.safetensors"
 TASKS = "tasks.parquet"
 
 
+SERVED = ("mean", "last")  # what a task serves from its checkpoints (``served_adapter``)
+
+
 def served_adapter(checkpoints: torch.Tensor, how: str) -> torch.Tensor:
     """The adapter a task serves from its checkpoints ``(..., K, P)`` -> ``(..., P)``: their mean
     (``mean``, as the generator's ``task_mean`` targets and the bank baselines) or the last one
     (``last``)."""
-    if how not in ("mean", "last"):
+    if how not in SERVED:
         raise ValueError(f"served adapter: {how!r} is not one of mean, last")
     return checkpoints.mean(-2) if how == "mean" else checkpoints[..., -1, :]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from padirec.adapters.bank import AdapterBank, served_adapter
+from padirec.adapters.bank import SERVED, AdapterBank, served_adapter
 from padirec.adapters.features import Features
 from padirec.core.layout import Layout
 from padirec.core.tasks import validate_weights
@@ -30,12 +30,10 @@ from padirec.core.typed_config import setting
 from padirec.errors import ConfigError
 from padirec.methods.base import AdapterMethod, MethodContext, register
 
-CHECKPOINT_MODES = ("mean", "last")
-
 
 @dataclass
 class BankLookupConfig:
-    checkpoints: str = setting("mean", choices=("mean", "last"))  # a task's adapter: the mean of its checkpoints, or its last
+    checkpoints: str = setting("mean", choices=SERVED)  # a task's adapter: the mean of its checkpoints, or its last
 
 
 def bank_tasks(bank: AdapterBank, checkpoints: str = "mean",
@@ -45,8 +43,8 @@ def bank_tasks(bank: AdapterBank, checkpoints: str = "mean",
     Returns ``params (T, P)`` float32 (the mean of the task's checkpoints, or its last one),
     ``weights (T, p)`` float64 and ``task_id (T,)``, tasks in ascending ``task_id``.
     """
-    if checkpoints not in CHECKPOINT_MODES:
-        raise ConfigError(f"checkpoints: {checkpoints!r} is not one of {', '.join(CHECKPOINT_MODES)}")
+    if checkpoints not in SERVED:
+        raise ConfigError(f"checkpoints: {checkpoints!r} is not one of {', '.join(SERVED)}")
     rows = bank.training_rows() if rows is None else np.asarray(rows, dtype=np.int64)
     ids = bank.task_id[rows]
     task_ids = np.unique(ids)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from padirec.adapters.bank import AdapterBank, served_adapter
+from padirec.adapters.bank import SERVED, AdapterBank, served_adapter
 from padirec.adapters.config import AdapterConfig
 from padirec.adapters.features import Features
 from padirec.adapters.train import backbone_topk, train_bank
@@ -46,7 +46,7 @@ class RetrainConfig:
     from_bank: bool = True  # evaluation sweep: reuse the bank's adapter when it trained the exact task
     # what Retrain serves from a task's last ``adapters.checkpoints_per_task`` epochs: their mean,
     # as PaDiRec and the bank baselines serve checkpoint means (a fair reference), or the last one
-    checkpoints: str = setting("mean", choices=("mean", "last"))
+    checkpoints: str = setting("mean", choices=SERVED)
 
 
 @register

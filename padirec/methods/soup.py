@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from padirec.adapters.bank import SERVED
 from padirec.adapters.features import Features
 from padirec.core.layout import Layout
 from padirec.core.typed_config import setting
@@ -24,7 +25,7 @@ from padirec.methods.retrain import Retrain
 
 @dataclass
 class SoupConfig:
-    checkpoints: str = setting("mean", choices=("mean", "last"))  # each pure adapter: its checkpoints' mean (as Retrain), or last
+    checkpoints: str = setting("mean", choices=SERVED)  # each pure adapter: its checkpoints' mean (as Retrain), or last
 
 
 @register
